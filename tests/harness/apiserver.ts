@@ -1,0 +1,169 @@
+// Starts a real etcd + kube-apiserver on loopback for integration tests and hands out a kubeconfig.
+//
+// One instance serves a whole test run: the runner (tests/run.ts) starts it and exports
+// DANM_TEST_KUBECONFIG; a test file run on its own starts a private instance instead.
+import { createPki, type KeyPair, type Pki } from "./pki.ts";
+import { freePort, repoRoot, run, sleep } from "./proc.ts";
+
+export interface ApiServer {
+  readonly url: string;
+  readonly kubeconfigPath: string;
+  readonly pki: Pki;
+  readonly admin: KeyPair;
+  /** The directory holding certificates, logs and etcd data of this instance. */
+  readonly dir: string;
+  stop(): Promise<void>;
+}
+
+/** Builds (or reuses from the versioned cache) kube-apiserver and etcd; returns their directory. */
+export async function ensureK8sBinaries(): Promise<string> {
+  const out = await run([`${repoRoot}/tests/tools/k8s/build.sh`], { inheritStderr: true });
+  return out.trim().split("\n").pop()!;
+}
+
+function spawnLogged(bin: string, args: string[], logFile: string): Deno.ChildProcess {
+  const log = Deno.openSync(logFile, { write: true, create: true, truncate: true });
+  const child = new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s) log.writeSync(chunk);
+  };
+  Promise.all([pump(child.stdout), pump(child.stderr)]).finally(() => log.close()).catch(() => {});
+  return child;
+}
+
+async function tail(file: string, lines = 40): Promise<string> {
+  try {
+    return (await Deno.readTextFile(file)).split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+async function stopChild(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch {
+    return; // already exited
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, 5000);
+  await child.status;
+  clearTimeout(timer);
+}
+
+export function kubeconfigYaml(url: string, ca: string, client: KeyPair): string {
+  const b64 = (s: string) => btoa(s);
+  return `apiVersion: v1
+kind: Config
+clusters:
+- name: danm-test
+  cluster:
+    server: ${url}
+    certificate-authority-data: ${b64(ca)}
+users:
+- name: admin
+  user:
+    client-certificate-data: ${b64(client.certPem)}
+    client-key-data: ${b64(client.keyPem)}
+contexts:
+- name: danm-test
+  context:
+    cluster: danm-test
+    user: admin
+current-context: danm-test
+`;
+}
+
+export async function startApiServer(opts: { dir?: string } = {}): Promise<ApiServer> {
+  const bin = await ensureK8sBinaries();
+  const dir = opts.dir ?? await Deno.makeTempDir({ prefix: "danm-apiserver-" });
+  const pki = await createPki(`${dir}/pki`);
+  const serving = await pki.server("apiserver", { dns: ["localhost", "kubernetes.default.svc"], ips: ["127.0.0.1"] });
+  const admin = await pki.client("admin", "admin", ["system:masters"]);
+  await run(["openssl", "genrsa", "-out", `${dir}/sa.key`, "2048"]);
+  await run(["openssl", "rsa", "-in", `${dir}/sa.key`, "-pubout", "-out", `${dir}/sa.pub`]);
+
+  const etcdPort = freePort(), peerPort = freePort(), apiPort = freePort();
+  const etcd = spawnLogged(`${bin}/etcd`, [
+    "--data-dir",
+    `${dir}/etcd`,
+    "--listen-client-urls",
+    `http://127.0.0.1:${etcdPort}`,
+    "--advertise-client-urls",
+    `http://127.0.0.1:${etcdPort}`,
+    "--listen-peer-urls",
+    `http://127.0.0.1:${peerPort}`,
+    "--initial-advertise-peer-urls",
+    `http://127.0.0.1:${peerPort}`,
+    "--initial-cluster",
+    `default=http://127.0.0.1:${peerPort}`,
+    "--unsafe-no-fsync",
+    "--log-level",
+    "warn",
+  ], `${dir}/etcd.log`);
+  const apiserver = spawnLogged(`${bin}/kube-apiserver`, [
+    `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+    "--bind-address=127.0.0.1",
+    "--advertise-address=127.0.0.1",
+    `--secure-port=${apiPort}`,
+    `--tls-cert-file=${serving.certFile}`,
+    `--tls-private-key-file=${serving.keyFile}`,
+    `--client-ca-file=${pki.ca.certFile}`,
+    "--authorization-mode=RBAC",
+    "--disable-admission-plugins=ServiceAccount",
+    "--service-account-issuer=https://kubernetes.default.svc",
+    `--service-account-key-file=${dir}/sa.pub`,
+    `--service-account-signing-key-file=${dir}/sa.key`,
+    "--service-cluster-ip-range=10.0.0.0/24",
+    "--allow-privileged=true",
+    "--profiling=false",
+    "--v=1",
+  ], `${dir}/apiserver.log`);
+
+  const url = `https://127.0.0.1:${apiPort}`;
+  const client = Deno.createHttpClient({ caCerts: [pki.ca.certPem], cert: admin.certPem, key: admin.keyPem });
+  const stop = async () => {
+    client.close();
+    await stopChild(apiserver);
+    await stopChild(etcd);
+  };
+  const deadline = Date.now() + 120_000;
+  let last = "";
+  while (true) {
+    try {
+      const res = await fetch(`${url}/readyz`, { client });
+      last = `${res.status} ${await res.text()}`;
+      if (res.status === 200) break;
+    } catch (e) {
+      last = String(e);
+    }
+    if (Date.now() > deadline) {
+      const logs = `--- etcd ---\n${await tail(`${dir}/etcd.log`)}\n--- apiserver ---\n${await tail(
+        `${dir}/apiserver.log`,
+      )}`;
+      await stop();
+      throw new Error(`kube-apiserver not ready after 120 s (last: ${last})\n${logs}`);
+    }
+    await sleep(250);
+  }
+  const kubeconfigPath = `${dir}/kubeconfig`;
+  await Deno.writeTextFile(kubeconfigPath, kubeconfigYaml(url, pki.ca.certPem, admin));
+  return { url, kubeconfigPath, pki, admin, dir, stop };
+}
+
+/** Describes an apiserver started by the test runner, passed to test processes through the environment. */
+export interface SharedApiServer {
+  readonly url: string;
+  readonly kubeconfigPath: string;
+  readonly pkiDir: string;
+}
+
+export const sharedEnvKey = "DANM_TEST_APISERVER";
+
+export function sharedFromEnv(): SharedApiServer | undefined {
+  const raw = Deno.env.get(sharedEnvKey);
+  return raw ? JSON.parse(raw) as SharedApiServer : undefined;
+}

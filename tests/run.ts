@@ -1,0 +1,277 @@
+// The test runner behind `deno task test`: installs what the tiers need, runs every tier and prints
+// per-tier counts and a final `N passed, M failed` line.
+//
+//   deno task test                 every tier
+//   deno task test unit kernel     only those tiers
+//   deno task test integration -- tests/integration/foo_test.ts   narrower file set within a tier
+//
+// Tiers:
+//   unit         pure logic and in-memory layers; no privileges.
+//   integration  a real etcd + kube-apiserver on loopback (one instance for the tier) and real network
+//                namespaces on the host kernel. Runs inside a private network + mount namespace so that
+//                nothing it creates can leak onto the machine.
+//   kernel       tests needing ipvlan / 802.1Q vlan / dummy, run in a QEMU guest (one boot per run).
+//   e2e          the whole stack (added by the end-to-end issue; an absent directory is reported).
+import { ensureK8sBinaries, type SharedApiServer, sharedEnvKey, startApiServer } from "./harness/apiserver.ts";
+import { cacheRoot, have, repoRoot, run } from "./harness/proc.ts";
+import { ensureInitramfs, ensureKernel, runInGuest } from "./harness/vm.ts";
+
+const allTiers = ["unit", "integration", "kernel", "e2e"] as const;
+type Tier = typeof allTiers[number];
+/** What `deno task test` runs. e2e joins when the end-to-end suite exists (a later issue). */
+const defaultTiers: Tier[] = ["unit", "integration", "kernel"];
+
+interface TierResult {
+  readonly tier: Tier;
+  readonly passed: number;
+  readonly failed: number;
+  readonly seconds: number;
+  readonly note?: string;
+}
+
+const isolatedEnv = "DANM_TEST_ISOLATED";
+const isRoot = Deno.uid() === 0;
+const log = (s: string) => console.log(`[danm-test] ${s}`);
+
+function parseArgs(): { tiers: Tier[]; files: string[] } {
+  const dash = Deno.args.indexOf("--");
+  const head = dash < 0 ? Deno.args : Deno.args.slice(0, dash);
+  const files = dash < 0 ? [] : Deno.args.slice(dash + 1);
+  for (const t of head) {
+    if (!allTiers.includes(t as Tier)) {
+      console.error(`unknown tier "${t}"; tiers are: ${allTiers.join(", ")}`);
+      Deno.exit(2);
+    }
+  }
+  return { tiers: head.length ? head as Tier[] : defaultTiers, files };
+}
+
+/** Debian packages the tiers rely on, keyed by a command each provides. */
+const aptPackages: Record<string, string> = {
+  "qemu-system-x86_64": "qemu-system-x86",
+  busybox: "busybox-static",
+  depmod: "kmod",
+  cpio: "cpio",
+  ping: "iputils-ping",
+  ip: "iproute2",
+  openssl: "openssl",
+  unshare: "util-linux",
+};
+
+async function ensureAptPackages(commands: string[]): Promise<void> {
+  const missing: string[] = [];
+  for (const c of commands) if (!(await have(c))) missing.push(aptPackages[c]);
+  if (missing.length === 0) return;
+  if (!isRoot) throw new Error(`missing packages ${missing.join(" ")} and not root to install them`);
+  log(`installing ${missing.join(" ")} from apt`);
+  const env = { ...Deno.env.toObject(), DEBIAN_FRONTEND: "noninteractive" };
+  await run(["apt-get", "update", "-q"], { env, inheritStderr: true }).catch(() => {});
+  await run(["apt-get", "install", "-y", "-q", "--no-install-recommends", ...missing], { env, inheritStderr: true });
+}
+
+function needs(tiers: Tier[]): string[] {
+  const cmds = new Set<string>(["ip", "openssl"]);
+  if (tiers.some((t) => t !== "unit")) ["unshare", "ping"].forEach((c) => cmds.add(c));
+  if (tiers.includes("kernel")) ["qemu-system-x86_64", "busybox", "depmod", "cpio"].forEach((c) => cmds.add(c));
+  return [...cmds];
+}
+
+async function testFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    for await (const e of Deno.readDir(d)) {
+      const p = `${d}/${e.name}`;
+      if (e.isDirectory) await walk(p);
+      else if (/_test\.ts$/.test(e.name)) out.push(p);
+    }
+  };
+  await walk(dir).catch(() => {});
+  return out.sort();
+}
+
+function parseJunit(xml: string): { passed: number; failed: number } {
+  const root = xml.match(/<testsuites\b[^>]*>/)?.[0] ?? "";
+  const attr = (n: string) => Number(root.match(new RegExp(`\\b${n}="(\\d+)"`))?.[1] ?? "0");
+  const tests = attr("tests"), failed = attr("failures") + attr("errors");
+  return { passed: tests - failed, failed };
+}
+
+/** Warms deno's cache for every module the tiers import (the kernel guest runs with --cached-only). */
+async function cacheModules(): Promise<void> {
+  const files = [
+    ...(await testFiles(`${repoRoot}/tests`)),
+    `${repoRoot}/tests/harness/vm_guest.ts`,
+  ];
+  for await (const e of Deno.readDir(`${repoRoot}/cmd`)) {
+    if (e.isFile && e.name.endsWith(".ts")) files.push(`${repoRoot}/cmd/${e.name}`);
+  }
+  await run([Deno.execPath(), "cache", ...files], { inheritStderr: true });
+}
+
+async function denoTest(tier: Tier, files: string[], env: Record<string, string> = {}): Promise<TierResult> {
+  const start = Date.now();
+  if (files.length === 0) {
+    return { tier, passed: 0, failed: 1, seconds: 0, note: `no test files found for tier ${tier}` };
+  }
+  const junit = await Deno.makeTempFile({ prefix: `danm-junit-${tier}-`, suffix: ".xml" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["test", "-A", `--junit-path=${junit}`, ...files],
+    cwd: repoRoot,
+    env: { ...env, DANM_TEST_TIER: tier },
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const status = await child.status;
+  const xml = await Deno.readTextFile(junit).catch(() => "");
+  await Deno.remove(junit).catch(() => {});
+  const counts = parseJunit(xml);
+  const seconds = (Date.now() - start) / 1000;
+  if (!status.success && counts.failed === 0) {
+    return { tier, ...counts, failed: 1, seconds, note: `deno test exited with ${status.code} before reporting` };
+  }
+  return { tier, ...counts, seconds };
+}
+
+async function integrationTier(files: string[]): Promise<TierResult> {
+  const start = Date.now();
+  let api;
+  try {
+    api = await startApiServer();
+  } catch (e) {
+    return { tier: "integration", passed: 0, failed: 1, seconds: 0, note: `apiserver did not start: ${e}` };
+  }
+  log(`kube-apiserver ready at ${api.url} after ${((Date.now() - start) / 1000).toFixed(1)}s`);
+  const shared: SharedApiServer = { url: api.url, kubeconfigPath: api.kubeconfigPath, pkiDir: api.pki.dir };
+  try {
+    return await denoTest("integration", files, { [sharedEnvKey]: JSON.stringify(shared) });
+  } finally {
+    await api.stop();
+    await Deno.remove(api.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** The guest's firmware clears the screen; keep CI logs readable. */
+// deno-lint-ignore no-control-regex
+const terminalControls = /\x1b\[[0-9;?]*[a-zA-Z]|\x1bc/g;
+const stripTerminalControls = (s: string) => s.replace(terminalControls, "");
+
+async function kernelTier(files: string[]): Promise<TierResult> {
+  const start = Date.now();
+  if (files.length === 0) return { tier: "kernel", passed: 0, failed: 1, seconds: 0, note: "no kernel test files" };
+  const rel = files.map((f) => f.startsWith(repoRoot) ? f.slice(repoRoot.length + 1) : f);
+  const denoDir = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`;
+  const denoBinDir = Deno.execPath().replace(/\/[^/]+$/, "");
+  const result = await runInGuest({
+    argv: [Deno.execPath(), "test", "-A", "--cached-only", "--no-check", "--junit-path=/tmp/results/junit.xml", ...rel],
+    cwd: repoRoot,
+    env: {
+      PATH: `${denoBinDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+      HOME: Deno.env.get("HOME") ?? "/root",
+      DENO_DIR: denoDir,
+      DANM_TEST_TIER: "kernel",
+      NO_COLOR: "1",
+    },
+  }, {
+    timeoutSec: 1500,
+    onOutput: (s) => Deno.stdout.writeSync(new TextEncoder().encode(stripTerminalControls(s))),
+  });
+  const xml = await Deno.readTextFile(`${result.resultsDir}/junit.xml`).catch(() => "");
+  await Deno.remove(result.resultsDir, { recursive: true }).catch(() => {});
+  const counts = parseJunit(xml);
+  const seconds = (Date.now() - start) / 1000;
+  if (result.code !== 0 && counts.failed === 0) {
+    return { tier: "kernel", ...counts, failed: 1, seconds, note: `guest exited with ${result.code}` };
+  }
+  return { tier: "kernel", ...counts, seconds };
+}
+
+async function prepare(tiers: Tier[]): Promise<void> {
+  await ensureAptPackages(needs(tiers));
+  await cacheModules();
+  if (tiers.includes("integration") || tiers.includes("e2e")) {
+    const t = Date.now();
+    const dir = await ensureK8sBinaries();
+    log(`kube-apiserver + etcd in ${dir} (${((Date.now() - t) / 1000).toFixed(0)}s)`);
+  }
+  if (tiers.includes("kernel")) {
+    const k = await ensureKernel();
+    await ensureInitramfs(k);
+    log(`guest kernel ${k.kver} ready`);
+  }
+}
+
+async function main(): Promise<number> {
+  const { tiers, files } = parseArgs();
+  const started = Date.now();
+  if (!Deno.env.get(isolatedEnv)) {
+    await prepare(tiers);
+    if (tiers.some((t) => t !== "unit")) {
+      if (!isRoot) {
+        console.error("the integration, kernel and e2e tiers need root (network namespaces, QEMU)");
+        console.log("0 passed, 1 failed");
+        return 1;
+      }
+      // Re-run inside a private network and mount namespace: namespaces, links and the loopback
+      // apiserver created by the tests stay invisible to the machine and vanish with the run.
+      const child = new Deno.Command("unshare", {
+        args: [
+          "--net",
+          "--mount",
+          "--propagation",
+          "private",
+          "--",
+          Deno.execPath(),
+          "run",
+          "-A",
+          import.meta.filename!,
+          ...Deno.args,
+        ],
+        env: { [isolatedEnv]: "1", DANM_TEST_STARTED: String(started) },
+        stdin: "null",
+        stdout: "inherit",
+        stderr: "inherit",
+      }).spawn();
+      return (await child.status).code;
+    }
+  } else {
+    await run(["ip", "link", "set", "lo", "up"]);
+    await Deno.mkdir("/run/netns", { recursive: true });
+    // A private /run/netns so named namespaces created by tests are gone when the run ends.
+    await run(["mount", "-t", "tmpfs", "danm-test-netns", "/run/netns"]);
+  }
+
+  const results: TierResult[] = [];
+  for (const tier of tiers) {
+    const chosen = files.length
+      ? files.map((f) => f.startsWith("/") ? f : `${repoRoot}/${f}`)
+      : await testFiles(`${repoRoot}/tests/${tier}`);
+    log(`tier ${tier}: ${chosen.length} test file(s)`);
+    const r = tier === "integration"
+      ? await integrationTier(chosen)
+      : tier === "kernel"
+      ? await kernelTier(chosen)
+      : await denoTest(tier, chosen);
+    results.push(r);
+    log(
+      `tier ${tier}: ${r.passed + r.failed} ran, ${r.passed} passed, ${r.failed} failed (${r.seconds.toFixed(1)}s)${
+        r.note ? ` — ${r.note}` : ""
+      }`,
+    );
+  }
+  const passed = results.reduce((a, r) => a + r.passed, 0), failed = results.reduce((a, r) => a + r.failed, 0);
+  console.log("");
+  for (const r of results) {
+    console.log(
+      `  ${r.tier.padEnd(12)} ${String(r.passed).padStart(4)} passed ${String(r.failed).padStart(4)} failed${
+        r.note ? `  (${r.note})` : ""
+      }`,
+    );
+  }
+  const total = (Date.now() - Number(Deno.env.get("DANM_TEST_STARTED") ?? started)) / 1000;
+  console.log(`total time ${total.toFixed(0)}s; cache at ${cacheRoot()}`);
+  console.log(`${passed} passed, ${failed} failed`);
+  return failed === 0 ? 0 : 1;
+}
+
+Deno.exit(await main());
