@@ -1,0 +1,576 @@
+// danm's cluster-wide IPAM: one allocator per node process, reservations stored as IPBlock objects.
+//
+// Order of allocation (documented behaviour): a node fills the blocks it opened, lowest address first; when
+// they are full it opens the lowest block of the pool that does not exist yet; when every block exists it
+// takes the lowest free address of another node's block. A freed address is reused by the next request.
+// Reserved addresses (network, broadcast, gateways) are never handed out.
+//
+// Throughput: requests for one network and family queue on a lane; its worker takes everything queued and
+// commits it with one compare-and-swap write per touched block (group commit), so 16 concurrent ADDs on a
+// node cost about one apiserver write. Conflicting writes (another node touched the block) re-read that block
+// and retry the affected requests, at most `maxAttempts` times, with jittered backoff.
+//
+// Safety: every reservation carries its owner (pod UID, sandbox, interface). A retried ADD of the same pod
+// UID and interface gets the same address; a DEL frees only what its own sandbox holds; a crash after the
+// write leaves a reservation the reclaimer can attribute and free.
+import { Context, Deferred, Effect, Layer, Queue } from "effect";
+import { labels, type NetworkRef, type Reservation } from "../api/ipam.ts";
+import type { IPBlock } from "../api/ipam.ts";
+import { contains, formatCidr, formatIp, formatWithPrefix, type Ip, parseIp } from "../net/ip.ts";
+import type { Family } from "../net/ip.ts";
+import {
+  AddressInUse,
+  AddressNotAllowed,
+  InvalidAddressRequest,
+  type IpamError,
+  IpamStorageError,
+  PoolExhausted,
+  TooMuchContention,
+} from "./errors.ts";
+import {
+  blockCidr,
+  blockIndexOf,
+  type FamilyPlan,
+  lowestFree,
+  offsetInBlock,
+  planFamily,
+  poolBlockRange,
+  type PoolOptions,
+} from "./plan.ts";
+import { BlockRace, BlockStore, type BlockStoreFailure } from "./store.ts";
+
+export interface IpamNetwork {
+  readonly ref: NetworkRef;
+  readonly options: PoolOptions;
+}
+
+export interface Owner {
+  readonly namespace: string;
+  readonly pod: string;
+  readonly podUid: string;
+  readonly sandbox: string;
+  readonly iface: string;
+  readonly node: string;
+}
+
+export type AddressRequest = { readonly kind: "dynamic" } | { readonly kind: "static"; readonly ip: Ip };
+
+/** Per family: an address with the network's prefix ("10.0.0.5/24"), or "none" when asked for none. */
+export interface AllocationResult {
+  readonly v4?: string;
+  readonly v6?: string;
+}
+
+export const networkLabel = (ref: NetworkRef): string =>
+  ref.namespace ? `${ref.kind} ${ref.namespace}/${ref.name}` : `${ref.kind} ${ref.name}`;
+
+const ownerKey = (o: { podUid: string; iface: string }) => `${o.podUid}/${o.iface}`;
+
+export function blockName(ref: NetworkRef, family: Family, index: bigint): string {
+  return `${ref.uid}-${family}-${index.toString(16)}`;
+}
+
+/**
+ * Decodes a pod's `ip` / `ip6` value: undefined or "" → nothing asked; "none" → "none"; "dynamic";
+ * or a static address, with or without a prefix (DANM ignores the prefix and uses the network's).
+ */
+export function parseAddressRequest(
+  network: string,
+  field: "ip" | "ip6",
+  text: string | undefined,
+): AddressRequest | "none" | undefined | InvalidAddressRequest {
+  if (text === undefined || text === "") return undefined;
+  if (text === "none") return "none";
+  if (text === "dynamic") return { kind: "dynamic" };
+  const family: Family = field === "ip" ? 4 : 6;
+  const ip = parseIp(text.split("/")[0]);
+  if (!ip || ip.family !== family) {
+    return new InvalidAddressRequest({
+      network,
+      field,
+      value: text,
+      reason: `expected "dynamic", "none" or an IPv${family} address`,
+    });
+  }
+  return { kind: "static", ip };
+}
+
+interface ReserveOp {
+  readonly type: "reserve";
+  readonly owner: Owner;
+  readonly request: AddressRequest;
+  readonly plan: FamilyPlan;
+  attempts: number;
+  readonly done: Deferred.Deferred<string, IpamError>;
+}
+
+interface ReleaseOp {
+  readonly type: "release";
+  readonly owner: Owner;
+  attempts: number;
+  readonly done: Deferred.Deferred<number, IpamError>;
+}
+
+type Op = ReserveOp | ReleaseOp;
+
+interface Lane {
+  readonly ref: NetworkRef;
+  readonly family: Family;
+  readonly label: string;
+  readonly queue: Queue.Queue<Op>;
+  readonly blocks: Map<bigint, IPBlock>;
+  /** ownerKey → where its reservation sits, for idempotent ADD and DEL without scanning. */
+  readonly owners: Map<string, { index: bigint; offset: number }>;
+  loaded: boolean;
+}
+
+export interface IpamOptions {
+  /** Decides whether a reservation's pod is really gone (static address take-over). Default: never. */
+  readonly ownerGone?: (r: Reservation) => Effect.Effect<boolean>;
+  readonly maxAttempts?: number;
+  readonly now?: () => string;
+}
+
+export class Ipam extends Context.Service<Ipam, {
+  /** Reserves what the pod asked for on this network, both families or neither. */
+  readonly allocate: (
+    network: IpamNetwork,
+    owner: Owner,
+    ip: string | undefined,
+    ip6: string | undefined,
+  ) => Effect.Effect<AllocationResult, IpamError>;
+  /** Frees whatever `owner` (pod UID + interface + sandbox) holds on this network. Returns how many. */
+  readonly release: (network: IpamNetwork, owner: Owner) => Effect.Effect<number, IpamError>;
+}>()("danm/core/ipam/Ipam") {}
+
+const familyLabel = (f: Family) => (f === 4 ? "IPv4" : "IPv6");
+
+function sameOwner(r: Reservation, o: Owner): boolean {
+  return r.podUid === o.podUid && r.iface === o.iface;
+}
+
+export const makeIpam = (options: IpamOptions = {}) =>
+  Effect.gen(function* () {
+    const store = yield* BlockStore;
+    const maxAttempts = options.maxAttempts ?? 12;
+    const now = options.now ?? (() => new Date().toISOString());
+    const ownerGone = options.ownerGone ?? (() => Effect.succeed(false));
+    const lanes = new Map<string, Lane>();
+    const scope = yield* Effect.scope;
+
+    const setBlock = (lane: Lane, index: bigint, block: IPBlock | undefined) => {
+      const old = lane.blocks.get(index);
+      if (old) {
+        for (const [off, r] of Object.entries(old.spec.reservations)) {
+          const k = ownerKey(r);
+          const at = lane.owners.get(k);
+          if (at && at.index === index && at.offset === Number(off)) lane.owners.delete(k);
+        }
+      }
+      if (!block) {
+        lane.blocks.delete(index);
+        return;
+      }
+      lane.blocks.set(index, block);
+      for (const [off, r] of Object.entries(block.spec.reservations)) {
+        lane.owners.set(ownerKey(r), { index, offset: Number(off) });
+      }
+    };
+
+    const storageError = (lane: Lane, operation: string) => (e: BlockStoreFailure) =>
+      new IpamStorageError({ network: lane.label, operation, cause: e.message });
+
+    const indexOfBlock = (lane: Lane, b: IPBlock): bigint | undefined => {
+      const name = b.metadata.name ?? "";
+      const prefix = `${lane.ref.uid}-${lane.family}-`;
+      return name.startsWith(prefix) ? BigInt(`0x${name.slice(prefix.length)}`) : undefined;
+    };
+
+    const load = (lane: Lane) =>
+      Effect.gen(function* () {
+        const all = yield* store.listNetwork(lane.ref.uid).pipe(Effect.mapError(storageError(lane, "list IPBlocks")));
+        for (const b of all) {
+          const index = indexOfBlock(lane, b);
+          if (index !== undefined) setBlock(lane, index, b);
+        }
+        lane.loaded = true;
+      });
+
+    /** One batch: plan every op against a working copy of the touched blocks, then write each block once. */
+    const processBatch = (lane: Lane, batch: ReadonlyArray<Op>) =>
+      Effect.gen(function* () {
+        if (!lane.loaded) {
+          const loaded = yield* Effect.result(load(lane));
+          if (loaded._tag === "Failure") {
+            for (const op of batch) yield* failOp(op, loaded.failure);
+            return;
+          }
+        }
+        interface Work {
+          readonly base: IPBlock | undefined;
+          readonly reservations: Record<string, Reservation>;
+          readonly ops: Op[];
+          node?: string;
+        }
+        const work = new Map<bigint, Work>();
+        const getWork = (index: bigint): Work => {
+          let w = work.get(index);
+          if (!w) {
+            const base = lane.blocks.get(index);
+            w = { base, reservations: { ...(base?.spec.reservations ?? {}) }, ops: [] };
+            work.set(index, w);
+          }
+          return w;
+        };
+        const taken = (index: bigint): ReadonlySet<number> => {
+          const rs = work.get(index)?.reservations ?? lane.blocks.get(index)?.spec.reservations ?? {};
+          return new Set(Object.keys(rs).map(Number));
+        };
+        const locate = (o: Owner): { index: bigint; offset: number; r: Reservation } | undefined => {
+          const at = lane.owners.get(ownerKey(o));
+          const candidates = at ? [at] : [];
+          // Reservations made earlier in this batch are not in the index yet.
+          for (const [index, w] of work) {
+            for (const [off, r] of Object.entries(w.reservations)) {
+              if (sameOwner(r, o)) candidates.push({ index, offset: Number(off) });
+            }
+          }
+          for (const c of candidates) {
+            const r = (work.get(c.index)?.reservations ?? lane.blocks.get(c.index)?.spec.reservations ?? {})[c.offset];
+            if (r && sameOwner(r, o)) return { ...c, r };
+          }
+          return undefined;
+        };
+        const attach = (op: Op, index: bigint) => {
+          const w = getWork(index);
+          if (!w.ops.includes(op)) w.ops.push(op);
+        };
+        const assigned = new Map<ReserveOp, bigint>();
+        const released = new Map<ReleaseOp, number>();
+        const reservation = (o: Owner, isStatic: boolean): Reservation => ({
+          pod: `${o.namespace}/${o.pod}`,
+          podUid: o.podUid,
+          sandbox: o.sandbox,
+          iface: o.iface,
+          node: o.node,
+          ...(isStatic ? { static: true } : {}),
+          since: now(),
+        });
+
+        const chooseDynamic = (op: ReserveOp): bigint | undefined => {
+          const plan = op.plan;
+          const { first, last } = poolBlockRange(plan);
+          const known = new Set<bigint>([...lane.blocks.keys(), ...work.keys()]);
+          const sorted = [...known].filter((i) => i >= first && i <= last).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+          const nodeOf = (i: bigint) => work.get(i)?.node ?? lane.blocks.get(i)?.spec.node;
+          for (const i of sorted) {
+            if (nodeOf(i) !== op.owner.node) continue;
+            const v = lowestFree(plan, i, taken(i));
+            if (v !== undefined) return v;
+          }
+          for (let i = first, k = 0; i <= last; i++) {
+            // Skip over existing blocks; `sorted` is ascending, so walk it alongside.
+            while (k < sorted.length && sorted[k] < i) k++;
+            if (k < sorted.length && sorted[k] === i) continue;
+            const v = lowestFree(plan, i, new Set());
+            if (v !== undefined) {
+              getWork(i).node = op.owner.node;
+              return v;
+            }
+          }
+          for (const i of sorted) {
+            if (nodeOf(i) === op.owner.node) continue;
+            const v = lowestFree(plan, i, taken(i));
+            if (v !== undefined) return v;
+          }
+          return undefined;
+        };
+
+        for (const op of batch) {
+          if (op.type === "release") {
+            const at = locate(op.owner);
+            if (!at || at.r.sandbox !== op.owner.sandbox) {
+              released.set(op, 0);
+              continue;
+            }
+            delete getWork(at.index).reservations[at.offset];
+            attach(op, at.index);
+            released.set(op, 1);
+            continue;
+          }
+          const plan = op.plan;
+          const existing = locate(op.owner);
+          if (existing) {
+            const existingValue = plan.network.base + (existing.index << BigInt(plan.blockBits)) +
+              BigInt(existing.offset);
+            if (op.request.kind === "dynamic" || op.request.ip.value === existingValue) {
+              if (existing.r.sandbox !== op.owner.sandbox || existing.r.node !== op.owner.node) {
+                getWork(existing.index).reservations[existing.offset] = {
+                  ...existing.r,
+                  sandbox: op.owner.sandbox,
+                  node: op.owner.node,
+                };
+                attach(op, existing.index);
+              }
+              assigned.set(op, existingValue);
+              continue;
+            }
+            // The pod now asks for another static address: give up the old one in the same commit.
+            delete getWork(existing.index).reservations[existing.offset];
+            attach(op, existing.index);
+          }
+          let value: bigint | undefined;
+          if (op.request.kind === "static") {
+            const ip = op.request.ip;
+            const text = formatIp(ip);
+            if (!contains(plan.network, ip)) {
+              yield* failOp(
+                op,
+                new AddressNotAllowed({
+                  network: lane.label,
+                  address: text,
+                  reason: `outside the network ${formatCidr(plan.network)}`,
+                }),
+              );
+              continue;
+            }
+            if (plan.reserved.has(ip.value)) {
+              yield* failOp(
+                op,
+                new AddressNotAllowed({
+                  network: lane.label,
+                  address: text,
+                  reason: "it is the network or broadcast address or a route gateway",
+                }),
+              );
+              continue;
+            }
+            const index = blockIndexOf(plan, ip.value), offset = offsetInBlock(plan, ip.value);
+            const holder = (work.get(index)?.reservations ?? lane.blocks.get(index)?.spec.reservations ?? {})[offset];
+            if (holder && !sameOwner(holder, op.owner)) {
+              const samePod = holder.pod === `${op.owner.namespace}/${op.owner.pod}`;
+              if (!(samePod && (yield* ownerGone(holder)))) {
+                yield* failOp(op, new AddressInUse({ network: lane.label, address: text, holder: holder.pod }));
+                continue;
+              }
+            }
+            value = ip.value;
+          } else {
+            value = chooseDynamic(op);
+            if (value === undefined) {
+              yield* failOp(op, new PoolExhausted({ network: lane.label, family: lane.family }));
+              continue;
+            }
+          }
+          const index = blockIndexOf(plan, value);
+          getWork(index).reservations[offsetInBlock(plan, value)] = reservation(op.owner, op.request.kind === "static");
+          attach(op, index);
+          assigned.set(op, value);
+        }
+
+        // Ops that needed no write are done now.
+        const waiting = new Set<Op>();
+        for (const w of work.values()) for (const op of w.ops) waiting.add(op);
+        for (const [op, value] of assigned) {
+          if (!waiting.has(op)) {
+            yield* Deferred.succeed(op.done, formatWithPrefix({ family: lane.family, value }, op.plan.network.prefix));
+          }
+        }
+        for (const [op, n] of released) {
+          if (!waiting.has(op)) yield* Deferred.succeed(op.done, n);
+        }
+
+        const failedOps = new Set<Op>();
+        const retryOps = new Set<Op>();
+        yield* Effect.forEach([...work.entries()].filter(([, w]) => w.ops.length > 0), ([index, w]) =>
+          Effect.gen(function* () {
+            const plan = (w.ops.find((o): o is ReserveOp => o.type === "reserve")?.plan) ?? undefined;
+            const base = w.base;
+            const write = base
+              ? store.update({ ...base, spec: { ...base.spec, reservations: w.reservations } })
+              : store.create(newBlock(lane, index, w.reservations, w.node, plan));
+            const result = yield* Effect.result(write);
+            if (result._tag === "Success") {
+              setBlock(lane, index, result.success);
+              return;
+            }
+            const err = result.failure;
+            if (err instanceof BlockRace) {
+              const fresh = yield* Effect.result(
+                store.get(base?.metadata.name ?? blockName(lane.ref, lane.family, index)),
+              );
+              setBlock(lane, index, fresh._tag === "Success" ? fresh.success : undefined);
+              for (const op of w.ops) {
+                retryOps.add(op);
+              }
+              return;
+            }
+            for (const op of w.ops) {
+              failedOps.add(op);
+              yield* failOp(op, storageError(lane, `write IPBlock`)(err));
+            }
+          }), { concurrency: "unbounded", discard: true });
+
+        for (const op of waiting) {
+          if (failedOps.has(op)) {
+            continue;
+          }
+          if (retryOps.has(op)) {
+            op.attempts++;
+            if (op.attempts >= maxAttempts) {
+              yield* failOp(op, new TooMuchContention({ network: lane.label, attempts: op.attempts }));
+            } else {
+              // Jittered backoff so that racing nodes spread out, then back into the lane.
+              const delay = Math.min(200, 2 ** op.attempts) * (0.5 + Math.random());
+              yield* Effect.forkIn(Effect.delay(Queue.offer(lane.queue, op), `${delay} millis`), scope);
+            }
+            continue;
+          }
+          if (op.type === "reserve") {
+            const value = assigned.get(op)!;
+            yield* Deferred.succeed(op.done, formatWithPrefix({ family: lane.family, value }, op.plan.network.prefix));
+          } else {
+            yield* Deferred.succeed(op.done, released.get(op) ?? 0);
+          }
+        }
+      });
+
+    const failOp = (op: Op, e: IpamError): Effect.Effect<boolean> =>
+      op.type === "reserve" ? Deferred.fail(op.done, e) : Deferred.fail(op.done, e);
+
+    const newBlock = (
+      lane: Lane,
+      index: bigint,
+      reservations: Record<string, Reservation>,
+      node: string | undefined,
+      plan: FamilyPlan | undefined,
+    ): IPBlock => {
+      const p = plan ?? planFamily({}, lane.family).plan;
+      const cidr = p ? formatCidr(blockCidr(p, index)) : "";
+      const blockLabels: Record<string, string> = {
+        [labels.networkUid]: lane.ref.uid,
+        [labels.networkKind]: lane.ref.kind,
+        [labels.family]: familyLabel(lane.family),
+      };
+      if (lane.ref.name.length <= 63) {
+        blockLabels[labels.networkName] = lane.ref.name;
+      }
+      if (lane.ref.namespace) {
+        blockLabels[labels.networkNamespace] = lane.ref.namespace;
+      }
+      return {
+        apiVersion: "danm.io/v1",
+        kind: "IPBlock",
+        metadata: { name: blockName(lane.ref, lane.family, index), labels: blockLabels },
+        spec: {
+          network: lane.ref,
+          family: familyLabel(lane.family),
+          cidr,
+          ...(node ? { node } : {}),
+          reservations,
+        },
+      };
+    };
+
+    const laneFor = (ref: NetworkRef, family: Family) =>
+      Effect.gen(function* () {
+        const key = `${ref.uid}/${family}`;
+        const existing = lanes.get(key);
+        if (existing) {
+          return existing;
+        }
+        const lane: Lane = {
+          ref,
+          family,
+          label: networkLabel(ref),
+          queue: yield* Queue.unbounded<Op>(),
+          blocks: new Map(),
+          owners: new Map(),
+          loaded: false,
+        };
+        lanes.set(key, lane);
+        yield* Effect.forkIn(
+          Effect.forever(Effect.flatMap(Queue.takeAll(lane.queue), (batch) =>
+            processBatch(lane, batch))),
+          scope,
+        );
+        return lane;
+      });
+
+    const reserveFamily = (network: IpamNetwork, owner: Owner, family: Family, request: AddressRequest) =>
+      Effect.gen(function* () {
+        const label = networkLabel(network.ref);
+        const { plan, problem } = planFamily(network.options, family);
+        if (problem) {
+          return yield* new InvalidAddressRequest({
+            network: label,
+            field: problem.field,
+            value: "",
+            reason: problem.message,
+          });
+        }
+        if (!plan) {
+          return yield* new InvalidAddressRequest({
+            network: label,
+            field: family === 4 ? "ip" : "ip6",
+            value: request.kind === "dynamic" ? "dynamic" : formatIp(request.ip),
+            reason: `the network has no ${
+              family === 4 ? "cidr" : "net6"
+            }: an IPv${family} address cannot be allocated on an L2 network`,
+          });
+        }
+        const lane = yield* laneFor(network.ref, family);
+        const done = yield* Deferred.make<string, IpamError>();
+        yield* Queue.offer(lane.queue, { type: "reserve", owner, request, plan, attempts: 0, done });
+        return yield* Deferred.await(done);
+      });
+
+    const releaseFamily = (network: IpamNetwork, owner: Owner, family: Family) =>
+      Effect.gen(function* () {
+        const lane = yield* laneFor(network.ref, family);
+        const done = yield* Deferred.make<number, IpamError>();
+        yield* Queue.offer(lane.queue, { type: "release", owner, attempts: 0, done });
+        return yield* Deferred.await(done);
+      });
+
+    const release = (network: IpamNetwork, owner: Owner) =>
+      Effect.all([releaseFamily(network, owner, 4), releaseFamily(network, owner, 6)], { concurrency: 2 }).pipe(
+        Effect.map(([a, b]) => a + b),
+      );
+
+    const allocate = (network: IpamNetwork, owner: Owner, ip: string | undefined, ip6: string | undefined) =>
+      Effect.gen(function* () {
+        const label = networkLabel(network.ref);
+        const r4 = parseAddressRequest(label, "ip", ip), r6 = parseAddressRequest(label, "ip6", ip6);
+        if (r4 instanceof InvalidAddressRequest) return yield* r4;
+        if (r6 instanceof InvalidAddressRequest) return yield* r6;
+        const want = (r: AddressRequest | "none" | undefined, f: Family) =>
+          r === undefined
+            ? Effect.succeed(undefined)
+            : r === "none"
+            ? Effect.succeed("none")
+            : reserveFamily(network, owner, f, r);
+        const [a4, a6] = yield* Effect.all([Effect.result(want(r4, 4)), Effect.result(want(r6, 6))], {
+          concurrency: 2,
+        });
+        if (a4._tag === "Failure" || a6._tag === "Failure") {
+          // Both families or neither: give back what the other family got.
+          if (a4._tag === "Success" && a4.success && a4.success !== "none") {
+            yield* Effect.ignore(releaseFamily(network, owner, 4));
+          }
+          if (a6._tag === "Success" && a6.success && a6.success !== "none") {
+            yield* Effect.ignore(releaseFamily(network, owner, 6));
+          }
+          return yield* (a4._tag === "Failure" ? a4.failure : (a6 as { failure: IpamError }).failure);
+        }
+        const result: { v4?: string; v6?: string } = {};
+        if (a4.success !== undefined) result.v4 = a4.success;
+        if (a6.success !== undefined) result.v6 = a6.success;
+        return result as AllocationResult;
+      });
+
+    return Ipam.of({ allocate, release });
+  });
+
+export const ipamLayer = (options: IpamOptions = {}): Layer.Layer<Ipam, never, BlockStore> =>
+  Layer.effect(Ipam, makeIpam(options));

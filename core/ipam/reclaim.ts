@@ -1,0 +1,118 @@
+// Self-healing for the IPAM: frees reservations whose owner is gone, and the blocks of deleted networks.
+//
+// Owners are identified by pod UID and sandbox, never by name alone: a pod recreated under the same name
+// has a new UID, so the old reservation is reclaimable while the new pod's is not. Reservations younger than
+// the grace period are left alone, which covers the window where a pod's ADD races the reclaimer's view.
+import { Effect } from "effect";
+import type { IPBlock, Reservation } from "../api/ipam.ts";
+import { BlockRace, BlockStore, type BlockStoreFailure } from "./store.ts";
+
+export interface OwnerDirectory {
+  /** The UID of pod namespace/name if it exists and is not finished, else undefined. */
+  readonly podUid: (namespace: string, name: string) => Effect.Effect<string | undefined, BlockStoreFailure>;
+  /** Whether a network with this UID still exists. */
+  readonly networkExists: (
+    ref: IPBlock["spec"]["network"],
+  ) => Effect.Effect<boolean, BlockStoreFailure>;
+}
+
+export interface ReclaimReport {
+  /** "<block>/<offset> <pod> (<reason>)" per freed reservation. */
+  readonly freed: ReadonlyArray<string>;
+  readonly deletedBlocks: ReadonlyArray<string>;
+  /** Writes that lost a race; the next round retries them. */
+  readonly raced: number;
+}
+
+const ageSeconds = (r: Reservation, nowMs: number) => (nowMs - Date.parse(r.since)) / 1000;
+
+/** Removes the selected reservations from a block with one compare-and-swap write (deleting it when empty). */
+const prune = (block: IPBlock, drop: ReadonlySet<string>) =>
+  Effect.gen(function* () {
+    const store = yield* BlockStore;
+    const kept = Object.fromEntries(Object.entries(block.spec.reservations).filter(([off]) => !drop.has(off)));
+    if (Object.keys(kept).length === 0) {
+      yield* store.remove(block);
+      return "deleted" as const;
+    }
+    yield* store.update({ ...block, spec: { ...block.spec, reservations: kept } });
+    return "updated" as const;
+  });
+
+/**
+ * One reclaim round over every block: reservations of pods that no longer exist (or exist with another UID)
+ * and every block of a network that no longer exists.
+ */
+export const reclaimOrphans = (directory: OwnerDirectory, opts: { graceSeconds: number; nowMs?: number }) =>
+  Effect.gen(function* () {
+    const store = yield* BlockStore;
+    const nowMs = opts.nowMs ?? Date.now();
+    const freed: string[] = [], deletedBlocks: string[] = [];
+    let raced = 0;
+    const uidCache = new Map<string, string | undefined>();
+    for (const block of yield* store.listAll()) {
+      const name = block.metadata.name ?? "";
+      if (!(yield* directory.networkExists(block.spec.network))) {
+        const r = yield* Effect.result(store.remove(block));
+        if (r._tag === "Success") deletedBlocks.push(name);
+        else if (r.failure instanceof BlockRace) raced++;
+        else return yield* r.failure;
+        continue;
+      }
+      const drop = new Set<string>();
+      const reasons: string[] = [];
+      for (const [off, r] of Object.entries(block.spec.reservations)) {
+        if (ageSeconds(r, nowMs) < opts.graceSeconds) continue;
+        if (!uidCache.has(r.pod)) {
+          const [ns, pod] = r.pod.split("/");
+          uidCache.set(r.pod, yield* directory.podUid(ns, pod));
+        }
+        const current = uidCache.get(r.pod);
+        if (current === r.podUid) continue;
+        drop.add(off);
+        reasons.push(`${name}/${off} ${r.pod} (${current ? "pod recreated with another UID" : "pod gone"})`);
+      }
+      if (drop.size === 0) continue;
+      const r = yield* Effect.result(prune(block, drop));
+      if (r._tag === "Success") {
+        freed.push(...reasons);
+        if (r.success === "deleted") deletedBlocks.push(name);
+      } else if (r.failure instanceof BlockRace) raced++;
+      else return yield* r.failure;
+    }
+    return { freed, deletedBlocks, raced } satisfies ReclaimReport;
+  });
+
+/**
+ * CNI GC (spec 1.1): on `node`, frees reservations whose sandbox is not among the runtime's valid
+ * attachments. Only sandboxes of this node are considered; young reservations are left alone.
+ */
+export const reclaimSandboxes = (
+  node: string,
+  validSandboxes: ReadonlySet<string>,
+  opts: { graceSeconds: number; nowMs?: number },
+) =>
+  Effect.gen(function* () {
+    const store = yield* BlockStore;
+    const nowMs = opts.nowMs ?? Date.now();
+    const freed: string[] = [], deletedBlocks: string[] = [];
+    let raced = 0;
+    for (const block of yield* store.listAll()) {
+      const name = block.metadata.name ?? "";
+      const drop = new Set<string>();
+      const reasons: string[] = [];
+      for (const [off, r] of Object.entries(block.spec.reservations)) {
+        if (r.node !== node || validSandboxes.has(r.sandbox) || ageSeconds(r, nowMs) < opts.graceSeconds) continue;
+        drop.add(off);
+        reasons.push(`${name}/${off} ${r.pod} (sandbox ${r.sandbox.slice(0, 12)} no longer valid)`);
+      }
+      if (drop.size === 0) continue;
+      const r = yield* Effect.result(prune(block, drop));
+      if (r._tag === "Success") {
+        freed.push(...reasons);
+        if (r.success === "deleted") deletedBlocks.push(name);
+      } else if (r.failure instanceof BlockRace) raced++;
+      else return yield* r.failure;
+    }
+    return { freed, deletedBlocks, raced } satisfies ReclaimReport;
+  });
