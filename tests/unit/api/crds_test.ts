@@ -18,7 +18,7 @@ const root = new URL("../../../", import.meta.url);
 
 Deno.test("crds/ holds exactly what `deno task gen:crds` generates (regenerate after changing core/api/danm.ts)", () => {
   const files = ok(renderDanmCrds);
-  assertEquals(files.length, 5);
+  assertEquals(files.length, 6);
   for (const f of files) {
     let committed: string;
     try {
@@ -92,6 +92,7 @@ Deno.test("DANM's names, scopes, short names and categories", () => {
       "clusternetworks.danm.io Cluster cn/cnet all",
       "tenantconfigs.danm.io Cluster tc/tconf all",
       "danmeps.danm.io Namespaced de/dep ",
+      "ipblocks.danm.io Cluster ipb ",
     ],
   );
   for (const c of crds) {
