@@ -1,0 +1,363 @@
+// The live Kube layer: client-node's KubeConfig settles the server, TLS material and credentials; requests go
+// through Deno's fetch with a Deno.HttpClient (client certificates, custom CA) so that watch responses stream
+// event by event. client-node costs ~500 ms to import: only this module (never core/) imports it.
+import * as k8s from "@kubernetes/client-node";
+import type { RequestOptions } from "node:https";
+import { Effect, Layer, Predicate, Schema, type Scope, Stream } from "effect";
+import { apiVersionOf, Kube, type KubeError, type KubeService } from "../../core/ports/kube.ts";
+import type { CollectionRef, KubeBackend, RawWatchEvent } from "./backend.ts";
+import { makeKube } from "./client.ts";
+import { isJsonObject, type JsonObject } from "./patch.ts";
+import { errorFromStatus, type RequestTarget, timeoutError, transportError } from "./status.ts";
+
+export type KubeConfigSource =
+  /** A kubeconfig file (its current context, or `context`). */
+  | { readonly _tag: "Kubeconfig"; readonly path: string; readonly context?: string }
+  /**
+   * The pod's service account: KUBERNETES_SERVICE_HOST/PORT and the projected token and CA under
+   * /var/run/secrets/kubernetes.io/serviceaccount (each overridable). The token is re-read on every request,
+   * so kubelet's token rotation is picked up at once.
+   */
+  | {
+    readonly _tag: "InCluster";
+    readonly host?: string;
+    readonly port?: string;
+    readonly tokenFile?: string;
+    readonly caFile?: string;
+  }
+  /** $KUBECONFIG if set, else in-cluster. */
+  | { readonly _tag: "Auto" };
+
+export interface LiveKubeOptions {
+  readonly config: KubeConfigSource;
+  /** Timeout of each non-watch request. Default 30 s. */
+  readonly requestTimeoutMs?: number;
+  /** The server closes each watch after a random time in this range (seconds); we then resume. Default 300–600. */
+  readonly watchTimeoutSeconds?: readonly [number, number];
+  /** Page size of lists. Default 500. */
+  readonly pageSize?: number;
+  readonly userAgent?: string;
+}
+
+export class KubeConfigError extends Schema.TaggedError<KubeConfigError>()("KubeConfigError", {
+  source: Schema.String,
+  detail: Schema.String,
+}) {
+  override get message(): string {
+    return `cannot configure the Kubernetes client from ${this.source}: ${this.detail}`;
+  }
+}
+
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/** What every request needs: where to send it, over which client, with which headers. */
+export interface Connection {
+  readonly server: string;
+  readonly client: Deno.HttpClient | undefined;
+  readonly headers: () => Promise<Record<string, string>>;
+  readonly close: () => void;
+}
+
+const text = (v: unknown): string | undefined => {
+  if (Predicate.isString(v)) return v;
+  if (v instanceof Uint8Array) return new TextDecoder().decode(v);
+  if (Array.isArray(v)) return v.map(text).filter(Predicate.isString).join("\n");
+  return undefined;
+};
+
+const headerRecord = (h: RequestOptions["headers"]): Record<string, string> => {
+  const out: Record<string, string> = {};
+  if (!h || Array.isArray(h)) return out;
+  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(", ") : String(v);
+  return out;
+};
+
+/** Builds the connection for a config source. Exported for tests. */
+export const connect = (source: KubeConfigSource): Effect.Effect<Connection, KubeConfigError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const kubeconfigPath = source._tag === "Auto" ? Deno.env.get("KUBECONFIG")?.split(":")[0] : undefined;
+      const resolved: KubeConfigSource = source._tag === "Auto"
+        ? (kubeconfigPath ? { _tag: "Kubeconfig", path: kubeconfigPath } : { _tag: "InCluster" })
+        : source;
+      const kc = new k8s.KubeConfig();
+      let tokenFile: string | undefined;
+      if (resolved._tag === "Kubeconfig") {
+        kc.loadFromFile(resolved.path);
+        if (resolved.context) kc.setCurrentContext(resolved.context);
+      } else if (resolved._tag === "InCluster") {
+        const host = resolved.host ?? Deno.env.get("KUBERNETES_SERVICE_HOST");
+        const port = resolved.port ?? Deno.env.get("KUBERNETES_SERVICE_PORT");
+        if (!host || !port) throw new Error("KUBERNETES_SERVICE_HOST/PORT are not set: not running in a pod");
+        tokenFile = resolved.tokenFile ?? `${serviceAccountDir}/token`;
+        // The token is handled below (read per request); the KubeConfig only carries server and CA.
+        kc.loadFromClusterAndUser(
+          {
+            name: "in-cluster",
+            server: `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
+            caFile: resolved.caFile ?? `${serviceAccountDir}/ca.crt`,
+            skipTLSVerify: false,
+          },
+          { name: "in-cluster" },
+        );
+      }
+      const cluster = kc.getCurrentCluster();
+      if (!cluster) throw new Error("no current cluster in the configuration");
+      const https = cluster.server.startsWith("https:");
+      // Deno.HttpClient cannot skip verification per client; plain http needs the flag set (client-node insists).
+      if (cluster.skipTLSVerify && https) throw new Error("insecure-skip-tls-verify is not supported for https");
+      const user = kc.getCurrentUser();
+
+      const tls: RequestOptions = {};
+      await kc.applyToHTTPSOptions(tls);
+      const ca = text(tls.ca), cert = text(tls.cert), key = text(tls.key);
+      const client = https || cert
+        ? Deno.createHttpClient({
+          ...(ca ? { caCerts: [ca] } : {}),
+          ...(cert && key ? { cert, key } : {}),
+        })
+        : undefined;
+
+      const basic = (o: RequestOptions): Record<string, string> =>
+        Predicate.isString(o.auth) ? { Authorization: `Basic ${btoa(o.auth)}` } : {};
+      const staticHeaders = { ...headerRecord(tls.headers), ...basic(tls) };
+      // exec plugins and auth providers refresh credentials themselves: ask client-node on every request.
+      const dynamic = user !== null && (user.exec !== undefined || user.authProvider !== undefined);
+      const headers = tokenFile !== undefined
+        ? async () => ({ Authorization: `Bearer ${(await Deno.readTextFile(tokenFile!)).trim()}` })
+        : dynamic
+        ? async () => {
+          const o: RequestOptions = { headers: {} };
+          await kc.applyToHTTPSOptions(o);
+          return { ...headerRecord(o.headers), ...basic(o) };
+        }
+        : () => Promise.resolve(staticHeaders);
+      return { server: cluster.server.replace(/\/+$/, ""), client, headers, close: () => client?.close() };
+    },
+    catch: (e) =>
+      new KubeConfigError({
+        source: source._tag === "Kubeconfig" ? source.path : source._tag,
+        detail: e instanceof Error ? e.message : String(e),
+      }),
+  });
+
+const target = (verb: string, ref: CollectionRef, name?: string): RequestTarget => ({
+  verb,
+  kind: ref.rt.kind,
+  ...(ref.namespace ? { namespace: ref.namespace } : {}),
+  ...(name ? { name } : {}),
+});
+
+function path(ref: CollectionRef, name?: string, subresource?: string): string {
+  const base = ref.rt.group === "" ? `/api/${ref.rt.version}` : `/apis/${ref.rt.group}/${ref.rt.version}`;
+  const ns = ref.rt.namespaced && ref.namespace ? `/namespaces/${encodeURIComponent(ref.namespace)}` : "";
+  return `${base}${ns}/${ref.rt.plural}${name ? `/${encodeURIComponent(name)}` : ""}${
+    subresource ? `/${subresource}` : ""
+  }`;
+}
+
+const query = (q: Record<string, string | number | boolean | undefined>): string => {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") p.set(k, String(v));
+  const s = p.toString();
+  return s ? `?${s}` : "";
+};
+
+const parseBody = (raw: string): unknown => {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+};
+
+/** The HTTP backend over a connection. Exported for tests (fake servers). */
+export function httpBackend(conn: Connection, options: Omit<LiveKubeOptions, "config"> = {}): KubeBackend {
+  const timeoutMs = options.requestTimeoutMs ?? 30_000;
+  const [minWatch, maxWatch] = options.watchTimeoutSeconds ?? [300, 600];
+  const userAgent = options.userAgent ?? "danm";
+
+  const send = (
+    t: RequestTarget,
+    method: string,
+    url: string,
+    body?: { readonly contentType: string; readonly value: unknown },
+  ): Effect.Effect<JsonObject, KubeError> =>
+    Effect.tryPromise({
+      try: async (signal) => {
+        const headers = {
+          ...(await conn.headers()),
+          Accept: "application/json",
+          "User-Agent": userAgent,
+          ...(body ? { "Content-Type": body.contentType } : {}),
+        };
+        const res = await fetch(`${conn.server}${url}`, {
+          method,
+          headers,
+          ...(conn.client ? { client: conn.client } : {}),
+          ...(body ? { body: JSON.stringify(body.value) } : {}),
+          signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+        });
+        return { status: res.status, ok: res.ok, body: parseBody(await res.text()) };
+      },
+      catch: (e): KubeError =>
+        e instanceof DOMException && e.name === "TimeoutError" ? timeoutError(t, timeoutMs) : transportError(t, e),
+    }).pipe(
+      Effect.flatMap((r): Effect.Effect<JsonObject, KubeError> => {
+        if (!r.ok) return Effect.fail(errorFromStatus(t, r.status, r.body));
+        if (!isJsonObject(r.body)) return Effect.fail(transportError(t, `unexpected response body: ${String(r.body)}`));
+        return Effect.succeed(r.body);
+      }),
+    );
+
+  const writeQuery = (p: { dryRun?: boolean; fieldManager?: string }, force?: boolean) =>
+    query({ dryRun: p.dryRun ? "All" : undefined, fieldManager: p.fieldManager, force: force ? true : undefined });
+
+  const watch = (
+    ref: CollectionRef,
+    q: Parameters<KubeBackend["watch"]>[1],
+  ): Stream.Stream<RawWatchEvent, KubeError> => {
+    const t = target("watch", ref);
+    return Stream.unwrap(Effect.gen(function* () {
+      const abort = yield* Effect.acquireRelease(
+        Effect.sync(() => new AbortController()),
+        (c) => Effect.sync(() => c.abort()),
+      );
+      const url = path(ref) + query({
+        watch: 1,
+        resourceVersion: q.resourceVersion,
+        allowWatchBookmarks: q.bookmarks ? true : undefined,
+        labelSelector: q.labelSelector,
+        fieldSelector: q.fieldSelector,
+        timeoutSeconds: minWatch + Math.floor(Math.random() * (maxWatch - minWatch + 1)),
+      });
+      const res = yield* Effect.tryPromise({
+        try: async () =>
+          fetch(`${conn.server}${url}`, {
+            headers: { ...(await conn.headers()), Accept: "application/json", "User-Agent": userAgent },
+            ...(conn.client ? { client: conn.client } : {}),
+            signal: abort.signal,
+          }),
+        catch: (e) => transportError(t, e),
+      });
+      if (!res.ok || res.body === null) {
+        const body = yield* Effect.promise(() => res.text().catch(() => ""));
+        return yield* Effect.fail(errorFromStatus(t, res.status, parseBody(body)));
+      }
+      const stream = res.body;
+      return Stream.fromReadableStream({ evaluate: () => stream, onError: (e) => transportError(t, e) }).pipe(
+        Stream.decodeText,
+        Stream.splitLines,
+        Stream.filter((line) => line.trim() !== ""),
+        Stream.mapEffect((line) => parseWatchLine(t, line)),
+      );
+    }));
+  };
+
+  return {
+    get: (ref) => send(target("get", ref, ref.name), "GET", path(ref, ref.name)),
+    list: (ref, q) =>
+      send(
+        target("list", ref),
+        "GET",
+        path(ref) + query({
+          labelSelector: q.labelSelector,
+          fieldSelector: q.fieldSelector,
+          limit: q.limit,
+          continue: q.continue,
+        }),
+      ).pipe(Effect.map((body) => {
+        const meta = isJsonObject(body.metadata) ? body.metadata : {};
+        const items = Array.isArray(body.items) ? body.items.filter(isJsonObject) : [];
+        const cont = Predicate.isString(meta.continue) && meta.continue !== "" ? meta.continue : undefined;
+        return {
+          // Lists leave apiVersion/kind off their items.
+          items: items.map((i) => ({ ...i, apiVersion: apiVersionOf(ref.rt), kind: ref.rt.kind })),
+          resourceVersion: Predicate.isString(meta.resourceVersion) ? meta.resourceVersion : "",
+          ...(cont ? { continue: cont } : {}),
+        };
+      })),
+    create: (ref, body, p) =>
+      send(target("create", ref, nameOf(body)), "POST", path(ref) + writeQuery(p), {
+        contentType: "application/json",
+        value: body,
+      }),
+    replace: (ref, body, p) =>
+      send(
+        target(p.subresource === "status" ? "updateStatus" : "update", ref, ref.name),
+        "PUT",
+        path(ref, ref.name, p.subresource) + writeQuery(p),
+        { contentType: "application/json", value: body },
+      ),
+    patch: (ref, patch, p) => {
+      const t = target("patch", ref, ref.name);
+      const base = path(ref, ref.name, p.subresource);
+      switch (patch.type) {
+        case "merge":
+          return send(t, "PATCH", base + writeQuery(p), {
+            contentType: "application/merge-patch+json",
+            value: patch.patch,
+          });
+        case "json":
+          return send(t, "PATCH", base + writeQuery(p), {
+            contentType: "application/json-patch+json",
+            value: patch.ops,
+          });
+        case "apply":
+          return send(t, "PATCH", base + writeQuery(p, patch.force), {
+            contentType: "application/apply-patch+yaml", // JSON is YAML
+            value: patch.object,
+          });
+      }
+    },
+    delete: (ref, o) => {
+      const body = {
+        apiVersion: "v1",
+        kind: "DeleteOptions",
+        ...(o.preconditions ? { preconditions: o.preconditions } : {}),
+        ...(o.propagationPolicy ? { propagationPolicy: o.propagationPolicy } : {}),
+        ...(o.gracePeriodSeconds !== undefined ? { gracePeriodSeconds: o.gracePeriodSeconds } : {}),
+        ...(o.dryRun ? { dryRun: ["All"] } : {}),
+      };
+      return send(target("delete", ref, ref.name), "DELETE", path(ref, ref.name), {
+        contentType: "application/json",
+        value: body,
+      });
+    },
+    watch,
+  };
+}
+
+const nameOf = (body: JsonObject): string | undefined =>
+  isJsonObject(body.metadata) && Predicate.isString(body.metadata.name) ? body.metadata.name : undefined;
+
+const watchTypes = new Set(["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]);
+
+/** One line of a watch response: an event, or an ERROR carrying a Status (410 Gone among them). */
+export function parseWatchLine(t: RequestTarget, line: string): Effect.Effect<RawWatchEvent, KubeError> {
+  let ev: unknown;
+  try {
+    ev = JSON.parse(line);
+  } catch {
+    return Effect.fail(transportError(t, `garbled watch event: ${line.slice(0, 200)}`));
+  }
+  if (!isJsonObject(ev) || !isJsonObject(ev.object) || !Predicate.isString(ev.type)) {
+    return Effect.fail(transportError(t, `garbled watch event: ${line.slice(0, 200)}`));
+  }
+  if (ev.type === "ERROR") {
+    const code = Predicate.isNumber(ev.object.code) ? ev.object.code : 500;
+    return Effect.fail(errorFromStatus(t, code, ev.object));
+  }
+  if (!watchTypes.has(ev.type)) return Effect.fail(transportError(t, `unknown watch event type ${ev.type}`));
+  return Effect.succeed({ type: ev.type as RawWatchEvent["type"], object: ev.object });
+}
+
+/** The Kube port against a real apiserver. Scoped: closes its HTTP client and stops its informers. */
+export const makeLiveKube = (options: LiveKubeOptions): Effect.Effect<KubeService, KubeConfigError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const conn = yield* Effect.acquireRelease(connect(options.config), (c) => Effect.sync(() => c.close()));
+    return yield* makeKube(httpBackend(conn, options), options.pageSize ? { pageSize: options.pageSize } : {});
+  });
+
+export const layerLiveKube = (options: LiveKubeOptions): Layer.Layer<Kube, KubeConfigError> =>
+  Layer.effect(Kube, makeLiveKube(options));
