@@ -111,12 +111,15 @@ export const connect = (source: KubeConfigSource): Effect.Effect<Connection, Kub
       const tls: RequestOptions = {};
       await kc.applyToHTTPSOptions(tls);
       const ca = text(tls.ca), cert = text(tls.cert), key = text(tls.key);
-      const client = https || cert
-        ? Deno.createHttpClient({
-          ...(ca ? { caCerts: [ca] } : {}),
-          ...(cert && key ? { cert, key } : {}),
-        })
-        : undefined;
+      // HTTP/1.1 only: over HTTP/2, Deno's client takes ~45 ms to send a request body of a few KB to the
+      // apiserver (measured: PUT of a 10 KB ConfigMap 48 ms over h2, 3.7 ms over h1.1), which would dominate
+      // every IPAM write. Concurrency comes from the connection pool instead of h2 streams.
+      const client = Deno.createHttpClient({
+        ...(ca ? { caCerts: [ca] } : {}),
+        ...(cert && key ? { cert, key } : {}),
+        http1: true,
+        http2: false,
+      });
 
       const basic = (o: RequestOptions): Record<string, string> =>
         Predicate.isString(o.auth) ? { Authorization: `Basic ${btoa(o.auth)}` } : {};

@@ -29,6 +29,8 @@ export interface OpenApiFragment {
   readonly "x-kubernetes-list-type"?: "atomic" | "set" | "map";
   readonly "x-kubernetes-list-map-keys"?: ReadonlyArray<string>;
   readonly "x-kubernetes-preserve-unknown-fields"?: boolean;
+  /** "atomic": server-side field management treats the whole map as one field (cheap writes of large maps). */
+  readonly "x-kubernetes-map-type"?: "atomic" | "granular";
 }
 
 /** Annotation helper: `Schema.String.check(Schema.makeFilter(f, openApi({ format: "ipv4" })))`. */

@@ -5,6 +5,7 @@
 // so it is usable by a retried ADD and reclaimable when the owner is gone. Writes are compare-and-swap on
 // the block's resourceVersion; blocks are created with a deterministic name, so two creators cannot both win.
 import { Schema } from "effect";
+import { openApi } from "./crdgen.ts";
 import { ObjectMeta } from "./meta.ts";
 import type { ResourceType } from "../ports/kube.ts";
 
@@ -42,8 +43,12 @@ export const IPBlockSpec = Schema.Struct({
   cidr: Schema.String,
   /** Node whose allocator opened the block; others use it only when the pool has no other room. */
   node: Schema.optionalKey(Schema.String),
-  /** Offset inside the block (decimal string) → owner. */
-  reservations: Schema.Record(Schema.String, Reservation),
+  /**
+   * Offset inside the block (decimal string) → owner. An atomic map: the apiserver's field manager then
+   * tracks it as one field instead of one per reservation member, which made writes of a full block ~20×
+   * slower.
+   */
+  reservations: Schema.Record(Schema.String, Reservation).annotate(openApi({ "x-kubernetes-map-type": "atomic" })),
 });
 export type IPBlockSpec = typeof IPBlockSpec.Type;
 

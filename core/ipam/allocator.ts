@@ -1,8 +1,10 @@
 // danm's cluster-wide IPAM: one allocator per node process, reservations stored as IPBlock objects.
 //
 // Order of allocation (documented behaviour): a node fills the blocks it opened, lowest address first; when
-// they are full it opens the lowest block of the pool that does not exist yet; when every block exists it
-// takes the lowest free address of another node's block. A freed address is reused by the next request.
+// they are full it opens the lowest block of the pool that does not exist yet (with n nodes active on the
+// network: the first missing block from a position derived from the node's name, to avoid create races); when every block exists it takes the lowest
+// free address of another node's block. A freed address is reused by the next request. On a single node this
+// is plain lowest-free-first, DANM's effective order.
 // Reserved addresses (network, broadcast, gateways) are never handed out.
 //
 // Throughput: requests for one network and family queue on a lane; its worker takes everything queued and
@@ -141,9 +143,31 @@ export class Ipam extends Context.Service<Ipam, {
   ) => Effect.Effect<AllocationResult, IpamError>;
   /** Frees whatever `owner` (pod UID + interface + sandbox) holds on this network. Returns how many. */
   readonly release: (network: IpamNetwork, owner: Owner) => Effect.Effect<number, IpamError>;
+  /** Counters since start, for metrics and benchmarks. */
+  readonly stats: () => IpamStats;
 }>()("danm/core/ipam/Ipam") {}
 
+export interface IpamStats {
+  /** Batches committed by the lane workers. */
+  batches: number;
+  /** Operations (reserve + release) in those batches. */
+  ops: number;
+  /** Block writes that succeeded. */
+  writes: number;
+  /** Block writes that lost a compare-and-swap race against another writer. */
+  conflicts: number;
+  /** Block creations another node won first. */
+  lostCreates: number;
+}
+
 const familyLabel = (f: Family) => (f === 4 ? "IPv4" : "IPv6");
+
+/** FNV-1a: a stable spread of node names over a pool's blocks. */
+function nodeHash(node: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < node.length; i++) h = Math.imul(h ^ node.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
 
 function sameOwner(r: Reservation, o: Owner): boolean {
   return r.podUid === o.podUid && r.iface === o.iface;
@@ -156,6 +180,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
     const now = options.now ?? (() => new Date().toISOString());
     const ownerGone = options.ownerGone ?? (() => Effect.succeed(false));
     const lanes = new Map<string, Lane>();
+    const stats: IpamStats = { batches: 0, ops: 0, writes: 0, conflicts: 0, lostCreates: 0 };
     const scope = yield* Effect.scope;
 
     const setBlock = (lane: Lane, index: bigint, block: IPBlock | undefined) => {
@@ -199,6 +224,8 @@ export const makeIpam = (options: IpamOptions = {}) =>
     /** One batch: plan every op against a working copy of the touched blocks, then write each block once. */
     const processBatch = (lane: Lane, batch: ReadonlyArray<Op>) =>
       Effect.gen(function* () {
+        stats.batches++;
+        stats.ops += batch.length;
         if (!lane.loaded) {
           const loaded = yield* Effect.result(load(lane));
           if (loaded._tag === "Failure") {
@@ -268,15 +295,26 @@ export const makeIpam = (options: IpamOptions = {}) =>
             const v = lowestFree(plan, i, taken(i));
             if (v !== undefined) return v;
           }
-          for (let i = first, k = 0; i <= last; i++) {
-            // Skip over existing blocks; `sorted` is ascending, so walk it alongside.
-            while (k < sorted.length && sorted[k] < i) k++;
-            if (k < sorted.length && sorted[k] === i) continue;
-            const v = lowestFree(plan, i, new Set());
-            if (v !== undefined) {
-              getWork(i).node = op.owner.node;
-              return v;
+          // Open a new block. Alone on the network, a node takes the lowest block that does not exist yet
+          // (DANM's lowest-first order). Once other nodes are known to allocate here, it starts looking at a
+          // position derived from its name, so nodes filling up at the same moment do not race for one block.
+          const others = [...lane.blocks.values()].some((b) =>
+            b.spec.node !== undefined && b.spec.node !== op.owner.node
+          );
+          const span = last - first + 1n;
+          const start = others ? first + (BigInt(nodeHash(op.owner.node)) % span) : first;
+          const fresh: Array<[bigint, bigint]> = [];
+          for (const [from, to] of [[start, last], [first, start - 1n]] as const) {
+            for (let i = from; i <= to && fresh.length === 0; i++) {
+              if (known.has(i)) continue;
+              const v = lowestFree(plan, i, new Set());
+              if (v !== undefined) fresh.push([i, v]);
             }
+          }
+          if (fresh.length > 0) {
+            const [i, v] = fresh[0];
+            getWork(i).node = op.owner.node;
+            return v;
           }
           for (const i of sorted) {
             if (nodeOf(i) === op.owner.node) continue;
@@ -382,26 +420,35 @@ export const makeIpam = (options: IpamOptions = {}) =>
 
         const failedOps = new Set<Op>();
         const retryOps = new Set<Op>();
+        // Ops whose block another node created first: no contention on data, the retry just picks another block.
+        const lostCreate = new Set<Op>();
         yield* Effect.forEach([...work.entries()].filter(([, w]) => w.ops.length > 0), ([index, w]) =>
           Effect.gen(function* () {
             const plan = (w.ops.find((o): o is ReserveOp => o.type === "reserve")?.plan) ?? undefined;
             const base = w.base;
-            const write = base
-              ? store.update({ ...base, spec: { ...base.spec, reservations: w.reservations } })
-              : store.create(newBlock(lane, index, w.reservations, w.node, plan));
+            // A block whose last reservation goes is deleted, so released pools leave no objects behind.
+            const write: Effect.Effect<IPBlock | undefined, BlockRace | BlockStoreFailure> = !base
+              ? store.create(newBlock(lane, index, w.reservations, w.node, plan))
+              : Object.keys(w.reservations).length === 0
+              ? Effect.as(store.remove(base), undefined)
+              : store.update({ ...base, spec: { ...base.spec, reservations: w.reservations } });
             const result = yield* Effect.result(write);
             if (result._tag === "Success") {
+              stats.writes++;
               setBlock(lane, index, result.success);
               return;
             }
             const err = result.failure;
             if (err instanceof BlockRace) {
+              if (err.kind === "exists") stats.lostCreates++;
+              else stats.conflicts++;
               const fresh = yield* Effect.result(
                 store.get(base?.metadata.name ?? blockName(lane.ref, lane.family, index)),
               );
               setBlock(lane, index, fresh._tag === "Success" ? fresh.success : undefined);
               for (const op of w.ops) {
                 retryOps.add(op);
+                if (err.kind === "exists") lostCreate.add(op);
               }
               return;
             }
@@ -413,6 +460,11 @@ export const makeIpam = (options: IpamOptions = {}) =>
 
         for (const op of waiting) {
           if (failedOps.has(op)) {
+            continue;
+          }
+          if (lostCreate.has(op)) {
+            // Not counted against maxAttempts: every lost create adds a block to the cache, so it is bounded.
+            yield* Queue.offer(lane.queue, op);
             continue;
           }
           if (retryOps.has(op)) {
@@ -490,8 +542,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
         };
         lanes.set(key, lane);
         yield* Effect.forkIn(
-          Effect.forever(Effect.flatMap(Queue.takeAll(lane.queue), (batch) =>
-            processBatch(lane, batch))),
+          Effect.forever(Effect.flatMap(Queue.takeAll(lane.queue), (batch) => processBatch(lane, batch))),
           scope,
         );
         return lane;
@@ -569,7 +620,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
         return result as AllocationResult;
       });
 
-    return Ipam.of({ allocate, release });
+    return Ipam.of({ allocate, release, stats: () => ({ ...stats }) });
   });
 
 export const ipamLayer = (options: IpamOptions = {}): Layer.Layer<Ipam, never, BlockStore> =>

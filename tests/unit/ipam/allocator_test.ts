@@ -1,7 +1,7 @@
 import { Effect, Layer } from "effect";
 import { assert, assertEquals } from "../../harness/assert.ts";
 import { Ipam, ipamLayer, type IpamNetwork, type Owner } from "../../../core/ipam/allocator.ts";
-import { fakeBlockStore } from "./fake_block_store.ts";
+import { memoryStore } from "./memory_store.ts";
 
 const net = (options: IpamNetwork["options"], name = "n1"): IpamNetwork => ({
   ref: { kind: "DanmNet", namespace: "default", name, uid: `uid-${name}` },
@@ -16,7 +16,7 @@ const owner = (i: number, node = "node-a", sandbox = `sb-${i}`): Owner => ({
   node,
 });
 
-function runWith<A, E>(program: Effect.Effect<A, E, Ipam>, store = fakeBlockStore()) {
+function runWith<A, E>(program: Effect.Effect<A, E, Ipam>, store = memoryStore()) {
   return Effect.runPromise(Effect.scoped(Effect.provide(program, ipamLayer().pipe(Layer.provide(store.layer)))));
 }
 
@@ -83,7 +83,7 @@ Deno.test("none, omitted, L2 and malformed requests", async () => {
 });
 
 Deno.test("dual stack is all or nothing: a failing IPv6 gives the IPv4 address back", async () => {
-  const store = fakeBlockStore();
+  const store = memoryStore();
   const n = net({
     cidr: "10.1.0.0/24",
     net6: "2001:db8::/120",
@@ -103,7 +103,7 @@ Deno.test("dual stack is all or nothing: a failing IPv6 gives the IPv4 address b
 });
 
 Deno.test("concurrent allocators on several nodes never hand out an address twice", async () => {
-  const store = fakeBlockStore();
+  const store = memoryStore();
   const n = net({ cidr: "10.8.0.0/22" });
   const nodes = ["a", "b", "c", "d"];
   const all = await Promise.all(nodes.map((node) =>

@@ -4,7 +4,7 @@ import { Effect, Layer } from "effect";
 import { assert, assertEquals } from "../../harness/assert.ts";
 import { Ipam, ipamLayer, type IpamNetwork, type Owner } from "../../../core/ipam/allocator.ts";
 import { reclaimOrphans } from "../../../core/ipam/reclaim.ts";
-import { fakeBlockStore } from "./fake_block_store.ts";
+import { memoryStore } from "./memory_store.ts";
 
 /** Small deterministic PRNG so a failing seed can be replayed. */
 function rng(seed: number) {
@@ -26,7 +26,7 @@ const network: IpamNetwork = {
 for (const seed of [1, 2, 3, 4, 5]) {
   Deno.test(`IPAM property (seed ${seed}): no duplicates under concurrency and lost writes; no leaks after reclaim`, async () => {
     const rand = rng(seed);
-    const store = fakeBlockStore();
+    const store = memoryStore();
     store.lostAckRate = 0.05;
     const nodes = ["n1", "n2", "n3"];
     /** What each live pod believes it holds (only successful ADDs). */
@@ -97,7 +97,7 @@ for (const seed of [1, 2, 3, 4, 5]) {
     );
     assertEquals(report.raced, 0);
     const stored = new Map<string, string>();
-    for (const b of store.blocks.values()) {
+    for (const b of store.blocks()) {
       for (const r of Object.values(b.spec.reservations)) {
         assert(livePods.get(r.pod) === r.podUid, `leak after reclaim: ${r.pod} ${r.podUid}`);
         const key = `${b.metadata.name}`;

@@ -1,0 +1,215 @@
+// `deno task bench:ipam`: danm's IPAM against a comparator that implements DANM's own scheme, both on a real
+// etcd + kube-apiserver started for the run. Workload: 10 simulated nodes × 16 concurrent allocators, one /16
+// network each, for a fixed time. Prints readable lines, then one JSON object as the last line.
+//
+// The comparator ("DANM scheme") is DANM's storage model as danm-spec §3 describes it: the whole allocation
+// bitmask lives base64-encoded in the network object (`spec.Options.alloc`); an allocation reads the network,
+// takes the lowest clear bit of the pool, and writes the whole object back with its resourceVersion, retrying
+// on conflict without backoff. It is a faithful model of the scheme, not DANM's code.
+import * as k8s from "@kubernetes/client-node";
+import { Effect, Layer } from "effect";
+import { layerLiveKube } from "../../adapters/kube/live.ts";
+import { type ClusterNetwork, ClusterNetworkResource } from "../../core/api/danm.ts";
+import { ipBlockResource, labels } from "../../core/api/ipam.ts";
+import { Ipam, ipamLayer, type IpamNetwork, type IpamStats, type Owner } from "../../core/ipam/allocator.ts";
+import { blockStoreFromKube } from "../../core/ipam/kube.ts";
+import { Kube } from "../../core/ports/kube.ts";
+import { startApiServer } from "../harness/apiserver.ts";
+import { installDanmCrds } from "../integration/api/danm_crds.ts";
+
+const nodes = Number(Deno.env.get("BENCH_NODES") ?? 10);
+const perNode = Number(Deno.env.get("BENCH_ALLOCATORS") ?? 16);
+const seconds = Number(Deno.env.get("BENCH_SECONDS") ?? 10);
+
+const percentile = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN;
+};
+const round = (x: number) => Math.round(x * 100) / 100;
+
+interface RunResult {
+  readonly addresses: string[];
+  readonly latenciesMs: number[];
+  readonly errors: number;
+  readonly elapsedS: number;
+}
+
+const noStats: IpamStats = { batches: 0, ops: 0, writes: 0, conflicts: 0, lostCreates: 0 };
+const totals: IpamStats = { ...noStats };
+
+/** Runs `allocate` from nodes × perNode loops until the time is up. Each node gets its own connection. */
+async function drive(
+  allocate: (node: number, seq: number) => Effect.Effect<string, unknown, Kube | Ipam>,
+  layerFor: () => Layer.Layer<Kube | Ipam>,
+): Promise<RunResult> {
+  const addresses: string[] = [], latenciesMs: number[] = [];
+  let errors = 0;
+  const start = performance.now(), end = start + seconds * 1000;
+  await Promise.all(Array.from({ length: nodes }, (_, node) =>
+    Effect.runPromise(Effect.scoped(Effect.provide(
+      Effect.forEach(Array.from({ length: perNode }, (_, a) => a), (a) =>
+        Effect.gen(function* () {
+          let seq = 0;
+          while (performance.now() < end) {
+            const t0 = performance.now();
+            const r = yield* Effect.result(allocate(node, a * 1_000_000 + seq++));
+            if (r._tag === "Success") {
+              latenciesMs.push(performance.now() - t0);
+              addresses.push(r.success);
+            } else errors++;
+          }
+        }), { concurrency: "unbounded", discard: true }).pipe(
+          Effect.andThen(Effect.gen(function* () {
+            const s = (yield* Ipam).stats();
+            for (const k of Object.keys(totals) as Array<keyof IpamStats>) totals[k] += s[k];
+          })),
+        ),
+      layerFor(),
+    )))));
+  return { addresses, latenciesMs, errors, elapsedS: (performance.now() - start) / 1000 };
+}
+
+const duplicatesOf = (xs: string[]) => xs.length - new Set(xs).size;
+
+// --- DANM scheme ------------------------------------------------------------------------------------------
+
+function bitmask(bits: number, set: number[]): string {
+  const bytes = new Uint8Array(Math.ceil(bits / 8));
+  for (const i of set) bytes[i >> 3] |= 0x80 >> (i & 7);
+  return btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+}
+
+const danmAllocate = (networkName: string) =>
+  Effect.gen(function* () {
+    const kube = yield* Kube;
+    for (let attempt = 0; attempt < 100_000; attempt++) {
+      const net = yield* kube.get(ClusterNetworkResource, networkName);
+      const raw = atob(net.spec.Options?.alloc ?? "");
+      const bytes = Uint8Array.from(raw, (c) => c.charCodeAt(0));
+      let found = -1;
+      for (let i = 1; i < bytes.length * 8 - 1; i++) {
+        if ((bytes[i >> 3] & (0x80 >> (i & 7))) === 0) {
+          found = i;
+          break;
+        }
+      }
+      if (found < 0) return yield* Effect.fail("exhausted");
+      bytes[found >> 3] |= 0x80 >> (found & 7);
+      const alloc = btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+      const updated = yield* Effect.result(kube.update(ClusterNetworkResource, {
+        ...net,
+        spec: { ...net.spec, Options: { ...net.spec.Options, alloc } },
+      }));
+      if (updated._tag === "Success") return `10.61.${found >> 8}.${found & 255}/16`;
+      if (updated.failure._tag !== "KubeConflict") return yield* updated.failure;
+    }
+    return yield* Effect.fail("gave up");
+  });
+
+// --- main -------------------------------------------------------------------------------------------------
+
+const api = await startApiServer();
+try {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(api.kubeconfigPath);
+  await installDanmCrds(kc);
+  const kubeLayer = () => layerLiveKube({ config: { _tag: "Kubeconfig", path: api.kubeconfigPath } }).pipe(Layer.orDie);
+  const setup = <A, E>(e: Effect.Effect<A, E, Kube>) => Effect.runPromise(Effect.provide(e, kubeLayer()));
+
+  const ours = await setup(Effect.gen(function* () {
+    const kube = yield* Kube;
+    return yield* kube.create(ClusterNetworkResource, {
+      metadata: { name: "bench-danm-ipam" },
+      spec: { NetworkID: "bench", NetworkType: "ipvlan", Options: { cidr: "10.60.0.0/16" } },
+    } as ClusterNetwork);
+  }));
+  await setup(Effect.gen(function* () {
+    const kube = yield* Kube;
+    yield* kube.create(ClusterNetworkResource, {
+      metadata: { name: "bench-danm-scheme" },
+      spec: {
+        NetworkID: "benchd",
+        NetworkType: "ipvlan",
+        Options: { cidr: "10.61.0.0/16", alloc: bitmask(65536, [0, 65535]) },
+      },
+    } as ClusterNetwork);
+  }));
+  const net: IpamNetwork = {
+    ref: { kind: "ClusterNetwork", name: "bench-danm-ipam", uid: ours.metadata.uid! },
+    options: ours.spec.Options ?? {},
+  };
+  const owner = (node: number, seq: number): Owner => ({
+    namespace: "bench",
+    pod: `p-${node}-${seq}`,
+    podUid: `u-${node}-${seq}`,
+    sandbox: `s-${node}-${seq}`,
+    iface: "eth1",
+    node: `node-${node}`,
+  });
+
+  console.log(`workload: ${nodes} nodes × ${perNode} concurrent allocators, ${seconds}s each, one /16 network`);
+  const danm = await drive(
+    (node, seq) =>
+      Effect.gen(function* () {
+        const ipam = yield* Ipam;
+        return (yield* ipam.allocate(net, owner(node, seq), "dynamic", undefined)).v4!;
+      }),
+    () => Layer.merge(kubeLayer(), ipamLayer().pipe(Layer.provide(blockStoreFromKube), Layer.provide(kubeLayer()))),
+  );
+  console.log(`allocator counters: ${JSON.stringify(totals)}`);
+  const stored = await setup(Effect.gen(function* () {
+    const kube = yield* Kube;
+    const blocks = (yield* kube.list(ipBlockResource, { labelSelector: `${labels.networkUid}=${net.ref.uid}` })).items;
+    return blocks.flatMap((b) => Object.keys(b.spec.reservations).map((off) => `${b.spec.cidr}+${off}`));
+  }));
+  const danmAllocs = danm.addresses.length / danm.elapsedS;
+  console.log(
+    `danm IPAM:   ${danm.addresses.length} allocations in ${danm.elapsedS.toFixed(1)}s = ${
+      danmAllocs.toFixed(0)
+    }/s, p50 ${percentile(danm.latenciesMs, 50).toFixed(1)} ms, p99 ${
+      percentile(danm.latenciesMs, 99).toFixed(1)
+    } ms, errors ${danm.errors}, duplicates ${duplicatesOf(danm.addresses)}, stored reservations ${stored.length}`,
+  );
+
+  const baseline = await drive((_node, _seq) => danmAllocate("bench-danm-scheme"), () =>
+    Layer.merge(
+      kubeLayer(),
+      Layer.succeed(
+        Ipam,
+        Ipam.of({ allocate: () => Effect.die("unused"), release: () => Effect.die("unused"), stats: () => noStats }),
+      ),
+    ));
+  const baseAllocs = baseline.addresses.length / baseline.elapsedS;
+  console.log(
+    `DANM scheme (comparator: bitmask in the network object, optimistic retry): ${baseline.addresses.length} allocations in ${
+      baseline.elapsedS.toFixed(1)
+    }s = ${baseAllocs.toFixed(0)}/s, p50 ${percentile(baseline.latenciesMs, 50).toFixed(1)} ms, p99 ${
+      percentile(baseline.latenciesMs, 99).toFixed(1)
+    } ms, errors ${baseline.errors}, duplicates ${duplicatesOf(baseline.addresses)}`,
+  );
+  // Duplicates among the addresses handed out, and among the reservations stored (which must match them 1:1).
+  const duplicates = duplicatesOf(danm.addresses) + duplicatesOf(stored);
+  if (stored.length !== danm.addresses.length) {
+    console.log(`WARNING: ${stored.length} stored reservations for ${danm.addresses.length} allocations`);
+  }
+  console.log(JSON.stringify({
+    bench: "ipam",
+    nodes,
+    allocators_per_node: perNode,
+    seconds,
+    allocs_per_s: round(danmAllocs),
+    p50_ms: round(percentile(danm.latenciesMs, 50)),
+    p99_ms: round(percentile(danm.latenciesMs, 99)),
+    duplicates,
+    errors: danm.errors,
+    baseline: "DANM scheme (bitmask in the network object, optimistic retry)",
+    baseline_allocs_per_s: round(baseAllocs),
+    baseline_p50_ms: round(percentile(baseline.latenciesMs, 50)),
+    baseline_p99_ms: round(percentile(baseline.latenciesMs, 99)),
+    baseline_duplicates: duplicatesOf(baseline.addresses),
+    ratio: round(danmAllocs / baseAllocs),
+  }));
+} finally {
+  await api.stop();
+  await Deno.remove(api.dir, { recursive: true }).catch(() => {});
+}
