@@ -14,6 +14,7 @@
 //   e2e          the whole stack (added by the end-to-end issue; an absent directory is reported).
 import { ensureK8sBinaries, type SharedApiServer, sharedEnvKey, startApiServer } from "./harness/apiserver.ts";
 import { cacheRoot, have, repoRoot, run } from "./harness/proc.ts";
+import { ensureCniPlugins } from "./harness/cniplugins.ts";
 import { ensureInitramfs, ensureKernel, runInGuest } from "./harness/vm.ts";
 
 const allTiers = ["unit", "integration", "kernel", "e2e"] as const;
@@ -194,6 +195,7 @@ async function prepare(tiers: Tier[]): Promise<void> {
     const dir = await ensureK8sBinaries();
     log(`kube-apiserver + etcd in ${dir} (${((Date.now() - t) / 1000).toFixed(0)}s)`);
   }
+  if (tiers.some((t) => t !== "unit")) log(`reference CNI plugins in ${await ensureCniPlugins()}`);
   if (tiers.includes("kernel")) {
     const k = await ensureKernel();
     await ensureInitramfs(k);
