@@ -1,0 +1,221 @@
+// danmctl against the real apiserver, run as a process the way an operator runs it.
+import { Effect, Layer } from "effect";
+import { layerLiveKube } from "../../../adapters/kube/live.ts";
+import { customResourceDefinition } from "../../../core/api/crdgen.ts";
+import {
+  type ClusterNetwork,
+  ClusterNetworkResource,
+  type DanmEp,
+  DanmEpResource,
+  type DanmNet,
+  DanmNetResource,
+  LegacyDanmGroup,
+  LegacyDanmNetResource,
+} from "../../../core/api/danm.ts";
+import { danmCrdDescriptions } from "../../../core/api/danm_crds.ts";
+import { PodResource } from "../../../core/api/k8s.ts";
+import { Ipam, ipamLayer, type Owner } from "../../../core/ipam/allocator.ts";
+import { blockStoreFromKube } from "../../../core/ipam/kube.ts";
+import { Kube } from "../../../core/ports/kube.ts";
+import { assert, assertEquals } from "../../harness/assert.ts";
+import { uniqueName, useCluster } from "../../harness/cluster.ts";
+import { repoRoot } from "../../harness/proc.ts";
+import { installDanmCrds } from "../api/danm_crds.ts";
+import { restClient } from "../api/rest.ts";
+
+const cluster = await useCluster();
+await installDanmCrds(cluster.kubeConfig);
+const kubeLayer = layerLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath } }).pipe(Layer.orDie);
+const run = <A, E>(p: Effect.Effect<A, E, Kube | Ipam>) =>
+  Effect.runPromise(Effect.scoped(Effect.provide(
+    p,
+    Layer.merge(kubeLayer, ipamLayer().pipe(Layer.provide(blockStoreFromKube), Layer.provide(kubeLayer))),
+  )));
+
+async function danmctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${repoRoot}/cmd/danmctl.ts`, ...args, "--kubeconfig", cluster.kubeconfigPath],
+    stdin: "null",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+Deno.test("danmctl showalloc, status and leaks (--release) on a live network", async () => {
+  const name = uniqueName("ctl");
+  const podName = uniqueName("ctl-pod");
+  const { net, pod } = await run(Effect.gen(function* () {
+    const kube = yield* Kube;
+    const net = yield* kube.create(ClusterNetworkResource, {
+      metadata: { name },
+      spec: { NetworkID: "ctl", NetworkType: "ipvlan", Options: { cidr: "10.50.0.0/24", net6: "2001:db8:50::/64" } },
+    } as ClusterNetwork);
+    const pod = yield* kube.create(PodResource, {
+      metadata: { name: podName, namespace: "default" },
+      spec: { nodeName: "n1", containers: [{ name: "c", image: "x" }] },
+    });
+    return { net, pod };
+  }));
+  const network = {
+    ref: { kind: "ClusterNetwork" as const, name, uid: net.metadata.uid! },
+    options: net.spec.Options!,
+  };
+  const live: Owner = {
+    namespace: "default",
+    pod: podName,
+    podUid: pod.metadata.uid!,
+    sandbox: "sb-live",
+    iface: "eth1",
+    node: "n1",
+  };
+  const gone: Owner = { ...live, pod: uniqueName("gone"), podUid: crypto.randomUUID(), sandbox: "sb-gone" };
+  try {
+    await run(Effect.gen(function* () {
+      const ipam = yield* Ipam;
+      const kube = yield* Kube;
+      const got = yield* ipam.allocate(network, live, "dynamic", "dynamic");
+      yield* ipam.allocate(network, gone, "10.50.0.77", undefined);
+      yield* kube.create(DanmEpResource, {
+        metadata: { name: uniqueName("ep"), namespace: "default" },
+        spec: {
+          NetworkName: name,
+          apiType: "ClusterNetwork",
+          EndpointID: "e",
+          Pod: podName,
+          PodUID: pod.metadata.uid,
+          Interface: { Name: "eth1", Address: got.v4, AddressIPv6: got.v6 },
+        },
+      } as DanmEp);
+    }));
+
+    const show = await danmctl("showalloc", name, "-o", "json");
+    assertEquals(show.code, 0, show.stderr);
+    const s = JSON.parse(show.stdout);
+    assertEquals(s.network, `ClusterNetwork ${name}`);
+    assertEquals(s.allocations.map((a: { address: string; pod: string }) => [a.address, a.pod]), [
+      ["10.50.0.1", `default/${podName}`],
+      ["10.50.0.77", `default/${gone.pod}`],
+      ["2001:db8:50::1", `default/${podName}`],
+    ]);
+    assertEquals(
+      s.pools.map((p: { family: number; used: number; capacity: string }) => [p.family, p.used, p.capacity]),
+      [
+        [4, 2, "254"],
+        [6, 1, String((1n << 64n) - 2n)],
+      ],
+    );
+    const table = await danmctl("showalloc", name);
+    assert(table.stdout.includes("10.50.0.77") && table.stdout.includes("STATIC"), table.stdout);
+
+    const st = await danmctl("status", "-o", "json");
+    assertEquals(st.code, 0, st.stderr);
+    const row = JSON.parse(st.stdout).find((r: { name: string }) => r.name === name);
+    assertEquals(row.pools.map((p: { used: number }) => p.used), [2, 1]);
+
+    const report = await danmctl("leaks", "-o", "json", "--grace", "0");
+    assertEquals(report.code, 3, "leaks exits 3 when it finds problems");
+    const leaked = JSON.parse(report.stdout).leakedReservations.filter((l: { network: string }) =>
+      l.network.endsWith(name)
+    );
+    assertEquals(leaked.map((l: { address: string; reason: string }) => [l.address, l.reason]), [[
+      "10.50.0.77",
+      "pod gone",
+    ]]);
+
+    const refused = await danmctl("leaks", "--release", "--grace", "0");
+    assertEquals(refused.code, 1, "no confirmation without a terminal or --yes");
+    const released = await danmctl("leaks", "--release", "--yes", "--grace", "0");
+    assertEquals(released.code, 0, released.stderr);
+    assert(released.stdout.includes(gone.pod), released.stdout);
+    const after = JSON.parse((await danmctl("showalloc", name, "-o", "json")).stdout);
+    assertEquals(after.allocations.map((a: { address: string }) => a.address), ["10.50.0.1", "2001:db8:50::1"]);
+
+    const missing = await danmctl("showalloc", uniqueName("nope"));
+    assertEquals(missing.code, 1);
+    assert(missing.stderr.includes("no ClusterNetwork of that name"), missing.stderr);
+  } finally {
+    await run(Effect.gen(function* () {
+      const ipam = yield* Ipam;
+      const kube = yield* Kube;
+      yield* Effect.ignore(ipam.release(network, live));
+      yield* Effect.ignore(ipam.release(network, gone));
+      yield* Effect.ignore(kube.delete(PodResource, podName, { namespace: "default", gracePeriodSeconds: 0 }));
+      yield* Effect.ignore(kube.delete(ClusterNetworkResource, name));
+    }));
+  }
+});
+
+Deno.test("danmctl migrate copies danm.k8s.io networks to danm.io without DANM's allocation state", async () => {
+  // DANM ≤ 4.3 served its kinds under danm.k8s.io: install those CRDs (same schemas, old group).
+  const rest = restClient(cluster.kubeConfig);
+  try {
+    for (const d of danmCrdDescriptions.filter((d) => d.group === "danm.io" && d.kind !== "IPBlock")) {
+      const crd = Effect.runSync(customResourceDefinition({ ...d, group: LegacyDanmGroup }));
+      // *.k8s.io groups are protected: a CRD there must carry this annotation (KEP-1111), as DANM users' do.
+      const annotated = {
+        ...crd,
+        metadata: { ...crd.metadata, annotations: { "api-approved.kubernetes.io": "unapproved, DANM's legacy group" } },
+      };
+      const r = await rest.call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", annotated);
+      assert(r.status === 201 || r.status === 409, JSON.stringify(r.body));
+    }
+    for (let i = 0; i < 100; i++) {
+      const r = await rest.call("GET", "/apis/danm.k8s.io/v1/namespaces/default/danmnets");
+      if (r.status === 200) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  } finally {
+    rest.close();
+  }
+  const name = uniqueName("legacy");
+  await run(Effect.gen(function* () {
+    const kube = yield* Kube;
+    yield* Effect.retry(
+      kube.create(LegacyDanmNetResource, {
+        metadata: { name, namespace: "default" },
+        spec: {
+          NetworkID: "legacy",
+          NetworkType: "ipvlan",
+          Options: {
+            cidr: "10.51.0.0/24",
+            alloc: "gAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE=",
+            allocation_pool: { start: "10.51.0.1", end: "10.51.0.254", lastIp: "10.51.0.9/24" },
+          },
+        },
+      } as DanmNet),
+      { times: 20, while: (e) => e._tag === "KubeUnavailable" || e._tag === "KubeNotFound" },
+    );
+  }));
+  try {
+    const dry = await danmctl("migrate", "--dry-run", "-o", "json");
+    assertEquals(dry.code, 0, dry.stderr);
+    assert(
+      JSON.parse(dry.stdout).some((e: { name: string; action: string }) =>
+        e.name === name && e.action === "would create"
+      ),
+      dry.stdout,
+    );
+    const real = await danmctl("migrate", "-o", "json");
+    assertEquals(real.code, 0, real.stderr);
+    const migrated = await run(Effect.gen(function* () {
+      return yield* (yield* Kube).get(DanmNetResource, name, { namespace: "default" });
+    }));
+    assertEquals(migrated.spec.Options?.cidr, "10.51.0.0/24");
+    assertEquals(migrated.spec.Options?.alloc, undefined);
+    assertEquals(migrated.spec.Options?.allocation_pool, { start: "10.51.0.1", end: "10.51.0.254" });
+    const again = await danmctl("migrate", "-o", "json");
+    assert(
+      JSON.parse(again.stdout).some((e: { name: string; action: string }) => e.name === name && e.action === "exists"),
+    );
+  } finally {
+    await run(Effect.gen(function* () {
+      const kube = yield* Kube;
+      yield* Effect.ignore(kube.delete(LegacyDanmNetResource, name, { namespace: "default" }));
+      yield* Effect.ignore(kube.delete(DanmNetResource, name, { namespace: "default" }));
+    }));
+  }
+});
+
+globalThis.addEventListener("unload", () => {
+  cluster.release();
+});
