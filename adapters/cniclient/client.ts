@@ -18,18 +18,24 @@ export async function runThinClient(program: Program): Promise<number> {
   const encoder = new TextEncoder();
   const stdin = new TextDecoder().decode(await readAll(Deno.stdin.readable));
   const env = Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([k]) => k.startsWith("CNI_")));
+  // Only two routing fields are read here; the daemon decodes and validates the whole configuration.
+  let routing: { cniVersion?: unknown; daemonSocket?: unknown } = {};
+  try {
+    const parsed: unknown = JSON.parse(stdin || "{}");
+    if (typeof parsed === "object" && parsed !== null) routing = parsed;
+  } catch {
+    // Malformed input: the daemon reports it properly.
+  }
   if (env.CNI_COMMAND === "VERSION") {
-    let requested: unknown;
-    try {
-      requested = (JSON.parse(stdin || "{}") as { cniVersion?: unknown }).cniVersion;
-    } catch {
-      requested = undefined;
-    }
+    const requested = routing.cniVersion;
     const version = (supportedVersions as ReadonlyArray<unknown>).includes(requested) ? requested : latestVersion;
     await Deno.stdout.write(encoder.encode(JSON.stringify({ cniVersion: version, supportedVersions })));
     return 0;
   }
-  const socket = Deno.env.get("DANM_SOCKET") || defaultDaemonSocket;
+  // DANM_SOCKET (set by danm for its delegates, so fakeipam finds the daemon) wins over 00-danm.conf's
+  // daemonSocket, which wins over the default.
+  const socket = Deno.env.get("DANM_SOCKET") ||
+    (typeof routing.daemonSocket === "string" && routing.daemonSocket) || defaultDaemonSocket;
   let conn: Deno.UnixConn;
   try {
     conn = await Deno.connect({ transport: "unix", path: socket });

@@ -4,11 +4,12 @@
 // Unknown keys are ignored, as DANM's non-strict unmarshal does: DANM's own sample carries `*_comment` keys,
 // netwatcher-era configs carry `master`/`vlan`/`vxlan`, and the runtime adds `runtimeConfig`, `prevResult`, `args`.
 import { Effect, Schema, SchemaParser } from "effect";
+import { defaultDaemonSocket } from "../cni/versions.ts";
 import { problemsOf, renderProblems } from "./formats.ts";
 
 export const DefaultCniDir = "/etc/cni/net.d";
-/** Where the node daemon listens unless the config says otherwise. */
-export const DefaultDaemonSocket = "/run/danm/danm.sock";
+/** Where the node daemon listens unless the config says otherwise (the thin client's default too). */
+export const DefaultDaemonSocket = defaultDaemonSocket;
 /** `namingScheme` value that makes interface names exactly `container_prefix` (spec §4.5). */
 export const LegacyNamingScheme = "legacy";
 
