@@ -122,6 +122,17 @@ export const NetworkCondition = Schema.Struct({
 });
 export type NetworkCondition = typeof NetworkCondition.Type;
 
+/** One node's view of the network's host interfaces, written by that node's netwatcher. */
+export const HostInterfacesRecord = Schema.Struct({
+  node: Schema.String,
+  ready: Schema.Boolean,
+  interfaces: Schema.optionalKey(
+    Schema.Array(Schema.String).annotate({ description: "host interfaces the network needs on this node" }),
+  ),
+  message: Schema.optionalKey(Schema.String.annotate({ description: "why the node is not ready, or a summary" })),
+});
+export type HostInterfacesRecord = typeof HostInterfacesRecord.Type;
+
 /** Ours (DANM networks had no status): what the controllers observed of the network. */
 export const NetworkStatus = Schema.Struct({
   observedGeneration: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
@@ -129,6 +140,12 @@ export const NetworkStatus = Schema.Struct({
     Schema.Array(NetworkCondition).annotate(
       openApi({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
     ),
+  ),
+  hostInterfaces: Schema.optionalKey(
+    Schema.Array(HostInterfacesRecord).annotate({
+      description: "per-node host interface state, one record per node (netwatcher)",
+      ...openApi({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["node"] }),
+    }),
   ),
 });
 export type NetworkStatus = typeof NetworkStatus.Type;
