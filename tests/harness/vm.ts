@@ -34,13 +34,13 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288,cache=loose hostroo
 mount -t tmpfs -o size=1G upper /upper
 mkdir -p /upper/u /upper/w
 # A writable view of the host root: writes (deno's caches, /run, /tmp) land in guest memory.
+# (/tmp stays the host's, seen through the overlay: a checkout under /tmp must remain visible.)
 if ! mount -t overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w overlay /root; then
-  echo "overlay over 9p failed; using the read-only root"; mount --bind /lower /root
+  echo "overlay over 9p failed; using the read-only root"; mount --bind /lower /root; mount -t tmpfs tmp /root/tmp
 fi
 mount -t proc proc /root/proc
 mount -t sysfs sys /root/sys
 mount -t devtmpfs dev /root/dev
-mount -t tmpfs tmp /root/tmp
 mount -t tmpfs run /root/run
 mkdir -p /root/run/netns /root/tmp/results
 mount -t 9p -o trans=virtio,version=9p2000.L results /root/tmp/results || { echo DANM_VM_EXIT=98; poweroff -f; }
