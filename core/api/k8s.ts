@@ -2,7 +2,7 @@
 //
 // Decoding ignores fields that are not modelled (these objects belong to other components); code that writes
 // a kind it does not own (Pods, Services, Nodes…) must use patches so that unmodelled fields survive.
-import { Schema } from "effect";
+import { Schema, SchemaTransformation } from "effect";
 import type { ResourceType } from "../ports/kube.ts";
 import { ObjectMeta, StringMap } from "./meta.ts";
 
@@ -184,17 +184,33 @@ export const Endpoint = Schema.Struct({
 });
 export type Endpoint = typeof Endpoint.Type;
 
+/** A list the apiserver serves as `null` when empty (a Go slice without omitempty); decoded as []. */
+const nullableList = <S extends Schema.Top>(item: S) =>
+  Schema.NullOr(Schema.Array(item)).pipe(
+    Schema.decodeTo(
+      Schema.toType(Schema.Array(item)),
+      SchemaTransformation.transform<ReadonlyArray<S["Type"]>, ReadonlyArray<S["Type"]> | null>({
+        decode: (v) => v ?? [],
+        encode: (v) => v,
+      }),
+    ),
+  );
+
+export const EndpointSlicePort = Schema.Struct({
+  name: opt(Str),
+  port: opt(Num),
+  protocol: opt(Protocol),
+  appProtocol: opt(Str),
+});
+export type EndpointSlicePort = typeof EndpointSlicePort.Type;
+
 export const EndpointSlice = Schema.Struct({
   ...typeMeta,
   metadata: ObjectMeta,
   addressType: Schema.Literals(["IPv4", "IPv6", "FQDN"]),
-  endpoints: Schema.Array(Endpoint),
-  ports: opt(Schema.Array(Schema.Struct({
-    name: opt(Str),
-    port: opt(Num),
-    protocol: opt(Protocol),
-    appProtocol: opt(Str),
-  }))),
+  // Both come back as null from the apiserver when empty.
+  endpoints: nullableList(Endpoint),
+  ports: opt(nullableList(EndpointSlicePort)),
 });
 export type EndpointSlice = typeof EndpointSlice.Type;
 
