@@ -123,9 +123,20 @@ export async function startApiServer(opts: { dir?: string } = {}): Promise<ApiSe
     "--v=1",
   ], `${dir}/apiserver.log`);
 
+  // If the test process exits without calling stop() (Deno.exit, an uncaught error), take the control plane
+  // down with it instead of leaving orphans behind.
+  const killOnExit = () => {
+    for (const c of [apiserver, etcd]) {
+      try {
+        c.kill("SIGKILL");
+      } catch { /* already gone */ }
+    }
+  };
+  globalThis.addEventListener("unload", killOnExit);
   const url = `https://127.0.0.1:${apiPort}`;
   const client = Deno.createHttpClient({ caCerts: [pki.ca.certPem], cert: admin.certPem, key: admin.keyPem });
   const stop = async () => {
+    globalThis.removeEventListener("unload", killOnExit);
     client.close();
     await stopChild(apiserver);
     await stopChild(etcd);
