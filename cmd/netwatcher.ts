@@ -1,5 +1,5 @@
 // netwatcher: the per-node agent keeping VLAN/VXLAN host interfaces in line with the networks (core/netwatcher).
-// A thin composition root: flags → live Kube + Netlink layers → the agent layer → the metrics endpoint.
+// A thin composition root: flags → live Kube + Netlink + Http layers → the agent layer → the metrics endpoint.
 //
 //   deno run -A cmd/netwatcher.ts [--kubeconfig PATH] [--node-name NAME] [--reconcile-period 30s]
 //                                 [--metrics-port 9108] [--vxlan-mode multicast|unicast]
@@ -8,9 +8,10 @@ import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
 import { problemsOf, renderProblems } from "../core/api/formats.ts";
 import * as Netwatcher from "../core/netwatcher/agent.ts";
-import { serveMetrics } from "../core/netwatcher/metrics.ts";
 import { VxlanMode } from "../core/netwatcher/plan.ts";
+import { serveMetrics } from "../core/observability/metrics.ts";
 import { NetnsRef } from "../core/ports/netlink.ts";
+import { layerLiveHttp } from "../adapters/http/live.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import * as LiveNetlink from "../adapters/netlink/live.ts";
 
@@ -83,12 +84,13 @@ const platform = Layer.mergeAll(
     userAgent: `danm-netwatcher/${flags["node-name"]}`,
   }),
   LiveNetlink.layer(),
+  layerLiveHttp,
 );
 
 const main = Effect.gen(function* () {
   const nw = yield* Netwatcher.Netwatcher;
-  const port = yield* serveMetrics(flags["metrics-port"], () => nw.metrics);
-  yield* Effect.logInfo(`netwatcher ${nw.nodeName}: metrics on :${port}/metrics`);
+  const server = yield* serveMetrics({ port: flags["metrics-port"] }, nw.metrics);
+  yield* Effect.logInfo(`netwatcher ${nw.nodeName}: metrics on :${server.address.port}/metrics`);
   return yield* nw.join;
 }).pipe(Effect.scoped, Effect.provide(agent), Effect.provide(platform));
 

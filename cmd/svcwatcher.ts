@@ -1,14 +1,16 @@
 // svcwatcher: Endpoints and EndpointSlices for Services over pod networks. Composition root only: flags, the
-// Kube layer, the metrics endpoint, signals; the controller lives in core/svcwatcher.
+// Kube and Http layers, the metrics endpoint, signals; the controller lives in core/svcwatcher.
 //
 //   deno run --allow-net --allow-env --allow-read --allow-sys=hostname cmd/svcwatcher.ts \
 //     [--kubeconfig PATH] [--lease-namespace kube-system] [--lease-name danm-svcwatcher] [--identity ID]
 //     [--metrics-port 9090] [--workers 4] [--namespace NS]
 import { parseArgs } from "node:util";
 import { Effect, Fiber, Layer } from "effect";
+import { layerLiveHttp } from "../adapters/http/live.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
+import { serveMetrics } from "../core/observability/metrics.ts";
 import { runSvcwatcher } from "../core/svcwatcher/controller.ts";
-import { serveMetrics, SvcwatcherMetrics } from "../core/svcwatcher/metrics.ts";
+import { SvcwatcherMetrics } from "../core/svcwatcher/metrics.ts";
 
 const usage = `usage: svcwatcher [--kubeconfig PATH] [--lease-namespace NS] [--lease-name NAME] [--identity ID]
                   [--metrics-port PORT] [--workers N] [--namespace NS]
@@ -58,8 +60,8 @@ const kube = layerLiveKube({
 const metrics = new SvcwatcherMetrics();
 const main = Effect.gen(function* () {
   if (metricsPort > 0) {
-    const port = yield* serveMetrics(metrics, { port: metricsPort });
-    yield* Effect.logInfo(`metrics on :${port}/metrics`);
+    const server = yield* serveMetrics({ port: metricsPort }, Effect.sync(() => metrics.render()));
+    yield* Effect.logInfo(`metrics on :${server.address.port}/metrics`);
   }
   return yield* runSvcwatcher({
     identity,
@@ -67,7 +69,7 @@ const main = Effect.gen(function* () {
     ...(values.namespace ? { namespace: values.namespace } : {}),
     lease: { namespace: values["lease-namespace"], name: values["lease-name"] },
   }, metrics);
-}).pipe(Effect.scoped, Effect.provide(Layer.orDie(kube)));
+}).pipe(Effect.scoped, Effect.provide(Layer.merge(Layer.orDie(kube), layerLiveHttp)));
 
 const fiber = Effect.runFork(main);
 let stopping = false;

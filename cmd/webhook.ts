@@ -1,9 +1,11 @@
-// danm's admission webhook: flags → config, the live Kube layer, core/webhook/main.ts until SIGTERM.
+// danm's admission webhook: flags → config, the live Kube, Fs and Http layers, core/webhook/main.ts until SIGTERM.
 //
 //   deno run -A cmd/webhook.ts --bootstrap-certs --namespace kube-system
 //   deno run -A cmd/webhook.ts --tls-cert-file tls.crt --tls-key-file tls.key --kubeconfig ~/.kube/config
 import { parseArgs } from "node:util";
-import { Effect, Schema } from "effect";
+import { Effect, Layer, Schema } from "effect";
+import { layerLiveFs } from "../adapters/fs/live.ts";
+import { layerLiveHttp } from "../adapters/http/live.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import { startWebhook, type WebhookConfig } from "../core/webhook/main.ts";
 import { WebhookConfigurationName } from "../core/webhook/manifests.ts";
@@ -118,7 +120,9 @@ const kube = layerLiveKube({
   userAgent: "danm-webhook",
 });
 
-const program = Effect.scoped(Effect.andThen(startWebhook(config), Effect.never)).pipe(Effect.provide(kube));
+const program = Effect.scoped(Effect.andThen(startWebhook(config), Effect.never)).pipe(
+  Effect.provide(Layer.mergeAll(kube, layerLiveFs, layerLiveHttp)),
+);
 const controller = new AbortController();
 for (const signal of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(signal, () => controller.abort());
 try {

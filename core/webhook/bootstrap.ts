@@ -12,6 +12,7 @@
 //      patch guarded by a `test` of each webhook's name.
 // Run at start and then periodically by every replica: rotation by one replica reaches the others.
 import { Effect, Schema } from "effect";
+import { Fs } from "../ports/filesystem.ts";
 import { Kube, type KubeError } from "../ports/kube.ts";
 import { type JsonPatchOperation } from "../ports/kube.ts";
 import {
@@ -155,19 +156,15 @@ export const ensureServingSecret = (c: BootstrapConfig): Effect.Effect<ServingMa
   });
 
 const writeIfChanged = (path: string, content: string, mode: number) =>
-  Effect.tryPromise({
-    try: async () => {
-      const current = await Deno.readTextFile(path).catch(() => undefined);
-      if (current === content) return false;
-      const dir = path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".";
-      await Deno.mkdir(dir, { recursive: true });
-      const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-      await Deno.writeTextFile(tmp, content, { mode });
-      await Deno.rename(tmp, path);
-      return true;
-    },
-    catch: (e) => new BootstrapError({ step: `writing ${path}`, detail: String(e) }),
-  });
+  Effect.gen(function* () {
+    const fs = yield* Fs;
+    // Unreadable counts as different: the write then tells what is wrong.
+    const current = yield* fs.readText(path).pipe(Effect.orElseSucceed(() => undefined));
+    if (current === content) return false;
+    yield* fs.mkdir(path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".");
+    yield* fs.writeAtomic(path, content, { mode });
+    return true;
+  }).pipe(Effect.mapError((e) => new BootstrapError({ step: `writing ${path}`, detail: e.message })));
 
 /** Step 3. The key first: a reload triggered by the new certificate must find its key already in place. */
 export const writeServingFiles = (c: BootstrapConfig, m: ServingMaterial) =>

@@ -1,9 +1,11 @@
 // The webhook program: certificate bootstrap (optional), caches, VNI claims and their reconciler, the admission
-// endpoints and the HTTPS server, for as long as the surrounding scope lives. cmd/webhook.ts provides the Kube
-// layer and flags; tests and the benchmark start it in-process.
+// endpoints and the HTTPS server, for as long as the surrounding scope lives. cmd/webhook.ts provides the Kube, Fs
+// and Http layers and flags; tests and the benchmark start it in-process.
 import { Effect, type Scope, Stream } from "effect";
 import { type TenantNetwork, TenantNetworkResource } from "../api/danm.ts";
 import type { NamingScheme } from "../attach/naming.ts";
+import type { Fs } from "../ports/filesystem.ts";
+import type { Http } from "../ports/http.ts";
 import { Kube } from "../ports/kube.ts";
 import { type Admission, makeAdmission } from "./admit.ts";
 import { bootstrapCertificates, type BootstrapConfig, type BootstrapError } from "./bootstrap.ts";
@@ -89,7 +91,7 @@ export const startReconciler = (
 
 export const startWebhook = (
   config: WebhookConfig,
-): Effect.Effect<RunningWebhook, BootstrapError | ServerError, Kube | Scope.Scope> =>
+): Effect.Effect<RunningWebhook, BootstrapError | ServerError, Kube | Fs | Http | Scope.Scope> =>
   Effect.gen(function* () {
     if (config.bootstrap) {
       const bootstrap = config.bootstrap;

@@ -1,15 +1,13 @@
-// The webhook's HTTPS server: POST /mutate and /validate (AdmissionReview v1), GET /healthz, /readyz and /metrics.
+// The webhook's HTTPS server: POST /mutate and /validate (AdmissionReview v1), GET /healthz, /readyz and /metrics,
+// served through the Http port (adapters/http/live.ts tells how a certificate is swapped under a running server).
 //
-// Deno.serve, for its speed: node:https (which could swap certificates in place) measured several times slower per
-// request under the apiserver's 50-way concurrency.
-//
-// Certificate reload: the certificate and key files are polled (Secret volumes swap a symlink, which a watch on
-// the file misses). Deno cannot swap a listener's certificate, and a second TLS listener on the same port needs
-// the unstable SO_REUSEPORT for TLS, so a changed pair is first checked (a throwaway TLS listener must accept it),
-// then the old server is shut down gracefully (requests in flight finish; HTTP/2 clients get a GOAWAY and
-// reconnect) and the new one binds the port at once: the port is closed for a few milliseconds per rotation.
-// A pair that does not load is reported and the old one keeps serving.
-import { Cause, type Context, Effect, Schema, type Scope } from "effect";
+// Certificate reload: the certificate and key files are polled through the Fs port (Secret volumes swap a symlink,
+// which a watch on the file misses) and a changed pair goes to the server's reload. A pair that does not load is
+// reported and the old one keeps serving.
+import { Cause, Effect, Schema, type Scope } from "effect";
+import { ExpositionContentType } from "../observability/metrics.ts";
+import { Fs } from "../ports/filesystem.ts";
+import { Http, type TlsPair } from "../ports/http.ts";
 import type { Kube } from "../ports/kube.ts";
 import { type Admission, isReviewDecodeError } from "./admit.ts";
 import type { WebhookMetrics } from "./metrics.ts";
@@ -42,14 +40,6 @@ export interface RunningServer {
   readonly generation: () => number;
 }
 
-interface Pair {
-  readonly cert: string;
-  readonly key: string;
-}
-
-const readPair = (o: ServerOptions): Promise<Pair> =>
-  Promise.all([Deno.readTextFile(o.certFile), Deno.readTextFile(o.keyFile)]).then(([cert, key]) => ({ cert, key }));
-
 interface Reply {
   readonly status: number;
   readonly body: string;
@@ -57,132 +47,113 @@ interface Reply {
 }
 
 const text = (status: number, body: string): Reply => ({ status, body, type: "text/plain; charset=utf-8" });
-
-/** Throws when the pair cannot serve TLS (bad PEM, unsupported key). */
-function checkPair(pair: Pair): void {
-  const probe = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: pair.cert, key: pair.key });
-  probe.close();
-}
+const internalError = (cause: Cause.Cause<unknown>) => text(500, `internal error: ${Cause.pretty(cause)}\n`);
 
 export const serveWebhook = (
   admission: Admission,
   ready: Effect.Effect<boolean>,
   metrics: WebhookMetrics,
   options: ServerOptions,
-): Effect.Effect<RunningServer, ServerError, Kube | Scope.Scope> =>
+): Effect.Effect<RunningServer, ServerError, Kube | Fs | Http | Scope.Scope> =>
   Effect.gen(function* () {
-    const context: Context.Context<Kube> = yield* Effect.context<Kube>();
-    const runPromise = Effect.runPromiseWith(context);
+    const fs = yield* Fs;
+    const http = yield* Http;
     const maxBody = options.maxBodyBytes ?? 6 * 1024 * 1024;
-    let readyNow = false;
-    metrics.ready.track(() => (readyNow ? 1 : 0));
+    metrics.ready.set(0);
+    const readyNow = Effect.tap(ready, (r) => Effect.sync(() => metrics.ready.set(r ? 1 : 0)));
 
-    const review = async (
-      req: Request,
-      run: (body: unknown) => Effect.Effect<ReviewResponse, unknown, Kube>,
-    ): Promise<Reply> => {
-      if (req.method !== "POST") return text(405, "POST an AdmissionReview\n");
-      if (Number(req.headers.get("content-length") ?? "0") > maxBody) return text(413, "request body too large\n");
-      const raw = await req.text();
-      if (raw.length > maxBody) return text(413, "request body too large\n");
-      let body: unknown;
-      try {
-        body = JSON.parse(raw);
-      } catch (e) {
-        return text(400, `request body is not JSON: ${e}\n`);
-      }
-      const exit = await runPromise(Effect.exit(run(body)));
-      if (exit._tag === "Success") return { status: 200, body: JSON.stringify(exit.value), type: "application/json" };
-      const err = Cause.findErrorOption(exit.cause);
-      if (err._tag === "Some" && isReviewDecodeError(err.value)) return text(400, `${err.value.message}\n`);
-      return text(500, `internal error: ${Cause.pretty(exit.cause)}\n`);
-    };
-
-    const route = async (req: Request, path: string): Promise<Reply> => {
-      switch (path) {
-        case "/mutate":
-          return await review(req, admission.mutate);
-        case "/validate":
-          return await review(req, admission.validate);
-        case "/healthz":
-          return text(200, "ok\n");
-        case "/readyz":
-          readyNow = await runPromise(ready);
-          return readyNow ? text(200, "ok\n") : text(503, "caches not synced\n");
-        case "/metrics":
-          readyNow = await runPromise(ready);
-          return { status: 200, body: metrics.render(), type: "text/plain; version=0.0.4" };
-        default:
-          return text(404, "not found\n");
-      }
-    };
-
-    const handler = async (req: Request): Promise<Response> => {
-      const started = performance.now();
-      const path = new URL(req.url).pathname; // the apiserver adds ?timeout=…
-      let r: Reply;
-      try {
-        r = await route(req, path);
-      } catch (e) {
-        r = text(500, `internal error: ${e}\n`);
-      }
-      if (path === "/mutate" || path === "/validate") metrics.observeHttp(path, (performance.now() - started) / 1000);
-      return new Response(r.body, { status: r.status, headers: { "content-type": r.type } });
-    };
-
-    let port = options.port;
-    const open = (pair: Pair) =>
-      Deno.serve({ hostname: options.hostname, port, cert: pair.cert, key: pair.key, onListen: () => {} }, handler);
-
-    let pair = yield* Effect.tryPromise({
-      try: () => readPair(options),
-      catch: (e) => new ServerError({ operation: "reading the certificate files", detail: String(e) }),
-    });
-    yield* Effect.try({
-      try: () => checkPair(pair),
-      catch: (e) =>
-        new ServerError({ operation: `loading ${options.certFile} and ${options.keyFile}`, detail: String(e) }),
-    });
-    let current = yield* Effect.try({
-      try: () => open(pair),
-      catch: (e) =>
-        new ServerError({ operation: `listening on ${options.hostname}:${options.port}`, detail: String(e) }),
-    });
-    port = current.addr.port;
-    metrics.certReloads.inc();
-    let generation = 1;
-    yield* Effect.addFinalizer(() => Effect.promise(() => current.shutdown()));
-
-    /** Binds the port again as soon as the old listener let go of it. */
-    const rebind = (next: Pair) =>
+    const review = (req: Request, run: (body: unknown) => Effect.Effect<ReviewResponse, unknown, Kube>) =>
       Effect.gen(function* () {
-        for (let attempt = 0;; attempt++) {
-          const opened = yield* Effect.result(Effect.try({ try: () => open(next), catch: (e) => String(e) }));
-          if (opened._tag === "Success") return opened.success;
-          if (attempt % 1000 === 999) yield* Effect.logError(`cannot listen on port ${port} again: ${opened.failure}`);
-          yield* Effect.sleep(attempt < 100 ? 0 : 10);
+        if (req.method !== "POST") return text(405, "POST an AdmissionReview\n");
+        if (Number(req.headers.get("content-length") ?? "0") > maxBody) return text(413, "request body too large\n");
+        const raw = yield* Effect.promise(() => req.text());
+        if (raw.length > maxBody) return text(413, "request body too large\n");
+        let body: unknown;
+        try {
+          body = JSON.parse(raw);
+        } catch (e) {
+          return text(400, `request body is not JSON: ${e}\n`);
         }
+        return yield* run(body).pipe(
+          Effect.map((r): Reply => ({ status: 200, body: JSON.stringify(r), type: "application/json" })),
+          Effect.catchCause((cause) => {
+            const err = Cause.findErrorOption(cause);
+            return Effect.succeed(
+              err._tag === "Some" && isReviewDecodeError(err.value)
+                ? text(400, `${err.value.message}\n`)
+                : internalError(cause),
+            );
+          }),
+        );
       });
 
-    // Certificate reload loop.
+    const route = (req: Request, path: string): Effect.Effect<Reply, never, Kube> => {
+      switch (path) {
+        case "/mutate":
+          return review(req, admission.mutate);
+        case "/validate":
+          return review(req, admission.validate);
+        case "/healthz":
+          return Effect.succeed(text(200, "ok\n"));
+        case "/readyz":
+          return Effect.map(readyNow, (r) => (r ? text(200, "ok\n") : text(503, "caches not synced\n")));
+        case "/metrics":
+          return Effect.map(readyNow, () => ({
+            status: 200,
+            body: metrics.render(),
+            type: ExpositionContentType,
+          }));
+        default:
+          return Effect.succeed(text(404, "not found\n"));
+      }
+    };
+
+    const handler = (req: Request) =>
+      Effect.gen(function* () {
+        const started = performance.now();
+        const path = new URL(req.url).pathname; // the apiserver adds ?timeout=…
+        const r = yield* route(req, path).pipe(Effect.catchCause((cause) => Effect.succeed(internalError(cause))));
+        if (path === "/mutate" || path === "/validate") metrics.observeHttp(path, (performance.now() - started) / 1000);
+        return new Response(r.body, { status: r.status, headers: { "content-type": r.type } });
+      });
+
+    const readPair = Effect.map(
+      Effect.all([fs.readText(options.certFile), fs.readText(options.keyFile)]),
+      ([cert, key]): TlsPair => ({ cert, key }),
+    );
+    let pair = yield* readPair.pipe(
+      Effect.mapError((e) => new ServerError({ operation: "reading the certificate files", detail: e.message })),
+    );
+    const server = yield* http.serve({ hostname: options.hostname, port: options.port, tls: pair }, handler).pipe(
+      Effect.mapError((e) =>
+        new ServerError({
+          operation: e._tag === "HttpTlsError"
+            ? `loading ${options.certFile} and ${options.keyFile}`
+            : `listening on ${options.hostname}:${options.port}`,
+          detail: e.detail,
+        })
+      ),
+    );
+    metrics.certReloads.inc();
+    let generation = 1;
+
+    // Certificate reload loop. A pair that cannot be read (mid-rotation) is tried again on the next tick.
     yield* Effect.gen(function* () {
       yield* Effect.sleep(options.reloadIntervalMs);
-      const next = yield* Effect.promise(() => readPair(options).catch(() => undefined));
-      if (next === undefined || (next.cert === pair.cert && next.key === pair.key)) return;
+      const read = yield* Effect.result(readPair);
+      if (read._tag === "Failure") return;
+      const next = read.success;
+      if (next.cert === pair.cert && next.key === pair.key) return;
       pair = next; // a broken pair is reported once, not on every tick
-      const checked = yield* Effect.result(Effect.try({ try: () => checkPair(next), catch: (e) => String(e) }));
-      if (checked._tag === "Failure") {
-        yield* Effect.logError(`keeping the old serving certificate: ${options.certFile}: ${checked.failure}`);
+      const reloaded = yield* Effect.result(server.reload(next));
+      if (reloaded._tag === "Failure") {
+        yield* Effect.logError(`keeping the old serving certificate: ${options.certFile}: ${reloaded.failure.detail}`);
         return;
       }
-      const old = current;
-      const drained = old.shutdown();
-      current = yield* rebind(next);
       generation++;
       metrics.certReloads.inc();
       yield* Effect.logInfo(`serving certificate reloaded from ${options.certFile}`);
-      yield* Effect.promise(() => drained);
     }).pipe(Effect.forever, Effect.forkScoped);
 
-    return { port, generation: () => generation } satisfies RunningServer;
+    return { port: server.address.port, generation: () => generation } satisfies RunningServer;
   });

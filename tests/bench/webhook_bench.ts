@@ -6,6 +6,8 @@
 //
 // Readable lines first; the last line is one JSON object (p50_ms/p99_ms: inside the webhook, DanmNet creates).
 import { Effect, Exit, Layer, Scope } from "effect";
+import { layerLiveFs } from "../../adapters/fs/live.ts";
+import { layerLiveHttp } from "../../adapters/http/live.ts";
 import { layerLiveKube } from "../../adapters/kube/live.ts";
 import { startWebhook } from "../../core/webhook/main.ts";
 import { webhookConfigurations } from "../../core/webhook/manifests.ts";
@@ -64,7 +66,14 @@ try {
 
   const serving = await api.pki.server("danm-webhook-bench", { dns: ["localhost"], ips: ["127.0.0.1"] });
   const context = await Effect.runPromise(
-    Layer.buildWithScope(layerLiveKube({ config: { _tag: "Kubeconfig", path: api.kubeconfigPath } }), scope),
+    Layer.buildWithScope(
+      Layer.mergeAll(
+        layerLiveKube({ config: { _tag: "Kubeconfig", path: api.kubeconfigPath } }),
+        layerLiveFs,
+        layerLiveHttp,
+      ),
+      scope,
+    ),
   );
   const ns = await rest.call("POST", "/api/v1/namespaces", { metadata: { name: "danm-bench" } });
   if (ns.status !== 201) throw new Error(`namespace: ${JSON.stringify(ns.body)}`);

@@ -46,6 +46,20 @@ export async function assertRejects(fn: () => Promise<unknown>, check?: (e: unkn
   throw new AssertionError("expected a rejection");
 }
 
+/** Fails unless `fn` throws an error whose message contains `includes`. */
+export function assertThrows(fn: () => unknown, includes: string): void {
+  try {
+    fn();
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (!message.includes(includes)) {
+      throw new AssertionError(`threw "${message}", expected it to contain "${includes}"`);
+    }
+    return;
+  }
+  throw new AssertionError(`expected a throw containing "${includes}"`);
+}
+
 export function fail(msg: string): never {
   throw new AssertionError(msg);
 }

@@ -4,6 +4,8 @@
 // @ts-types="npm:@types/js-yaml@4.0.9"
 import yaml from "js-yaml";
 import { Effect, Exit, Layer, Scope } from "effect";
+import { layerLiveFs } from "../../../adapters/fs/live.ts";
+import { layerLiveHttp } from "../../../adapters/http/live.ts";
 import { layerLiveKube } from "../../../adapters/kube/live.ts";
 import { startWebhook } from "../../../core/webhook/main.ts";
 import { webhookConfigurations } from "../../../core/webhook/manifests.ts";
@@ -96,7 +98,9 @@ Deno.test({
           caFile: cluster.pki.ca.certFile,
         },
       });
-      const context = await Effect.runPromise(Layer.buildWithScope(layer, scope));
+      const context = await Effect.runPromise(
+        Layer.buildWithScope(Layer.mergeAll(layer, layerLiveFs, layerLiveHttp), scope),
+      );
       const tcName = uniqueName("tc");
       const config = {
         hostname: "127.0.0.1",

@@ -1,6 +1,8 @@
 // Runs danm's webhook in the test process against the tier's real apiserver and registers it over TLS by URL,
 // confined to objects carrying this file's test label (the tier shares one apiserver).
 import { Effect, Exit, Layer, Scope } from "effect";
+import { layerLiveFs } from "../../../adapters/fs/live.ts";
+import { layerLiveHttp } from "../../../adapters/http/live.ts";
 import { layerLiveKube } from "../../../adapters/kube/live.ts";
 import type { Kube } from "../../../core/ports/kube.ts";
 import { type RunningWebhook, startWebhook, type WebhookConfig } from "../../../core/webhook/main.ts";
@@ -81,7 +83,11 @@ export async function startTestWebhook(o: StartOptions = {}): Promise<TestWebhoo
     ...(o.keepSamples ? { keepSamples: o.keepSamples } : {}),
   };
   const scope = Scope.makeUnsafe();
-  const layer = layerLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath } });
+  const layer = Layer.mergeAll(
+    layerLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath } }),
+    layerLiveFs,
+    layerLiveHttp,
+  );
   const context = await Effect.runPromise(Layer.buildWithScope(layer, scope));
   const run = <A, E>(e: Effect.Effect<A, E, Kube>) => Effect.runPromise(Effect.provideContext(e, context));
   const running = await Effect.runPromise(

@@ -5,7 +5,8 @@ import yaml from "js-yaml";
 import { fail } from "../../harness/assert.ts";
 
 /** DANM's files (example/, schema/, integration/); see README.md there. */
-export const compatDir = Deno.env.get("DANM_COMPAT_DIR") ?? new URL("../../fixtures/danm-compat", import.meta.url).pathname;
+export const compatDir = Deno.env.get("DANM_COMPAT_DIR") ??
+  new URL("../../fixtures/danm-compat", import.meta.url).pathname;
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };

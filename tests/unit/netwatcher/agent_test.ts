@@ -3,10 +3,11 @@
 // API detection and metrics.
 import { Effect } from "effect";
 import { ClusterNetworkResource, type DanmNet, DanmNetResource, HostInterfacesReady } from "../../../core/api/danm.ts";
+import { layerMemoryHttp, MemoryHttpNetwork } from "../../../adapters/http/memory.ts";
 import { NetworkAttachmentDefinitionResource as NADs, NodeResource } from "../../../core/api/k8s.ts";
 import { OwnerAlias } from "../../../core/netwatcher/host.ts";
-import { serveMetrics } from "../../../core/netwatcher/metrics.ts";
 import { OriginalMasterAnnotation } from "../../../core/netwatcher/nad.ts";
+import { serveMetrics } from "../../../core/observability/metrics.ts";
 import { VxlanModeAnnotation } from "../../../core/netwatcher/plan.ts";
 import { KubeNotFound, type KubeService } from "../../../core/ports/kube.ts";
 import type { NetnsHandle } from "../../../core/ports/netlink.ts";
@@ -363,10 +364,13 @@ Deno.test("metrics endpoint: /metrics in the text exposition format, /healthz, 4
   run(Effect.gen(function* () {
     const c = yield* setupCluster({ agents: false });
     const agent = yield* c.start(0);
-    const port = yield* serveMetrics(0, () => agent.metrics, "127.0.0.1");
+    const network = new MemoryHttpNetwork();
+    const server = yield* serveMetrics({ port: 0, hostname: "127.0.0.1" }, agent.metrics).pipe(
+      Effect.provide(layerMemoryHttp(network)),
+    );
     const get = (path: string) =>
       Effect.promise(async () => {
-        const res = await fetch(`http://127.0.0.1:${port}${path}`);
+        const res = await network.fetch(`http://127.0.0.1:${server.address.port}${path}`);
         return { status: res.status, type: res.headers.get("content-type"), body: await res.text() };
       });
     const m = yield* get("/metrics");

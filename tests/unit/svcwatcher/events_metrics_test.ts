@@ -1,9 +1,11 @@
 // The Event recorder (repeats bump count) and the Prometheus text exposition and its HTTP endpoint.
 import { Effect } from "effect";
+import { layerLiveHttp } from "../../../adapters/http/live.ts";
 import { makeMemoryKube, MemoryApiServer } from "../../../adapters/kube/memory.ts";
 import { EventResource } from "../../../core/api/k8s.ts";
 import { makeEventRecorder } from "../../../core/svcwatcher/events.ts";
-import { serveMetrics, SvcwatcherMetrics } from "../../../core/svcwatcher/metrics.ts";
+import { serveMetrics } from "../../../core/observability/metrics.ts";
+import { SvcwatcherMetrics } from "../../../core/svcwatcher/metrics.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
 import { service } from "./fixtures.ts";
 import { runScoped } from "./harness.ts";
@@ -35,7 +37,10 @@ Deno.test("metrics: text exposition with HELP/TYPE, escaped labels and histogram
     m.endpoints.set(7, { namespace: "a", service: 'we"ird\\name' });
     m.syncDuration.observe(0.02);
     m.syncDuration.observe(3);
-    const port = yield* serveMetrics(m, { port: 0, hostname: "127.0.0.1" });
+    const { address: { port } } = yield* serveMetrics(
+      { port: 0, hostname: "127.0.0.1" },
+      Effect.sync(() => m.render()),
+    ).pipe(Effect.provide(layerLiveHttp));
     const res = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/metrics`));
     assertEquals(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
     const text = yield* Effect.promise(() => res.text());
