@@ -1,0 +1,108 @@
+// The live CniListener: a unix socket (Deno.listen) answering one JSON request per connection. The thin client
+// writes its request and closes its side; we read to EOF (bounded in size and time), run the handler and write
+// the answer. Connections are served concurrently; closing the scope stops accepting and closes the socket.
+import { Effect, Layer, type Scope } from "effect";
+import { CniListener, CniListenerError, type CniListenerService } from "../../core/cni/listener.ts";
+
+/** Largest request accepted: a CNI config with a big prevResult is a few KiB. */
+const maxRequestBytes = 4 << 20;
+/** A client that does not finish sending its request within this is dropped. */
+const readTimeoutMs = 10_000;
+
+async function readRequest(conn: Deno.UnixConn): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const buf = new Uint8Array(64 << 10);
+  const deadline = setTimeout(() => {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }, readTimeoutMs);
+  try {
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      size += n;
+      if (size > maxRequestBytes) throw new Error(`request larger than ${maxRequestBytes} bytes`);
+      chunks.push(buf.slice(0, n));
+      // The client sends one line; a newline means the request is complete even if it keeps the socket open.
+      if (buf.subarray(0, n).includes(10)) break;
+    }
+  } finally {
+    clearTimeout(deadline);
+  }
+  const all = new Uint8Array(size);
+  let off = 0;
+  for (const c of chunks) {
+    all.set(c, off);
+    off += c.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+async function writeAll(conn: Deno.UnixConn, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await conn.write(data.subarray(off));
+}
+
+const serveConnection = (conn: Deno.UnixConn, handle: (request: unknown) => Effect.Effect<unknown>) =>
+  Effect.gen(function* () {
+    const text = yield* Effect.tryPromise(() => readRequest(conn));
+    let request: unknown;
+    try {
+      request = JSON.parse(text);
+    } catch {
+      request = { malformed: text.slice(0, 200) };
+    }
+    const answer = yield* handle(request);
+    yield* Effect.tryPromise(() => writeAll(conn, new TextEncoder().encode(JSON.stringify(answer) + "\n")));
+  }).pipe(
+    Effect.catch((e) => Effect.logWarning(`danm socket: dropped a connection: ${e}`)),
+    Effect.ensuring(Effect.sync(() => {
+      try {
+        conn.close();
+      } catch { /* closed by the client or the deadline */ }
+    })),
+  );
+
+export const makeLiveCniListener = (): CniListenerService => ({
+  serve: (path, handle): Effect.Effect<void, CniListenerError, Scope.Scope> =>
+    Effect.gen(function* () {
+      const fail = (reason: string) => new CniListenerError({ path, reason });
+      const dir = path.replace(/\/[^/]*$/, "") || "/";
+      yield* Effect.tryPromise({
+        try: async () => {
+          await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
+          // A socket left behind by an earlier daemon refuses the bind; nobody else may own this path.
+          await Deno.remove(path).catch((e) => {
+            if (!(e instanceof Deno.errors.NotFound)) throw e;
+          });
+        },
+        catch: (e) => fail(String(e)),
+      });
+      const listener = yield* Effect.acquireRelease(
+        Effect.try({ try: () => Deno.listen({ transport: "unix", path }), catch: (e) => fail(String(e)) }),
+        (l) =>
+          Effect.sync(() => {
+            try {
+              l.close();
+            } catch { /* already closed */ }
+            try {
+              Deno.removeSync(path);
+            } catch { /* gone */ }
+          }),
+      );
+      // Only root (the runtime) talks to the daemon: the socket carries no authentication of its own.
+      yield* Effect.try({ try: () => Deno.chmodSync(path, 0o600), catch: (e) => fail(`chmod: ${e}`) });
+      const scope = yield* Effect.scope;
+      const acceptLoop = Effect.gen(function* () {
+        while (true) {
+          const conn = yield* Effect.tryPromise(() => listener.accept());
+          yield* Effect.forkIn(serveConnection(conn, handle), scope);
+        }
+      }).pipe(Effect.catch((e) => Effect.logDebug(`danm socket ${path}: accept loop ended: ${e}`)));
+      yield* Effect.forkScoped(acceptLoop);
+    }),
+});
+
+export const layerLiveCniListener: Layer.Layer<CniListener> = Layer.succeed(CniListener, makeLiveCniListener());

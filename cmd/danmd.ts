@@ -1,0 +1,95 @@
+// danmd: the danm CNI node daemon on its own (tests, development). In a cluster the netwatcher DaemonSet hosts the
+// same layer (core/cni/node.ts). A thin composition root: flags → live layers → CniNode.
+//
+//   deno run -A cmd/danmd.ts [--kubeconfig PATH] [--node-name NAME] [--socket /run/danm/danm.sock]
+//                            [--state-dir /run/danm/sandboxes] [--attach-timeout-ms 30000] [--gc-grace-seconds 60]
+import { parseArgs } from "node:util";
+import { Effect, Layer, Schema } from "effect";
+import { problemsOf, renderProblems } from "../core/api/formats.ts";
+import * as CniNode from "../core/cni/node.ts";
+import { defaultDaemonSocket } from "../core/cni/versions.ts";
+import { layerLiveCniListener } from "../adapters/cniserver/live.ts";
+import { layerLiveFs } from "../adapters/fs/live.ts";
+import { layerLiveKube } from "../adapters/kube/live.ts";
+import * as LiveNetlink from "../adapters/netlink/live.ts";
+import { layerLiveProcess } from "../adapters/process/live.ts";
+
+const Count = Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0));
+
+const Flags = Schema.Struct({
+  kubeconfig: Schema.optionalKey(Schema.String),
+  "node-name": Schema.String.check(Schema.isNonEmpty({ message: "needs --node-name, $NODE_NAME or a hostname" })),
+  socket: Schema.String.check(Schema.isNonEmpty()),
+  "state-dir": Schema.String.check(Schema.isNonEmpty()),
+  "attach-timeout-ms": Count,
+  "gc-grace-seconds": Count,
+});
+
+const hostname = () => {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "";
+  }
+};
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    kubeconfig: { type: "string" },
+    "node-name": { type: "string", default: Deno.env.get("NODE_NAME") ?? hostname() },
+    socket: { type: "string", default: Deno.env.get("DANM_SOCKET") || defaultDaemonSocket },
+    "state-dir": { type: "string", default: "/run/danm/sandboxes" },
+    "attach-timeout-ms": { type: "string", default: "30000" },
+    "gc-grace-seconds": { type: "string", default: "60" },
+  },
+  strict: true,
+});
+
+const decoded = Schema.decodeUnknownExit(Flags)(values, { errors: "all" });
+if (decoded._tag === "Failure") {
+  const issue = decoded.cause.reasons.find((r) => r._tag === "Fail");
+  console.error(`danmd: bad flags: ${issue ? renderProblems(problemsOf(issue.error.issue)) : String(decoded.cause)}`);
+  Deno.exit(2);
+}
+const flags = decoded.value;
+
+const platform = Layer.mergeAll(
+  layerLiveKube({
+    config: flags.kubeconfig ? { _tag: "Kubeconfig", path: flags.kubeconfig } : { _tag: "Auto" },
+    userAgent: `danmd/${flags["node-name"]}`,
+  }),
+  LiveNetlink.layer(),
+  layerLiveProcess,
+  layerLiveFs,
+  layerLiveCniListener,
+);
+
+const node = CniNode.layer({
+  nodeName: flags["node-name"],
+  socketPath: flags.socket,
+  stateDir: flags["state-dir"],
+  attachTimeoutMs: flags["attach-timeout-ms"],
+  gcGraceSeconds: flags["gc-grace-seconds"],
+  // Delegates get the daemon's PATH: plugins may need iptables, ip … from it.
+  ...(Deno.env.get("PATH") ? { delegatePath: Deno.env.get("PATH")! } : {}),
+});
+
+const main = Effect.gen(function* () {
+  const cni = yield* CniNode.CniNode;
+  // Readiness for scripts: one line on stdout once the caches are synced.
+  while ((yield* cni.unsynced).length > 0) yield* Effect.sleep("20 millis");
+  console.log(`danmd ready: node ${cni.config.nodeName}, socket ${cni.config.socketPath}`);
+  return yield* Effect.never;
+}).pipe(Effect.provide(node), Effect.provide(platform));
+
+// SIGTERM/SIGINT interrupt the program: the scope closes (socket, watches) before exit.
+const abort = new AbortController();
+for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => abort.abort());
+const exit = await Effect.runPromiseExit(main, { signal: abort.signal });
+if (exit._tag === "Failure" && !abort.signal.aborted) {
+  const failure = exit.cause.reasons.find((r) => r._tag === "Fail");
+  console.error(`danmd: ${failure ? (failure.error as Error).message : String(exit.cause)}`);
+  Deno.exit(1);
+}
+Deno.exit(0);

@@ -1,0 +1,71 @@
+// The built-in IPVLAN backend (danm-spec §4.7): an L2 ipvlan on the network's parent, created directly inside the
+// pod namespace under its final name (DANM created it on the host under a temporary name, moved and renamed it:
+// a move costs the kernel ~30 ms), MTU from the network or the parent, IPv4 and IPv6 (without DAD) addresses,
+// DANM's IPv6 sysctls, and a gratuitous ARP for the IPv4 address.
+import { Effect } from "effect";
+import type { NetnsHandle, NetnsRef } from "../../ports/netlink.ts";
+import { step, StepError } from "../errors.ts";
+import { interfaceSysctls } from "../postprocess.ts";
+import { isV6 } from "../plan.ts";
+
+export interface IpvlanInput {
+  readonly host: NetnsHandle;
+  readonly pod: NetnsHandle;
+  readonly podRef: NetnsRef;
+  readonly ifName: string;
+  /** The parent host interface (vx_<id>, <id>.<vlan> or host_device). */
+  readonly parent: string | undefined;
+  /** The network's `mtu`; absent = the parent's. */
+  readonly mtu: number | undefined;
+  /** Addresses with the network prefix. */
+  readonly addresses: ReadonlyArray<string>;
+}
+
+export interface IpvlanOutcome {
+  readonly mac: string | undefined;
+  readonly mtu: number;
+}
+
+export const createIpvlan = (i: IpvlanInput): Effect.Effect<IpvlanOutcome, StepError> =>
+  Effect.gen(function* () {
+    if (!i.parent) {
+      return yield* new StepError({
+        operation: "choose the ipvlan parent",
+        reason: "the network has neither host_device, vlan nor vxlan",
+      });
+    }
+    const parent = yield* i.host.link(i.parent).pipe(
+      Effect.catchTag("NetlinkNotFound", () =>
+        Effect.fail(
+          new StepError({
+            operation: `find host device ${i.parent}`,
+            reason: "it does not exist on this node (netwatcher creates VLAN and VXLAN host interfaces)",
+          }),
+        )),
+      step(`find host device ${i.parent}`),
+    );
+    yield* i.host.createLink({
+      kind: "ipvlan",
+      name: i.ifName,
+      parent: parent.index,
+      mode: "l2",
+      netns: i.podRef,
+      ...(i.mtu !== undefined && i.mtu !== parent.mtu ? { mtu: i.mtu } : {}),
+    }).pipe(step(`create ipvlan ${i.ifName} on ${i.parent}`));
+    const v4 = i.addresses.filter((a) => !isV6(a)), v6 = i.addresses.filter(isV6);
+    // Before any IPv6 address: it needs disable_ipv6=0, and autoconf/accept_ra must be off before the link is up.
+    yield* interfaceSysctls(i.pod, i.ifName, v6.length > 0);
+    for (const a of v4) yield* i.pod.addAddress({ link: i.ifName, cidr: a }).pipe(step(`add ${a} to ${i.ifName}`));
+    for (const a of v6) {
+      yield* i.pod.addAddress({ link: i.ifName, cidr: a, nodad: true }).pipe(step(`add ${a} to ${i.ifName}`));
+    }
+    yield* i.pod.setLink(i.ifName, { up: true }).pipe(step(`set ${i.ifName} up`));
+    for (const a of v4) {
+      // Neighbours learn the new address at once; a lost announcement is harmless (DANM ignores errors too).
+      yield* i.pod.gratuitousArp(i.ifName, a.split("/")[0]).pipe(
+        Effect.catch((e) => Effect.logDebug(`gratuitous ARP for ${a} on ${i.ifName}: ${e.message}`)),
+      );
+    }
+    const link = yield* i.pod.link(i.ifName).pipe(step(`read ${i.ifName}`));
+    return { mac: link.mac, mtu: link.mtu };
+  });

@@ -1,0 +1,34 @@
+// Device-plugin devices for `device_pool` networks (SR-IOV, danm-spec §4.8): DANM asks the kubelet PodResources
+// gRPC API (/var/lib/kubelet/pod-resources/kubelet.sock) which device IDs the pod got for a resource, and pops one
+// per interface from the end of that list; the PF behind a VF comes from sysfs.
+//
+// This port is what the CNI needs of that. The node daemon has no gRPC (HTTP/2) client for the kubelet socket
+// yet, so the default implementation refuses with a DeviceError naming the gap; a deployment (or a test) provides
+// a real one through the node layer's options.
+import { Context, Effect } from "effect";
+import { DeviceError } from "./errors.ts";
+
+export interface PodDevicesService {
+  /** Device IDs (PCI addresses) allocated to the pod for `resource`, in the kubelet's order. */
+  readonly devices: (
+    pod: { readonly namespace: string; readonly name: string },
+    resource: string,
+  ) => Effect.Effect<ReadonlyArray<string>, DeviceError>;
+  /** The PF netdev name of a VF (DANM: sysfs physfn/net). */
+  readonly physicalFunction: (deviceId: string) => Effect.Effect<string, DeviceError>;
+}
+
+export class PodDevices extends Context.Service<PodDevices, PodDevicesService>()("danm/core/cni/PodDevices") {}
+
+const unavailable = (what: string) =>
+  `${what} needs the kubelet PodResources gRPC API, which this danm node daemon does not implement yet`;
+
+/** The default: every device_pool attachment fails with a clear error instead of a half-configured VF. */
+export const noPodDevices: PodDevicesService = {
+  devices: (pod, resource) =>
+    Effect.fail(
+      new DeviceError({ pod: `${pod.namespace}/${pod.name}`, resource, reason: unavailable("device allocation") }),
+    ),
+  physicalFunction: (deviceId) =>
+    Effect.fail(new DeviceError({ pod: "-", resource: deviceId, reason: unavailable("PF lookup") })),
+};

@@ -1,0 +1,195 @@
+// Pure planning: what each attachment of a pod needs (backend, parent device, IPAM, routes), derived from the
+// network objects the selection resolved (core/attach/selection.ts). No I/O here; add.ts executes the plans.
+//
+// DANM rules (danm-spec §4.4–§4.7, §4.9):
+// - NetworkType "" or "ipvlan" → the built-in IPVLAN; "macvlan" and "sriov" → delegates with generated configs;
+//   anything else → a static delegate configured by <cniDir>/<NetworkID>.conf (or, danm: .conflist).
+// - The parent of ipvlan/macvlan: vx_<NetworkID> with vxlan, else <NetworkID>.<vlan> with vlan, else host_device.
+// - danm's IPAM reserves the addresses for ipvlan, macvlan and sriov always, and for static delegates when the
+//   pod asks for "none", or for an address on a network with the matching cidr/net6 (§4.6).
+import type { NetworkKind, NetworkSpec } from "../api/danm.ts";
+import { type Attachment, isDanmNetwork } from "../attach/selection.ts";
+import type { IpamNetwork } from "../ipam/allocator.ts";
+import { formatCidr, parseCidr } from "../net/ip.ts";
+
+export type NetworkKindRef = NetworkKind | "NetworkAttachmentDefinition";
+
+export interface NetworkIdentity {
+  readonly kind: NetworkKindRef;
+  /** Absent for ClusterNetworks. */
+  readonly namespace?: string;
+  readonly name: string;
+  readonly uid: string;
+}
+
+export const describeNetwork = (n: { kind: string; namespace?: string; name: string }): string =>
+  `${n.kind} ${n.namespace ? `${n.namespace}/` : ""}${n.name}`.trim();
+
+export type Backend =
+  | { readonly _tag: "Ipvlan"; readonly parent: string | undefined }
+  | { readonly _tag: "Macvlan"; readonly parent: string | undefined; readonly networkId: string }
+  | {
+    readonly _tag: "Sriov";
+    readonly resource: string | undefined;
+    readonly vlan: number | undefined;
+    readonly networkId: string;
+  }
+  | { readonly _tag: "Static"; readonly networkId: string; readonly networkType: string }
+  | { readonly _tag: "Nad"; readonly config: string | undefined };
+
+export interface AttachmentPlan {
+  /** Sequence index (position in the pod's list); 0 is eth0. */
+  readonly index: number;
+  readonly ifName: string;
+  readonly network: NetworkIdentity;
+  /** describeNetwork(network), for messages. */
+  readonly label: string;
+  /** The network's NetworkType as stored ("ipvlan" when empty); "NetworkAttachmentDefinition" for NADs. */
+  readonly networkType: string;
+  readonly backend: Backend;
+  /** Set when danm's IPAM reserves this interface's addresses (spec §4.6). */
+  readonly ipam?: IpamNetwork;
+  readonly ip?: string;
+  readonly ip6?: string;
+  /** The network's `mtu` option. */
+  readonly mtu?: number;
+  readonly routes: Readonly<Record<string, string>>;
+  readonly routes6: Readonly<Record<string, string>>;
+  /** The network's rt_tables when non-zero: policy routes go there. */
+  readonly rtTable?: number;
+  readonly proutes: Readonly<Record<string, string>>;
+  readonly proutes6: Readonly<Record<string, string>>;
+  readonly device?: string;
+  /** The pod's first interface (eth0): marked `default` in network-status. */
+  readonly isDefault: boolean;
+  /** The `name` of the interface's network-status entry. */
+  readonly statusName: string;
+  /** NPWG `cni-args`, handed to the delegate as `args.cni` (as Multus does). */
+  readonly cniArgs?: Readonly<Record<string, unknown>>;
+}
+
+/** DANM's DetermineHostDeviceName: vx_<NetworkID>, <NetworkID>.<vlan> or host_device. */
+export function parentDevice(spec: NetworkSpec): string | undefined {
+  const options = spec.Options ?? {};
+  const id = spec.NetworkID ?? "";
+  if (options.vxlan) return `vx_${id}`;
+  if (options.vlan) return `${id}.${options.vlan}`;
+  return options.host_device || undefined;
+}
+
+const realRequest = (v: string | undefined) => v !== undefined && v !== "" && v !== "none";
+
+/** IsDanmIpamNeededForDelegation for static delegates (§4.6), with net6 as the IPv6 side (danm's pool6 default). */
+export function staticDelegateUsesDanmIpam(
+  ip: string | undefined,
+  ip6: string | undefined,
+  options: NetworkSpec["Options"],
+): boolean {
+  return ip === "none" || ip6 === "none" || (realRequest(ip) && !!options?.cidr) ||
+    (realRequest(ip6) && !!(options?.net6 || options?.allocation_pool_v6?.cidr));
+}
+
+export function backendOf(spec: NetworkSpec): Backend {
+  const type = (spec.NetworkType ?? "").toLowerCase();
+  const id = spec.NetworkID ?? "";
+  switch (type) {
+    case "":
+    case "ipvlan":
+      return { _tag: "Ipvlan", parent: parentDevice(spec) };
+    case "macvlan":
+      return { _tag: "Macvlan", parent: parentDevice(spec), networkId: id };
+    case "sriov":
+      return { _tag: "Sriov", resource: spec.Options?.device_pool, vlan: spec.Options?.vlan, networkId: id };
+    default:
+      return { _tag: "Static", networkId: id, networkType: spec.NetworkType ?? "" };
+  }
+}
+
+/** The plan of one resolved attachment of a pod in `podNamespace`. */
+export function planAttachment(a: Attachment, podNamespace: string): AttachmentPlan {
+  const base = {
+    index: a.index,
+    ifName: a.ifName,
+    isDefault: a.index === 0,
+    proutes: a.proutes,
+    proutes6: a.proutes6,
+    ...(a.device === undefined ? {} : { device: a.device }),
+    ...(a.npwg?.["cni-args"] ? { cniArgs: a.npwg["cni-args"] } : {}),
+  };
+  if (!isDanmNetwork(a.network)) {
+    const nad = a.network.object;
+    const namespace = nad.metadata.namespace ?? podNamespace;
+    const name = nad.metadata.name ?? "";
+    const network: NetworkIdentity = {
+      kind: "NetworkAttachmentDefinition",
+      namespace,
+      name,
+      uid: nad.metadata.uid ?? "",
+    };
+    return {
+      ...base,
+      network,
+      label: describeNetwork(network),
+      networkType: "NetworkAttachmentDefinition",
+      backend: { _tag: "Nad", config: nad.spec?.config },
+      routes: {},
+      routes6: {},
+      statusName: `${namespace}/${name}`,
+    };
+  }
+  const kind = a.network.kind;
+  const object = a.network.object;
+  const spec = object.spec;
+  const name = object.metadata.name ?? "";
+  const namespace = kind === "ClusterNetwork" ? undefined : (object.metadata.namespace ?? podNamespace);
+  const network: NetworkIdentity = {
+    kind,
+    ...(namespace === undefined ? {} : { namespace }),
+    name,
+    uid: object.metadata.uid ?? "",
+  };
+  const backend = backendOf(spec);
+  const options = spec.Options ?? {};
+  const danmIpam = backend._tag === "Static" ? staticDelegateUsesDanmIpam(a.ip, a.ip6, options) : true;
+  const ipam: IpamNetwork | undefined = danmIpam
+    ? {
+      ref: { kind, ...(namespace === undefined ? {} : { namespace }), name, uid: network.uid },
+      options,
+    }
+    : undefined;
+  const rtTable = options.rt_tables ? options.rt_tables : undefined;
+  return {
+    ...base,
+    network,
+    label: describeNetwork(network),
+    networkType: spec.NetworkType || "ipvlan",
+    backend,
+    ...(ipam ? { ipam } : {}),
+    ...(a.ip === undefined ? {} : { ip: a.ip }),
+    ...(a.ip6 === undefined ? {} : { ip6: a.ip6 }),
+    ...(options.mtu === undefined ? {} : { mtu: options.mtu }),
+    routes: options.routes ?? {},
+    routes6: options.routes6 ?? {},
+    ...(rtTable === undefined ? {} : { rtTable }),
+    statusName: namespace === undefined ? name : `${namespace}/${name}`,
+  };
+}
+
+/** An address with its network's prefix ("10.0.0.5/24") → the policy rule source ("10.0.0.0/24"). */
+export function ruleSource(address: string): string | undefined {
+  const parsed = parseCidr(address);
+  return parsed ? formatCidr(parsed.cidr) : undefined;
+}
+
+/** "10.0.0.5/24" → "10.0.0.5". */
+export const plainIp = (address: string): string => address.split("/")[0];
+
+export const isV6 = (address: string): boolean => address.includes(":");
+
+/** The fakeipam section carrying danm's addresses to a delegate (spec §4.6). */
+export function fakeIpamSection(addresses: ReadonlyArray<string>): Record<string, unknown> {
+  return {
+    type: "fakeipam",
+    ips: addresses.map((a) => ({ ipcidr: a, version: isV6(a) ? 6 : 4 })),
+  };
+}

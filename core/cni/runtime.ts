@@ -1,0 +1,184 @@
+// What the CNI programs (add, del, check, gc, status) share on a node: the daemon's configuration, warm caches of
+// the objects every ADD reads (networks, NADs, this node's pods and DanmEps; informers, with a GET on a miss so a
+// freshly created object is never refused; NADs are read directly), per-sandbox locks and the queue of teardowns to retry.
+import { Context, Effect, Ref, type Scope, Semaphore, SubscriptionRef } from "effect";
+import {
+  type ClusterNetwork,
+  ClusterNetworkResource,
+  type DanmEp,
+  DanmEpResource,
+  type DanmNet,
+  DanmNetResource,
+  TenantNetworkResource,
+} from "../api/danm.ts";
+import { NetworkAttachmentDefinitionResource, type Pod, PodResource } from "../api/k8s.ts";
+import { type DirectoryError, getOrUndefined, type NetworkDirectoryService } from "../attach/selection.ts";
+import { type Informer, Kube } from "../ports/kube.ts";
+import { nodeSelector } from "./endpoints.ts";
+
+export interface CniNodeConfig {
+  /** The Kubernetes node this daemon serves: its pods, DanmEps and IPAM reservations carry it. */
+  readonly nodeName: string;
+  /** Where the daemon listens; handed to delegates as DANM_SOCKET (fakeipam). */
+  readonly socketPath: string;
+  /** Sandbox records (state.ts). */
+  readonly stateDir: string;
+  /** Time limit of one attachment during ADD (DANM: 30 s for the whole pod, never cancelled). */
+  readonly attachTimeoutMs: number;
+  /** Time limit of one delegate execution during DEL, CHECK and GC. */
+  readonly delegateTimeoutMs: number;
+  /** PATH for delegates. */
+  readonly delegatePath: string;
+  /** GC leaves sandboxes and reservations younger than this alone (an ADD may be racing the runtime's list). */
+  readonly gcGraceSeconds: number;
+  /** DanmEp.Host (DANM: the hostname). */
+  readonly host: string;
+  /** A STATUS probe of the apiserver is reused for this long. */
+  readonly statusProbeTtlMs: number;
+}
+
+export const defaultDelegatePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export const defaultNodeConfig = (
+  o: Pick<CniNodeConfig, "nodeName"> & Partial<CniNodeConfig>,
+): CniNodeConfig => ({
+  socketPath: "/run/danm/danm.sock",
+  stateDir: "/run/danm/sandboxes",
+  attachTimeoutMs: 30_000,
+  delegateTimeoutMs: 30_000,
+  delegatePath: defaultDelegatePath,
+  gcGraceSeconds: 60,
+  host: o.nodeName,
+  statusProbeTtlMs: 2_000,
+  ...o,
+});
+
+export interface CniRuntimeService {
+  readonly config: CniNodeConfig;
+  readonly directory: NetworkDirectoryService;
+  /** The pod, from this node's cache unless missing or another incarnation (UID) than the runtime means. */
+  readonly pod: (namespace: string, name: string, uid?: string) => Effect.Effect<Pod | undefined, DirectoryError>;
+  /** This node's DanmEps as the informer sees them. */
+  readonly nodeEndpoints: Effect.Effect<ReadonlyArray<DanmEp>>;
+  /** Names of the caches that have not finished their first list. */
+  readonly unsynced: Effect.Effect<ReadonlyArray<string>>;
+  /** Serializes work on one sandbox (ADD racing DEL of the same container). */
+  readonly withSandboxLock: <A, E, R>(containerId: string, e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>;
+  /** Sandboxes with an operation in progress (GC leaves them alone). */
+  readonly busy: Effect.Effect<ReadonlySet<string>>;
+  /** Teardowns that could not finish (apiserver down …); the daemon retries them in the background. */
+  readonly pendingTeardowns: Ref.Ref<ReadonlySet<string>>;
+  /**
+   * Runs `e` after the current request, in the daemon's lifetime, one at a time per `key` (in order of submission).
+   * For writes nobody waits for (the pod's network-status annotation).
+   */
+  readonly background: (key: string, e: Effect.Effect<void>) => Effect.Effect<void>;
+  /** Last apiserver probe: when, and the problem (undefined = reachable). */
+  readonly probe: Ref.Ref<{ readonly at: number; readonly problem: string | undefined } | undefined>;
+}
+
+export class CniRuntime extends Context.Service<CniRuntime, CniRuntimeService>()("danm/core/cni/CniRuntime") {}
+
+const synced = <A>(name: string, i: Informer<A>) =>
+  Effect.map(SubscriptionRef.get(i.state), (s) => (s.synced ? undefined : name));
+
+/** Builds the caches (informers live as long as the scope). */
+export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeService, never, Kube | Scope.Scope> =>
+  Effect.gen(function* () {
+    const kube = yield* Kube;
+    const danmNets: Informer<DanmNet> = yield* kube.informer(DanmNetResource);
+    const tenantNets = yield* kube.informer(TenantNetworkResource);
+    const clusterNets: Informer<ClusterNetwork> = yield* kube.informer(ClusterNetworkResource);
+    const pods: Informer<Pod> = yield* kube.informer(PodResource, {
+      fieldSelector: `spec.nodeName=${config.nodeName}`,
+    });
+    const endpoints: Informer<DanmEp> = yield* kube.informer(DanmEpResource, {
+      labelSelector: nodeSelector(config.nodeName),
+    });
+
+    const cachedOrGet = <A, I>(
+      informer: Informer<A>,
+      rt: Parameters<typeof getOrUndefined<A, I>>[1],
+      name: string,
+      namespace?: string,
+    ): Effect.Effect<A | undefined, DirectoryError> =>
+      Effect.flatMap(
+        informer.get(name, namespace),
+        (hit) => hit !== undefined ? Effect.succeed(hit) : getOrUndefined(kube, rt, name, namespace),
+      );
+
+    const directory: NetworkDirectoryService = {
+      danmNet: (ns, name) => cachedOrGet(danmNets, DanmNetResource, name, ns),
+      tenantNetwork: (ns, name) => cachedOrGet(tenantNets, TenantNetworkResource, name, ns),
+      clusterNetwork: (name) => cachedOrGet(clusterNets, ClusterNetworkResource, name),
+      // Read only for pods with the NPWG annotation, and the NAD CRD may not be installed at all: no cache.
+      attachmentDefinition: (ns, name) => getOrUndefined(kube, NetworkAttachmentDefinitionResource, name, ns),
+    };
+
+    const pod: CniRuntimeService["pod"] = (namespace, name, uid) =>
+      Effect.flatMap(
+        pods.get(name, namespace),
+        (hit) =>
+          hit !== undefined && (uid === undefined || hit.metadata.uid === uid)
+            ? Effect.succeed(hit)
+            : getOrUndefined(kube, PodResource, name, namespace),
+      );
+
+    const unsynced = Effect.map(
+      Effect.all([
+        synced("DanmNets", danmNets),
+        synced("TenantNetworks", tenantNets),
+        synced("ClusterNetworks", clusterNets),
+        synced("Pods", pods),
+        synced("DanmEps", endpoints),
+      ]),
+      (xs) => xs.filter((x): x is string => x !== undefined),
+    );
+
+    const locks = new Map<string, { sem: Semaphore.Semaphore; users: number }>();
+    const withSandboxLock = <A, E, R>(id: string, e: Effect.Effect<A, E, R>) =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => {
+          let l = locks.get(id);
+          if (!l) locks.set(id, l = { sem: Semaphore.makeUnsafe(1), users: 0 });
+          l.users++;
+          return l;
+        }),
+        (l) => l.sem.withPermit(e),
+        (l) =>
+          Effect.sync(() => {
+            if (--l.users === 0) locks.delete(id);
+          }),
+      );
+
+    const scope = yield* Effect.scope;
+    const queues = new Map<string, { sem: Semaphore.Semaphore; users: number }>();
+    const background: CniRuntimeService["background"] = (key, e) => {
+      // Taken synchronously, so submissions keep their order (the semaphore serves waiters first come, first served).
+      let q = queues.get(key);
+      if (!q) queues.set(key, q = { sem: Semaphore.makeUnsafe(1), users: 0 });
+      q.users++;
+      const entry = q;
+      return Effect.asVoid(Effect.forkIn(
+        entry.sem.withPermit(e).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            if (--entry.users === 0) queues.delete(key);
+          })),
+        ),
+        scope,
+      ));
+    };
+
+    return {
+      config,
+      directory,
+      pod,
+      nodeEndpoints: endpoints.list,
+      unsynced,
+      withSandboxLock,
+      busy: Effect.sync(() => new Set(locks.keys())),
+      background,
+      pendingTeardowns: yield* Ref.make<ReadonlySet<string>>(new Set()),
+      probe: yield* Ref.make<{ readonly at: number; readonly problem: string | undefined } | undefined>(undefined),
+    } satisfies CniRuntimeService;
+  });

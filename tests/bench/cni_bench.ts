@@ -1,0 +1,278 @@
+// `deno task bench:cni`: pod sandbox setup through danm as a runtime does it — the fake kubelet execs the thin
+// `danm` launcher, which hands the request to the node daemon (cmd/danmd.ts, its own process) over the unix
+// socket — for N pods with three attachments each (generated macvlan + danm IPAM via fakeipam, a bridge conflist
+// with host-local, a bridge with danm IPAM via fakeipam), then DEL of all of them. In the same run, the same pods
+// through a plain chain of the reference plugins (bridge + host-local, one attachment) as the comparator.
+// Needs root; it re-runs itself inside a private network + mount namespace and starts its own apiserver.
+//
+//   deno task bench:cni [-- PODS]        default 200
+//
+// Prints human-readable lines, then one JSON object as the last line.
+import * as k8s from "@kubernetes/client-node";
+import { Effect, Exit, Scope } from "effect";
+import { ClusterNetworkResource } from "../../core/api/danm.ts";
+import { PodResource } from "../../core/api/k8s.ts";
+import type { KubeService } from "../../core/ports/kube.ts";
+import { makeLiveKube } from "../../adapters/kube/live.ts";
+import { startApiServer } from "../harness/apiserver.ts";
+import { makeCniBin } from "../harness/cnibin.ts";
+import { Fakelet, type Sandbox } from "../harness/fakelet.ts";
+import { repoRoot, run } from "../harness/proc.ts";
+import { installDanmCrds } from "../integration/api/danm_crds.ts";
+
+const isolatedEnv = "DANM_BENCH_ISOLATED";
+const pods = Number(Deno.args[0] ?? 200);
+if (!Number.isInteger(pods) || pods < 1) {
+  console.error(`usage: cni_bench.ts [pods ≥ 1], got ${Deno.args[0]}`);
+  Deno.exit(2);
+}
+
+if (!Deno.env.get(isolatedEnv)) {
+  if (Deno.uid() !== 0) {
+    console.error("bench:cni needs root (network namespaces)");
+    Deno.exit(1);
+  }
+  const child = new Deno.Command("unshare", {
+    args: [
+      "--net",
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      Deno.execPath(),
+      "run",
+      "-A",
+      import.meta.filename!,
+      ...Deno.args,
+    ],
+    env: { [isolatedEnv]: "1", ...(Deno.env.get("DANM_BENCH_VERBOSE") ? { DANM_BENCH_VERBOSE: "1" } : {}) },
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  Deno.exit((await child.status).code);
+}
+
+await run(["ip", "link", "set", "lo", "up"]);
+await Deno.mkdir("/run/netns", { recursive: true });
+// A private /run/netns: the namespaces made here vanish with this process's mount namespace.
+await run(["mount", "-t", "tmpfs", "danm-bench-netns", "/run/netns"]);
+
+const percentile = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+};
+const fmt = (x: number) => Math.round(x * 10) / 10;
+
+const api = await startApiServer();
+const tmp = await Deno.makeTempDir({ prefix: "danm-bench-cni-" });
+const kc = new k8s.KubeConfig();
+kc.loadFromFile(api.kubeconfigPath);
+await installDanmCrds(kc);
+const scope = Scope.makeUnsafe();
+const kube: KubeService = await Effect.runPromise(
+  makeLiveKube({ config: { _tag: "Kubeconfig", path: api.kubeconfigPath } }).pipe(Scope.provide(scope)),
+);
+const k = <A, E>(e: Effect.Effect<A, E>) => Effect.runPromise(e);
+
+const nodeName = "bench-node";
+// Sandbox records on tmpfs, as on a node (/run): the daemon writes two per ADD.
+const stateDir = `${tmp}/sandboxes`;
+await Deno.mkdir(stateDir);
+await run(["mount", "-t", "tmpfs", "danm-bench-state", stateDir]);
+const socket = `${tmp}/danm.sock`;
+const cniDir = `${tmp}/net.d`;
+await Deno.mkdir(cniDir);
+const daemon = new Deno.Command(Deno.execPath(), {
+  args: [
+    "run",
+    "-A",
+    `${repoRoot}/cmd/danmd.ts`,
+    "--kubeconfig",
+    api.kubeconfigPath,
+    "--node-name",
+    nodeName,
+    "--socket",
+    socket,
+    "--state-dir",
+    stateDir,
+  ],
+  stdin: "null",
+  // The daemon logs every ADD with its duration; DANM_BENCH_VERBOSE=1 shows those lines.
+  stdout: Deno.env.get("DANM_BENCH_VERBOSE") ? "inherit" : "null",
+  stderr: "inherit",
+}).spawn();
+const bin = await makeCniBin({ socket });
+const hostLocal = `${tmp}/host-local`;
+// Parent NIC of the macvlan network: a veth pair with carrier.
+await run(["ip", "link", "add", "benchp0", "type", "veth", "peer", "name", "benchq0"]);
+await run(["ip", "link", "set", "benchp0", "up"]);
+await run(["ip", "link", "set", "benchq0", "up"]);
+await Deno.writeTextFile(
+  `${cniDir}/benchbr.conflist`,
+  JSON.stringify({
+    cniVersion: "1.0.0",
+    name: "benchbr",
+    plugins: [{
+      type: "bridge",
+      bridge: "benchbr0",
+      ipam: { type: "host-local", ranges: [[{ subnet: "10.240.0.0/16" }]], dataDir: hostLocal },
+    }],
+  }),
+);
+await Deno.writeTextFile(
+  `${cniDir}/benchdn.conf`,
+  JSON.stringify({ cniVersion: "1.0.0", name: "benchdn", type: "bridge", bridge: "benchbr1" }),
+);
+const networks = [
+  {
+    name: "mv",
+    spec: { NetworkID: "benchmv", NetworkType: "macvlan", Options: { host_device: "benchp0", cidr: "10.241.0.0/16" } },
+  },
+  { name: "br", spec: { NetworkID: "benchbr", NetworkType: "bridge", Options: { container_prefix: "br" } } },
+  {
+    name: "dn",
+    spec: { NetworkID: "benchdn", NetworkType: "bridge", Options: { container_prefix: "dn", cidr: "10.242.0.0/16" } },
+  },
+];
+for (const n of networks) await k(kube.create(ClusterNetworkResource, { metadata: { name: n.name }, spec: n.spec }));
+const annotation = JSON.stringify([
+  { clusterNetwork: "mv", ip: "dynamic" },
+  { clusterNetwork: "br" },
+  { clusterNetwork: "dn", ip: "dynamic" },
+]);
+
+const danm = new Fakelet({
+  nodeName,
+  kube,
+  binDir: bin.dir,
+  netconf: { cniVersion: "1.1.0", name: "danm_meta_cni", type: "danm", cniDir },
+});
+const baseline = new Fakelet({
+  nodeName,
+  kube,
+  binDir: bin.dir,
+  netconf: {
+    cniVersion: "1.0.0",
+    name: "baseline",
+    plugins: [{
+      type: "bridge",
+      bridge: "benchbr9",
+      ipam: { type: "host-local", ranges: [[{ subnet: "10.243.0.0/16" }]], dataDir: hostLocal },
+    }],
+  },
+});
+
+// Ready when STATUS says so, as a runtime would check (caches synced, apiserver reachable).
+for (let i = 0;; i++) {
+  const [st] = await danm.status();
+  if (st.code === 0) break;
+  if (i > 600) throw new Error(`danmd not ready after 60 s: ${st.stdout}`);
+  await new Promise((r) => setTimeout(r, 100));
+}
+
+/** CPU time (user + system) the daemon process has used, in ms. */
+const daemonCpuMs = () => {
+  const f = Deno.readTextFileSync(`/proc/${daemon.pid}/stat`).split(") ")[1].split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+};
+
+/** CPU time (all processes, user + system) the machine has spent, in ms: the run is CPU-bound on small nodes. */
+const machineCpuMs = () => {
+  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] + f[1] + f[2] + f[5] + f[6]) * 10; // user nice system irq softirq, in USER_HZ (100) ticks
+};
+
+interface Timings {
+  add: number[];
+  del: number[];
+  /** Machine CPU per ADD. */
+  addCpuMs: number;
+}
+
+/** Creates the pod objects and namespaces (untimed), then ADD each pod, then DEL each pod (timed). */
+async function measure(
+  label: string,
+  f: Fakelet,
+  prefix: string,
+  annotations: Record<string, string>,
+  count = pods,
+): Promise<Timings> {
+  const sandboxes: Array<Sandbox> = [];
+  const add: number[] = [], del: number[] = [];
+  let addCpu = 0;
+  for (let i = 0; i < count; i++) {
+    const name = `${prefix}-${i}`;
+    const pod = await k(kube.create(PodResource, {
+      metadata: { name, namespace: "default", annotations },
+      spec: { nodeName, containers: [{ name: "c", image: "pause" }] },
+    }));
+    const containerId = crypto.randomUUID().replaceAll("-", "") + crypto.randomUUID().replaceAll("-", "");
+    const netnsName = `b-${containerId.slice(0, 12)}`;
+    await run(["ip", "netns", "add", netnsName]);
+    const ref = { namespace: "default", name, uid: pod.metadata.uid ?? "" };
+    const cpu = machineCpuMs();
+    const out = await f.add(ref, containerId, `/run/netns/${netnsName}`);
+    addCpu += machineCpuMs() - cpu;
+    add.push(out.ms);
+    sandboxes.push({ pod: ref, containerId, netnsName, netns: `/run/netns/${netnsName}`, result: out.result });
+  }
+  for (const sb of sandboxes) {
+    const outs = await f.del(sb.pod, sb.containerId, sb.netns, sb.result);
+    if (outs.some((o) => o.code !== 0)) throw new Error(`${label} DEL failed: ${outs.map((o) => o.stdout).join()}`);
+    del.push(outs.reduce((a, o) => a + o.ms, 0));
+    await run(["ip", "netns", "del", sb.netnsName]);
+  }
+  console.log(
+    `${label}: ${count} pods  ADD p50 ${fmt(percentile(add, 50))} ms  p99 ${fmt(percentile(add, 99))} ms  ` +
+      `DEL p50 ${fmt(percentile(del, 50))} ms  p99 ${fmt(percentile(del, 99))} ms  ` +
+      `machine CPU per ADD ${fmt(addCpu / count)} ms (${navigator.hardwareConcurrency} CPUs)`,
+  );
+  return { add, del, addCpuMs: addCpu / count };
+}
+
+let exitCode = 0;
+try {
+  // Warm-up outside the measurement: first IPBlocks, first deno start-up of the thin client.
+  await measure("warm-up (danm)", danm, "warm", { "danm.io/interfaces": annotation }, 5).catch((e) => {
+    throw new Error(`danm warm-up failed: ${e.message}`);
+  });
+  const cpu0 = daemonCpuMs();
+  const d = await measure("danm, 3 attachments", danm, "danm", { "danm.io/interfaces": annotation });
+  const daemonCpuPerPod = (daemonCpuMs() - cpu0) / pods;
+  console.log(`daemon CPU per pod (ADD + DEL): ${fmt(daemonCpuPerPod)} ms`);
+  const b = await measure("reference bridge + host-local, 1 attachment", baseline, "base", {});
+  const result = {
+    pods,
+    attachments_per_pod: 3,
+    add_p50_ms: fmt(percentile(d.add, 50)),
+    add_p99_ms: fmt(percentile(d.add, 99)),
+    del_p50_ms: fmt(percentile(d.del, 50)),
+    del_p99_ms: fmt(percentile(d.del, 99)),
+    baseline_add_p50_ms: fmt(percentile(b.add, 50)),
+    baseline_add_p99_ms: fmt(percentile(b.add, 99)),
+    baseline_del_p50_ms: fmt(percentile(b.del, 50)),
+    ratio: fmt(percentile(d.add, 50) / percentile(b.add, 50)),
+    daemon_cpu_ms_per_pod: fmt(daemonCpuPerPod),
+    add_machine_cpu_ms: fmt(d.addCpuMs),
+    baseline_add_machine_cpu_ms: fmt(b.addCpuMs),
+    cpus: navigator.hardwareConcurrency,
+  };
+  console.log(`danm ADD p50 is ${result.ratio}× the reference chain's (3 attachments vs 1)`);
+  console.log(JSON.stringify(result));
+} catch (e) {
+  console.error(`bench:cni failed: ${(e as Error).message}`);
+  exitCode = 1;
+} finally {
+  try {
+    daemon.kill("SIGTERM");
+  } catch { /* gone */ }
+  await daemon.status;
+  await Effect.runPromise(Scope.close(scope, Exit.void)).catch(() => {});
+  await bin.dispose();
+  await api.stop();
+  await Deno.remove(api.dir, { recursive: true }).catch(() => {});
+  await run(["umount", stateDir]).catch(() => {});
+  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+}
+Deno.exit(exitCode);

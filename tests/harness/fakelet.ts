@@ -1,0 +1,305 @@
+// A minimal fake kubelet (test-environment.md §6.2): what a CRI runtime does for pod sandboxes, minus containers.
+// Per pod it creates a network namespace, runs the node's CNI network configuration exactly as a runtime does
+// (exec of `<CNI_PATH>/<type>` with CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME=eth0, kubelet-style
+// CNI_ARGS and CNI_PATH in an otherwise clean environment; a conflist plugin by plugin with `name`, `cniVersion`
+// and `prevResult` injected), and reports the pod Running/Ready with its IPs. Deleting reverses that.
+//
+// Used directly (runPod/stopPod) by tests and benchmarks, or as a controller (start) watching this node's pods.
+import { Effect, Fiber, Stream } from "effect";
+import { type Pod, PodResource } from "../../core/api/k8s.ts";
+import type { KubeService } from "../../core/ports/kube.ts";
+import { run } from "./proc.ts";
+
+export interface FakeletOptions {
+  readonly nodeName: string;
+  readonly kube: KubeService;
+  /** CNI_PATH: where `danm`, `fakeipam` and the delegates live (tests/harness/cnibin.ts). */
+  readonly binDir: string;
+  /** The network configuration the runtime loaded (a single-plugin conf or a conflist), e.g. 00-danm.conf. */
+  readonly netconf: Readonly<Record<string, unknown>>;
+  /** PATH handed to plugins (runtimes pass their own). */
+  readonly path?: string;
+}
+
+export interface Sandbox {
+  readonly pod: { readonly namespace: string; readonly name: string; readonly uid: string };
+  readonly containerId: string;
+  readonly netnsName: string;
+  readonly netns: string;
+  /** The final raw result of ADD. */
+  readonly result: unknown;
+}
+
+export interface CniOutcome {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** stdout parsed, when it is JSON. */
+  readonly json: unknown;
+  readonly ms: number;
+}
+
+/**
+ * The pod IPs a runtime reports: the addresses of the interface named eth0 (of every interface when the result
+ * names none), at most one per family, as the apiserver allows.
+ */
+export function podIps(result: unknown): string[] {
+  const r = (typeof result === "object" && result !== null ? result : {}) as {
+    interfaces?: Array<{ name?: unknown }>;
+    ips?: Array<{ address?: unknown; interface?: unknown }>;
+  };
+  const primary = (r.interfaces ?? []).findIndex((i) => i.name === "eth0");
+  const out: string[] = [];
+  for (const ip of r.ips ?? []) {
+    if (primary >= 0 && ip.interface !== undefined && ip.interface !== primary) continue;
+    const a = String(ip.address ?? "").split("/")[0];
+    if (a && !out.some((o) => o.includes(":") === a.includes(":"))) out.push(a);
+  }
+  return out;
+}
+
+export class CniCallFailed extends Error {
+  constructor(readonly command: string, readonly outcome: CniOutcome) {
+    super(`CNI ${command} exited with ${outcome.code}: ${outcome.stdout || outcome.stderr}`);
+  }
+}
+
+type Conf = Readonly<Record<string, unknown>>;
+
+const randomHex = (bytes: number) =>
+  [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
+
+export class Fakelet {
+  readonly sandboxes = new Map<string, Sandbox>();
+  private readonly busy = new Map<string, Promise<unknown>>();
+  private watcher: Fiber.Fiber<unknown, unknown> | undefined;
+
+  constructor(readonly options: FakeletOptions) {}
+
+  /** The plugins the runtime runs, with name and cniVersion injected as libcni does. */
+  get plugins(): ReadonlyArray<Conf> {
+    const c = this.options.netconf;
+    const name = c.name, cniVersion = c.cniVersion;
+    const list = Array.isArray(c.plugins) ? c.plugins as Conf[] : [c];
+    return list.map((p) => ({ ...p, name, cniVersion }));
+  }
+
+  get cniVersion(): string {
+    return String(this.options.netconf.cniVersion ?? "1.1.0");
+  }
+
+  /** Execs one plugin as a runtime does. */
+  async exec(
+    plugin: Conf,
+    command: string,
+    env: { containerId?: string; netns?: string; ifName?: string; args?: string },
+  ): Promise<CniOutcome> {
+    const type = String(plugin.type);
+    const started = performance.now();
+    const child = new Deno.Command(`${this.options.binDir}/${type}`, {
+      clearEnv: true,
+      env: {
+        CNI_COMMAND: command,
+        CNI_PATH: this.options.binDir,
+        PATH: this.options.path ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ...(env.containerId ? { CNI_CONTAINERID: env.containerId } : {}),
+        ...(env.netns !== undefined ? { CNI_NETNS: env.netns } : {}),
+        ...(env.ifName ? { CNI_IFNAME: env.ifName } : {}),
+        ...(env.args ? { CNI_ARGS: env.args } : {}),
+      },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(JSON.stringify(plugin)));
+    await w.close();
+    const out = await child.output();
+    const stdout = new TextDecoder().decode(out.stdout), stderr = new TextDecoder().decode(out.stderr);
+    let json: unknown = undefined;
+    try {
+      json = stdout.trim() ? JSON.parse(stdout) : undefined;
+    } catch { /* not JSON */ }
+    return { code: out.code, stdout, stderr, json, ms: performance.now() - started };
+  }
+
+  private kubeletArgs(pod: Sandbox["pod"], containerId: string) {
+    return `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};` +
+      `K8S_POD_INFRA_CONTAINER_ID=${containerId};K8S_POD_UID=${pod.uid}`;
+  }
+
+  /** ADD through the whole configuration; throws CniCallFailed (after the runtime's cleanup DEL) on failure. */
+  async add(pod: Sandbox["pod"], containerId: string, netns: string): Promise<{ result: unknown; ms: number }> {
+    const env = { containerId, netns, ifName: "eth0", args: this.kubeletArgs(pod, containerId) };
+    let prev: unknown = undefined;
+    let ms = 0;
+    for (const p of this.plugins) {
+      const out = await this.exec(prev === undefined ? p : { ...p, prevResult: prev }, "ADD", env);
+      ms += out.ms;
+      if (out.code !== 0) throw new CniCallFailed("ADD", out);
+      prev = out.json ?? prev;
+    }
+    return { result: prev, ms };
+  }
+
+  /** DEL through the configuration, last plugin first, with the cached result as prevResult (0.4.0+). */
+  async del(pod: Sandbox["pod"], containerId: string, netns: string, prevResult?: unknown): Promise<CniOutcome[]> {
+    const env = { containerId, netns, ifName: "eth0", args: this.kubeletArgs(pod, containerId) };
+    const withPrev = prevResult !== undefined && !this.cniVersion.startsWith("0.3");
+    const outs: CniOutcome[] = [];
+    for (const p of [...this.plugins].reverse()) {
+      outs.push(await this.exec(withPrev ? { ...p, prevResult } : p, "DEL", env));
+    }
+    return outs;
+  }
+
+  async check(sb: Sandbox): Promise<CniOutcome[]> {
+    const env = {
+      containerId: sb.containerId,
+      netns: sb.netns,
+      ifName: "eth0",
+      args: this.kubeletArgs(sb.pod, sb.containerId),
+    };
+    const outs: CniOutcome[] = [];
+    for (const p of this.plugins) outs.push(await this.exec({ ...p, prevResult: sb.result }, "CHECK", env));
+    return outs;
+  }
+
+  /** GC with the sandboxes this fakelet holds (or `valid`) as the valid attachments. */
+  async gc(valid?: ReadonlyArray<Sandbox>): Promise<CniOutcome[]> {
+    const list = (valid ?? [...this.sandboxes.values()]).map((s) => ({ containerID: s.containerId, ifname: "eth0" }));
+    const outs: CniOutcome[] = [];
+    for (const p of this.plugins) outs.push(await this.exec({ ...p, "cni.dev/valid-attachments": list }, "GC", {}));
+    return outs;
+  }
+
+  async status(): Promise<CniOutcome[]> {
+    const outs: CniOutcome[] = [];
+    for (const p of this.plugins) outs.push(await this.exec(p, "STATUS", {}));
+    return outs;
+  }
+
+  private kubeRun<A, E>(e: Effect.Effect<A, E>): Promise<A> {
+    return Effect.runPromise(e);
+  }
+
+  /** Creates the sandbox of pod namespace/name: netns, CNI ADD, status Running/Ready with its IPs. */
+  async runPod(namespace: string, name: string): Promise<Sandbox & { addMs: number }> {
+    const pod = await this.kubeRun(this.options.kube.get(PodResource, name, { namespace }));
+    const ref = { namespace, name, uid: pod.metadata.uid ?? "" };
+    const containerId = randomHex(32);
+    const netnsName = `fl-${containerId.slice(0, 12)}`;
+    await run(["ip", "netns", "add", netnsName]);
+    const netns = `/run/netns/${netnsName}`;
+    await run(["ip", "-n", netnsName, "link", "set", "lo", "up"]);
+    let added;
+    try {
+      added = await this.add(ref, containerId, netns);
+    } catch (e) {
+      // As kubelet: a failed sandbox is torn down (DEL) and its namespace removed.
+      await this.del(ref, containerId, netns).catch(() => {});
+      await run(["ip", "netns", "del", netnsName]).catch(() => {});
+      throw e;
+    }
+    const sb: Sandbox = { pod: ref, containerId, netnsName, netns, result: added.result };
+    this.sandboxes.set(`${namespace}/${name}`, sb);
+    await this.kubeRun(this.reportRunning(pod, added.result)).catch((e) =>
+      console.error(`fakelet: status of ${namespace}/${name}: ${e}`)
+    );
+    return { ...sb, addMs: added.ms };
+  }
+
+  private reportRunning(pod: Pod, result: unknown) {
+    const ips = podIps(result);
+    const now = new Date().toISOString();
+    const cond = (type: string) => ({ type, status: "True", lastTransitionTime: now });
+    return this.options.kube.patch(PodResource, pod.metadata.name ?? "", {
+      type: "merge",
+      patch: {
+        status: {
+          phase: "Running",
+          startTime: now,
+          ...(ips.length > 0 ? { podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } : {}),
+          conditions: ["PodScheduled", "Initialized", "ContainersReady", "Ready"].map(cond),
+        },
+      },
+    }, { namespace: pod.metadata.namespace ?? "", subresource: "status" });
+  }
+
+  /** CNI DEL and namespace removal for the pod's sandbox. Returns the DEL outcomes (empty if none ran). */
+  async stopPod(namespace: string, name: string): Promise<CniOutcome[]> {
+    const sb = this.sandboxes.get(`${namespace}/${name}`);
+    if (!sb) return [];
+    this.sandboxes.delete(`${namespace}/${name}`);
+    const outs = await this.del(sb.pod, sb.containerId, sb.netns, sb.result);
+    await run(["ip", "netns", "del", sb.netnsName]).catch(() => {});
+    return outs;
+  }
+
+  /** One operation per pod at a time. */
+  private serial<T>(key: string, f: () => Promise<T>): Promise<T> {
+    const prev = this.busy.get(key) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(f);
+    this.busy.set(key, next);
+    return next.finally(() => {
+      if (this.busy.get(key) === next) this.busy.delete(key);
+    });
+  }
+
+  private onPod(pod: Pod, deleted: boolean): void {
+    const namespace = pod.metadata.namespace ?? "", name = pod.metadata.name ?? "";
+    const key = `${namespace}/${name}`;
+    const phase = pod.status?.phase;
+    if (deleted || pod.metadata.deletionTimestamp) {
+      void this.serial(key, async () => {
+        await this.stopPod(namespace, name);
+        if (!deleted) {
+          await this.kubeRun(this.options.kube.delete(PodResource, name, { namespace, gracePeriodSeconds: 0 }))
+            .catch(() => {});
+        }
+      });
+      return;
+    }
+    if (this.sandboxes.has(key) || phase === "Succeeded" || phase === "Failed") return;
+    void this.serial(key, async () => {
+      for (let attempt = 0; attempt < 5 && !this.sandboxes.has(key); attempt++) {
+        try {
+          await this.runPod(namespace, name);
+        } catch (e) {
+          console.error(`fakelet ${this.options.nodeName}: FailedCreatePodSandBox ${key}: ${(e as Error).message}`);
+          await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        }
+      }
+    });
+  }
+
+  /** Watches this node's pods: new ones get a sandbox, deleted ones lose it. */
+  start(): void {
+    const stream = this.options.kube.watch(PodResource, { fieldSelector: `spec.nodeName=${this.options.nodeName}` });
+    this.watcher = Effect.runFork(Stream.runForEach(stream, (ev) =>
+      Effect.sync(() => {
+        switch (ev._tag) {
+          case "Sync":
+            for (const p of ev.items) this.onPod(p, false);
+            break;
+          case "Added":
+          case "Modified":
+            this.onPod(ev.object, false);
+            break;
+          case "Deleted":
+            this.onPod(ev.object, true);
+            break;
+        }
+      })));
+  }
+
+  /** Stops watching, tears every sandbox down. */
+  async dispose(): Promise<void> {
+    if (this.watcher) await Effect.runPromise(Fiber.interrupt(this.watcher)).catch(() => {});
+    await Promise.allSettled([...this.busy.values()]);
+    for (const key of [...this.sandboxes.keys()]) {
+      const [ns, name] = key.split("/");
+      await this.stopPod(ns, name).catch(() => {});
+    }
+  }
+}

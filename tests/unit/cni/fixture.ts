@@ -1,0 +1,288 @@
+// The danm CNI on the in-memory layers: a MemoryApiServer, a simulated kernel with a host NIC `ens4`, an in-memory
+// filesystem holding static delegate configs and fake CNI plugins (registered programs) standing in for the
+// reference ones. The node handler is driven directly with thin-client requests, as the socket would.
+import { Effect, Exit, Layer, Schema, Scope } from "effect";
+import {
+  ClusterNetworkResource,
+  DanmNetResource,
+  type Network,
+  type NetworkSpec,
+  TenantNetworkResource,
+} from "../../../core/api/danm.ts";
+import { type Pod, PodResource } from "../../../core/api/k8s.ts";
+import { type CniNodeOptions, type CniNodeService, makeHandler } from "../../../core/cni/node.ts";
+import { Kube, type KubeError, type KubeService } from "../../../core/ports/kube.ts";
+import { Netlink, NetnsRef } from "../../../core/ports/netlink.ts";
+import { Process } from "../../../core/ports/process.ts";
+import { layerMemoryFs, MemoryFileSystem } from "../../../adapters/fs/memory.ts";
+import { makeMemoryKube, MemoryApiServer } from "../../../adapters/kube/memory.ts";
+import * as MemNetlink from "../../../adapters/netlink/memory.ts";
+import { type FakeInvocation, type FakeOutput, MemoryProcess } from "../../../adapters/process/memory.ts";
+
+export const binDir = "/opt/cni/bin";
+export const cniDir = "/etc/cni/net.d";
+export const nodeName = "node-a";
+
+export interface CniAnswer {
+  readonly code: number;
+  readonly stdout: string;
+  readonly json: unknown;
+}
+
+export interface World {
+  readonly server: MemoryApiServer;
+  readonly kube: KubeService;
+  readonly kernel: MemNetlink.MemoryKernel;
+  readonly netlink: Netlink["Service"];
+  readonly process: MemoryProcess;
+  readonly fs: MemoryFileSystem;
+  readonly node: CniNodeService;
+  readonly run: <A, E>(e: Effect.Effect<A, E, Kube | Netlink>) => Promise<A>;
+  /** Runs the node handler as the thin client would. */
+  readonly call: (
+    program: "danm" | "fakeipam",
+    env: Readonly<Record<string, string>>,
+    stdin: unknown,
+  ) => Promise<CniAnswer>;
+  readonly dispose: () => Promise<void>;
+}
+
+const JsonObject = Schema.Record(Schema.String, Schema.Unknown);
+const decodeConf = (inv: FakeInvocation) =>
+  Schema.decodeUnknownSync(JsonObject)(JSON.parse(new TextDecoder().decode(inv.stdin)));
+
+/**
+ * A fake `macvlan` plugin over the simulated kernel: creates the link in CNI_NETNS, gets addresses from its IPAM
+ * (only fakeipam, through the daemon, as the real plugin would exec it), answers in the config's version.
+ */
+const fakeMacvlan = (w: () => World) => (inv: FakeInvocation): Effect.Effect<FakeOutput> =>
+  Effect.gen(function* () {
+    const conf = decodeConf(inv);
+    const env = inv.env;
+    const version = String(conf.cniVersion);
+    const nl = w().netlink;
+    if (env.CNI_COMMAND === "DEL") {
+      if (env.CNI_NETNS) {
+        yield* Effect.scoped(Effect.gen(function* () {
+          const pod = yield* nl.netns(NetnsRef.path(env.CNI_NETNS));
+          yield* pod.deleteLink(env.CNI_IFNAME);
+        })).pipe(Effect.ignore);
+      }
+      return {};
+    }
+    if (env.CNI_COMMAND === "CHECK") {
+      const ok = yield* Effect.scoped(Effect.gen(function* () {
+        const pod = yield* nl.netns(NetnsRef.path(env.CNI_NETNS));
+        yield* pod.link(env.CNI_IFNAME);
+      })).pipe(Effect.as(true), Effect.orElseSucceed(() => false));
+      return ok ? {} : { code: 1, stdout: JSON.stringify({ cniVersion: version, code: 4, msg: "link missing" }) };
+    }
+    if (env.CNI_COMMAND !== "ADD") return {};
+    const ipam = conf.ipam as { type?: string } | undefined;
+    let ips: Array<{ address: string }> = [];
+    if (ipam?.type === "fakeipam") {
+      const a = yield* Effect.promise(() =>
+        w().call("fakeipam", {
+          CNI_COMMAND: "ADD",
+          CNI_CONTAINERID: env.CNI_CONTAINERID,
+          CNI_NETNS: env.CNI_NETNS,
+          CNI_IFNAME: env.CNI_IFNAME,
+        }, conf)
+      );
+      if (a.code !== 0) return { code: a.code, stdout: a.stdout };
+      ips = (a.json as { ips: Array<{ address: string }> }).ips;
+    }
+    const made = yield* Effect.scoped(Effect.gen(function* () {
+      const podRef = NetnsRef.path(env.CNI_NETNS);
+      yield* nl.host.createLink({
+        kind: "macvlan",
+        name: env.CNI_IFNAME,
+        parent: String(conf.master),
+        mode: "bridge",
+        netns: podRef,
+        ...(typeof conf.mtu === "number" ? { mtu: conf.mtu } : {}),
+      });
+      const pod = yield* nl.netns(podRef);
+      for (const ip of ips) yield* pod.addAddress({ link: env.CNI_IFNAME, cidr: ip.address });
+      yield* pod.setLink(env.CNI_IFNAME, { up: true });
+      return yield* pod.link(env.CNI_IFNAME);
+    })).pipe(Effect.result);
+    if (made._tag === "Failure") {
+      return { code: 1, stdout: JSON.stringify({ cniVersion: version, code: 11, msg: made.failure.message }) };
+    }
+    const legacy = version.startsWith("0.");
+    return {
+      stdout: JSON.stringify({
+        cniVersion: version,
+        interfaces: [{ name: env.CNI_IFNAME, mac: made.success.mac, sandbox: env.CNI_NETNS }],
+        ips: ips.map((i) => ({
+          ...(legacy ? { version: i.address.includes(":") ? "6" : "4" } : {}),
+          address: i.address,
+          interface: 0,
+        })),
+      }),
+    };
+  });
+
+/** Fails ADD with a CNI error; DEL succeeds (so a rollback can run it). */
+export const failingPlugin = (inv: FakeInvocation): Effect.Effect<FakeOutput> =>
+  Effect.succeed(
+    inv.env.CNI_COMMAND === "ADD"
+      ? { code: 1, stdout: JSON.stringify({ cniVersion: "1.0.0", code: 7, msg: "deliberate failure" }) }
+      : {},
+  );
+
+/** Never answers ADD (until interrupted). */
+export const sleepingPlugin = (inv: FakeInvocation): Effect.Effect<FakeOutput> =>
+  inv.env.CNI_COMMAND === "ADD" ? Effect.as(Effect.sleep("1 hour"), {}) : Effect.succeed({});
+
+export interface WorldOptions extends Partial<CniNodeOptions> {
+  /** Wraps the Kube service the node uses (fault injection). */
+  readonly wrapKube?: (k: KubeService) => KubeService;
+}
+
+export async function makeWorld(opts: WorldOptions = {}): Promise<World> {
+  const { wrapKube, ...options } = opts;
+  const server = new MemoryApiServer();
+  const kernel = new MemNetlink.MemoryKernel({
+    hostNics: [{ name: "ens4", mtu: 1500 }, { name: "ens5", mtu: 9000 }, { name: "ens6", mtu: 1500 }],
+  });
+  const netlink = MemNetlink.make(kernel);
+  const process = new MemoryProcess();
+  const fs = new MemoryFileSystem();
+  const scope = Scope.makeUnsafe();
+  const kube = await Effect.runPromise(makeMemoryKube(server).pipe(Scope.provide(scope)));
+  const nodeKube = wrapKube ? wrapKube(kube) : kube;
+  const layers = Layer.mergeAll(
+    Layer.succeed(Kube, kube),
+    Layer.succeed(Netlink, netlink),
+    Layer.succeed(Process, process.service),
+    layerMemoryFs(fs),
+  );
+  const node = await Effect.runPromise(
+    makeHandler({
+      nodeName,
+      socketPath: "/run/danm/danm.sock",
+      stateDir: "/run/danm/sandboxes",
+      attachTimeoutMs: 2_000,
+      gcGraceSeconds: 0,
+      retryPeriodMs: 60_000,
+      ...options,
+    }).pipe(Effect.provideService(Kube, nodeKube), Effect.provide(layers), Scope.provide(scope)),
+  );
+  const call: World["call"] = async (program, env, stdin) => {
+    const r = await Effect.runPromise(
+      node.handle({ program, env, stdin: typeof stdin === "string" ? stdin : JSON.stringify(stdin) }),
+    );
+    let json: unknown = undefined;
+    try {
+      json = r.stdout ? JSON.parse(r.stdout) : undefined;
+    } catch { /* not JSON */ }
+    return { code: r.code, stdout: r.stdout, json };
+  };
+  const holder: { world?: World } = {};
+  process.register(`${binDir}/macvlan`, fakeMacvlan(() => holder.world!));
+  process.register(`${binDir}/failing`, failingPlugin);
+  process.register(`${binDir}/sleeper`, sleepingPlugin);
+  fs.seed({
+    [`${binDir}/macvlan`]: "",
+    [`${binDir}/failing`]: "",
+    [`${binDir}/sleeper`]: "",
+  });
+  const world: World = {
+    server,
+    kube,
+    kernel,
+    netlink,
+    process,
+    fs,
+    node,
+    run: (e) => Effect.runPromise(Effect.provide(e, layers)),
+    call,
+    dispose: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+  };
+  holder.world = world;
+  // Caches first: a node answers STATUS "not ready" until then.
+  for (let i = 0; i < 200 && (await Effect.runPromise(node.unsynced)).length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return world;
+}
+
+export const danmConf = (cniVersion = "1.1.0", extra: Record<string, unknown> = {}) => ({
+  cniVersion,
+  name: "danm_meta_cni",
+  type: "danm",
+  cniDir,
+  ...extra,
+});
+
+export async function createNetwork(
+  w: World,
+  kind: "DanmNet" | "TenantNetwork" | "ClusterNetwork",
+  name: string,
+  spec: NetworkSpec,
+  namespace = "default",
+) {
+  const object = { metadata: { name, ...(kind === "ClusterNetwork" ? {} : { namespace }) }, spec };
+  const created: Effect.Effect<Network, KubeError> = kind === "DanmNet"
+    ? w.kube.create(DanmNetResource, object)
+    : kind === "TenantNetwork"
+    ? w.kube.create(TenantNetworkResource, object)
+    : w.kube.create(ClusterNetworkResource, object);
+  return await Effect.runPromise(created);
+}
+
+export async function createPod(
+  w: World,
+  name: string,
+  annotations: Record<string, string> = {},
+  namespace = "default",
+  labels: Record<string, string> = { app: name },
+): Promise<Pod> {
+  return await Effect.runPromise(w.kube.create(PodResource, {
+    metadata: { name, namespace, labels, annotations },
+    spec: { nodeName, containers: [{ name: "c", image: "pause" }] },
+  }));
+}
+
+let sandboxSeq = 0;
+
+/** A pod sandbox: a named namespace in the simulated kernel and a container ID. */
+export function sandbox(w: World): { containerId: string; netns: string; name: string } {
+  const name = `sb${++sandboxSeq}`;
+  const netns = w.kernel.createNetns(name);
+  return { containerId: `${name}${"0".repeat(40)}`, netns, name };
+}
+
+/** The environment a kubelet-driven runtime sets for `command`. */
+export function cniEnv(
+  command: string,
+  sb: { containerId: string; netns: string } | undefined,
+  pod?: Pod,
+): Record<string, string> {
+  return {
+    CNI_COMMAND: command,
+    CNI_PATH: binDir,
+    ...(sb ? { CNI_CONTAINERID: sb.containerId, CNI_NETNS: sb.netns, CNI_IFNAME: "eth0" } : {}),
+    ...(pod
+      ? {
+        CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.metadata.namespace};K8S_POD_NAME=${pod.metadata.name};` +
+          `K8S_POD_INFRA_CONTAINER_ID=${sb?.containerId ?? ""};K8S_POD_UID=${pod.metadata.uid}`,
+      }
+      : {}),
+  };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `probe` until it returns something other than undefined (the network-status is written after ADD answers). */
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
