@@ -40,8 +40,10 @@ export async function runThinClient(program: Program): Promise<number> {
   try {
     conn = await Deno.connect({ transport: "unix", path: socket });
   } catch (e) {
+    // STATUS must say "plugin not available" (50) so the runtime marks the node's network not ready; other
+    // verbs are worth retrying (11) once the daemon is back.
     await Deno.stdout.write(encoder.encode(cniErrorJson(
-      11,
+      env.CNI_COMMAND === "STATUS" ? 50 : 11,
       `danm node daemon is not reachable at ${socket}`,
       `${e instanceof Error ? e.message : String(e)}; is the netwatcher DaemonSet running on this node?`,
     )));

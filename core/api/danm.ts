@@ -189,6 +189,12 @@ export const DanmEpSpec = Schema.Struct({
 export type DanmEpSpec = typeof DanmEpSpec.Type;
 
 /**
+ * DanmEp labels under this prefix are the CNI's own bookkeeping (node, sandbox, pod UID); every other label is a
+ * copy of the pod's labels, which svcwatcher keeps in step with the pod.
+ */
+export const DanmEpSystemLabelPrefix = "cni.danm.io/";
+
+/**
  * ObjectMeta decoded leniently even inside a strict decode: the apiserver adds fields danm does not model
  * (managedFields, selfLink …) and those are no user error.
  */

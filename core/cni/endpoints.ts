@@ -7,14 +7,14 @@
 import { createHash } from "node:crypto";
 import { Effect } from "effect";
 import { encodeNetworkStatus, NetworkStatusAnnotation, type NetworkStatusEntry } from "../api/annotations.ts";
-import { type DanmEp, DanmEpResource, type NetworkKind } from "../api/danm.ts";
+import { type DanmEp, DanmEpResource, DanmEpSystemLabelPrefix, type NetworkKind } from "../api/danm.ts";
 import { type Pod, PodResource } from "../api/k8s.ts";
 import { Kube, type KubeError } from "../ports/kube.ts";
 
 export const EpLabels = {
-  node: "cni.danm.io/node",
-  sandbox: "cni.danm.io/sandbox",
-  podUid: "cni.danm.io/pod-uid",
+  node: `${DanmEpSystemLabelPrefix}node`,
+  sandbox: `${DanmEpSystemLabelPrefix}sandbox`,
+  podUid: `${DanmEpSystemLabelPrefix}pod-uid`,
 } as const;
 
 const hash = (s: string) => createHash("sha256").update(s).digest("hex").slice(0, 40);

@@ -6,7 +6,7 @@
 // waits (bounded) until the view shows its own writes: the next pass of the same key then starts from them
 // instead of failing on a stale resourceVersion.
 import { Effect } from "effect";
-import { DanmEpResource } from "../api/danm.ts";
+import { DanmEpResource, DanmEpSystemLabelPrefix } from "../api/danm.ts";
 import { type Endpoints, EndpointSliceResource, EndpointsResource, type Service } from "../api/k8s.ts";
 import type { ObjectMeta } from "../api/meta.ts";
 import type { KubeService } from "../ports/kube.ts";
@@ -244,8 +244,13 @@ export const syncDanmEpLabels = (deps: SyncDeps, key: string): Effect.Effect<voi
     const namespace = ep.metadata.namespace ?? "";
     const pod = view.pods.byKey.get(`${namespace}/${ep.spec.Pod}`);
     if (!pod || (ep.spec.PodUID && pod.metadata.uid && ep.spec.PodUID !== pod.metadata.uid)) return;
-    const want = pod.metadata.labels ?? {};
     const have = ep.metadata.labels ?? {};
+    // The CNI's own labels stay; everything else follows the pod.
+    const system = Object.fromEntries(Object.entries(have).filter(([k]) => k.startsWith(DanmEpSystemLabelPrefix)));
+    const podLabels = Object.fromEntries(
+      Object.entries(pod.metadata.labels ?? {}).filter(([k]) => !k.startsWith(DanmEpSystemLabelPrefix)),
+    );
+    const want = { ...podLabels, ...system };
     if (canonical(want) === canonical(have)) return;
     const labels: Record<string, string | null> = { ...want };
     for (const k of Object.keys(have)) if (!(k in want)) labels[k] = null;

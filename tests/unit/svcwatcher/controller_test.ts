@@ -86,7 +86,11 @@ const baseSetup = (kube: KubeService) =>
     yield* putPod(kube, pod("c", { labels: { app: "other" } }));
     yield* putEp(kube, danmEp("ep-a", "a", { v4: "10.0.0.1/24", v6: "fd00::1/64" }));
     yield* putEp(kube, danmEp("ep-b", "b", { v4: "10.0.0.2/24" }));
-    yield* putEp(kube, danmEp("ep-c", "c", { v4: "10.0.0.3/24", labels: { app: "other" } }));
+    // The CNI's bookkeeping label must survive label propagation.
+    yield* putEp(
+      kube,
+      danmEp("ep-c", "c", { v4: "10.0.0.3/24", labels: { app: "other", "cni.danm.io/sandbox": "abc" } }),
+    );
   });
 
 Deno.test("controller: writes Endpoints and per-family slices; an unchanged state writes nothing, even after a restart", () =>
@@ -156,7 +160,7 @@ Deno.test("controller: readiness, pod label change (through the DanmEp), pod del
     });
     yield* eventually(Effect.gen(function* () {
       const e = yield* kube.get(DanmEpResource, "ep-c", { namespace: ns });
-      assertEquals(e.metadata.labels, { app: "lb", v: "2" });
+      assertEquals(e.metadata.labels, { app: "lb", v: "2", "cni.danm.io/sandbox": "abc" });
     }));
     yield* expectPublished(kube, "lb", {
       ready: ["10.0.0.1", "10.0.0.2", "10.0.0.3", "fd00::1"],
