@@ -1,9 +1,13 @@
-// netwatcher: the per-node agent keeping VLAN/VXLAN host interfaces in line with the networks (core/netwatcher).
-// A thin composition root: flags → live Kube + Netlink + Http layers → the agent layer → the metrics endpoint.
+// netwatcher: danm's node agent. It keeps the node's VLAN/VXLAN host interfaces in line with the networks
+// (core/netwatcher), serves the danm CNI to the thin `danm`/`fakeipam` clients on a unix socket (core/cni/node.ts:
+// warm caches instead of a Kubernetes client per pod) and reclaims IP reservations of this node's pods that are gone.
+// A thin composition root: flags → live layers → agent + CNI daemon → metrics endpoint.
 //
 //   deno run -A cmd/netwatcher.ts [--kubeconfig PATH] [--node-name NAME] [--reconcile-period 30s]
 //                                 [--metrics-port 9108] [--vxlan-mode multicast|unicast]
 //                                 [--peer-node-selector LABELS] [--network-selector LABELS] [--netns PATH]
+//                                 [--cni-socket /run/danm/danm.sock ("" = no CNI daemon)]
+//                                 [--cni-state-dir /run/danm/sandboxes] [--reclaim-period 5m ("0s" = never)]
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
 import { problemsOf, renderProblems } from "../core/api/formats.ts";
@@ -11,7 +15,14 @@ import * as Netwatcher from "../core/netwatcher/agent.ts";
 import { VxlanMode } from "../core/netwatcher/plan.ts";
 import { serveMetrics } from "../core/observability/metrics.ts";
 import { NetnsRef } from "../core/ports/netlink.ts";
+import * as CniNode from "../core/cni/node.ts";
+import { defaultDaemonSocket } from "../core/cni/versions.ts";
+import { blockStoreFromKube, kubeOwnerDirectory } from "../core/ipam/kube.ts";
+import { reclaimOrphans } from "../core/ipam/reclaim.ts";
+import { layerLiveCniListener } from "../adapters/cniserver/live.ts";
+import { layerLiveFs } from "../adapters/fs/live.ts";
 import { layerLiveHttp } from "../adapters/http/live.ts";
+import { layerLiveProcess } from "../adapters/process/live.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import * as LiveNetlink from "../adapters/netlink/live.ts";
 
@@ -29,6 +40,9 @@ const Flags = Schema.Struct({
   "peer-node-selector": Schema.optionalKey(Schema.String),
   "network-selector": Schema.optionalKey(Schema.String),
   netns: Schema.optionalKey(Schema.String),
+  "cni-socket": Schema.String,
+  "cni-state-dir": Schema.String.check(Schema.isNonEmpty()),
+  "reclaim-period": Duration,
 });
 
 const units = { ms: "millis", s: "seconds", m: "minutes", h: "hours" } as const;
@@ -56,6 +70,9 @@ const { values } = parseArgs({
     "peer-node-selector": { type: "string" },
     "network-selector": { type: "string" },
     netns: { type: "string" },
+    "cni-socket": { type: "string", default: Deno.env.get("DANM_SOCKET") ?? defaultDaemonSocket },
+    "cni-state-dir": { type: "string", default: "/run/danm/sandboxes" },
+    "reclaim-period": { type: "string", default: "5m" },
   },
   strict: true,
 });
@@ -78,6 +95,15 @@ const agent = Netwatcher.layer({
   ...(flags["network-selector"] ? { networkSelector: flags["network-selector"] } : {}),
   ...(flags.netns ? { netns: NetnsRef.path(flags.netns) } : {}),
 });
+const cni = flags["cni-socket"]
+  ? CniNode.layer({
+    nodeName: flags["node-name"],
+    socketPath: flags["cni-socket"],
+    stateDir: flags["cni-state-dir"],
+    // Delegates get the agent's PATH: plugins may need iptables, ip … from it.
+    ...(Deno.env.get("PATH") ? { delegatePath: Deno.env.get("PATH")! } : {}),
+  })
+  : Layer.empty;
 const platform = Layer.mergeAll(
   layerLiveKube({
     config: flags.kubeconfig ? { _tag: "Kubeconfig", path: flags.kubeconfig } : { _tag: "Auto" },
@@ -85,14 +111,37 @@ const platform = Layer.mergeAll(
   }),
   LiveNetlink.layer(),
   layerLiveHttp,
+  layerLiveProcess,
+  layerLiveFs,
+  layerLiveCniListener,
 );
+
+/** Frees reservations of this node's pods that are gone (a missed DEL); CNI GC covers what the runtime knows. */
+const reclaimLoop = (period: ReturnType<typeof toDuration>) =>
+  Effect.gen(function* () {
+    const directory = yield* kubeOwnerDirectory;
+    const round = reclaimOrphans(directory, { graceSeconds: 120, node: flags["node-name"] }).pipe(
+      Effect.provide(blockStoreFromKube),
+      Effect.tap((r) =>
+        r.freed.length || r.deletedBlocks.length
+          ? Effect.logInfo(`reclaimed ${r.freed.length} reservation(s), ${r.deletedBlocks.length} block(s)`)
+          : Effect.void
+      ),
+      Effect.catch((e) => Effect.logWarning(`reclaim: ${e.message}`)),
+    );
+    yield* Effect.sleep(period).pipe(Effect.andThen(round), Effect.forever);
+  });
 
 const main = Effect.gen(function* () {
   const nw = yield* Netwatcher.Netwatcher;
   const server = yield* serveMetrics({ port: flags["metrics-port"] }, nw.metrics);
   yield* Effect.logInfo(`netwatcher ${nw.nodeName}: metrics on :${server.address.port}/metrics`);
+  if (flags["cni-socket"]) yield* Effect.logInfo(`danm CNI daemon on ${flags["cni-socket"]}`);
+  if (!/^0+(\.0+)?(ms|s|m|h)$/.test(flags["reclaim-period"])) {
+    yield* Effect.forkScoped(reclaimLoop(toDuration(flags["reclaim-period"])));
+  }
   return yield* nw.join;
-}).pipe(Effect.scoped, Effect.provide(agent), Effect.provide(platform));
+}).pipe(Effect.scoped, Effect.provide(Layer.merge(agent, cni)), Effect.provide(platform));
 
 // SIGTERM/SIGINT interrupt the program: the scope closes (watches, metrics server, netns handle) before exit.
 const abort = new AbortController();

@@ -43,7 +43,11 @@ const prune = (block: IPBlock, drop: ReadonlySet<string>) =>
  * One reclaim round over every block: reservations of pods that no longer exist (or exist with another UID)
  * and every block of a network that no longer exists.
  */
-export const reclaimOrphans = (directory: OwnerDirectory, opts: { graceSeconds: number; nowMs?: number }) =>
+export const reclaimOrphans = (
+  directory: OwnerDirectory,
+  /** `node`: only reservations made on that node (each node agent reclaims its own; a cluster tool all). */
+  opts: { graceSeconds: number; nowMs?: number; node?: string },
+) =>
   Effect.gen(function* () {
     const store = yield* BlockStore;
     const nowMs = opts.nowMs ?? Date.now();
@@ -63,6 +67,7 @@ export const reclaimOrphans = (directory: OwnerDirectory, opts: { graceSeconds: 
       const reasons: string[] = [];
       for (const [off, r] of Object.entries(block.spec.reservations)) {
         if (ageSeconds(r, nowMs) < opts.graceSeconds) continue;
+        if (opts.node !== undefined && r.node !== opts.node) continue;
         if (!uidCache.has(r.pod)) {
           const [ns, pod] = r.pod.split("/");
           uidCache.set(r.pod, yield* directory.podUid(ns, pod));
