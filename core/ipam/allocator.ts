@@ -301,8 +301,10 @@ export const makeIpam = (options: IpamOptions = {}) =>
           const others = [...lane.blocks.values()].some((b) =>
             b.spec.node !== undefined && b.spec.node !== op.owner.node
           );
-          const span = last - first + 1n;
-          const start = others ? first + (BigInt(nodeHash(op.owner.node)) % span) : first;
+          // The spread stays near the start of the pool (a window of 64 blocks): addresses stay readable in a
+          // huge IPv6 pool, and 64 positions are plenty to keep racing nodes apart.
+          const window = last - first + 1n < 64n ? last - first + 1n : 64n;
+          const start = others ? first + (BigInt(nodeHash(op.owner.node)) % window) : first;
           const fresh: Array<[bigint, bigint]> = [];
           for (const [from, to] of [[start, last], [first, start - 1n]] as const) {
             for (let i = from; i <= to && fresh.length === 0; i++) {

@@ -158,7 +158,7 @@ export interface SimNode {
   readonly name: string;
   readonly hostInterfaces: ReadonlyArray<string>;
   readonly labels: Readonly<Record<string, string>>;
-  /** The node's IPv4 address on its underlay (eth0), for unicast VXLAN and the Node object. */
+  /** The node's IPv4 address on its first host interface, for unicast VXLAN and the Node object. */
   readonly address: string;
 }
 

@@ -1,0 +1,100 @@
+// The danm webhook plugged into the in-memory apiserver, with the registrations of k8s/webhook/webhooks.yaml:
+// networks are mutated (CREATE/UPDATE) and validated (CREATE/UPDATE/DELETE), TenantConfigs validated, pods
+// carrying danm or NPWG annotations validated on CREATE. Requests travel as real AdmissionReview documents
+// through the same handlers the HTTPS server uses.
+import { Effect } from "effect";
+import { InterfacesAnnotation, LegacyInterfacesAnnotation, NetworksAnnotation } from "../../core/api/annotations.ts";
+import type { Admission } from "../../core/webhook/admit.ts";
+import { Kube } from "../../core/ports/kube.ts";
+import type { AdmissionDecision, AdmissionHook, AdmissionRequest } from "../kube/memory.ts";
+import { isJsonObject, type JsonObject, jsonPatch } from "../kube/patch.ts";
+
+const networkPlurals = new Set(["danmnets", "tenantnetworks", "clusternetworks"]);
+
+const selectsNetworks = (o: JsonObject | undefined) => {
+  const meta = isJsonObject(o?.metadata) ? o.metadata : {};
+  const ann = isJsonObject(meta.annotations) ? meta.annotations : {};
+  const spec = isJsonObject(o?.spec) ? o.spec : {};
+  return [InterfacesAnnotation, LegacyInterfacesAnnotation, NetworksAnnotation].some((k) => k in ann) &&
+    spec.hostNetwork !== true;
+};
+
+function review(req: AdmissionRequest): Record<string, unknown> {
+  return {
+    apiVersion: "admission.k8s.io/v1",
+    kind: "AdmissionReview",
+    request: {
+      uid: crypto.randomUUID(),
+      kind: { group: req.resource.group, version: req.resource.version, kind: req.resource.kind },
+      resource: { group: req.resource.group, version: req.resource.version, resource: req.resource.plural },
+      ...(req.name ? { name: req.name } : {}),
+      ...(req.namespace ? { namespace: req.namespace } : {}),
+      operation: req.operation,
+      userInfo: { username: "danm-sim" },
+      object: req.object ?? null,
+      oldObject: req.oldObject ?? null,
+      dryRun: req.dryRun,
+    },
+  };
+}
+
+type Handler = (body: unknown) => ReturnType<Admission["mutate"]>;
+
+const decide = (handler: Handler, req: AdmissionRequest, kube: Kube["Service"], mutating: boolean) =>
+  Effect.gen(function* () {
+    const answer = yield* Effect.result(handler(review(req)).pipe(Effect.provideService(Kube, kube)));
+    if (answer._tag === "Failure") {
+      const d: AdmissionDecision = { allowed: false, message: answer.failure.message, code: 400 };
+      return d;
+    }
+    const r = answer.success.response;
+    if (!r.allowed) {
+      const d: AdmissionDecision = {
+        allowed: false,
+        message: r.status?.message ?? "denied by the danm webhook",
+        code: r.status?.code ?? 403,
+        ...(r.status?.reason ? { reason: r.status.reason } : {}),
+      };
+      return d;
+    }
+    if (mutating && r.patch && req.object) {
+      const ops = JSON.parse(atob(r.patch));
+      const patched = jsonPatch(req.object, ops);
+      const d: AdmissionDecision = { allowed: true, ...(isJsonObject(patched) ? { object: patched } : {}) };
+      return d;
+    }
+    const d: AdmissionDecision = { allowed: true };
+    return d;
+  });
+
+/** Admission hooks for MemoryApiServer that run `admission` exactly where the apiserver would call it. */
+export function webhookHooks(admission: Admission, kube: Kube["Service"]): AdmissionHook[] {
+  const isDanm = (req: AdmissionRequest) => req.resource.group === "danm.io" && req.subresource === undefined;
+  return [
+    {
+      name: "networks.mutate.danm.io",
+      phase: "mutating",
+      matches: (req) =>
+        isDanm(req) && networkPlurals.has(req.resource.plural) &&
+        (req.operation === "CREATE" || req.operation === "UPDATE"),
+      admit: (req) => decide(admission.mutate, req, kube, true),
+    },
+    {
+      name: "danm.validate.danm.io",
+      phase: "validating",
+      matches: (req) =>
+        isDanm(req) &&
+        ((networkPlurals.has(req.resource.plural)) ||
+          (req.resource.plural === "tenantconfigs" && req.operation !== "DELETE")),
+      admit: (req) => decide(admission.validate, req, kube, false),
+    },
+    {
+      name: "pods.validate.danm.io",
+      phase: "validating",
+      matches: (req) =>
+        req.resource.group === "" && req.resource.plural === "pods" && req.operation === "CREATE" &&
+        req.subresource === undefined && req.namespace !== "kube-system" && selectsNetworks(req.object),
+      admit: (req) => decide(admission.validate, req, kube, false),
+    },
+  ];
+}

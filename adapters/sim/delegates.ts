@@ -1,0 +1,217 @@
+// Simulated delegate CNI plugins for the embedded simulation: in-memory stand-ins for flannel, calico, bridge,
+// macvlan, ipvlan, host-device … They do on the node's simulated kernel what the real plugins do on a real one
+// (an interface in the pod's namespace, addresses from their IPAM section, a default route where the real
+// plugin would add one) and answer in the requested CNI version, so danm's delegation path runs unchanged.
+import { Effect, Schema } from "effect";
+import type { FakeInvocation, FakeOutput, MemoryProcess } from "../process/memory.ts";
+import { type Netlink, NetnsRef } from "../../core/ports/netlink.ts";
+import { formatIp, lastAddress, parseCidr } from "../../core/net/ip.ts";
+
+const Opt = Schema.optionalKey;
+
+const IpamSection = Schema.Struct({
+  type: Schema.String,
+  /** fakeipam */
+  ips: Opt(
+    Schema.Array(Schema.Struct({ ipcidr: Schema.String, version: Opt(Schema.Union([Schema.Number, Schema.String])) })),
+  ),
+  /** host-local (simple form) */
+  subnet: Opt(Schema.String),
+  gateway: Opt(Schema.String),
+  ranges: Opt(Schema.Array(Schema.Array(Schema.Struct({ subnet: Schema.String, gateway: Opt(Schema.String) })))),
+  /** static */
+  addresses: Opt(Schema.Array(Schema.Struct({ address: Schema.String, gateway: Opt(Schema.String) }))),
+  routes: Opt(Schema.Array(Schema.Struct({ dst: Schema.String, gw: Opt(Schema.String) }))),
+});
+
+const PluginConfig = Schema.Struct({
+  cniVersion: Opt(Schema.String),
+  name: Opt(Schema.String),
+  type: Opt(Schema.String),
+  master: Opt(Schema.String),
+  mode: Opt(Schema.String),
+  mtu: Opt(Schema.Number),
+  bridge: Opt(Schema.String),
+  isGateway: Opt(Schema.Boolean),
+  ipam: Opt(IpamSection),
+});
+type PluginConfig = typeof PluginConfig.Type;
+
+export const simulatedPluginTypes = ["flannel", "calico", "bridge", "ptp", "macvlan", "ipvlan", "host-device", "sriov"];
+
+interface Address {
+  readonly cidr: string;
+  readonly gateway?: string;
+}
+
+const error = (version: string, code: number, msg: string): FakeOutput => ({
+  code: 1,
+  stdout: JSON.stringify({ cniVersion: version, code, msg }),
+});
+
+/**
+ * Registers the simulated plugins under `binDir` in `proc`; they act on `kernel` (the node's simulated kernel,
+ * reached through `netlink`). `nodeIndex` separates the per-node pod CIDRs of flannel/calico.
+ */
+export function registerSimulatedDelegates(
+  proc: MemoryProcess,
+  netlink: Netlink["Service"],
+  opts: { readonly binDir: string; readonly nodeIndex: number },
+): void {
+  // host-local style allocation state, per subnet, for the lifetime of the simulation.
+  const leases = new Map<string, Map<string, bigint>>();
+  const allocate = (subnet: string, owner: string): Address | undefined => {
+    const parsed = parseCidr(subnet);
+    if (!parsed) return undefined;
+    const c = parsed.cidr;
+    const used = leases.get(subnet) ?? new Map<string, bigint>();
+    leases.set(subnet, used);
+    const held = used.get(owner);
+    const gateway = c.base + 1n;
+    const taken = new Set(used.values());
+    let value = held;
+    for (let v = c.base + 2n; value === undefined && v < lastAddress(c); v++) if (!taken.has(v)) value = v;
+    if (value === undefined) return undefined;
+    used.set(owner, value);
+    return {
+      cidr: `${formatIp({ family: c.family, value })}/${c.prefix}`,
+      gateway: formatIp({ family: c.family, value: gateway }),
+    };
+  };
+  const release = (owner: string) => {
+    for (const m of leases.values()) m.delete(owner);
+  };
+
+  const ipamAddresses = (conf: PluginConfig, owner: string): Address[] | string => {
+    const ipam = conf.ipam;
+    if (!ipam) return [];
+    switch (ipam.type) {
+      case "fakeipam":
+        if (!ipam.ips?.length) return "No IP was passed to fake IPAM";
+        return ipam.ips.map((ip) => ({ cidr: ip.ipcidr }));
+      case "static":
+        return (ipam.addresses ?? []).map((a) => ({ cidr: a.address, ...(a.gateway ? { gateway: a.gateway } : {}) }));
+      case "host-local": {
+        const subnets = ipam.ranges?.map((r) => r[0]?.subnet).filter((s): s is string => !!s) ??
+          (ipam.subnet ? [ipam.subnet] : []);
+        const out: Address[] = [];
+        for (const s of subnets) {
+          const a = allocate(s, owner);
+          if (!a) return `host-local: no free address in ${s}`;
+          out.push(a);
+        }
+        return out;
+      }
+      default:
+        return `IPAM plugin ${ipam.type} is not simulated`;
+    }
+  };
+
+  const plugin = (type: string) => (inv: FakeInvocation): Effect.Effect<FakeOutput> =>
+    Effect.gen(function* () {
+      const command = inv.env.CNI_COMMAND ?? "";
+      const raw = new TextDecoder().decode(inv.stdin);
+      let json: unknown;
+      try {
+        json = JSON.parse(raw);
+      } catch {
+        return error("1.0.0", 6, `${type}: cannot decode the network configuration`);
+      }
+      const decoded = Schema.decodeUnknownResult(PluginConfig)(json);
+      if (decoded._tag === "Failure") return error("1.0.0", 7, `${type}: ${decoded.failure.message}`);
+      const conf = decoded.success;
+      const version = conf.cniVersion ?? "1.0.0";
+      const ifname = inv.env.CNI_IFNAME ?? "eth0";
+      const owner = `${inv.env.CNI_CONTAINERID ?? ""}/${ifname}`;
+      if (command === "VERSION") {
+        return {
+          stdout: JSON.stringify({ cniVersion: version, supportedVersions: ["0.3.1", "0.4.0", "1.0.0", "1.1.0"] }),
+        };
+      }
+      if (command === "CHECK" || command === "GC" || command === "STATUS") return {};
+      const podNs = NetnsRef.path(inv.env.CNI_NETNS ?? "");
+      if (command === "DEL") {
+        release(owner);
+        if (inv.env.CNI_NETNS) {
+          yield* Effect.scoped(Effect.gen(function* () {
+            const pod = yield* netlink.netns(podNs);
+            yield* pod.deleteLink(ifname);
+          })).pipe(Effect.ignore);
+        }
+        return {};
+      }
+      if (command !== "ADD") return error(version, 4, `${type}: unknown CNI_COMMAND ${command}`);
+      const addresses = ipamAddresses(conf, owner);
+      if (typeof addresses === "string") return error(version, 11, addresses);
+      // Pod CIDR plugins (flannel, calico) bring their own IPAM when the config has none.
+      const podCidr = `10.${type === "calico" ? 245 : 244}.${opts.nodeIndex + 1}.0/24`;
+      const addrs = addresses.length === 0 && (type === "flannel" || type === "calico")
+        ? [allocate(podCidr, owner)!]
+        : addresses;
+      const created = yield* Effect.result(Effect.scoped(Effect.gen(function* () {
+        const host = netlink.host;
+        const pod = yield* netlink.netns(podNs);
+        if (type === "macvlan" || type === "ipvlan") {
+          if (!conf.master) return yield* Effect.fail(`${type}: "master" is required`);
+          yield* host.createLink(
+            type === "macvlan"
+              ? {
+                kind: "macvlan",
+                name: ifname,
+                parent: conf.master,
+                mode: "bridge",
+                netns: podNs,
+                ...(conf.mtu ? { mtu: conf.mtu } : {}),
+              }
+              : {
+                kind: "ipvlan",
+                name: ifname,
+                parent: conf.master,
+                mode: "l2",
+                netns: podNs,
+                ...(conf.mtu ? { mtu: conf.mtu } : {}),
+              },
+          );
+        } else {
+          const peer = `veth${(inv.env.CNI_CONTAINERID ?? "x").slice(0, 6)}${ifname.slice(-3)}`.slice(0, 15);
+          yield* host.createLink({ kind: "veth", name: peer, up: true, peer: { name: ifname, netns: podNs } });
+          if (type === "bridge") {
+            const br = conf.bridge ?? "cni0";
+            const exists = yield* Effect.result(host.link(br));
+            if (exists._tag === "Failure") yield* host.createLink({ kind: "bridge", name: br, up: true });
+            yield* host.setLink(peer, { master: br });
+          }
+        }
+        yield* pod.setLink(ifname, { up: true });
+        for (const a of addrs) yield* pod.addAddress({ link: ifname, cidr: a.cidr, nodad: a.cidr.includes(":") });
+        const gw = addrs.find((a) => a.gateway)?.gateway;
+        if (gw && (type === "flannel" || type === "calico" || conf.isGateway)) {
+          yield* pod.addRoute({ dst: "default", gateway: gw, link: ifname }).pipe(Effect.ignore);
+        }
+        return yield* pod.link(ifname);
+      })));
+      if (created._tag === "Failure") {
+        release(owner);
+        const f = created.failure;
+        return error(version, 11, `${type}: ${typeof f === "string" ? f : f.message}`);
+      }
+      const link = created.success;
+      const legacy = version.startsWith("0.");
+      return {
+        stdout: JSON.stringify({
+          cniVersion: version,
+          interfaces: [{ name: ifname, mac: link.mac, sandbox: inv.env.CNI_NETNS }],
+          ips: addrs.map((a) => ({
+            ...(legacy ? { version: a.cidr.includes(":") ? "6" : "4" } : {}),
+            address: a.cidr,
+            ...(a.gateway ? { gateway: a.gateway } : {}),
+            interface: 0,
+          })),
+          routes: [],
+          dns: {},
+        }),
+      };
+    });
+
+  for (const t of simulatedPluginTypes) proc.register(`${opts.binDir}/${t}`, plugin(t));
+}

@@ -1,0 +1,45 @@
+// `deno task sim [path…] [-o json]`: runs a scenario (Kubernetes YAML, files or directories) through danm's
+// core programs on the in-memory layers and prints what every pod, node and Service ends up with. With no path it
+// runs k8s/examples/demo.yaml. Needs neither root nor a cluster.
+import { Effect, References } from "effect";
+import { layerLiveFs } from "../adapters/fs/live.ts";
+import { runEmbedded } from "../adapters/sim/embedded.ts";
+import { renderOutcome } from "../core/sim/report.ts";
+import { loadScenario } from "../core/sim/scenario.ts";
+
+const args = [...Deno.args];
+let json = false;
+const paths: string[] = [];
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  if (a === "-o" || a === "--output") {
+    const v = args[++i];
+    if (v !== "json" && v !== "table") {
+      console.error(`sim: -o takes json or table, not ${v}`);
+      Deno.exit(2);
+    }
+    json = v === "json";
+  } else if (a === "--real") {
+    console.error("sim: --real runs the scenario on a real apiserver and network namespaces: use `deno task sim:real`");
+    Deno.exit(2);
+  } else if (a.startsWith("-")) {
+    console.error(`sim: unknown flag ${a}\nusage: deno task sim [path…] [-o json|table]`);
+    Deno.exit(2);
+  } else paths.push(a);
+}
+const defaultScenario = new URL("../k8s/examples/demo.yaml", import.meta.url).pathname;
+
+const program = Effect.gen(function* () {
+  const scenario = yield* loadScenario(paths.length ? paths : [defaultScenario]).pipe(Effect.provide(layerLiveFs));
+  return yield* Effect.scoped(runEmbedded(scenario));
+});
+
+// The simulation's components log as they would in a cluster; what matters here is in the report.
+const outcome = await Effect.runPromise(
+  program.pipe(Effect.provideService(References.MinimumLogLevel, "Error")),
+).catch((e) => {
+  console.error(`sim: ${e instanceof Error ? e.message : String(e)}`);
+  Deno.exit(1);
+});
+console.log(json ? JSON.stringify(outcome, null, 2) : renderOutcome(outcome));
+Deno.exit(outcome.errors.length > 0 ? 1 : 0);

@@ -1,0 +1,111 @@
+// The embedded simulation end to end on the in-memory layers: the bundled demo and DANM's own 4.0 examples.
+import { Effect } from "effect";
+import { layerLiveFs } from "../../../adapters/fs/live.ts";
+import { runEmbedded } from "../../../adapters/sim/embedded.ts";
+import type { SimOutcome } from "../../../core/sim/report.ts";
+import { loadScenario } from "../../../core/sim/scenario.ts";
+import { assert, assertEquals } from "../../harness/assert.ts";
+import { repoRoot } from "../../harness/proc.ts";
+
+const simulate = (path: string): Promise<SimOutcome> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const scenario = yield* loadScenario([path]).pipe(Effect.provide(layerLiveFs));
+      return yield* Effect.scoped(runEmbedded(scenario));
+    }),
+  );
+
+Deno.test("sim: the demo scenario — pods, interfaces, host interfaces, Service endpoints, IPAM, refusals", async () => {
+  const o = await simulate(`${repoRoot}/k8s/examples/demo.yaml`);
+  assertEquals(o.errors, []);
+  assertEquals(o.rejected.map((r) => `${r.kind} ${r.namespace}/${r.name}`), [
+    "TenantNetwork telco/sneaky",
+    "Pod telco/typo",
+  ]);
+  assert(o.rejected[0].reason.includes("spec.Options.vlan"), o.rejected[0].reason);
+  assert(o.rejected[1].reason.includes("sigtrann does not exist"), o.rejected[1].reason);
+
+  assertEquals(o.pods.map((p) => [p.name.replace(/-[a-z0-9]{7}-/, "-H-"), p.status]), [
+    ["mme-H-0", "Running"],
+    ["mme-H-1", "Running"],
+    ["mme-H-2", "Running"],
+    ["hss-0", "Running"],
+    ["plain", "Running"],
+  ]);
+  const mme = o.pods.filter((p) => p.name.startsWith("mme-"));
+  for (const p of mme) {
+    // DANM naming: eth0 first, then prefix + sequence.
+    assertEquals(p.interfaces.map((i) => [i.name, i.network, i.type]), [
+      ["eth0", "default", "veth"],
+      ["ext3", "external", "ipvlan"],
+      ["int1", "internal", "ipvlan"],
+      ["sig2", "sigtran", "ipvlan"],
+    ]);
+    const ext = p.interfaces.find((i) => i.name === "ext3")!;
+    assert(ext.routes.includes("10.200.0.0/16 via 10.100.0.1"), ext.routes.join("; "));
+    assert(ext.routes.includes("10.201.0.0/16 via 10.100.0.1 table 10"), ext.routes.join("; "));
+    assertEquals(p.interfaces.find((i) => i.name === "int1")!.ips.length, 2, "dual stack on the tenant network");
+  }
+  // Static address outside the pool; dynamic ones from the pool (.10–.50), no address twice.
+  const hss = o.pods.find((p) => p.name === "hss-0")!;
+  assertEquals(hss.interfaces.find((i) => i.network === "external")?.ips, ["10.100.0.100/24"]);
+  const all = o.pods.flatMap((p) => p.interfaces.flatMap((i) => i.ips));
+  assertEquals(new Set(all).size, all.length);
+  // The unannotated pod got the default network only.
+  assertEquals(o.pods.find((p) => p.name === "plain")!.interfaces.map((i) => i.network), ["default"]);
+
+  // netwatcher: VLAN host interfaces for the admin and the tenant network (VLAN 1000 from the TenantConfig),
+  // VXLAN for sigtran, on both nodes.
+  for (const n of o.nodes) {
+    assertEquals(n.hostInterfaces.map((h) => [h.name, h.kind, h.vlan ?? h.vni, h.parent]), [
+      ["external.300", "vlan", 300, "ens3"],
+      ["internal.1000", "vlan", 1000, "ens4"],
+      ["vx_sigtran", "vxlan", 600, "ens3"],
+    ]);
+  }
+  // svcwatcher: the Service lists exactly the mme pods' sigtran addresses.
+  const sigtran = mme.map((p) => p.interfaces.find((i) => i.name === "sig2")!.ips[0].split("/")[0]).sort();
+  assertEquals(o.services.map((s) => [s.name, [...s.endpoints].sort()]), [["mme-sigtran", sigtran]]);
+  // IPAM usage per network.
+  const usage = Object.fromEntries(o.networks.map((n) => [n.name, n.pools.map((p) => p.used)]));
+  assertEquals(usage, { sigtran: [3], internal: [3, 3], default: [], external: [4] });
+  assert(
+    o.networks.every((n) => n.pools.length === 0 || n.hostInterfaces.startsWith("ready")),
+    JSON.stringify(o.networks),
+  );
+});
+
+Deno.test("sim: DANM's 4.0 examples get DANM's verdicts and assignments", async () => {
+  const o = await simulate(`${repoRoot}/k8s/examples/danm-4_0`);
+  assertEquals(o.rejected.map((r) => `${r.kind} ${r.name}`), [
+    "TenantConfig wrong-tconf",
+    "TenantNetwork internal",
+    "TenantNetwork internal3",
+    "Pod test-deployment-11m8xx3-0",
+  ]);
+  const nets = Object.fromEntries(o.networks.map((n) => [n.name, [n.networkId, n.hostDevice ?? "", n.vlan ?? 0]]));
+  assertEquals(nets, {
+    internal: ["internal", "ens4", 1000],
+    internal2: ["internal2", "ens5", 2000],
+    management: ["flannel", "", 0],
+  });
+});
+
+Deno.test("sim CLI: -o json prints one document with pods, nodes, services and rejected", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${repoRoot}/cmd/sim.ts`, "-o", "json"],
+    stdin: "null",
+  }).output();
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  const doc = JSON.parse(new TextDecoder().decode(out.stdout));
+  assertEquals(Object.keys(doc).sort(), ["errors", "networks", "nodes", "pods", "rejected", "services"]);
+  assertEquals(doc.pods.length, 5);
+  assert(doc.pods[0].interfaces[0].ips[0].includes("/"), "addresses carry their prefix");
+  const bad = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${repoRoot}/cmd/sim.ts`, "/nonexistent-scenario.yaml"],
+    stdin: "null",
+  }).output();
+  assertEquals(bad.code, 1);
+  const err = new TextDecoder().decode(bad.stderr);
+  assert(err.includes("/nonexistent-scenario.yaml"), err);
+});
