@@ -4,6 +4,7 @@
 //   danmctl showalloc <network> [-n ns] [--kind K] addresses reserved on a network
 //   danmctl leaks [--release [--yes]] [--grace S]  duplicates and leaks across all networks (exit 3 if any)
 //   danmctl migrate [--dry-run]                   copy danm.k8s.io objects to danm.io
+//   danmctl dry-run <pod.yaml> [-n ns]            interfaces, addresses, routes the pod would get (changes nothing)
 //   global: -o table|json, --kubeconfig PATH (default $KUBECONFIG, else in-cluster)
 import { Effect, Layer, Schema } from "effect";
 import { layerLiveKube } from "../adapters/kube/live.ts";
@@ -20,13 +21,17 @@ import {
   showAlloc,
   status,
 } from "../core/ctl/commands.ts";
+import { dryRun, renderDryRun } from "../core/ctl/dryrun.ts";
 import { isConsistent } from "../core/ipam/consistency.ts";
+// @ts-types="npm:@types/js-yaml@4.0.9"
+import yaml from "js-yaml";
 
-const usage = `usage: danmctl <status|showalloc|leaks|migrate> [flags]
+const usage = `usage: danmctl <status|showalloc|leaks|migrate|dry-run> [flags]
   status                                 networks, host interface readiness, pool usage
   showalloc <network> [-n NS] [--kind K] addresses reserved on one network (no -n: a ClusterNetwork)
   leaks [--release [--yes]] [--grace S]  duplicates and leaks; --release frees leaked reservations
   migrate [--dry-run]                    copy danm.k8s.io objects to danm.io
+  dry-run <pod.yaml> [-n NS]             interfaces, addresses and routes a pod (or workload) would get
 flags: -o table|json   --kubeconfig PATH`;
 
 const Flags = Schema.Struct({
@@ -132,6 +137,23 @@ async function main(): Promise<number> {
       const rel = await run(releaseLeaks({ graceSeconds: flags.grace }));
       if (rel._tag === "Failure") return fail(rel.failure);
       print(json, rel.success, renderReclaim(rel.success));
+      return 0;
+    }
+    case "dry-run": {
+      const file = parsed.positional[0];
+      if (!file) {
+        console.error(`danmctl dry-run: which manifest?\n${usage}`);
+        return 2;
+      }
+      let manifest: unknown;
+      try {
+        manifest = yaml.load(await Deno.readTextFile(file));
+      } catch (e) {
+        return fail(`${file}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      const r = await run(dryRun(manifest, flags.namespace ? { namespace: flags.namespace } : {}));
+      if (r._tag === "Failure") return fail(r.failure);
+      print(json, r.success, renderDryRun(r.success));
       return 0;
     }
     case "migrate": {

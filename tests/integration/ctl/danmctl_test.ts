@@ -219,3 +219,81 @@ Deno.test("danmctl migrate copies danm.k8s.io networks to danm.io without DANM's
 globalThis.addEventListener("unload", () => {
   cluster.release();
 });
+
+Deno.test("danmctl dry-run predicts interfaces, addresses and routes without changing anything", async () => {
+  const name = uniqueName("dry");
+  const net = await run(Effect.gen(function* () {
+    return yield* (yield* Kube).create(ClusterNetworkResource, {
+      metadata: { name },
+      spec: {
+        NetworkID: "dry",
+        NetworkType: "ipvlan",
+        Options: {
+          host_device: "ens4",
+          container_prefix: "ext",
+          rt_tables: 20,
+          cidr: "10.52.0.0/24",
+          routes: { "10.99.0.0/16": "10.52.0.254" },
+        },
+      },
+    } as ClusterNetwork);
+  }));
+  const network = {
+    ref: { kind: "ClusterNetwork" as const, name, uid: net.metadata.uid! },
+    options: net.spec.Options!,
+  };
+  const holder: Owner = {
+    namespace: "default",
+    pod: "holder",
+    podUid: crypto.randomUUID(),
+    sandbox: "sb-h",
+    iface: "eth0",
+    node: "n1",
+  };
+  const dir = await Deno.makeTempDir();
+  try {
+    await run(Effect.gen(function* () {
+      yield* (yield* Ipam).allocate(network, holder, "dynamic", undefined); // takes 10.52.0.1
+    }));
+    await Deno.writeTextFile(
+      `${dir}/pod.yaml`,
+      `apiVersion: v1
+kind: Pod
+metadata:
+  name: nf
+  namespace: default
+  annotations:
+    danm.io/interfaces: |
+      [{"clusterNetwork": "${name}", "ip": "dynamic", "proutes": {"10.200.0.0/16": "10.52.0.254"}},
+       {"clusterNetwork": "${name}", "ip": "dynamic"},
+       {"clusterNetwork": "${name}", "ip": "10.52.0.1"}]
+spec:
+  containers: [{name: c, image: x}]
+`,
+    );
+    const out = await danmctl("dry-run", `${dir}/pod.yaml`, "-o", "json");
+    assertEquals(out.code, 0, out.stderr);
+    const d = JSON.parse(out.stdout);
+    assertEquals(
+      d.interfaces.map((i: { name: string; addresses: string[]; parent?: string }) => [i.name, i.addresses, i.parent]),
+      [
+        ["eth0", ["10.52.0.2/24"], "ens4"],
+        ["ext1", ["10.52.0.3/24"], "ens4"],
+        ["ext2", [], "ens4"],
+      ],
+    );
+    assertEquals(d.interfaces[0].routes, ["10.99.0.0/16 via 10.52.0.254", "10.200.0.0/16 via 10.52.0.254 table 20"]);
+    assert(d.interfaces[2].notes.some((n: string) => n.includes("in use by default/holder")), JSON.stringify(d));
+    // Nothing was reserved or recorded.
+    const after = JSON.parse((await danmctl("showalloc", name, "-o", "json")).stdout);
+    assertEquals(after.allocations.map((a: { address: string }) => a.address), ["10.52.0.1"]);
+    const missing = await danmctl("dry-run", `${dir}/nope.yaml`);
+    assertEquals(missing.code, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await run(Effect.gen(function* () {
+      yield* Effect.ignore((yield* Ipam).release(network, holder));
+      yield* Effect.ignore((yield* Kube).delete(ClusterNetworkResource, name));
+    }));
+  }
+});
