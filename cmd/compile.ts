@@ -4,9 +4,10 @@
 // point DENORT_BIN at a local denort of the same Deno version (the full `deno` binary does not work).
 // Without DENORT_BIN this fails up front rather than hanging on a download.
 const binaries: Record<string, ReadonlyArray<string>> = {
-  // The CNI clients only read stdin/env and talk to the node daemon's socket.
-  danm: ["--allow-env", "--allow-read", "--allow-write"],
-  fakeipam: ["--allow-env", "--allow-read", "--allow-write"],
+  // The CNI clients only read stdin/env and talk to the node daemon's socket (a unix socket connect needs
+  // --allow-net in Deno 2.9, besides read/write on the path).
+  danm: ["--allow-env", "--allow-read", "--allow-write", "--allow-net"],
+  fakeipam: ["--allow-env", "--allow-read", "--allow-write", "--allow-net"],
   // The node agent needs netlink (FFI), /run/netns, /proc/sys and the API.
   netwatcher: ["--allow-all"],
   svcwatcher: ["--allow-env", "--allow-read", "--allow-net"],

@@ -53,7 +53,7 @@ export function launcherScript(program: CniProgram, deno: string, repo: string, 
   return `#!/bin/sh
 # danm ${program} launcher, written by danm's installer: no compiled binary was available, so this runs
 # the plugin from source with Deno (modules are cached; nothing is downloaded at run time).
-${env}exec ${deno} run --cached-only --no-prompt --allow-env --allow-read --allow-write ${repo}/cmd/${program}.ts "$@"
+${env}exec ${deno} run --cached-only --no-prompt --allow-env --allow-read --allow-write --allow-net ${repo}/cmd/${program}.ts "$@"
 `;
 }
 

@@ -1,0 +1,221 @@
+// Helpers for the k8s/ tests: raw apiserver requests (server-side apply needs its own content type), discovery,
+// and turning a rendered container into a local process (paths mapped, $(VAR) expanded, flags overridden).
+import type * as k8s from "@kubernetes/client-node";
+import { fail } from "../../harness/assert.ts";
+import { repoRoot } from "../../harness/proc.ts";
+import type { K8sObject } from "../../unit/k8s/kustomize.ts";
+
+export interface ApiResponse {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+export interface Api {
+  request(
+    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
+    path: string,
+    body?: unknown,
+    contentType?: string,
+  ): Promise<ApiResponse>;
+  close(): void;
+}
+
+export function apiClient(kc: k8s.KubeConfig): Api {
+  const cluster = kc.getCurrentCluster() ?? fail("kubeconfig without a cluster");
+  const user = kc.getCurrentUser() ?? fail("kubeconfig without a user");
+  const pem = (data?: string, file?: string) => data ? atob(data) : file ? Deno.readTextFileSync(file) : undefined;
+  const ca = pem(cluster.caData, cluster.caFile), cert = pem(user.certData, user.certFile);
+  const key = pem(user.keyData, user.keyFile);
+  const client = Deno.createHttpClient({ ...(ca ? { caCerts: [ca] } : {}), ...(cert && key ? { cert, key } : {}) });
+  return {
+    async request(method, path, body, contentType = "application/json") {
+      const headers: Record<string, string> = { accept: "application/json" };
+      if (user.token) headers.authorization = `Bearer ${user.token}`;
+      if (body !== undefined) headers["content-type"] = contentType;
+      const res = await fetch(`${cluster.server}${path}`, {
+        method,
+        headers,
+        client,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch { /* not JSON */ }
+      return { status: res.status, body: parsed };
+    },
+    close: () => client.close(),
+  };
+}
+
+export const messageOf = (r: ApiResponse): string =>
+  typeof r.body === "object" && r.body !== null && "message" in r.body
+    ? String((r.body as { message: unknown }).message)
+    : JSON.stringify(r.body).slice(0, 500);
+
+export interface ApiResource {
+  readonly plural: string;
+  readonly namespaced: boolean;
+}
+
+/** kind → resource for one group version, from the apiserver's discovery. */
+export async function discover(api: Api, apiVersion: string): Promise<Map<string, ApiResource>> {
+  const r = await api.request("GET", apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`);
+  if (r.status !== 200) fail(`discovery of ${apiVersion}: ${r.status} ${messageOf(r)}`);
+  const out = new Map<string, ApiResource>();
+  for (const res of (r.body as { resources: Array<{ name: string; kind: string; namespaced: boolean }> }).resources) {
+    if (!res.name.includes("/")) out.set(res.kind, { plural: res.name, namespaced: res.namespaced });
+  }
+  return out;
+}
+
+/** The URL of an object, given its resource. */
+export function objectPath(o: K8sObject, res: ApiResource): string {
+  const prefix = o.apiVersion.includes("/") ? `/apis/${o.apiVersion}` : `/api/${o.apiVersion}`;
+  const ns = res.namespaced ? `/namespaces/${o.metadata.namespace ?? fail(`${o.kind} ${o.metadata.name}: no ns`)}` : "";
+  return `${prefix}${ns}/${res.plural}/${o.metadata.name}`;
+}
+
+export interface Container {
+  readonly name: string;
+  readonly command: string[];
+  readonly args?: string[];
+  readonly env?: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
+}
+
+export interface Workload extends K8sObject {
+  readonly spec: { template: { spec: { initContainers?: Container[]; containers: Container[] } } };
+}
+
+export interface LocalCommand {
+  readonly argv: string[];
+  readonly env: Record<string, string>;
+}
+
+/**
+ * The container's command + args as a local argv: image paths replaced by `paths` (longest first; /opt/danm is the
+ * repository), `$(VAR)` expanded from the container's env as kubelet does (fieldRefs from `fields`), then `flags`
+ * replace `--name=value` arguments or are appended. The image's DENO_DIR is dropped: the test's module cache is used.
+ */
+export function localCommand(
+  c: Container,
+  opts: {
+    readonly paths?: Record<string, string>;
+    readonly fields?: Record<string, string>;
+    readonly flags?: Record<string, string>;
+  } = {},
+): LocalCommand {
+  const paths = Object.entries({ "/opt/danm": repoRoot, ...opts.paths }).sort((a, b) => b[0].length - a[0].length);
+  const mapPaths = (s: string) => {
+    for (const [from, to] of paths) s = s.split(from).join(to);
+    return s;
+  };
+  const env: Record<string, string> = {};
+  for (const e of c.env ?? []) {
+    if (e.name === "DENO_DIR") continue;
+    if (e.value !== undefined) env[e.name] = mapPaths(e.value);
+    else if (e.valueFrom?.fieldRef) {
+      env[e.name] = opts.fields?.[e.valueFrom.fieldRef.fieldPath] ??
+        fail(`no value for ${e.valueFrom.fieldRef.fieldPath}`);
+    } else fail(`${c.name}: env ${e.name} has a source this helper does not know`);
+  }
+  const expand = (s: string) => s.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, v) => env[v] ?? all);
+  const args = (c.args ?? []).map((a) => expand(mapPaths(a)));
+  const pending = new Map(Object.entries(opts.flags ?? {}));
+  const overridden = args.map((a) => {
+    const m = /^--([\w-]+)=/.exec(a);
+    if (!m || !pending.has(m[1])) return a;
+    const value = pending.get(m[1])!;
+    pending.delete(m[1]);
+    return `--${m[1]}=${value}`;
+  });
+  for (const [k, v] of pending) overridden.push(`--${k}=${v}`);
+  const command = c.command.map(mapPaths);
+  if (command[0] === "deno") command[0] = Deno.execPath();
+  return { argv: [...command, ...overridden], env };
+}
+
+export interface Running {
+  readonly child: Deno.ChildProcess;
+  /** stdout + stderr so far. */
+  output(): string;
+  /** The exit code once it has exited. */
+  exitCode(): number | undefined;
+  /** SIGTERM, then the exit code (SIGKILL after `ms`). */
+  stop(ms?: number): Promise<number>;
+}
+
+export function start(cmd: LocalCommand): Running {
+  const [exe, ...args] = cmd.argv;
+  const child = new Deno.Command(exe, {
+    args,
+    env: cmd.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  const drain = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s) text += decoder.decode(chunk, { stream: true });
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  let code: number | undefined;
+  const status = child.status.then((s) => {
+    code = s.code;
+    return s;
+  });
+  return {
+    child,
+    output: () => text,
+    exitCode: () => code,
+    async stop(ms = 10_000) {
+      if (code === undefined) {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* gone */ }
+      }
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, ms);
+      const s = await status;
+      clearTimeout(timer);
+      await drained;
+      return s.code;
+    },
+  };
+}
+
+/** Polls `check` until it returns a value, failing after `ms` with `what` and the process output. */
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  opts: { ms?: number; proc?: Running } = {},
+): Promise<T> {
+  const deadline = Date.now() + (opts.ms ?? 30_000);
+  while (true) {
+    const code = opts.proc?.exitCode();
+    if (code !== undefined) fail(`${what}: the process exited with ${code}:\n${opts.proc!.output().slice(-4000)}`);
+    const v = await check().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) {
+      fail(`${what}: not within ${opts.ms ?? 30_000} ms\n${opts.proc?.output().slice(-4000) ?? ""}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** A kubeconfig file for the server and CA of `cluster`, authenticating with a bearer token. */
+export function tokenKubeconfig(server: string, caPem: string, token: string): string {
+  return JSON.stringify({
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: "c", cluster: { server, "certificate-authority-data": btoa(caPem) } }],
+    users: [{ name: "u", user: { token } }],
+    contexts: [{ name: "c", context: { cluster: "c", user: "u" } }],
+    "current-context": "c",
+  });
+}
