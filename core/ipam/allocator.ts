@@ -301,9 +301,9 @@ export const makeIpam = (options: IpamOptions = {}) =>
           const others = [...lane.blocks.values()].some((b) =>
             b.spec.node !== undefined && b.spec.node !== op.owner.node
           );
-          // The spread stays near the start of the pool (a window of 64 blocks): addresses stay readable in a
-          // huge IPv6 pool, and 64 positions are plenty to keep racing nodes apart.
-          const window = last - first + 1n < 64n ? last - first + 1n : 64n;
+          // The spread covers the pool but at most 4096 blocks (256 Ki addresses): room enough to keep racing
+          // nodes apart, and addresses in a huge IPv6 pool stay near its start.
+          const window = last - first + 1n < 4096n ? last - first + 1n : 4096n;
           const start = others ? first + (BigInt(nodeHash(op.owner.node)) % window) : first;
           const fresh: Array<[bigint, bigint]> = [];
           for (const [from, to] of [[start, last], [first, start - 1n]] as const) {
