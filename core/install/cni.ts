@@ -48,12 +48,16 @@ const safePath = (what: string, p: string) =>
     ? Effect.succeed(p)
     : Effect.fail(new InstallError({ what, reason: `"${p}" is not a plain absolute path` }));
 
+/**
+ * The client imports nothing but relative modules, so the launcher skips deno.json and the lock file: that halves
+ * Deno's start-up (measured ~22 ms → ~10 ms wall), which every pod's ADD pays once per client and delegate.
+ */
 export function launcherScript(program: CniProgram, deno: string, repo: string, denoDir?: string): string {
   const env = denoDir ? `DENO_DIR=${denoDir} ` : "";
   return `#!/bin/sh
 # danm ${program} launcher, written by danm's installer: no compiled binary was available, so this runs
 # the plugin from source with Deno (modules are cached; nothing is downloaded at run time).
-${env}exec ${deno} run --cached-only --no-prompt --allow-env --allow-read --allow-write --allow-net ${repo}/cmd/${program}.ts "$@"
+${env}exec ${deno} run --cached-only --no-config --no-lock --no-prompt --allow-env --allow-read --allow-write --allow-net ${repo}/cmd/${program}.ts "$@"
 `;
 }
 
