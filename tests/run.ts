@@ -11,7 +11,8 @@
 //                namespaces on the host kernel. Runs inside a private network + mount namespace so that
 //                nothing it creates can leak onto the machine.
 //   kernel       tests needing ipvlan / 802.1Q vlan / dummy, run in a QEMU guest (one boot per run).
-//   e2e          the whole stack (added by the end-to-end issue; an absent directory is reported).
+//   e2e          the whole danm stack as real processes (webhook, svcwatcher, a node agent and a fake kubelet per
+//                network-namespace node) on an apiserver of its own, shared by its files like the integration tier's.
 import { ensureK8sBinaries, type SharedApiServer, sharedEnvKey, startApiServer } from "./harness/apiserver.ts";
 import { cacheRoot, have, repoRoot, run } from "./harness/proc.ts";
 import { ensureCniPlugins } from "./harness/cniplugins.ts";
@@ -19,8 +20,8 @@ import { ensureInitramfs, ensureKernel, runInGuest } from "./harness/vm.ts";
 
 const allTiers = ["unit", "integration", "kernel", "e2e"] as const;
 type Tier = typeof allTiers[number];
-/** What `deno task test` runs. e2e joins when the end-to-end suite exists (a later issue). */
-const defaultTiers: Tier[] = ["unit", "integration", "kernel"];
+/** What `deno task test` runs: every tier, e2e last (CI order, test-environment.md §7). */
+const defaultTiers: Tier[] = ["unit", "integration", "kernel", "e2e"];
 
 interface TierResult {
   readonly tier: Tier;
@@ -57,6 +58,7 @@ const aptPackages: Record<string, string> = {
   ip: "iproute2",
   openssl: "openssl",
   unshare: "util-linux",
+  nsenter: "util-linux",
 };
 
 async function ensureAptPackages(commands: string[]): Promise<void> {
@@ -74,6 +76,7 @@ function needs(tiers: Tier[]): string[] {
   const cmds = new Set<string>(["ip", "openssl"]);
   if (tiers.some((t) => t !== "unit")) ["unshare", "ping"].forEach((c) => cmds.add(c));
   if (tiers.includes("kernel")) ["qemu-system-x86_64", "busybox", "depmod", "cpio"].forEach((c) => cmds.add(c));
+  if (tiers.includes("e2e")) cmds.add("nsenter");
   return [...cmds];
 }
 
@@ -134,18 +137,22 @@ async function denoTest(tier: Tier, files: string[], env: Record<string, string>
   return { tier, ...counts, seconds };
 }
 
-async function integrationTier(files: string[]): Promise<TierResult> {
+/** A tier whose test files share one apiserver (started here, handed over through the environment). */
+async function apiServerTier(tier: "integration" | "e2e", files: string[]): Promise<TierResult> {
   const start = Date.now();
+  if (files.length === 0) {
+    return { tier, passed: 0, failed: 1, seconds: 0, note: `no test files found for tier ${tier}` };
+  }
   let api;
   try {
     api = await startApiServer();
   } catch (e) {
-    return { tier: "integration", passed: 0, failed: 1, seconds: 0, note: `apiserver did not start: ${e}` };
+    return { tier, passed: 0, failed: 1, seconds: 0, note: `apiserver did not start: ${e}` };
   }
   log(`kube-apiserver ready at ${api.url} after ${((Date.now() - start) / 1000).toFixed(1)}s`);
   const shared: SharedApiServer = { url: api.url, kubeconfigPath: api.kubeconfigPath, pkiDir: api.pki.dir };
   try {
-    return await denoTest("integration", files, { [sharedEnvKey]: JSON.stringify(shared) });
+    return await denoTest(tier, files, { [sharedEnvKey]: JSON.stringify(shared) });
   } finally {
     await api.stop();
     await Deno.remove(api.dir, { recursive: true }).catch(() => {});
@@ -249,8 +256,8 @@ async function main(): Promise<number> {
       ? files.map((f) => f.startsWith("/") ? f : `${repoRoot}/${f}`)
       : await testFiles(`${repoRoot}/tests/${tier}`);
     log(`tier ${tier}: ${chosen.length} test file(s)`);
-    const r = tier === "integration"
-      ? await integrationTier(chosen)
+    const r = tier === "integration" || tier === "e2e"
+      ? await apiServerTier(tier, chosen)
       : tier === "kernel"
       ? await kernelTier(chosen)
       : await denoTest(tier, chosen);

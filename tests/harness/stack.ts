@@ -1,0 +1,1092 @@
+// The whole danm stack on a real apiserver, every component a real process (test-environment.md §6):
+//
+//   - the danm CRDs;
+//   - the admission webhook (cmd/webhook.ts), registered by URL over TLS with a serving certificate from the
+//     apiserver's CA (validating + mutating configurations of core/webhook/manifests.ts);
+//   - svcwatcher (cmd/svcwatcher.ts), one replica;
+//   - N nodes, each a network namespace with an underlay NIC `ens3` (a veth into a shared bridge with multicast
+//     snooping off, addressed, the Node's InternalIP), a spare NIC `ens4` (a veth into a second shared bridge, for
+//     macvlan networks), optional Linux bridges joined across nodes (for bridge CNI networks), a `Node` object, the
+//     node agent (cmd/netwatcher.ts: netwatcher + CNI daemon, `ip netns exec <node> deno run …`) and a fake kubelet
+//     (tests/harness/fakelet.ts, `nsenter --net=<node> deno run …`), which gives every pod a namespace of its own
+//     and calls the node's CNI for it as a runtime does.
+//
+// The apiserver listens on loopback of the harness's namespace, which a node namespace cannot reach. Every node's
+// fake kubelet process therefore also listens on 127.0.0.1:<apiserver port> in its node namespace and forwards to
+// a unix socket (sockets in the filesystem cross network namespaces) served by the harness, which forwards to the
+// apiserver. Kubeconfig, TLS and server name stay exactly those of the apiserver.
+//
+// A plain TypeScript API (no test framework): startStack → apply → waitForPods → exec/ping → teardown → stop.
+// stop() kills only the processes it started and removes what it created, also after a failure. The stack adds
+// bridges and veths to the current network namespace and mounts under /run/netns: run it in a private network and
+// mount namespace (the test runner's tiers do).
+//
+// This file is also the fake kubelet's entry point: `deno run -A tests/harness/stack.ts fakelet …`.
+import * as k8s from "@kubernetes/client-node";
+import { parseArgs } from "node:util";
+import { Effect, Exit, Schema, Scope } from "effect";
+import { makeLiveKube } from "../../adapters/kube/live.ts";
+import { NodeResource, type Pod, PodResource } from "../../core/api/k8s.ts";
+import { compareVersions } from "../../core/cni/netconf.ts";
+import { Kube, type KubeService } from "../../core/ports/kube.ts";
+import { webhookConfigurations } from "../../core/webhook/manifests.ts";
+import { installDanmCrds } from "../integration/api/danm_crds.ts";
+import { pick, type Rest, restClient, type RestResponse } from "../integration/api/rest.ts";
+import { makeCniBin } from "./cnibin.ts";
+import { type CniOutcome, Fakelet, type FakeletOptions, type Sandbox } from "./fakelet.ts";
+import { type NetnsScope, netnsScope, ping as pingIn } from "./netns.ts";
+import type { Pki } from "./pki.ts";
+import { freePort, repoRoot, run, sleep } from "./proc.ts";
+
+export type Json = { readonly [key: string]: unknown };
+
+/** What the stack needs of a running apiserver (tests/harness/cluster.ts's TestCluster has it). */
+export interface StackCluster {
+  readonly url: string;
+  readonly kubeconfigPath: string;
+  /** The apiserver's CA: it signs the webhook's serving certificate. */
+  readonly pki: Pki;
+}
+
+export interface StackOptions {
+  /** Node names, or how many nodes (`node-1` …). Default 3. */
+  readonly nodes?: number | ReadonlyArray<string>;
+  /** Linux bridges created in every node and joined across nodes, so bridge CNI networks span the cluster. */
+  readonly nodeBridges?: ReadonlyArray<string>;
+  /** Files for the nodes' CNI configuration directory (00-danm.conf's cniDir): name → content. */
+  readonly cniConfigs?: Readonly<Record<string, string>>;
+  /** netwatcher's default VXLAN mode. Default multicast. */
+  readonly vxlanMode?: "multicast" | "unicast";
+  /** cniVersion of the node's 00-danm.conf. Default 1.1.0 (the fake kubelet gates on STATUS). */
+  readonly cniVersion?: string;
+  readonly namingScheme?: "" | "legacy";
+  /** First three octets of the underlay /24. Default "10.88.0". */
+  readonly underlay?: string;
+  /** Gets every line the processes print, prefixed with the process name (they always go to log files). */
+  readonly onLog?: (line: string) => void;
+  /** For everything to come up. Default 180 s. */
+  readonly startTimeoutMs?: number;
+}
+
+export interface StackNode {
+  readonly name: string;
+  readonly netns: string;
+  readonly underlayIp: string;
+  readonly cniSocket: string;
+  readonly binDir: string;
+}
+
+export interface PodSandbox {
+  readonly namespace: string;
+  readonly name: string;
+  readonly node: string;
+  /** Name of the pod's network namespace (`ip netns` name). */
+  readonly netns: string;
+  readonly containerId: string;
+}
+
+export interface ObjectRef {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly name: string;
+  readonly namespace?: string;
+  readonly uid: string;
+  /** The object's URL path on the apiserver. */
+  readonly path: string;
+}
+
+export interface Refusal {
+  /** "Kind namespace/name". */
+  readonly object: string;
+  readonly status: number;
+  readonly message: string;
+}
+
+export interface ApplyResult {
+  readonly created: ReadonlyArray<ObjectRef>;
+  readonly refused: ReadonlyArray<Refusal>;
+}
+
+export interface PodLink {
+  readonly name: string;
+  /** Kernel link kind (veth, macvlan …); "" when iproute2 reports none. */
+  readonly kind: string;
+  /** Global addresses with prefix length. */
+  readonly addresses: ReadonlyArray<string>;
+}
+
+export interface TeardownReport {
+  /** Sandboxes whose CNI DEL did not exit 0, with the plugin's answer. */
+  readonly delFailures: ReadonlyArray<string>;
+  /** Deletions the apiserver refused until the deadline. */
+  readonly refused: ReadonlyArray<Refusal>;
+  /** Objects still present at the deadline. */
+  readonly remaining: ReadonlyArray<string>;
+}
+
+export interface Stack extends AsyncDisposable {
+  readonly run: string;
+  readonly nodes: ReadonlyArray<StackNode>;
+  readonly kube: KubeService;
+  readonly rest: Rest;
+  /** The nodes' CNI configuration directory. */
+  readonly cniDir: string;
+  /** Working directory: logs, sockets, per-node state. Removed by stop(). */
+  readonly dir: string;
+  kubeRun<A, E>(e: Effect.Effect<A, E, Kube>): Promise<A>;
+  /**
+   * Creates the objects in order (namespaced ones default to `default`). Workloads (Deployment, ReplicaSet,
+   * StatefulSet) also get their pods `<name>-<i>`, as their controllers would; pods without a node are spread over
+   * the nodes round-robin, as a scheduler would (neither controller runs). Refusals are collected, not thrown.
+   */
+  apply(objects: ReadonlyArray<Json>): Promise<ApplyResult>;
+  /** Pods created through apply(), in creation order. */
+  pods(): ReadonlyArray<{ readonly namespace: string; readonly name: string }>;
+  /** Waits until the pods (default: every pod of apply()) are Running and Ready with a sandbox; returns them. */
+  waitForPods(opts?: {
+    readonly pods?: ReadonlyArray<{ readonly namespace: string; readonly name: string }>;
+    readonly timeoutMs?: number;
+  }): Promise<Pod[]>;
+  sandbox(namespace: string, name: string): PodSandbox | undefined;
+  /** Every sandbox the fake kubelets reported, including removed ones. */
+  sandboxes(): ReadonlyArray<PodSandbox & { readonly removed: boolean }>;
+  /** Runs argv inside the pod's network namespace; throws on a non-zero exit. */
+  exec(namespace: string, name: string, argv: ReadonlyArray<string>): Promise<string>;
+  /** True when at least one of `count` pings from inside the pod is answered. */
+  ping(namespace: string, name: string, target: string, count?: number): Promise<boolean>;
+  /** The pod's interfaces (without lo) as the kernel sees them. */
+  podLinks(namespace: string, name: string): Promise<PodLink[]>;
+  /** Link names in a node's namespace, sorted. */
+  nodeLinks(node: string): Promise<string[]>;
+  /**
+   * Deletes every pod bound to the stack's nodes (the fake kubelets run CNI DEL and remove the namespaces), waits
+   * until they are gone, then deletes what apply() created, newest first. Idempotent.
+   */
+  teardown(opts?: { readonly timeoutMs?: number }): Promise<TeardownReport>;
+  /** The last lines of every process's log. */
+  logs(lines?: number): Promise<string>;
+  /** Throws when a process of the stack exited on its own. */
+  assertAlive(): void;
+  /** Best-effort teardown (if none ran), then stops every process and removes namespaces, links and files. */
+  stop(): Promise<void>;
+}
+
+/** Label on the stack's Node objects: the agents' peer selector. */
+export const StackLabel = "danm.test/stack";
+
+// ---- Processes --------------------------------------------------------------------------------------------------
+
+interface Proc {
+  readonly name: string;
+  readonly logFile: string;
+  readonly status: Promise<Deno.CommandStatus>;
+  exited: Deno.CommandStatus | undefined;
+  stopping: boolean;
+  stop(graceMs?: number): Promise<void>;
+  /** SIGKILL, synchronously (for the process's unload handler). */
+  kill(): void;
+}
+
+function spawn(
+  name: string,
+  argv: ReadonlyArray<string>,
+  o: { logDir: string; onLog?: (line: string) => void; onStdoutLine?: (line: string) => void },
+): Proc {
+  const logFile = `${o.logDir}/${name}.log`;
+  const log = Deno.openSync(logFile, { write: true, create: true, append: true });
+  const [cmd, ...args] = argv;
+  const child = new Deno.Command(cmd, { args, cwd: repoRoot, stdin: "null", stdout: "piped", stderr: "piped" })
+    .spawn();
+  const encoder = new TextEncoder();
+  const pump = async (s: ReadableStream<Uint8Array>, lines?: (l: string) => void) => {
+    let partial = "";
+    for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
+      log.writeSync(encoder.encode(chunk));
+      const parts = (partial + chunk).split("\n");
+      partial = parts.pop() ?? "";
+      for (const l of parts) {
+        lines?.(l);
+        o.onLog?.(`[${name}] ${l}`);
+      }
+    }
+  };
+  const pumped = Promise.all([pump(child.stdout, o.onStdoutLine), pump(child.stderr)]).catch(() => {});
+  const proc: Proc = {
+    name,
+    logFile,
+    exited: undefined,
+    stopping: false,
+    status: child.status.then(async (s) => {
+      proc.exited = s;
+      await pumped;
+      log.close();
+      return s;
+    }),
+    async stop(graceMs = 10_000) {
+      proc.stopping = true;
+      if (proc.exited) return;
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* exited meanwhile */ }
+      }, graceMs);
+      await proc.status;
+      clearTimeout(timer);
+    },
+    kill() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
+    },
+  };
+  return proc;
+}
+
+/** Copies bytes both ways until either side ends, then closes both. */
+async function splice(a: Deno.Conn, b: Deno.Conn): Promise<void> {
+  await Promise.race([
+    a.readable.pipeTo(b.writable).catch(() => {}),
+    b.readable.pipeTo(a.writable).catch(() => {}),
+  ]);
+  for (const c of [a, b]) {
+    try {
+      c.close();
+    } catch { /* closed by pipeTo */ }
+  }
+}
+
+/** Accepts on `listener` and splices each connection to a fresh `connect()`. Ends when the listener closes. */
+async function forward(listener: Deno.Listener, connect: () => Promise<Deno.Conn>): Promise<void> {
+  try {
+    for await (const conn of listener) {
+      connect().then((up) => splice(conn, up), () => {
+        try {
+          conn.close();
+        } catch { /* closed meanwhile */ }
+      });
+    }
+  } catch { /* listener closed */ }
+}
+
+// ---- The fake kubelet process -------------------------------------------------------------------------------------
+
+const FakeletEvent = Schema.Union([
+  Schema.Struct({ event: Schema.Literal("ready") }),
+  Schema.Struct({
+    event: Schema.Literal("sandbox"),
+    pod: Schema.String,
+    netns: Schema.String,
+    containerId: Schema.String,
+  }),
+  Schema.Struct({ event: Schema.Literal("failed"), pod: Schema.String, message: Schema.String }),
+  Schema.Struct({
+    event: Schema.Literal("removed"),
+    pod: Schema.String,
+    netns: Schema.String,
+    codes: Schema.Array(Schema.Number),
+    errors: Schema.Array(Schema.String),
+  }),
+]);
+type FakeletEvent = typeof FakeletEvent.Type;
+const decodeFakeletEvent = Schema.decodeUnknownSync(FakeletEvent);
+
+/** Reports sandboxes on stdout, one JSON object a line, so the harness knows each pod's namespace. */
+class ReportingFakelet extends Fakelet {
+  constructor(options: FakeletOptions, private readonly emit: (e: FakeletEvent) => void) {
+    super(options);
+  }
+
+  override async runPod(namespace: string, name: string): Promise<Sandbox & { addMs: number }> {
+    try {
+      const sb = await super.runPod(namespace, name);
+      this.emit({ event: "sandbox", pod: `${namespace}/${name}`, netns: sb.netnsName, containerId: sb.containerId });
+      return sb;
+    } catch (e) {
+      this.emit({ event: "failed", pod: `${namespace}/${name}`, message: e instanceof Error ? e.message : String(e) });
+      throw e;
+    }
+  }
+
+  override async stopPod(namespace: string, name: string): Promise<CniOutcome[]> {
+    const sb = this.sandboxes.get(`${namespace}/${name}`);
+    const outs = await super.stopPod(namespace, name);
+    if (sb) {
+      this.emit({
+        event: "removed",
+        pod: `${namespace}/${name}`,
+        netns: sb.netnsName,
+        codes: outs.map((o) => o.code),
+        errors: outs.filter((o) => o.code !== 0).map((o) => (o.stdout || o.stderr).trim()),
+      });
+    }
+    return outs;
+  }
+}
+
+const FakeletFlags = Schema.Struct({
+  node: Schema.String,
+  kubeconfig: Schema.String,
+  "bin-dir": Schema.String,
+  netconf: Schema.String,
+  "api-port": Schema.NumberFromString,
+  "api-socket": Schema.String,
+});
+const fakeletFlagNames = ["node", "kubeconfig", "bin-dir", "netconf", "api-port", "api-socket"] as const;
+
+/** `stack.ts fakelet …`: the apiserver forward for the node's namespace, then the fake kubelet until SIGTERM. */
+async function fakeletMain(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: Object.fromEntries(fakeletFlagNames.map((k) => [k, { type: "string" as const }])),
+    strict: true,
+  });
+  const flags = Schema.decodeUnknownSync(FakeletFlags)(values);
+  const emit = (e: FakeletEvent) => console.log(JSON.stringify(e));
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: flags["api-port"] });
+  const forwarding = forward(listener, () => Deno.connect({ transport: "unix", path: flags["api-socket"] }));
+
+  const scope = Scope.makeUnsafe();
+  const kube = await Effect.runPromise(
+    makeLiveKube({ config: { _tag: "Kubeconfig", path: flags.kubeconfig }, userAgent: `fakelet/${flags.node}` })
+      .pipe(Scope.provide(scope)),
+  );
+  const netconf = JSON.parse(await Deno.readTextFile(flags.netconf)) as Record<string, unknown>;
+  const fakelet = new ReportingFakelet({
+    nodeName: flags.node,
+    kube,
+    binDir: flags["bin-dir"],
+    netconf,
+    ...(Deno.env.get("PATH") ? { path: Deno.env.get("PATH")! } : {}),
+  }, emit);
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      // Sandboxes still here get their DEL while the agent (and this forward) still run.
+      await fakelet.dispose();
+      await Effect.runPromise(Scope.close(scope, Exit.void));
+      listener.close();
+      await forwarding;
+    })();
+  const done = new Promise<void>((resolve) => {
+    for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => void stop().then(resolve));
+  });
+
+  // As a runtime gates node readiness on STATUS (CNI 1.1.0): the daemon has synced and reaches the apiserver.
+  // Older configurations cannot ask; the daemon's socket appearing is all there is to wait for.
+  const deadline = Date.now() + 120_000;
+  const hasStatus = compareVersions(fakelet.cniVersion, "1.1.0") >= 0;
+  while (!stopping) {
+    const ok = hasStatus
+      ? (await fakelet.status()).every((o) => o.code === 0)
+      : await Deno.stat(String(netconf.daemonSocket ?? "")).then(() => true, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) {
+      console.error(`fakelet ${flags.node}: the danm CNI did not become ready within 120 s`);
+      await stop();
+      return 1;
+    }
+    await sleep(250);
+  }
+  if (!stopping) {
+    fakelet.start();
+    emit({ event: "ready" });
+  }
+  await done;
+  return 0;
+}
+
+// ---- The stack ----------------------------------------------------------------------------------------------------
+
+const IpAddrLinks = Schema.Array(Schema.Struct({
+  ifname: Schema.String,
+  linkinfo: Schema.optionalKey(Schema.Struct({ info_kind: Schema.optionalKey(Schema.String) })),
+  addr_info: Schema.optionalKey(Schema.Array(Schema.Struct({
+    local: Schema.String,
+    prefixlen: Schema.Number,
+    scope: Schema.optionalKey(Schema.String),
+  }))),
+}));
+const decodeIpAddrLinks = Schema.decodeUnknownSync(IpAddrLinks);
+
+const workloadKinds = new Set(["Deployment", "ReplicaSet", "StatefulSet"]);
+/** Refusals a deletion may outgrow: an admission refusal (the webhook's delete protection), conflicts, overload. */
+const retriable = new Set([403, 409, 429, 500, 503, 504]);
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+const describe = (kind: string, name: string, namespace?: string) =>
+  `${kind} ${namespace ? `${namespace}/` : ""}${name}`;
+const messageOf = (r: RestResponse) => String(pick(r.body, "message") ?? JSON.stringify(r.body));
+
+/** Polls `probe` until it yields a value; the error names what was awaited and the last failure. */
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+  everyMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (true) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ""}`);
+    }
+    await sleep(everyMs);
+  }
+}
+
+export async function startStack(cluster: StackCluster, options: StackOptions = {}): Promise<Stack> {
+  const runId = crypto.randomUUID().replaceAll("-", "").slice(0, 6);
+  const nodeNames = typeof options.nodes === "object"
+    ? [...options.nodes]
+    : Array.from({ length: options.nodes ?? 3 }, (_, i) => `node-${i + 1}`);
+  const underlay = options.underlay ?? "10.88.0";
+  const startTimeoutMs = options.startTimeoutMs ?? 180_000;
+  const deno = Deno.execPath();
+  const api = new URL(cluster.url);
+  // The node namespaces reach the apiserver through a loopback forward of the same port (see the top).
+  if (!["127.0.0.1", "localhost"].includes(api.hostname)) {
+    throw new Error(`the stack needs an apiserver on loopback, not ${cluster.url}`);
+  }
+  const apiPort = Number(api.port || "443");
+  const cniConfigs = Object.entries(options.cniConfigs ?? {});
+  const badFile = cniConfigs.find(([file]) => !/^[\w.-]+$/.test(file));
+  if (badFile) throw new Error(`not a plain file name: ${badFile[0]}`);
+  const dir = await Deno.makeTempDir({ prefix: `danm-stack-${runId}-` });
+  const logDir = `${dir}/logs`, cniDir = `${dir}/net.d`;
+  await Deno.mkdir(logDir);
+  await Deno.mkdir(cniDir);
+  for (const [file, text] of cniConfigs) await Deno.writeTextFile(`${cniDir}/${file}`, text);
+
+  const procs: Proc[] = [];
+  const scope: NetnsScope = netnsScope();
+  const kubeScope = Scope.makeUnsafe();
+  const kubeConfig = new k8s.KubeConfig();
+  kubeConfig.loadFromFile(cluster.kubeconfigPath);
+  const rest = restClient(kubeConfig);
+  const apiSocket = `${dir}/apiserver.sock`;
+  const apiListener = Deno.listen({ transport: "unix", path: apiSocket });
+  const apiForwarding = forward(apiListener, () => Deno.connect({ hostname: api.hostname, port: apiPort }));
+  const hookPaths: string[] = [];
+  const nodes: StackNode[] = [];
+  const created: ObjectRef[] = [];
+  const appliedPods: Array<{ namespace: string; name: string }> = [];
+  const sandboxes = new Map<string, PodSandbox & { removed: boolean }>();
+  const sandboxFailures = new Map<string, { count: number; message: string }>();
+  const delFailures: string[] = [];
+  const readyNodes = new Set<string>();
+  const svcwatcherIdentity = `stack-${runId}`;
+  let kube: KubeService | undefined;
+  let tornDown = false;
+  let stopped: Promise<void> | undefined;
+  let rr = 0;
+
+  // If the test process dies without stop(), take the processes with it (namespaces live in the runner's
+  // private /run/netns and vanish with it).
+  const killOnUnload = () => procs.forEach((p) => p.kill());
+  globalThis.addEventListener("unload", killOnUnload);
+
+  const assertAlive = () => {
+    const dead = procs.filter((p) => p.exited && !p.stopping);
+    if (dead.length > 0) {
+      throw new Error(
+        `stack process(es) exited: ${
+          dead.map((p) => `${p.name} (code ${p.exited!.code}, log ${p.logFile})`).join(", ")
+        }`,
+      );
+    }
+  };
+
+  const logs = async (lines = 30) => {
+    const out: string[] = [];
+    for (const p of procs) {
+      const text = await Deno.readTextFile(p.logFile).catch(() => "");
+      out.push(
+        `--- ${p.name}${p.exited ? ` (exited ${p.exited.code})` : ""} ---`,
+        ...text.trimEnd().split("\n").slice(-lines),
+      );
+    }
+    return out.join("\n");
+  };
+
+  const kubeRun = <A, E>(e: Effect.Effect<A, E, Kube>) => Effect.runPromise(Effect.provideService(e, Kube, kube!));
+
+  // Discovery, per apiVersion: kind → plural and scope. CRDs installed a moment ago may take a moment to appear.
+  const discovered = new Map<string, Map<string, { plural: string; namespaced: boolean }>>();
+  const resourceOf = async (apiVersion: string, kind: string) => {
+    const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const known = discovered.get(apiVersion)?.get(kind);
+      if (known) return { base, ...known };
+      const r = await rest.call("GET", base);
+      const resources = pick(r.body, "resources");
+      const map = new Map<string, { plural: string; namespaced: boolean }>();
+      for (const res of Array.isArray(resources) ? resources : []) {
+        const name = pick(res, "name"), k = pick(res, "kind");
+        if (typeof name === "string" && typeof k === "string" && !name.includes("/")) {
+          map.set(k, { plural: name, namespaced: pick(res, "namespaced") === true });
+        }
+      }
+      discovered.set(apiVersion, map);
+      const found = map.get(kind);
+      if (found) return { base, ...found };
+      await sleep(200);
+    }
+    throw new Error(`the apiserver does not serve ${kind} in ${apiVersion}`);
+  };
+
+  const createOne = async (obj: Json, refused: Refusal[]): Promise<ObjectRef | undefined> => {
+    const apiVersion = String(obj.apiVersion ?? ""), kind = String(obj.kind ?? "");
+    const meta = isObject(obj.metadata) ? obj.metadata : {};
+    const name = String(meta.name ?? "");
+    if (!apiVersion || !kind || !name) {
+      refused.push({
+        object: describe(kind || "?", name || "?"),
+        status: 0,
+        message: "apiVersion, kind and name needed",
+      });
+      return undefined;
+    }
+    const res = await resourceOf(apiVersion, kind);
+    const namespace = res.namespaced ? String(meta.namespace ?? "default") : undefined;
+    let body: Json = res.namespaced ? { ...obj, metadata: { ...meta, namespace } } : obj;
+    if (kind === "Pod" && apiVersion === "v1") {
+      const spec = isObject(body.spec) ? body.spec : {};
+      // No scheduler runs: spread unbound pods over the nodes.
+      if (!spec.nodeName) body = { ...body, spec: { ...spec, nodeName: nodeNames[rr++ % nodeNames.length] } };
+    }
+    const collection = `${res.base}${namespace ? `/namespaces/${namespace}` : ""}/${res.plural}`;
+    const r = await rest.call("POST", collection, body);
+    if (r.status !== 201) {
+      refused.push({ object: describe(kind, name, namespace), status: r.status, message: messageOf(r) });
+      return undefined;
+    }
+    const ref: ObjectRef = {
+      apiVersion,
+      kind,
+      name,
+      ...(namespace ? { namespace } : {}),
+      uid: String(pick(r.body, "metadata", "uid") ?? ""),
+      path: `${collection}/${name}`,
+    };
+    created.push(ref);
+    if (kind === "Pod" && apiVersion === "v1") appliedPods.push({ namespace: namespace!, name });
+    return ref;
+  };
+
+  /** The pods a workload's controller would create (no controller-manager runs). */
+  const workloadPods = (obj: Json, ref: ObjectRef): Json[] => {
+    const spec = isObject(obj.spec) ? obj.spec : {};
+    const template = isObject(spec.template) ? spec.template : {};
+    const tmeta = isObject(template.metadata) ? template.metadata : {};
+    const replicas = typeof spec.replicas === "number" ? spec.replicas : 1;
+    return Array.from({ length: replicas }, (_, i) => ({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: {
+        ...tmeta,
+        name: `${ref.name}-${i}`,
+        namespace: ref.namespace,
+        ownerReferences: [{
+          apiVersion: ref.apiVersion,
+          kind: ref.kind,
+          name: ref.name,
+          uid: ref.uid,
+          controller: true,
+        }],
+      },
+      spec: template.spec ?? {},
+    }));
+  };
+
+  const apply = async (objects: ReadonlyArray<Json>): Promise<ApplyResult> => {
+    assertAlive();
+    const refused: Refusal[] = [];
+    const mine: ObjectRef[] = [];
+    for (const obj of objects) {
+      const ref = await createOne(obj, refused);
+      if (!ref) continue;
+      mine.push(ref);
+      if (workloadKinds.has(ref.kind)) {
+        for (const pod of workloadPods(obj, ref)) {
+          const p = await createOne(pod, refused);
+          if (p) mine.push(p);
+        }
+      }
+    }
+    return { created: mine, refused };
+  };
+
+  const waitForPods: Stack["waitForPods"] = async (opts = {}) => {
+    const wanted = opts.pods ?? [...appliedPods];
+    const pending = new Set(wanted.map((p) => `${p.namespace}/${p.name}`));
+    const got = new Map<string, Pod>();
+    const deadline = Date.now() + (opts.timeoutMs ?? 180_000);
+    while (pending.size > 0) {
+      assertAlive();
+      const all = await kubeRun(kube!.list(PodResource)).then((l) => l.items, () => []);
+      const byKey = new Map(all.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p]));
+      for (const key of [...pending]) {
+        const pod = byKey.get(key);
+        const ready = pod?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+        const sb = sandboxes.get(key);
+        if (pod && pod.status?.phase === "Running" && ready && sb && !sb.removed) {
+          pending.delete(key);
+          got.set(key, pod);
+        }
+      }
+      if (pending.size === 0) break;
+      // The fake kubelet gives a sandbox 5 attempts (fakelet.ts); after that nothing will change.
+      const given = [...pending].filter((k) => (sandboxFailures.get(k)?.count ?? 0) >= 5);
+      if (given.length > 0 || Date.now() > deadline) {
+        const why = [...pending].map((k) =>
+          `${k}${sandboxFailures.has(k) ? ` (${sandboxFailures.get(k)!.message})` : ""}`
+        );
+        throw new Error(
+          given.length > 0
+            ? `the fake kubelets gave up on ${given.length} pod(s): ${why.join("; ")}`
+            : `pods not Running/Ready after ${opts.timeoutMs ?? 180_000} ms: ${why.join("; ")}`,
+        );
+      }
+      await sleep(250);
+    }
+    return wanted.map((p) => got.get(`${p.namespace}/${p.name}`)!);
+  };
+
+  const sandboxOf = (namespace: string, name: string) => {
+    const sb = sandboxes.get(`${namespace}/${name}`);
+    if (!sb || sb.removed) throw new Error(`pod ${namespace}/${name} has no sandbox`);
+    return sb;
+  };
+
+  const podLinks = async (namespace: string, name: string): Promise<PodLink[]> => {
+    const sb = sandboxOf(namespace, name);
+    const raw = await run(["ip", "-n", sb.netns, "-d", "-json", "addr", "show"]);
+    return decodeIpAddrLinks(raw.trim() ? JSON.parse(raw) : [])
+      .filter((l) => l.ifname !== "lo")
+      .map((l) => ({
+        name: l.ifname,
+        kind: l.linkinfo?.info_kind ?? "",
+        addresses: (l.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`),
+      }));
+  };
+
+  const nodeOf = (name: string) => {
+    const n = nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`no node ${name} in this stack`);
+    return n;
+  };
+
+  const teardown = async (opts: { readonly timeoutMs?: number; readonly strict?: boolean } = {}) => {
+    const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
+    // stop() tears down what it can even after a process died; a test wants to hear about the death.
+    const alive = opts.strict === false ? () => {} : assertAlive;
+    const refused: Refusal[] = [];
+    const remaining: string[] = [];
+    // 1. Pods on our nodes: deleted with the default grace period, as `kubectl delete` does; the fake kubelet
+    //    sees the deletionTimestamp, runs CNI DEL, removes the namespace and deletes the pod for good.
+    const ours = new Set(nodeNames);
+    const bound = async () =>
+      (await kubeRun(kube!.list(PodResource))).items.filter((p) => ours.has(p.spec.nodeName ?? ""));
+    for (const p of await bound()) {
+      const r = await rest.call("DELETE", `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`);
+      if (r.status !== 200 && r.status !== 202 && r.status !== 404) {
+        refused.push({
+          object: describe("Pod", p.metadata.name ?? "", p.metadata.namespace),
+          status: r.status,
+          message: messageOf(r),
+        });
+      }
+    }
+    while (Date.now() < deadline) {
+      alive();
+      const left = await bound();
+      const live = [...sandboxes.values()].filter((s) => !s.removed);
+      if (left.length === 0 && live.length === 0) break;
+      await sleep(250);
+    }
+    const podsLeft = await bound();
+    remaining.push(...podsLeft.map((p) => describe("Pod", p.metadata.name ?? "", p.metadata.namespace)));
+    remaining.push(
+      ...[...sandboxes.values()].filter((s) => !s.removed).map((s) => `sandbox of ${s.namespace}/${s.name}`),
+    );
+
+    // 2. Everything else apply() created, newest first. The webhook's delete protection follows DanmEps by a
+    //    watch event, so a refusal right after the last pod went is retried until the deadline.
+    for (const ref of [...created].reverse()) {
+      if (ref.kind === "Pod" && ref.apiVersion === "v1") continue;
+      while (true) {
+        const r = await rest.call("DELETE", ref.path);
+        if (r.status === 200 || r.status === 202 || r.status === 404) break;
+        if (!retriable.has(r.status) || Date.now() > deadline) {
+          refused.push({
+            object: describe(ref.kind, ref.name, ref.namespace),
+            status: r.status,
+            message: messageOf(r),
+          });
+          break;
+        }
+        await sleep(250);
+      }
+      if (ref.kind === "Namespace" && ref.apiVersion === "v1") {
+        // No namespace controller runs: finalize it ourselves. What is still inside (Events, and anything a
+        // component leaked) stays listable across namespaces, where leak checks find it.
+        await rest.call("PUT", `${ref.path}/finalize`, {
+          apiVersion: "v1",
+          kind: "Namespace",
+          metadata: { name: ref.name },
+          spec: { finalizers: [] },
+        });
+      }
+    }
+    for (const ref of [...created].reverse()) {
+      while (true) {
+        const r = await rest.call("GET", ref.path);
+        if (r.status === 404 || pick(r.body, "metadata", "uid") !== ref.uid) break;
+        if (Date.now() > deadline) {
+          remaining.push(describe(ref.kind, ref.name, ref.namespace));
+          break;
+        }
+        await sleep(200);
+      }
+    }
+    created.length = 0;
+    tornDown = true;
+    return { delFailures: [...delFailures], refused, remaining };
+  };
+
+  const stop = () =>
+    stopped ??= (async () => {
+      const unregister = async () => {
+        for (const path of hookPaths.splice(0)) await rest.call("DELETE", path).catch(() => {});
+      };
+      // failurePolicy Fail: with the webhook gone, no danm object could be deleted.
+      if (procs.find((p) => p.name === "webhook")?.exited) await unregister();
+      if (kube && !tornDown) {
+        // After a crash nothing may finish in time: do what can be done quickly.
+        const timeoutMs = procs.some((p) => p.exited) ? 10_000 : 60_000;
+        await teardown({ timeoutMs, strict: false }).catch((e) => console.error(`stack ${runId}: teardown: ${e}`));
+      }
+      // Unregister before the webhook stops, for the same reason.
+      await unregister();
+      const fakelets = procs.filter((p) => p.name.startsWith("fakelet-"));
+      await Promise.all(fakelets.map((p) => p.stop(30_000)));
+      await Promise.all(procs.filter((p) => !fakelets.includes(p)).map((p) => p.stop()));
+      globalThis.removeEventListener("unload", killOnUnload);
+      if (kube) {
+        const k = kube;
+        await kubeRun(Effect.gen(function* () {
+          for (const n of nodeNames) yield* Effect.ignore(k.delete(NodeResource, n));
+        }));
+      }
+      await rest.call("DELETE", `/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/danm-svcwatcher-${runId}`)
+        .catch(() => {});
+      // Namespaces of pods a crashed fake kubelet could not remove.
+      for (const s of sandboxes.values()) if (!s.removed) await run(["ip", "netns", "del", s.netns]).catch(() => {});
+      await scope.dispose();
+      apiListener.close();
+      await apiForwarding;
+      await Effect.runPromise(Scope.close(kubeScope, Exit.void));
+      rest.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    })();
+
+  const onFakeletLine = (node: string) => (line: string) => {
+    let e: FakeletEvent;
+    try {
+      e = decodeFakeletEvent(JSON.parse(line));
+    } catch {
+      return; // an ordinary log line
+    }
+    switch (e.event) {
+      case "ready":
+        readyNodes.add(node);
+        break;
+      case "sandbox": {
+        const [namespace, name] = e.pod.split("/");
+        sandboxes.set(e.pod, { namespace, name, node, netns: e.netns, containerId: e.containerId, removed: false });
+        sandboxFailures.delete(e.pod);
+        break;
+      }
+      case "failed":
+        sandboxFailures.set(e.pod, { count: (sandboxFailures.get(e.pod)?.count ?? 0) + 1, message: e.message });
+        break;
+      case "removed": {
+        const sb = sandboxes.get(e.pod);
+        if (sb && sb.netns === e.netns) sandboxes.set(e.pod, { ...sb, removed: true });
+        if (e.codes.some((c) => c !== 0)) delFailures.push(`${e.pod}: ${e.errors.join("; ")}`);
+        break;
+      }
+    }
+  };
+
+  try {
+    await installDanmCrds(kubeConfig);
+    // The launchers run deno with --cached-only: make sure every entry point is in the cache.
+    await run([
+      deno,
+      "cache",
+      ...["cmd/netwatcher.ts", "cmd/webhook.ts", "cmd/svcwatcher.ts", "cmd/danm.ts", "cmd/fakeipam.ts"].map((f) =>
+        `${repoRoot}/${f}`
+      ),
+      `${repoRoot}/tests/harness/stack.ts`,
+    ], { cwd: repoRoot });
+    kube = await Effect.runPromise(
+      makeLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath }, userAgent: `stack/${runId}` })
+        .pipe(Scope.provide(kubeScope)),
+    );
+    const k = kube;
+
+    // Webhook and svcwatcher first: they load while the nodes are being built.
+    const serving = await cluster.pki.server(`danm-webhook-${runId}`, { dns: ["localhost"], ips: ["127.0.0.1"] });
+    const webhookPort = freePort();
+    procs.push(spawn("webhook", [
+      deno,
+      "run",
+      "-A",
+      `${repoRoot}/cmd/webhook.ts`,
+      "--tls-cert-file",
+      serving.certFile,
+      "--tls-key-file",
+      serving.keyFile,
+      "--bind-address",
+      "127.0.0.1",
+      "--port",
+      String(webhookPort),
+      "--kubeconfig",
+      cluster.kubeconfigPath,
+      "--namespace",
+      "kube-system",
+    ], { logDir, ...(options.onLog ? { onLog: options.onLog } : {}) }));
+    procs.push(spawn("svcwatcher", [
+      deno,
+      "run",
+      "-A",
+      `${repoRoot}/cmd/svcwatcher.ts`,
+      "--kubeconfig",
+      cluster.kubeconfigPath,
+      "--metrics-port",
+      "0",
+      "--lease-namespace",
+      "kube-system",
+      "--lease-name",
+      `danm-svcwatcher-${runId}`,
+      "--identity",
+      svcwatcherIdentity,
+    ], { logDir, ...(options.onLog ? { onLog: options.onLog } : {}) }));
+
+    // Shared segments: the underlay (VXLAN multicast must flood like on a plain switch), ens4's LAN, one per
+    // node bridge.
+    const underlayBridge = `hu${runId}`, lanBridge = `he${runId}`;
+    await scope.bridge(underlayBridge);
+    await scope.ip(undefined, "link", "set", underlayBridge, "type", "bridge", "mcast_snooping", "0");
+    await scope.bridge(lanBridge);
+    const bridges = options.nodeBridges ?? [];
+    for (const [b] of bridges.entries()) await scope.bridge(`hb${b}${runId}`);
+
+    const netconf = {
+      cniVersion: options.cniVersion ?? "1.1.0",
+      name: "danm_meta_cni",
+      type: "danm",
+      cniDir,
+      namingScheme: options.namingScheme ?? "",
+    };
+    for (const [i, name] of nodeNames.entries()) {
+      const ns = await scope.netns(`dn${runId}${i}`);
+      const underlayIp = `${underlay}.${i + 1}`;
+      await scope.veth({ name: `u${runId}${i}` }, { name: "ens3", ns });
+      await scope.ip(undefined, "link", "set", `u${runId}${i}`, "master", underlayBridge);
+      await scope.ip(ns, "addr", "add", `${underlayIp}/24`, "dev", "ens3");
+      await scope.veth({ name: `e${runId}${i}` }, { name: "ens4", ns });
+      await scope.ip(undefined, "link", "set", `e${runId}${i}`, "master", lanBridge);
+      for (const [b, bridge] of bridges.entries()) {
+        await scope.bridge(bridge, ns);
+        await scope.veth({ name: `b${b}${runId}${i}` }, { name: `bup${b}`, ns });
+        await scope.ip(ns, "link", "set", `bup${b}`, "master", bridge);
+        await scope.ip(undefined, "link", "set", `b${b}${runId}${i}`, "master", `hb${b}${runId}`);
+      }
+      await kubeRun(Effect.gen(function* () {
+        yield* k.create(NodeResource, { metadata: { name, labels: { [StackLabel]: runId } } });
+        // Node status is a subresource, as kubelet writes it.
+        yield* k.patch(NodeResource, name, {
+          type: "merge",
+          patch: {
+            status: {
+              addresses: [{ type: "InternalIP", address: underlayIp }, { type: "Hostname", address: name }],
+              conditions: [{
+                type: "Ready",
+                status: "True",
+                reason: "KubeletReady",
+                message: "fake kubelet",
+                lastHeartbeatTime: new Date().toISOString(),
+                lastTransitionTime: new Date().toISOString(),
+              }],
+            },
+          },
+        }, { subresource: "status" });
+      }));
+
+      const nodeDir = `${dir}/${name}`;
+      await Deno.mkdir(nodeDir);
+      const socket = `${nodeDir}/danm.sock`;
+      const bin = await makeCniBin({ socket, dir: `${nodeDir}/bin` });
+      const netconfFile = `${nodeDir}/00-danm.conf`;
+      await Deno.writeTextFile(netconfFile, JSON.stringify({ ...netconf, daemonSocket: socket }));
+      nodes.push({ name, netns: ns, underlayIp, cniSocket: socket, binDir: bin.dir });
+      procs.push(spawn(
+        `fakelet-${name}`,
+        // Only the network namespace: the pod namespaces it creates are bind mounts, which must land in the
+        // harness's mount namespace to be seen by everyone. (`ip netns exec` gives a process a mount namespace of
+        // its own that receives the harness's mounts but shares none back: the agent would see empty files.)
+        [
+          "nsenter",
+          `--net=${scope.path(ns)}`,
+          "--",
+          deno,
+          "run",
+          "-A",
+          `${repoRoot}/tests/harness/stack.ts`,
+          "fakelet",
+          "--node",
+          name,
+          "--kubeconfig",
+          cluster.kubeconfigPath,
+          "--bin-dir",
+          bin.dir,
+          "--netconf",
+          netconfFile,
+          "--api-port",
+          String(apiPort),
+          "--api-socket",
+          apiSocket,
+        ],
+        { logDir, onStdoutLine: onFakeletLine(name), ...(options.onLog ? { onLog: options.onLog } : {}) },
+      ));
+      procs.push(spawn(
+        `agent-${name}`,
+        [
+          "ip",
+          "netns",
+          "exec",
+          ns,
+          deno,
+          "run",
+          "-A",
+          `${repoRoot}/cmd/netwatcher.ts`,
+          "--kubeconfig",
+          cluster.kubeconfigPath,
+          "--node-name",
+          name,
+          "--cni-socket",
+          socket,
+          "--cni-state-dir",
+          `${nodeDir}/sandboxes`,
+          "--vxlan-mode",
+          options.vxlanMode ?? "multicast",
+          "--peer-node-selector",
+          `${StackLabel}=${runId}`,
+          "--reconcile-period",
+          "5s",
+          // CNI DEL alone must free everything: the reclaimer would hide a leak.
+          "--reclaim-period",
+          "0s",
+        ],
+        { logDir, ...(options.onLog ? { onLog: options.onLog } : {}) },
+      ));
+    }
+
+    // Register the webhook once it is listening, then wait until the apiserver calls it.
+    const hooks = webhookConfigurations({
+      name: `danm-webhook-${runId}`,
+      client: { url: `https://127.0.0.1:${webhookPort}` },
+      caBundle: btoa(cluster.pki.ca.certPem),
+    });
+    for (
+      const [collection, obj] of [
+        ["/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", hooks.mutating],
+        ["/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations", hooks.validating],
+      ] as const
+    ) {
+      const r = await rest.call("POST", collection, obj);
+      if (r.status !== 201) throw new Error(`registering the webhook: ${messageOf(r)}`);
+      hookPaths.push(`${collection}/danm-webhook-${runId}`);
+    }
+    const probe = {
+      apiVersion: "danm.io/v1",
+      kind: "DanmNet",
+      metadata: { name: `probe-${runId}`, namespace: "default" },
+      spec: { NetworkID: "probe", Options: { host_device: "x", vlan: 1, vxlan: 2 } },
+    };
+    await eventually("the webhook to answer the apiserver", async () => {
+      assertAlive();
+      const r = await rest.call("POST", "/apis/danm.io/v1/namespaces/default/danmnets?dryRun=All", probe);
+      return r.status === 403 && /mutually exclusive/.test(messageOf(r)) ? true : undefined;
+    }, startTimeoutMs);
+    await eventually("svcwatcher to lead", async () => {
+      assertAlive();
+      const r = await rest.call(
+        "GET",
+        `/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/danm-svcwatcher-${runId}`,
+      );
+      return pick(r.body, "spec", "holderIdentity") === svcwatcherIdentity ? true : undefined;
+    }, startTimeoutMs);
+    await eventually("every node's CNI to be ready", () => {
+      assertAlive();
+      return Promise.resolve(readyNodes.size === nodeNames.length ? true : undefined);
+    }, startTimeoutMs);
+  } catch (e) {
+    const detail = await logs(20);
+    await stop().catch(() => {});
+    throw new Error(`starting the stack: ${e instanceof Error ? e.message : e}\n${detail}`);
+  }
+
+  const stack: Stack = {
+    run: runId,
+    nodes,
+    kube: kube!,
+    rest,
+    cniDir,
+    dir,
+    kubeRun,
+    apply,
+    pods: () => [...appliedPods],
+    waitForPods,
+    sandbox: (namespace, name) => {
+      const sb = sandboxes.get(`${namespace}/${name}`);
+      return sb && !sb.removed ? sb : undefined;
+    },
+    sandboxes: () => [...sandboxes.values()],
+    exec: (namespace, name, argv) => run(["ip", "netns", "exec", sandboxOf(namespace, name).netns, ...argv]),
+    ping: (namespace, name, target, count = 1) => pingIn(sandboxOf(namespace, name).netns, target, count),
+    podLinks,
+    nodeLinks: async (node) => {
+      const raw = await run(["ip", "-n", nodeOf(node).netns, "-json", "link", "show"]);
+      return decodeIpAddrLinks(raw.trim() ? JSON.parse(raw) : []).map((l) => l.ifname).sort();
+    },
+    teardown: (opts) => teardown(opts),
+    logs,
+    assertAlive,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+  return stack;
+}
+
+if (import.meta.main) {
+  const [mode, ...rest] = Deno.args;
+  if (mode !== "fakelet") {
+    console.error(
+      "usage: stack.ts fakelet --node N --kubeconfig F --bin-dir D --netconf F --api-port P --api-socket S",
+    );
+    Deno.exit(2);
+  }
+  Deno.exit(await fakeletMain(rest));
+}
