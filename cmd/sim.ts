@@ -1,6 +1,8 @@
 // `deno task sim [path…] [-o json]`: runs a scenario (Kubernetes YAML, files or directories) through danm's
 // core programs on the in-memory layers and prints what every pod, node and Service ends up with. With no path it
 // runs k8s/examples/demo.yaml. Needs neither root nor a cluster.
+// `--real` runs the scenario on a real apiserver with real processes and network namespaces (root; default
+// scenario k8s/examples/real.yaml), see tests/harness/simreal.ts.
 import { Effect, References } from "effect";
 import { layerLiveFs } from "../adapters/fs/live.ts";
 import { runEmbedded } from "../adapters/sim/embedded.ts";
@@ -9,6 +11,7 @@ import { loadScenario } from "../core/sim/scenario.ts";
 
 const args = [...Deno.args];
 let json = false;
+let real = false;
 const paths: string[] = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
@@ -20,12 +23,16 @@ for (let i = 0; i < args.length; i++) {
     }
     json = v === "json";
   } else if (a === "--real") {
-    console.error("sim: --real runs the scenario on a real apiserver and network namespaces: use `deno task sim:real`");
-    Deno.exit(2);
+    real = true;
   } else if (a.startsWith("-")) {
-    console.error(`sim: unknown flag ${a}\nusage: deno task sim [path…] [-o json|table]`);
+    console.error(`sim: unknown flag ${a}\nusage: deno task sim [path…] [-o json|table] [--real]`);
     Deno.exit(2);
   } else paths.push(a);
+}
+if (real) {
+  // The real mode lives with the test harness it is built on (real apiserver, netns nodes, fake kubelets).
+  const { runReal } = await import("../tests/harness/simreal.ts");
+  Deno.exit(await runReal(paths, json));
 }
 const defaultScenario = new URL("../k8s/examples/demo.yaml", import.meta.url).pathname;
 

@@ -14,8 +14,9 @@
 //   e2e          the whole danm stack as real processes (webhook, svcwatcher, a node agent and a fake kubelet per
 //                network-namespace node) on an apiserver of its own, shared by its files like the integration tier's.
 import { ensureK8sBinaries, type SharedApiServer, sharedEnvKey, startApiServer } from "./harness/apiserver.ts";
-import { cacheRoot, have, repoRoot, run } from "./harness/proc.ts";
+import { cacheRoot, repoRoot, run } from "./harness/proc.ts";
 import { ensureCniPlugins } from "./harness/cniplugins.ts";
+import { ensureAptPackages } from "./harness/prereq.ts";
 import { ensureInitramfs, ensureKernel, runInGuest } from "./harness/vm.ts";
 
 const allTiers = ["unit", "integration", "kernel", "e2e"] as const;
@@ -46,30 +47,6 @@ function parseArgs(): { tiers: Tier[]; files: string[] } {
     }
   }
   return { tiers: head.length ? head as Tier[] : defaultTiers, files };
-}
-
-/** Debian packages the tiers rely on, keyed by a command each provides. */
-const aptPackages: Record<string, string> = {
-  "qemu-system-x86_64": "qemu-system-x86",
-  busybox: "busybox-static",
-  depmod: "kmod",
-  cpio: "cpio",
-  ping: "iputils-ping",
-  ip: "iproute2",
-  openssl: "openssl",
-  unshare: "util-linux",
-  nsenter: "util-linux",
-};
-
-async function ensureAptPackages(commands: string[]): Promise<void> {
-  const missing: string[] = [];
-  for (const c of commands) if (!(await have(c))) missing.push(aptPackages[c]);
-  if (missing.length === 0) return;
-  if (!isRoot) throw new Error(`missing packages ${missing.join(" ")} and not root to install them`);
-  log(`installing ${missing.join(" ")} from apt`);
-  const env = { ...Deno.env.toObject(), DEBIAN_FRONTEND: "noninteractive" };
-  await run(["apt-get", "update", "-q"], { env, inheritStderr: true }).catch(() => {});
-  await run(["apt-get", "install", "-y", "-q", "--no-install-recommends", ...missing], { env, inheritStderr: true });
 }
 
 function needs(tiers: Tier[]): string[] {
@@ -195,7 +172,7 @@ async function kernelTier(files: string[]): Promise<TierResult> {
 }
 
 async function prepare(tiers: Tier[]): Promise<void> {
-  await ensureAptPackages(needs(tiers));
+  await ensureAptPackages(needs(tiers), log);
   await cacheModules();
   if (tiers.includes("integration") || tiers.includes("e2e")) {
     const t = Date.now();

@@ -82,7 +82,7 @@ const reason = (e: KubeError | { message: string }) => {
 };
 
 /** A delegate config for networks of a static NetworkType, unless the scenario gives one. */
-function defaultDelegateConfig(n: Network, index: number): Record<string, unknown> | undefined {
+export function defaultDelegateConfig(n: Network, index: number): Record<string, unknown> | undefined {
   const type = (n.spec.NetworkType ?? "").toLowerCase();
   if (!type || type === "ipvlan" || type === "macvlan" || type === "sriov") return undefined;
   const nid = n.spec.NetworkID ?? n.metadata.name ?? "net";
