@@ -16,6 +16,7 @@
 import { ensureK8sBinaries, type SharedApiServer, sharedEnvKey, startApiServer } from "./harness/apiserver.ts";
 import { cacheRoot, repoRoot, run } from "./harness/proc.ts";
 import { ensureCniPlugins } from "./harness/cniplugins.ts";
+import { isolated } from "./harness/isolate.ts";
 import { ensureAptPackages } from "./harness/prereq.ts";
 import { ensureInitramfs, ensureKernel, runInGuest } from "./harness/vm.ts";
 
@@ -200,31 +201,12 @@ async function main(): Promise<number> {
       }
       // Re-run inside a private network and mount namespace: namespaces, links and the loopback
       // apiserver created by the tests stay invisible to the machine and vanish with the run.
-      const child = new Deno.Command("unshare", {
-        args: [
-          "--net",
-          "--mount",
-          "--propagation",
-          "private",
-          "--",
-          Deno.execPath(),
-          "run",
-          "-A",
-          import.meta.filename!,
-          ...Deno.args,
-        ],
-        env: { [isolatedEnv]: "1", DANM_TEST_STARTED: String(started) },
-        stdin: "null",
-        stdout: "inherit",
-        stderr: "inherit",
-      }).spawn();
-      return (await child.status).code;
+      return (await isolated(isolatedEnv, import.meta.filename!, Deno.args, {
+        DANM_TEST_STARTED: String(started),
+      }))!;
     }
   } else {
-    await run(["ip", "link", "set", "lo", "up"]);
-    await Deno.mkdir("/run/netns", { recursive: true });
-    // A private /run/netns so named namespaces created by tests are gone when the run ends.
-    await run(["mount", "-t", "tmpfs", "danm-test-netns", "/run/netns"]);
+    await isolated(isolatedEnv, import.meta.filename!, Deno.args);
   }
 
   const results: TierResult[] = [];

@@ -415,23 +415,7 @@ export const runEmbedded = (
       pods,
       nodes: yield* Effect.forEach([...ctxs.values()], (c) => hostInterfaces(c)),
       services: yield* Effect.forEach(services, (s) => serviceEndpoints(kube, s)),
-      networks: yield* withKube(networkStatus).pipe(
-        Effect.map((rows) =>
-          rows.map((r) => ({
-            kind: r.kind,
-            ...(r.namespace ? { namespace: r.namespace } : {}),
-            name: r.name,
-            type: r.type,
-            networkId: r.networkId,
-            ...(r.vlan ? { vlan: r.vlan } : {}),
-            ...(r.vxlan ? { vxlan: r.vxlan } : {}),
-            ...(r.hostDevice ? { hostDevice: r.hostDevice } : {}),
-            hostInterfaces: r.hostInterfaces,
-            pools: r.pools.map((p) => ({ family: p.family, cidr: p.cidr, used: p.used, capacity: p.capacity })),
-          }))
-        ),
-        Effect.orDie,
-      ),
+      networks: yield* withKube(networkStatus).pipe(Effect.orDie),
       rejected,
       errors,
     };

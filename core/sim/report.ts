@@ -1,4 +1,5 @@
 // What a simulation produced, and how it reads: tables for people, one JSON document (`-o json`) for scripts.
+import type { NetworkStatusRow } from "../ctl/commands.ts";
 import { renderTable } from "../ctl/table.ts";
 
 export interface SimPodInterface {
@@ -43,18 +44,8 @@ export interface SimOutcome {
     readonly notReady: ReadonlyArray<string>;
     readonly ports: ReadonlyArray<number>;
   }>;
-  readonly networks: ReadonlyArray<{
-    readonly kind: string;
-    readonly namespace?: string;
-    readonly name: string;
-    readonly type: string;
-    readonly networkId: string;
-    readonly vlan?: number;
-    readonly vxlan?: number;
-    readonly hostDevice?: string;
-    readonly hostInterfaces: string;
-    readonly pools: ReadonlyArray<{ family: 4 | 6; cidr: string; used: number; capacity: string }>;
-  }>;
+  /** Networks as `danmctl status` reports them (type, NetworkID, VLAN/VNI, host interface readiness, pools). */
+  readonly networks: ReadonlyArray<NetworkStatusRow>;
   readonly rejected: ReadonlyArray<
     { kind: string; namespace?: string; name: string; reason: string; source: string }
   >;

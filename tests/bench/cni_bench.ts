@@ -17,6 +17,7 @@ import { makeLiveKube } from "../../adapters/kube/live.ts";
 import { startApiServer } from "../harness/apiserver.ts";
 import { makeCniBin } from "../harness/cnibin.ts";
 import { Fakelet, type Sandbox } from "../harness/fakelet.ts";
+import { isolated } from "../harness/isolate.ts";
 import { repoRoot, run } from "../harness/proc.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
 
@@ -27,36 +28,13 @@ if (!Number.isInteger(pods) || pods < 1) {
   Deno.exit(2);
 }
 
-if (!Deno.env.get(isolatedEnv)) {
-  if (Deno.uid() !== 0) {
-    console.error("bench:cni needs root (network namespaces)");
-    Deno.exit(1);
-  }
-  const child = new Deno.Command("unshare", {
-    args: [
-      "--net",
-      "--mount",
-      "--propagation",
-      "private",
-      "--",
-      Deno.execPath(),
-      "run",
-      "-A",
-      import.meta.filename!,
-      ...Deno.args,
-    ],
-    env: { [isolatedEnv]: "1", ...(Deno.env.get("DANM_BENCH_VERBOSE") ? { DANM_BENCH_VERBOSE: "1" } : {}) },
-    stdin: "null",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
-  Deno.exit((await child.status).code);
-}
-
-await run(["ip", "link", "set", "lo", "up"]);
-await Deno.mkdir("/run/netns", { recursive: true });
-// A private /run/netns: the namespaces made here vanish with this process's mount namespace.
-await run(["mount", "-t", "tmpfs", "danm-bench-netns", "/run/netns"]);
+const outside = await isolated(isolatedEnv, import.meta.filename!, Deno.args, {
+  ...(Deno.env.get("DANM_BENCH_VERBOSE") ? { DANM_BENCH_VERBOSE: "1" } : {}),
+}).catch((e) => {
+  console.error(`bench:cni: ${e instanceof Error ? e.message : e}`);
+  return 1;
+});
+if (outside !== undefined) Deno.exit(outside);
 
 const percentile = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -9,6 +9,7 @@
 import { Effect, Schema } from "effect";
 import { Netlink, NetnsRef } from "../../core/ports/netlink.ts";
 import * as Live from "../../adapters/netlink/live.ts";
+import { isolated } from "../harness/isolate.ts";
 import { run } from "../harness/proc.ts";
 
 const isolatedEnv = "DANM_BENCH_ISOLATED";
@@ -18,36 +19,11 @@ if (!Number.isInteger(iterations) || iterations < 1) {
   Deno.exit(2);
 }
 
-if (!Deno.env.get(isolatedEnv)) {
-  if (Deno.uid() !== 0) {
-    console.error("bench:netlink needs root (network namespaces)");
-    Deno.exit(1);
-  }
-  const child = new Deno.Command("unshare", {
-    args: [
-      "--net",
-      "--mount",
-      "--propagation",
-      "private",
-      "--",
-      Deno.execPath(),
-      "run",
-      "-A",
-      import.meta.filename!,
-      ...Deno.args,
-    ],
-    env: { [isolatedEnv]: "1" },
-    stdin: "null",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
-  Deno.exit((await child.status).code);
-}
-
-await run(["ip", "link", "set", "lo", "up"]);
-await Deno.mkdir("/run/netns", { recursive: true });
-// A private /run/netns: the namespaces made here vanish with this process's mount namespace.
-await run(["mount", "-t", "tmpfs", "danm-bench-netns", "/run/netns"]);
+const outside = await isolated(isolatedEnv, import.meta.filename!, Deno.args).catch((e) => {
+  console.error(`bench:netlink: ${e instanceof Error ? e.message : e}`);
+  return 1;
+});
+if (outside !== undefined) Deno.exit(outside);
 
 type Variant = "create" | "move";
 

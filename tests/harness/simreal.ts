@@ -19,8 +19,9 @@ import { renderOutcome, type SimOutcome, type SimPod } from "../../core/sim/repo
 import { defaultNodes, loadScenario } from "../../core/sim/scenario.ts";
 import { ensureK8sBinaries, startApiServer } from "./apiserver.ts";
 import { ensureCniPlugins } from "./cniplugins.ts";
+import { isolated } from "./isolate.ts";
 import { ensureAptPackages } from "./prereq.ts";
-import { repoRoot, run } from "./proc.ts";
+import { repoRoot } from "./proc.ts";
 import { type Json, type Stack, startStack } from "./stack.ts";
 
 const isolatedEnv = "DANM_SIM_ISOLATED";
@@ -44,29 +45,9 @@ export async function runReal(paths: ReadonlyArray<string>, json: boolean): Prom
     await ensureAptPackages(["ip", "openssl", "unshare", "nsenter", "ping"], log);
     log(`kube-apiserver + etcd in ${await ensureK8sBinaries()}`);
     log(`reference CNI plugins in ${await ensureCniPlugins()}`);
-    const child = new Deno.Command("unshare", {
-      args: [
-        "--net",
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        Deno.execPath(),
-        "run",
-        "-A",
-        `${repoRoot}/cmd/sim.ts`,
-        ...Deno.args,
-      ],
-      env: { [isolatedEnv]: "1" },
-      stdin: "null",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
-    return (await child.status).code;
   }
-  await run(["ip", "link", "set", "lo", "up"]);
-  await Deno.mkdir("/run/netns", { recursive: true });
-  await run(["mount", "-t", "tmpfs", "danm-sim-netns", "/run/netns"]);
+  const outside = await isolated(isolatedEnv, `${repoRoot}/cmd/sim.ts`, Deno.args);
+  if (outside !== undefined) return outside;
 
   const scenario = await Effect.runPromise(
     loadScenario(paths.length ? paths : [`${repoRoot}/k8s/examples/real.yaml`]).pipe(Effect.provide(layerLiveFs)),
@@ -206,18 +187,7 @@ export async function runReal(paths: ReadonlyArray<string>, json: boolean): Prom
         kind: name.startsWith("vx_") ? "vxlan" : "vlan",
       })),
     })));
-    const networks = (await stack.kubeRun(networkStatus)).map((r) => ({
-      kind: r.kind,
-      ...(r.namespace ? { namespace: r.namespace } : {}),
-      name: r.name,
-      type: r.type,
-      networkId: r.networkId,
-      ...(r.vlan ? { vlan: r.vlan } : {}),
-      ...(r.vxlan ? { vxlan: r.vxlan } : {}),
-      ...(r.hostDevice ? { hostDevice: r.hostDevice } : {}),
-      hostInterfaces: r.hostInterfaces,
-      pools: r.pools.map((p) => ({ family: p.family, cidr: p.cidr, used: p.used, capacity: p.capacity })),
-    }));
+    const networks = await stack.kubeRun(networkStatus);
     const outcome: SimOutcome & { pings: Ping[] } = { pods, nodes, services, networks, rejected, errors, pings };
     const failedPings = pings.filter((p) => !p.ok).length;
     if (json) console.log(JSON.stringify(outcome, null, 2));
