@@ -6,6 +6,7 @@
 //   deno task test integration -- tests/integration/foo_test.ts   narrower file set within a tier
 //
 // Tiers:
+//   static       deno fmt --check, deno lint, deno check .
 //   unit         pure logic and in-memory layers; no privileges.
 //   integration  a real etcd + kube-apiserver on loopback (one instance for the tier) and real network
 //                namespaces on the host kernel. Runs inside a private network + mount namespace so that
@@ -20,10 +21,10 @@ import { isolated } from "./harness/isolate.ts";
 import { ensureAptPackages } from "./harness/prereq.ts";
 import { ensureInitramfs, ensureKernel, runInGuest } from "./harness/vm.ts";
 
-const allTiers = ["unit", "integration", "kernel", "e2e"] as const;
+const allTiers = ["static", "unit", "integration", "kernel", "e2e"] as const;
 type Tier = typeof allTiers[number];
 /** What `deno task test` runs: every tier, e2e last (CI order, test-environment.md §7). */
-const defaultTiers: Tier[] = ["unit", "integration", "kernel", "e2e"];
+const defaultTiers: Tier[] = ["static", "unit", "integration", "kernel", "e2e"];
 
 interface TierResult {
   readonly tier: Tier;
@@ -142,6 +143,34 @@ async function apiServerTier(tier: "integration" | "e2e", files: string[]): Prom
 const terminalControls = /\x1b\[[0-9;?]*[a-zA-Z]|\x1bc/g;
 const stripTerminalControls = (s: string) => s.replace(terminalControls, "");
 
+/** `deno fmt --check`, `deno lint` and `deno check .`: each one counted as a test. */
+async function staticTier(): Promise<TierResult> {
+  const start = Date.now();
+  let passed = 0;
+  const failures: string[] = [];
+  for (const argv of [["fmt", "--check"], ["lint"], ["check", "."]]) {
+    const out = await new Deno.Command(Deno.execPath(), { args: argv, cwd: repoRoot, stdin: "null" }).output();
+    const name = `deno ${argv.join(" ")}`;
+    if (out.success) {
+      passed++;
+      log(`${name}: ok`);
+    } else {
+      failures.push(name);
+      console.log(
+        new TextDecoder().decode(out.stdout).slice(-4000) + new TextDecoder().decode(out.stderr).slice(-4000),
+      );
+      log(`${name}: FAILED`);
+    }
+  }
+  return {
+    tier: "static",
+    passed,
+    failed: failures.length,
+    seconds: (Date.now() - start) / 1000,
+    ...(failures.length ? { note: failures.join(", ") } : {}),
+  };
+}
+
 async function kernelTier(files: string[]): Promise<TierResult> {
   const start = Date.now();
   if (files.length === 0) return { tier: "kernel", passed: 0, failed: 1, seconds: 0, note: "no kernel test files" };
@@ -215,7 +244,9 @@ async function main(): Promise<number> {
       ? files.map((f) => f.startsWith("/") ? f : `${repoRoot}/${f}`)
       : await testFiles(`${repoRoot}/tests/${tier}`);
     log(`tier ${tier}: ${chosen.length} test file(s)`);
-    const r = tier === "integration" || tier === "e2e"
+    const r = tier === "static"
+      ? await staticTier()
+      : tier === "integration" || tier === "e2e"
       ? await apiServerTier(tier, chosen)
       : tier === "kernel"
       ? await kernelTier(chosen)
