@@ -39,6 +39,41 @@ const prune = (block: IPBlock, drop: ReadonlySet<string>) =>
     return "updated" as const;
   });
 
+/** One round's bookkeeping: prunes blocks, counts what was freed and which writes lost a race. */
+const makeRound = () => {
+  const freed: string[] = [], deletedBlocks: string[] = [];
+  let raced = 0;
+  const book = <A>(
+    write: Effect.Effect<A, BlockRace | BlockStoreFailure, BlockStore>,
+    onSuccess: (a: A) => void,
+  ) =>
+    Effect.gen(function* () {
+      const r = yield* Effect.result(write);
+      if (r._tag === "Success") onSuccess(r.success);
+      else if (r.failure instanceof BlockRace) raced++;
+      else return yield* r.failure;
+    });
+  return {
+    /** Removes `drop` from the block (deleting it when empty), noting `reasons` as freed. */
+    prune: (block: IPBlock, drop: ReadonlySet<string>, reasons: ReadonlyArray<string>) =>
+      drop.size === 0 ? Effect.void : book(prune(block, drop), (outcome) => {
+        freed.push(...reasons);
+        if (outcome === "deleted") deletedBlocks.push(block.metadata.name ?? "");
+      }),
+    /** Deletes a whole block (its network is gone). */
+    remove: (block: IPBlock) =>
+      book(
+        Effect.gen(function* () {
+          yield* (yield* BlockStore).remove(block);
+        }),
+        () => {
+          deletedBlocks.push(block.metadata.name ?? "");
+        },
+      ),
+    report: (): ReclaimReport => ({ freed, deletedBlocks, raced }),
+  };
+};
+
 /**
  * One reclaim round over every block: reservations of pods that no longer exist (or exist with another UID)
  * and every block of a network that no longer exists.
@@ -51,16 +86,12 @@ export const reclaimOrphans = (
   Effect.gen(function* () {
     const store = yield* BlockStore;
     const nowMs = opts.nowMs ?? Date.now();
-    const freed: string[] = [], deletedBlocks: string[] = [];
-    let raced = 0;
+    const round = makeRound();
     const uidCache = new Map<string, string | undefined>();
     for (const block of yield* store.listAll()) {
       const name = block.metadata.name ?? "";
       if (!(yield* directory.networkExists(block.spec.network))) {
-        const r = yield* Effect.result(store.remove(block));
-        if (r._tag === "Success") deletedBlocks.push(name);
-        else if (r.failure instanceof BlockRace) raced++;
-        else return yield* r.failure;
+        yield* round.remove(block);
         continue;
       }
       const drop = new Set<string>();
@@ -77,15 +108,9 @@ export const reclaimOrphans = (
         drop.add(off);
         reasons.push(`${name}/${off} ${r.pod} (${current ? "pod recreated with another UID" : "pod gone"})`);
       }
-      if (drop.size === 0) continue;
-      const r = yield* Effect.result(prune(block, drop));
-      if (r._tag === "Success") {
-        freed.push(...reasons);
-        if (r.success === "deleted") deletedBlocks.push(name);
-      } else if (r.failure instanceof BlockRace) raced++;
-      else return yield* r.failure;
+      yield* round.prune(block, drop, reasons);
     }
-    return { freed, deletedBlocks, raced } satisfies ReclaimReport;
+    return round.report();
   });
 
 /**
@@ -100,8 +125,7 @@ export const reclaimSandboxes = (
   Effect.gen(function* () {
     const store = yield* BlockStore;
     const nowMs = opts.nowMs ?? Date.now();
-    const freed: string[] = [], deletedBlocks: string[] = [];
-    let raced = 0;
+    const round = makeRound();
     for (const block of yield* store.listAll()) {
       const name = block.metadata.name ?? "";
       const drop = new Set<string>();
@@ -111,13 +135,7 @@ export const reclaimSandboxes = (
         drop.add(off);
         reasons.push(`${name}/${off} ${r.pod} (sandbox ${r.sandbox.slice(0, 12)} no longer valid)`);
       }
-      if (drop.size === 0) continue;
-      const r = yield* Effect.result(prune(block, drop));
-      if (r._tag === "Success") {
-        freed.push(...reasons);
-        if (r.success === "deleted") deletedBlocks.push(name);
-      } else if (r.failure instanceof BlockRace) raced++;
-      else return yield* r.failure;
+      yield* round.prune(block, drop, reasons);
     }
-    return { freed, deletedBlocks, raced } satisfies ReclaimReport;
+    return round.report();
   });
