@@ -2,7 +2,7 @@
 //
 // Names, short names and categories are DANM's (spec §2.1); printer columns and the status subresource of the
 // networks are ours.
-import { Effect } from "effect";
+import { Effect, Schema } from "effect";
 // @ts-types="npm:@types/js-yaml@4.0.9"
 import yaml from "js-yaml";
 import {
@@ -93,6 +93,8 @@ export const danmCrdDescriptions: ReadonlyArray<CrdDescription> = [
   },
   {
     ...ipBlockResource,
+    // The stored form: reservations are one-line strings (see core/api/ipam.ts).
+    schema: Schema.toEncoded(ipBlockResource.schema),
     singular: "ipblock",
     shortNames: ["ipb"],
     printerColumns: [

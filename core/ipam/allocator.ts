@@ -124,6 +124,8 @@ interface Lane {
   /** ownerKey → where its reservation sits, for idempotent ADD and DEL without scanning. */
   readonly owners: Map<string, { index: bigint; offset: number }>;
   loaded: boolean;
+  /** Block creations this lane lost: each moves the next new block to a fresh position (see chooseDynamic). */
+  lostCreates: number;
 }
 
 export interface IpamOptions {
@@ -304,7 +306,9 @@ export const makeIpam = (options: IpamOptions = {}) =>
           // The spread covers the pool but at most 4096 blocks (256 Ki addresses): room enough to keep racing
           // nodes apart, and addresses in a huge IPv6 pool stay near its start.
           const window = last - first + 1n < 4096n ? last - first + 1n : 4096n;
-          const start = others ? first + (BigInt(nodeHash(op.owner.node)) % window) : first;
+          // After a lost create, jump to a fresh position rather than walking into the winner's region, where every
+          // step would lose again (the lane only learns of other nodes' blocks by losing).
+          const start = others ? first + (BigInt(nodeHash(`${op.owner.node}#${lane.lostCreates}`)) % window) : first;
           const fresh: Array<[bigint, bigint]> = [];
           for (const [from, to] of [[start, last], [first, start - 1n]] as const) {
             for (let i = from; i <= to && fresh.length === 0; i++) {
@@ -442,8 +446,10 @@ export const makeIpam = (options: IpamOptions = {}) =>
             }
             const err = result.failure;
             if (err instanceof BlockRace) {
-              if (err.kind === "exists") stats.lostCreates++;
-              else stats.conflicts++;
+              if (err.kind === "exists") {
+                stats.lostCreates++;
+                lane.lostCreates++;
+              } else stats.conflicts++;
               const fresh = yield* Effect.result(
                 store.get(base?.metadata.name ?? blockName(lane.ref, lane.family, index)),
               );
@@ -540,6 +546,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
           queue: yield* Queue.unbounded<Op>(),
           blocks: new Map(),
           owners: new Map(),
+          lostCreates: 0,
           loaded: false,
         };
         lanes.set(key, lane);
