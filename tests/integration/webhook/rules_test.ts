@@ -138,16 +138,8 @@ Deno.test({
         network: { kind: "DanmNet", namespace: "default", name, uid },
         family: "IPv4",
         cidr: "10.77.0.0/26",
-        reservations: {
-          "9": {
-            pod: "default/web-0",
-            podUid: "u",
-            sandbox: "s",
-            iface: "eth1",
-            node: "n",
-            since: new Date().toISOString(),
-          },
-        },
+        // The stored one-line form of a reservation (core/api/ipam.ts).
+        reservations: { "9": `default/web-0 uid=u sandbox=s iface=eth1 node=n since=${new Date().toISOString()}` },
       },
     });
     assertEquals(ipb.status, 201, messageOf(ipb));
