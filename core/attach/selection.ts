@@ -37,7 +37,7 @@ import {
   TenantNetworkResource,
 } from "../api/danm.ts";
 import { type NetworkAttachmentDefinition, NetworkAttachmentDefinitionResource } from "../api/k8s.ts";
-import { isTransient, Kube, type KubeError, type ResourceType } from "../ports/kube.ts";
+import { type Informer, isTransient, Kube, type KubeError, type ResourceType } from "../ports/kube.ts";
 import { type NamingScheme, planInterfaceNames } from "./naming.ts";
 
 export const DefaultNetworkName = "default";
@@ -132,6 +132,41 @@ export const networkDirectoryFromKube: Effect.Effect<NetworkDirectoryService, ne
     };
   },
 );
+
+/** The informer's object, or a direct read when the cache does not have it (yet). */
+export const cachedOrGet = <A, I>(
+  kube: Kube["Service"],
+  informer: Informer<A>,
+  rt: ResourceType<A, I>,
+  name: string,
+  namespace?: string,
+): Effect.Effect<A | undefined, DirectoryError> =>
+  Effect.flatMap(
+    informer.get(name, namespace),
+    (hit): Effect.Effect<A | undefined, DirectoryError> =>
+      hit !== undefined ? Effect.succeed(hit) : getOrUndefined(kube, rt, name, namespace),
+  );
+
+/**
+ * A directory answering from informers (the webhook's and the CNI daemon's caches), with a direct read on a miss:
+ * a network created a moment ago may not be in the cache yet. NADs are read directly: only pods using the NPWG
+ * annotation need them, and their CRD may be absent.
+ */
+export function cachedNetworkDirectory(
+  kube: Kube["Service"],
+  caches: {
+    readonly danmNets: Informer<DanmNet>;
+    readonly tenantNets: Informer<TenantNetwork>;
+    readonly clusterNets: Informer<ClusterNetwork>;
+  },
+): NetworkDirectoryService {
+  return {
+    danmNet: (ns, name) => cachedOrGet(kube, caches.danmNets, DanmNetResource, name, ns),
+    tenantNetwork: (ns, name) => cachedOrGet(kube, caches.tenantNets, TenantNetworkResource, name, ns),
+    clusterNetwork: (name) => cachedOrGet(kube, caches.clusterNets, ClusterNetworkResource, name),
+    attachmentDefinition: (ns, name) => getOrUndefined(kube, NetworkAttachmentDefinitionResource, name, ns),
+  };
+}
 
 export const layerKubeNetworkDirectory: Layer.Layer<NetworkDirectory, never, Kube> = Layer.effect(
   NetworkDirectory,

@@ -11,8 +11,13 @@ import {
   DanmNetResource,
   TenantNetworkResource,
 } from "../api/danm.ts";
-import { NetworkAttachmentDefinitionResource, type Pod, PodResource } from "../api/k8s.ts";
-import { type DirectoryError, getOrUndefined, type NetworkDirectoryService } from "../attach/selection.ts";
+import { type Pod, PodResource } from "../api/k8s.ts";
+import {
+  cachedNetworkDirectory,
+  type DirectoryError,
+  getOrUndefined,
+  type NetworkDirectoryService,
+} from "../attach/selection.ts";
 import { type Informer, Kube } from "../ports/kube.ts";
 import { nodeSelector } from "./endpoints.ts";
 
@@ -96,24 +101,7 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
       labelSelector: nodeSelector(config.nodeName),
     });
 
-    const cachedOrGet = <A, I>(
-      informer: Informer<A>,
-      rt: Parameters<typeof getOrUndefined<A, I>>[1],
-      name: string,
-      namespace?: string,
-    ): Effect.Effect<A | undefined, DirectoryError> =>
-      Effect.flatMap(
-        informer.get(name, namespace),
-        (hit) => hit !== undefined ? Effect.succeed(hit) : getOrUndefined(kube, rt, name, namespace),
-      );
-
-    const directory: NetworkDirectoryService = {
-      danmNet: (ns, name) => cachedOrGet(danmNets, DanmNetResource, name, ns),
-      tenantNetwork: (ns, name) => cachedOrGet(tenantNets, TenantNetworkResource, name, ns),
-      clusterNetwork: (name) => cachedOrGet(clusterNets, ClusterNetworkResource, name),
-      // Read only for pods with the NPWG annotation, and the NAD CRD may not be installed at all: no cache.
-      attachmentDefinition: (ns, name) => getOrUndefined(kube, NetworkAttachmentDefinitionResource, name, ns),
-    };
+    const directory = cachedNetworkDirectory(kube, { danmNets, tenantNets, clusterNets });
 
     const pod: CniRuntimeService["pod"] = (namespace, name, uid) =>
       Effect.flatMap(

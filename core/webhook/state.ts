@@ -21,8 +21,12 @@ import {
   TenantNetworkResource,
 } from "../api/danm.ts";
 import { type IPBlock, ipBlockResource, labels as ipamLabels } from "../api/ipam.ts";
-import { NetworkAttachmentDefinitionResource } from "../api/k8s.ts";
-import { DirectoryError, getOrUndefined, type NetworkDirectoryService } from "../attach/selection.ts";
+import {
+  cachedNetworkDirectory,
+  cachedOrGet,
+  DirectoryError,
+  type NetworkDirectoryService,
+} from "../attach/selection.ts";
 import { type Informer, type InformerEvent, Kube, type KubeError } from "../ports/kube.ts";
 import { retryTransient } from "./retry.ts";
 
@@ -145,24 +149,7 @@ export const makeClusterView = (
       (all) => all.every(Boolean),
     );
 
-    const cachedOrGet = <A, I>(
-      informer: Informer<A>,
-      rt: Parameters<typeof getOrUndefined<A, I>>[1],
-      name: string,
-      namespace?: string,
-    ): Effect.Effect<A | undefined, DirectoryError> =>
-      Effect.flatMap(
-        informer.get(name, namespace),
-        (hit) => hit !== undefined ? Effect.succeed(hit) : getOrUndefined(kube, rt, name, namespace),
-      );
-
-    const directory: NetworkDirectoryService = {
-      danmNet: (ns, name) => cachedOrGet(danmNets, DanmNetResource, name, ns),
-      tenantNetwork: (ns, name) => cachedOrGet(tenantNets, TenantNetworkResource, name, ns),
-      clusterNetwork: (name) => cachedOrGet(clusterNets, ClusterNetworkResource, name),
-      // NADs are read only for pods using the NPWG annotation, and their CRD may be absent: no cache.
-      attachmentDefinition: (ns, name) => getOrUndefined(kube, NetworkAttachmentDefinitionResource, name, ns),
-    };
+    const directory = cachedNetworkDirectory(kube, { danmNets, tenantNets, clusterNets });
 
     const networks = Effect.map(
       Effect.all([danmNets.list, tenantNets.list, clusterNets.list]),
@@ -176,7 +163,7 @@ export const makeClusterView = (
     const byName = (a: TenantConfig, b: TenantConfig) => (a.metadata.name ?? "").localeCompare(b.metadata.name ?? "");
     const tenantConfig: ClusterView["tenantConfig"] = Effect.gen(function* () {
       if (options.tenantConfigName !== undefined) {
-        return yield* cachedOrGet(tenantConfigs, TenantConfigResource, options.tenantConfigName);
+        return yield* cachedOrGet(kube, tenantConfigs, TenantConfigResource, options.tenantConfigName);
       }
       const cached = yield* tenantConfigs.list;
       if (cached.length > 0) return [...cached].sort(byName)[0];
