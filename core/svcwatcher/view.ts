@@ -79,6 +79,18 @@ const parseSelection = (svc: Service): Effect.Effect<ParsedSelection> =>
     )
     : Effect.succeed({ _tag: "None" });
 
+/** Adds `member` to (or removes it from) the set at `key` of a one-to-many index; empty sets are dropped. */
+function indexSet(index: Map<string, Set<string>>, key: string, member: string, add: boolean): void {
+  let s = index.get(key);
+  if (add) {
+    if (!s) index.set(key, s = new Set());
+    s.add(member);
+  } else if (s) {
+    s.delete(member);
+    if (s.size === 0) index.delete(key);
+  }
+}
+
 export class ClusterView {
   readonly services = new NamespacedStore<Service>();
   /** Parsed DANM selection of every Service that has DANM annotations. */
@@ -256,15 +268,7 @@ export class ClusterView {
 
   private indexEp(key: string, ep: DanmEp | undefined, add: boolean) {
     if (!ep) return;
-    const podKey = `${ep.metadata.namespace ?? ""}/${ep.spec.Pod}`;
-    let s = this.epsByPod.get(podKey);
-    if (add) {
-      if (!s) this.epsByPod.set(podKey, s = new Set());
-      s.add(key);
-    } else if (s) {
-      s.delete(key);
-      if (s.size === 0) this.epsByPod.delete(podKey);
-    }
+    indexSet(this.epsByPod, `${ep.metadata.namespace ?? ""}/${ep.spec.Pod}`, key, add);
   }
 
   applyDanmEp(ev: InformerEvent<DanmEp>): Effect.Effect<Affected> {
@@ -320,14 +324,7 @@ export class ClusterView {
     if (!slice || svc === undefined) return;
     const svcKey = objectKey(slice.metadata.namespace, svc);
     out.services.add(svcKey);
-    let s = this.slicesByService.get(svcKey);
-    if (add) {
-      if (!s) this.slicesByService.set(svcKey, s = new Set());
-      s.add(key);
-    } else if (s) {
-      s.delete(key);
-      if (s.size === 0) this.slicesByService.delete(svcKey);
-    }
+    indexSet(this.slicesByService, svcKey, key, add);
   }
 
   /** Owned slices only (the informer selects on our managed-by label). */
