@@ -39,9 +39,12 @@ const claims = async (w: TestWebhook) => {
   ).sort();
 };
 
+/** Deletes a test's TenantNetworks and waits until their claims are released (the reconciler does it on the watch
+ * event, asynchronously): the next test starts from no claims. */
 const deleteAll = async (w: TestWebhook, names: string[]) => {
   for (const n of names) await w.remove("TenantNetwork", n);
   for (const n of names) await cached(w, n, false);
+  await eventually("claims released after the deletes", async () => (await claims(w)).length === 0);
 };
 
 Deno.test({
