@@ -5,11 +5,11 @@
 //                            [--state-dir /run/danm/sandboxes] [--attach-timeout-ms 30000] [--gc-grace-seconds 60]
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
-import { problemsOf, renderProblems } from "../core/api/formats.ts";
 import * as CniNode from "../core/cni/node.ts";
 import { defaultDaemonSocket } from "../core/cni/versions.ts";
 import { layerLiveCniListener } from "../adapters/cniserver/live.ts";
 import { layerLiveFs } from "../adapters/fs/live.ts";
+import { decodeFlagsOrExit, hostname, runUntilSignal } from "../adapters/cli/main.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import * as LiveNetlink from "../adapters/netlink/live.ts";
 import { layerLiveProcess } from "../adapters/process/live.ts";
@@ -25,14 +25,6 @@ const Flags = Schema.Struct({
   "gc-grace-seconds": Count,
 });
 
-const hostname = () => {
-  try {
-    return Deno.hostname();
-  } catch {
-    return "";
-  }
-};
-
 const { values } = parseArgs({
   args: Deno.args,
   options: {
@@ -46,13 +38,7 @@ const { values } = parseArgs({
   strict: true,
 });
 
-const decoded = Schema.decodeUnknownExit(Flags)(values, { errors: "all" });
-if (decoded._tag === "Failure") {
-  const issue = decoded.cause.reasons.find((r) => r._tag === "Fail");
-  console.error(`danmd: bad flags: ${issue ? renderProblems(problemsOf(issue.error.issue)) : String(decoded.cause)}`);
-  Deno.exit(2);
-}
-const flags = decoded.value;
+const flags = decodeFlagsOrExit("danmd", Flags, values);
 
 const platform = Layer.mergeAll(
   layerLiveKube({
@@ -83,13 +69,4 @@ const main = Effect.gen(function* () {
   return yield* Effect.never;
 }).pipe(Effect.provide(node), Effect.provide(platform));
 
-// SIGTERM/SIGINT interrupt the program: the scope closes (socket, watches) before exit.
-const abort = new AbortController();
-for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => abort.abort());
-const exit = await Effect.runPromiseExit(main, { signal: abort.signal });
-if (exit._tag === "Failure" && !abort.signal.aborted) {
-  const failure = exit.cause.reasons.find((r) => r._tag === "Fail");
-  console.error(`danmd: ${failure ? (failure.error as Error).message : String(exit.cause)}`);
-  Deno.exit(1);
-}
-Deno.exit(0);
+await runUntilSignal("danmd", main);

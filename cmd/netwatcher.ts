@@ -10,7 +10,6 @@
 //                                 [--cni-state-dir /run/danm/sandboxes] [--reclaim-period 5m ("0s" = never)]
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
-import { problemsOf, renderProblems } from "../core/api/formats.ts";
 import * as Netwatcher from "../core/netwatcher/agent.ts";
 import { VxlanMode } from "../core/netwatcher/plan.ts";
 import { serveMetrics } from "../core/observability/metrics.ts";
@@ -23,6 +22,7 @@ import { layerLiveCniListener } from "../adapters/cniserver/live.ts";
 import { layerLiveFs } from "../adapters/fs/live.ts";
 import { layerLiveHttp } from "../adapters/http/live.ts";
 import { layerLiveProcess } from "../adapters/process/live.ts";
+import { decodeFlagsOrExit, hostname, runUntilSignal } from "../adapters/cli/main.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import * as LiveNetlink from "../adapters/netlink/live.ts";
 
@@ -51,14 +51,6 @@ const toDuration = (text: string) => {
   return `${Number(n)} ${units[u as keyof typeof units]}` as const;
 };
 
-const hostname = () => {
-  try {
-    return Deno.hostname();
-  } catch {
-    return "";
-  }
-};
-
 const { values } = parseArgs({
   args: Deno.args,
   options: {
@@ -77,15 +69,7 @@ const { values } = parseArgs({
   strict: true,
 });
 
-const decoded = Schema.decodeUnknownExit(Flags)(values, { errors: "all" });
-if (decoded._tag === "Failure") {
-  const issue = decoded.cause.reasons.find((r) => r._tag === "Fail");
-  console.error(
-    `netwatcher: bad flags: ${issue ? renderProblems(problemsOf(issue.error.issue)) : String(decoded.cause)}`,
-  );
-  Deno.exit(2);
-}
-const flags = decoded.value;
+const flags = decodeFlagsOrExit("netwatcher", Flags, values);
 
 const agent = Netwatcher.layer({
   nodeName: flags["node-name"],
@@ -143,14 +127,5 @@ const main = Effect.gen(function* () {
   return yield* nw.join;
 }).pipe(Effect.scoped, Effect.provide(Layer.merge(agent, cni)), Effect.provide(platform));
 
-// SIGTERM/SIGINT interrupt the program: the scope closes (watches, metrics server, netns handle) before exit.
-const abort = new AbortController();
-for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => abort.abort());
-const exit = await Effect.runPromiseExit(main, { signal: abort.signal });
-if (exit._tag === "Failure" && !abort.signal.aborted) {
-  const failure = exit.cause.reasons.find((r) => r._tag === "Fail");
-  // Exiting lets the DaemonSet restart us rather than lingering as a zombie (DANM's rule, spec §5.1).
-  console.error(`netwatcher: ${failure ? (failure.error as Error).message : String(exit.cause)}`);
-  Deno.exit(1);
-}
-Deno.exit(0);
+// Exiting on failure lets the DaemonSet restart us rather than lingering as a zombie (DANM's rule, spec §5.1).
+await runUntilSignal("netwatcher", main);
