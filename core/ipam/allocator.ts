@@ -123,6 +123,15 @@ interface Lane {
   readonly blocks: Map<bigint, IPBlock>;
   /** ownerKey → where its reservation sits, for idempotent ADD and DEL without scanning. */
   readonly owners: Map<string, { index: bigint; offset: number }>;
+  /**
+   * Stored blocks known to have no address left for dynamic allocation from the pool `fullPool`: a busy node
+   * has hundreds of full blocks, and rescanning them for every request was most of the allocator's CPU.
+   * A block leaves the set whenever it is replaced (a write, a re-read) or the pool changes.
+   */
+  readonly full: Set<bigint>;
+  fullPool: string;
+  /** Node name → the stored blocks it opened: a node looks at its own blocks first, without a pass over all. */
+  readonly byNode: Map<string, Set<bigint>>;
   loaded: boolean;
   /** Block creations this lane lost: each moves the next new block to a fresh position (see chooseDynamic). */
   lostCreates: number;
@@ -171,6 +180,11 @@ function nodeHash(node: string): number {
   return h;
 }
 
+const compareBigint = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** What decides which addresses of a block dynamic allocation may use. */
+const poolKey = (p: FamilyPlan) => `${p.poolStart}-${p.poolEnd}/${p.blockBits} ${[...p.reserved].join(",")}`;
+
 function sameOwner(r: Reservation, o: Owner): boolean {
   return r.podUid === o.podUid && r.iface === o.iface;
 }
@@ -186,7 +200,15 @@ export const makeIpam = (options: IpamOptions = {}) =>
     const scope = yield* Effect.scope;
 
     const setBlock = (lane: Lane, index: bigint, block: IPBlock | undefined) => {
+      lane.full.delete(index);
       const old = lane.blocks.get(index);
+      if (old?.spec.node !== block?.spec.node) {
+        if (old?.spec.node !== undefined) lane.byNode.get(old.spec.node)?.delete(index);
+        if (block?.spec.node !== undefined) {
+          const mine = lane.byNode.get(block.spec.node) ?? new Set();
+          lane.byNode.set(block.spec.node, mine.add(index));
+        }
+      }
       if (old) {
         for (const [off, r] of Object.entries(old.spec.reservations)) {
           const k = ownerKey(r);
@@ -255,15 +277,38 @@ export const makeIpam = (options: IpamOptions = {}) =>
           const rs = work.get(index)?.reservations ?? lane.blocks.get(index)?.spec.reservations ?? {};
           return new Set(Object.keys(rs).map(Number));
         };
-        const locate = (o: Owner): { index: bigint; offset: number; r: Reservation } | undefined => {
-          const at = lane.owners.get(ownerKey(o));
-          const candidates = at ? [at] : [];
-          // Reservations made earlier in this batch are not in the index yet.
-          for (const [index, w] of work) {
-            for (const [off, r] of Object.entries(w.reservations)) {
-              if (sameOwner(r, o)) candidates.push({ index, offset: Number(off) });
-            }
+        /** Reservations made in this batch: not in `lane.owners` until their block is written. */
+        const batchOwners = new Map<string, { index: bigint; offset: number }>();
+        const put = (index: bigint, offset: number, r: Reservation) => {
+          getWork(index).reservations[offset] = r;
+          batchOwners.set(ownerKey(r), { index, offset });
+        };
+        /** Blocks of this batch's working copies with nothing left; a release in the batch takes its block out. */
+        const fullInBatch = new Set<bigint>();
+        const unset = (index: bigint, offset: number) => {
+          delete getWork(index).reservations[offset];
+          fullInBatch.delete(index);
+        };
+        /** The lowest free pool address of block i, skipping blocks already known to be full. */
+        const freeIn = (plan: FamilyPlan, pool: string, i: bigint): bigint | undefined => {
+          if (work.has(i)) {
+            if (fullInBatch.has(i)) return undefined;
+            const v = lowestFree(plan, i, taken(i));
+            if (v === undefined) fullInBatch.add(i);
+            return v;
           }
+          if (lane.fullPool !== pool) {
+            lane.full.clear();
+            lane.fullPool = pool;
+          }
+          if (lane.full.has(i)) return undefined;
+          const v = lowestFree(plan, i, taken(i));
+          if (v === undefined) lane.full.add(i);
+          return v;
+        };
+        const locate = (o: Owner): { index: bigint; offset: number; r: Reservation } | undefined => {
+          const k = ownerKey(o);
+          const candidates = [batchOwners.get(k), lane.owners.get(k)].filter((c) => c !== undefined);
           for (const c of candidates) {
             const r = (work.get(c.index)?.reservations ?? lane.blocks.get(c.index)?.spec.reservations ?? {})[c.offset];
             if (r && sameOwner(r, o)) return { ...c, r };
@@ -288,21 +333,26 @@ export const makeIpam = (options: IpamOptions = {}) =>
 
         const chooseDynamic = (op: ReserveOp): bigint | undefined => {
           const plan = op.plan;
+          const pool = poolKey(plan);
           const { first, last } = poolBlockRange(plan);
-          const known = new Set<bigint>([...lane.blocks.keys(), ...work.keys()]);
-          const sorted = [...known].filter((i) => i >= first && i <= last).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
           const nodeOf = (i: bigint) => work.get(i)?.node ?? lane.blocks.get(i)?.spec.node;
-          for (const i of sorted) {
-            if (nodeOf(i) !== op.owner.node) continue;
-            const v = lowestFree(plan, i, taken(i));
+          // This node's blocks that may have room, lowest first (full ones are skipped without sorting them in).
+          const mine = new Set(lane.byNode.get(op.owner.node));
+          for (const [i, w] of work) if ((w.node ?? w.base?.spec.node) === op.owner.node) mine.add(i);
+          const open: bigint[] = [];
+          for (const i of mine) {
+            if (i < first || i > last) continue;
+            if (work.has(i) ? !fullInBatch.has(i) : !(lane.fullPool === pool && lane.full.has(i))) open.push(i);
+          }
+          open.sort(compareBigint);
+          for (const i of open) {
+            const v = freeIn(plan, pool, i);
             if (v !== undefined) return v;
           }
           // Open a new block. Alone on the network, a node takes the lowest block that does not exist yet
           // (DANM's lowest-first order). Once other nodes are known to allocate here, it starts looking at a
           // position derived from its name, so nodes filling up at the same moment do not race for one block.
-          const others = [...lane.blocks.values()].some((b) =>
-            b.spec.node !== undefined && b.spec.node !== op.owner.node
-          );
+          const others = [...lane.byNode].some(([node, blocks]) => node !== op.owner.node && blocks.size > 0);
           // The spread covers the pool but at most 4096 blocks (256 Ki addresses): room enough to keep racing
           // nodes apart, and addresses in a huge IPv6 pool stay near its start.
           const window = last - first + 1n < 4096n ? last - first + 1n : 4096n;
@@ -312,7 +362,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
           const fresh: Array<[bigint, bigint]> = [];
           for (const [from, to] of [[start, last], [first, start - 1n]] as const) {
             for (let i = from; i <= to && fresh.length === 0; i++) {
-              if (known.has(i)) continue;
+              if (lane.blocks.has(i) || work.has(i)) continue;
               const v = lowestFree(plan, i, new Set());
               if (v !== undefined) fresh.push([i, v]);
             }
@@ -322,9 +372,11 @@ export const makeIpam = (options: IpamOptions = {}) =>
             getWork(i).node = op.owner.node;
             return v;
           }
-          for (const i of sorted) {
-            if (nodeOf(i) === op.owner.node) continue;
-            const v = lowestFree(plan, i, taken(i));
+          const known = new Set<bigint>(lane.blocks.keys());
+          for (const i of work.keys()) known.add(i);
+          const sorted = [...known].filter((i) => i >= first && i <= last && nodeOf(i) !== op.owner.node);
+          for (const i of sorted.sort(compareBigint)) {
+            const v = freeIn(plan, pool, i);
             if (v !== undefined) return v;
           }
           return undefined;
@@ -337,7 +389,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
               released.set(op, 0);
               continue;
             }
-            delete getWork(at.index).reservations[at.offset];
+            unset(at.index, at.offset);
             attach(op, at.index);
             released.set(op, 1);
             continue;
@@ -349,18 +401,18 @@ export const makeIpam = (options: IpamOptions = {}) =>
               BigInt(existing.offset);
             if (op.request.kind === "dynamic" || op.request.ip.value === existingValue) {
               if (existing.r.sandbox !== op.owner.sandbox || existing.r.node !== op.owner.node) {
-                getWork(existing.index).reservations[existing.offset] = {
+                put(existing.index, existing.offset, {
                   ...existing.r,
                   sandbox: op.owner.sandbox,
                   node: op.owner.node,
-                };
+                });
                 attach(op, existing.index);
               }
               assigned.set(op, existingValue);
               continue;
             }
             // The pod now asks for another static address: give up the old one in the same commit.
-            delete getWork(existing.index).reservations[existing.offset];
+            unset(existing.index, existing.offset);
             attach(op, existing.index);
           }
           let value: bigint | undefined;
@@ -407,7 +459,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
             }
           }
           const index = blockIndexOf(plan, value);
-          getWork(index).reservations[offsetInBlock(plan, value)] = reservation(op.owner, op.request.kind === "static");
+          put(index, offsetInBlock(plan, value), reservation(op.owner, op.request.kind === "static"));
           attach(op, index);
           assigned.set(op, value);
         }
@@ -456,7 +508,9 @@ export const makeIpam = (options: IpamOptions = {}) =>
               setBlock(lane, index, fresh._tag === "Success" ? fresh.success : undefined);
               for (const op of w.ops) {
                 retryOps.add(op);
-                if (err.kind === "exists") lostCreate.add(op);
+                if (err.kind === "exists") {
+                  lostCreate.add(op);
+                }
               }
               return;
             }
@@ -546,12 +600,16 @@ export const makeIpam = (options: IpamOptions = {}) =>
           queue: yield* Queue.unbounded<Op>(),
           blocks: new Map(),
           owners: new Map(),
+          full: new Set(),
+          fullPool: "",
+          byNode: new Map(),
           lostCreates: 0,
           loaded: false,
         };
         lanes.set(key, lane);
         yield* Effect.forkIn(
-          Effect.forever(Effect.flatMap(Queue.takeAll(lane.queue), (batch) => processBatch(lane, batch))),
+          Effect.forever(Effect.flatMap(Queue.takeAll(lane.queue), (batch) =>
+            processBatch(lane, batch))),
           scope,
         );
         return lane;

@@ -34,6 +34,36 @@ Deno.test("dynamic IPv4 from a 3-address pool: .10 .11 .12, then exhausted, then
   }));
 });
 
+Deno.test("a full block is skipped until it has room again: freed addresses in earlier blocks come back first", async () => {
+  // 64-address blocks: .1–.63 fill block 0 (.0 is the network address), .64 opens block 1.
+  const n = net({ cidr: "10.1.0.0/24" });
+  await runWith(Effect.gen(function* () {
+    const ipam = yield* Ipam;
+    for (let i = 1; i <= 64; i++) yield* ipam.allocate(n, owner(i), "dynamic", undefined);
+    assertEquals((yield* ipam.allocate(n, owner(65), "dynamic", undefined)).v4, "10.1.0.65/24");
+    assertEquals(yield* ipam.release(n, owner(7)), 1);
+    assertEquals((yield* ipam.allocate(n, owner(66), "dynamic", undefined)).v4, "10.1.0.7/24");
+    // A release and an allocation in the same batch: the block the release frees is open again at once.
+    const [freed, got] = yield* Effect.all([
+      ipam.release(n, owner(9)),
+      ipam.allocate(n, owner(67), "dynamic", undefined),
+    ], { concurrency: 2 });
+    assertEquals(freed, 1);
+    assertEquals(got.v4, "10.1.0.9/24");
+  }));
+});
+
+Deno.test("a block full under one pool has room under a wider one (the network's pool was changed)", async () => {
+  const narrow = net({ cidr: "10.1.0.0/24", allocation_pool: { start: "10.1.0.10", end: "10.1.0.63" } });
+  const wide = net({ cidr: "10.1.0.0/24", allocation_pool: { start: "10.1.0.1", end: "10.1.0.254" } });
+  await runWith(Effect.gen(function* () {
+    const ipam = yield* Ipam;
+    for (let i = 10; i <= 63; i++) yield* ipam.allocate(narrow, owner(i), "dynamic", undefined);
+    assertEquals((yield* Effect.flip(ipam.allocate(narrow, owner(64), "dynamic", undefined)))._tag, "PoolExhausted");
+    assertEquals((yield* ipam.allocate(wide, owner(64), "dynamic", undefined)).v4, "10.1.0.1/24");
+  }));
+});
+
 Deno.test("repeated ADD for the same pod UID and interface gets the same addresses", async () => {
   const n = net({ cidr: "10.1.0.0/24", net6: "2001:db8::/64" });
   await runWith(Effect.gen(function* () {
