@@ -3,6 +3,7 @@
 //
 //   deno run -A cmd/danmd.ts [--kubeconfig PATH] [--node-name NAME] [--socket /run/danm/danm.sock]
 //                            [--state-dir /run/danm/sandboxes] [--attach-timeout-ms 30000] [--gc-grace-seconds 60]
+//                            [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
 import * as CniNode from "../core/cni/node.ts";
@@ -12,6 +13,7 @@ import { layerLiveFs } from "../adapters/fs/live.ts";
 import { decodeFlagsOrExit, hostname, runUntilSignal } from "../adapters/cli/main.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import * as LiveNetlink from "../adapters/netlink/live.ts";
+import { defaultPodResourcesSocket, layerPodResourcesDevices } from "../adapters/kubelet/podresources.ts";
 import { layerLiveProcess } from "../adapters/process/live.ts";
 
 const Count = Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0));
@@ -23,6 +25,7 @@ const Flags = Schema.Struct({
   "state-dir": Schema.String.check(Schema.isNonEmpty()),
   "attach-timeout-ms": Count,
   "gc-grace-seconds": Count,
+  "pod-resources-socket": Schema.String.check(Schema.isNonEmpty()),
 });
 
 const { values } = parseArgs({
@@ -34,6 +37,7 @@ const { values } = parseArgs({
     "state-dir": { type: "string", default: "/run/danm/sandboxes" },
     "attach-timeout-ms": { type: "string", default: "30000" },
     "gc-grace-seconds": { type: "string", default: "60" },
+    "pod-resources-socket": { type: "string", default: defaultPodResourcesSocket },
   },
   strict: true,
 });
@@ -49,6 +53,7 @@ const platform = Layer.mergeAll(
   layerLiveProcess,
   layerLiveFs,
   layerLiveCniListener,
+  layerPodResourcesDevices({ socket: flags["pod-resources-socket"] }),
 );
 
 const node = CniNode.layer({

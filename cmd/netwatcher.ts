@@ -8,6 +8,7 @@
 //                                 [--peer-node-selector LABELS] [--network-selector LABELS] [--netns PATH]
 //                                 [--cni-socket /run/danm/danm.sock ("" = no CNI daemon)]
 //                                 [--cni-state-dir /run/danm/sandboxes] [--reclaim-period 5m ("0s" = never)]
+//                                 [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
 import * as Netwatcher from "../core/netwatcher/agent.ts";
@@ -25,6 +26,7 @@ import { layerLiveProcess } from "../adapters/process/live.ts";
 import { decodeFlagsOrExit, hostname, runUntilSignal } from "../adapters/cli/main.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import * as LiveNetlink from "../adapters/netlink/live.ts";
+import { defaultPodResourcesSocket, layerPodResourcesDevices } from "../adapters/kubelet/podresources.ts";
 
 const Duration = Schema.String.check(
   Schema.isPattern(/^\d+(\.\d+)?(ms|s|m|h)$/, { message: 'a duration like "500ms", "30s", "5m"' }),
@@ -43,6 +45,7 @@ const Flags = Schema.Struct({
   "cni-socket": Schema.String,
   "cni-state-dir": Schema.String.check(Schema.isNonEmpty()),
   "reclaim-period": Duration,
+  "pod-resources-socket": Schema.String.check(Schema.isNonEmpty()),
 });
 
 const units = { ms: "millis", s: "seconds", m: "minutes", h: "hours" } as const;
@@ -65,6 +68,7 @@ const { values } = parseArgs({
     "cni-socket": { type: "string", default: Deno.env.get("DANM_SOCKET") ?? defaultDaemonSocket },
     "cni-state-dir": { type: "string", default: "/run/danm/sandboxes" },
     "reclaim-period": { type: "string", default: "5m" },
+    "pod-resources-socket": { type: "string", default: defaultPodResourcesSocket },
   },
   strict: true,
 });
@@ -98,6 +102,7 @@ const platform = Layer.mergeAll(
   layerLiveProcess,
   layerLiveFs,
   layerLiveCniListener,
+  layerPodResourcesDevices({ socket: flags["pod-resources-socket"] }),
 );
 
 /** Frees reservations of this node's pods that are gone (a missed DEL); CNI GC covers what the runtime knows. */

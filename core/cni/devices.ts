@@ -2,9 +2,8 @@
 // gRPC API (/var/lib/kubelet/pod-resources/kubelet.sock) which device IDs the pod got for a resource, and pops one
 // per interface from the end of that list; the PF behind a VF comes from sysfs.
 //
-// This port is what the CNI needs of that. The node daemon has no gRPC (HTTP/2) client for the kubelet socket
-// yet, so the default implementation refuses with a DeviceError naming the gap; a deployment (or a test) provides
-// a real one through the node layer's options.
+// This port is what the CNI needs of that; adapters/kubelet/podresources.ts is the live implementation the node
+// daemon runs with. Without one (in-memory worlds that model no device plugin) every lookup is refused.
 import { Context, Effect } from "effect";
 import { DeviceError } from "./errors.ts";
 
@@ -20,8 +19,7 @@ export interface PodDevicesService {
 
 export class PodDevices extends Context.Service<PodDevices, PodDevicesService>()("danm/core/cni/PodDevices") {}
 
-const unavailable = (what: string) =>
-  `${what} needs the kubelet PodResources gRPC API, which this danm node daemon does not implement yet`;
+const unavailable = (what: string) => `${what} needs the kubelet PodResources API, and none is configured here`;
 
 /** The default: every device_pool attachment fails with a clear error instead of a half-configured VF. */
 export const noPodDevices: PodDevicesService = {

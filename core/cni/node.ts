@@ -4,7 +4,7 @@
 //
 //   Layer.provide(CniNode.layer({ nodeName, socketPath, stateDir, … }),
 //                 Layer.mergeAll(kube, netlink, process, fs, cniserver))   // adapters/cniserver/live.ts
-import { Context, Effect, Layer, Ref, type Scope } from "effect";
+import { Context, Effect, Layer, Option, Ref, type Scope } from "effect";
 import { DefaultCniDir } from "../api/cniconfig.ts";
 import { Ipam, makeIpam } from "../ipam/allocator.ts";
 import { blockStoreFromKube, kubeOwnerDirectory } from "../ipam/kube.ts";
@@ -21,7 +21,10 @@ import { type CniNodeConfig, CniRuntime, defaultNodeConfig, makeCniRuntime } fro
 
 export interface CniNodeOptions extends Partial<CniNodeConfig> {
   readonly nodeName: string;
-  /** Device-plugin lookups for device_pool networks; default: refused with a DeviceError. */
+  /**
+   * Device-plugin lookups for device_pool networks. Default: the PodDevices service in the context (the live
+   * kubelet PodResources client, adapters/kubelet), and without one every lookup fails with a DeviceError.
+   */
   readonly podDevices?: PodDevicesService;
   /** How often unfinished teardowns are retried. Default 10 s. */
   readonly retryPeriodMs?: number;
@@ -64,11 +67,13 @@ export const makeHandler = (
       },
     }).pipe(Effect.provideService(BlockStore, blockStore));
     const outer = yield* Effect.context<Kube | Netlink | Process | Fs>();
+    // The live kubelet client when the composition root supplies one (adapters/kubelet), else refusals.
+    const provided = yield* Effect.serviceOption(PodDevices);
     const context = outer.pipe(
       Context.add(CniRuntime, runtime),
       Context.add(Ipam, ipam),
       Context.add(BlockStore, blockStore),
-      Context.add(PodDevices, podDevices ?? noPodDevices),
+      Context.add(PodDevices, podDevices ?? Option.getOrElse(provided, () => noPodDevices)),
     );
     const handle = (request: unknown) => handleRequest(request).pipe(Effect.provideContext(context));
 

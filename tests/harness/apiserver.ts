@@ -15,7 +15,7 @@ export interface ApiServer {
   stop(): Promise<void>;
 }
 
-/** Builds (or reuses from the versioned cache) kube-apiserver and etcd; returns their directory. */
+/** Builds (or reuses from the versioned cache) kube-apiserver, etcd and the PodResources test server; their directory. */
 export async function ensureK8sBinaries(): Promise<string> {
   const out = await run([`${repoRoot}/tests/tools/k8s/build.sh`], { inheritStderr: true });
   return out.trim().split("\n").pop()!;
@@ -119,7 +119,8 @@ export async function startApiServer(opts: { dir?: string } = {}): Promise<ApiSe
     `--service-account-signing-key-file=${dir}/sa.key`,
     "--service-cluster-ip-range=10.0.0.0/24",
     "--allow-privileged=true",
-    "--profiling=false",
+    // DANM_APISERVER_PROFILING=1 serves /debug/pprof, for finding where the apiserver's time goes in a benchmark.
+    `--profiling=${Deno.env.get("DANM_APISERVER_PROFILING") === "1"}`,
     "--v=1",
   ], `${dir}/apiserver.log`);
 
