@@ -78,6 +78,20 @@ current-context: danm-test
 }
 
 export async function startApiServer(opts: { dir?: string } = {}): Promise<ApiServer> {
+  // Another process can take a port between freePort() and the bind: start again on new ports then.
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startApiServerOnce(opts);
+    } catch (e) {
+      if (attempt >= 3 || !(e instanceof PortTaken)) throw e;
+      console.error(`[danm-test] ${e.message}; starting again on other ports`);
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startApiServerOnce(opts: { dir?: string }): Promise<ApiServer> {
   const bin = await ensureK8sBinaries();
   const dir = opts.dir ?? await Deno.makeTempDir({ prefix: "danm-apiserver-" });
   const pki = await createPki(`${dir}/pki`);
@@ -142,9 +156,19 @@ export async function startApiServer(opts: { dir?: string } = {}): Promise<ApiSe
     await stopChild(apiserver);
     await stopChild(etcd);
   };
+  let exited = "";
+  for (const [name, c] of [["etcd", etcd], ["kube-apiserver", apiserver]] as const) {
+    c.status.then((st) => exited ||= `${name} exited with ${st.code}`);
+  }
   const deadline = Date.now() + 120_000;
   let last = "";
   while (true) {
+    if (exited) {
+      const logs = `${await tail(`${dir}/etcd.log`)}\n${await tail(`${dir}/apiserver.log`)}`;
+      await stop();
+      if (logs.includes("address already in use")) throw new PortTaken(`${exited}: a port was taken`);
+      throw new Error(`${exited} before it was ready\n${logs}`);
+    }
     try {
       const res = await fetch(`${url}/readyz`, { client });
       last = `${res.status} ${await res.text()}`;

@@ -53,7 +53,30 @@ export async function have(cmd: string): Promise<boolean> {
 }
 
 /** A free TCP port on loopback (there is a small race until the caller binds it; acceptable in tests). */
+/** The kernel's range for outgoing connections' local ports (net.ipv4.ip_local_port_range). */
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim().split(/\s+/).map(Number);
+    if (lo > 0 && hi >= lo) return [lo, hi];
+  } catch { /* not Linux */ }
+  return [32768, 60999];
+}
+
+/**
+ * A free loopback port for a server a test starts. Taken below the ephemeral range: a port the kernel may hand to
+ * any outgoing connection can be gone by the time the server binds it (seen: kube-apiserver "address already in
+ * use" in CI).
+ */
 export function freePort(): number {
+  const [lo] = ephemeralRange();
+  const floor = 10_000, ceiling = lo > floor + 1000 ? lo - 1 : 0;
+  for (let i = 0; ceiling && i < 200; i++) {
+    const port = floor + Math.floor(Math.random() * (ceiling - floor));
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch { /* taken: try another */ }
+  }
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
