@@ -39,70 +39,108 @@ export const ReservationFields = Schema.Struct({
 const reservationKeys = ["uid", "sandbox", "iface", "node", "since"] as const;
 const plainToken = /^[^\s=]+$/;
 
+/** One stored line → its fields, or what is wrong with it. */
+function parseReservationLine(line: string): typeof ReservationFields.Type | string {
+  const [pod, ...rest] = line.split(" ");
+  const fields = new Map<string, string>();
+  let isStatic = false;
+  for (const token of rest) {
+    if (token === "static") isStatic = true;
+    else {
+      const eq = token.indexOf("=");
+      if (eq > 0) fields.set(token.slice(0, eq), token.slice(eq + 1));
+    }
+  }
+  const missing = reservationKeys.filter((k) => !fields.get(k));
+  if (!pod?.includes("/") || missing.length > 0) {
+    return `not a reservation ("<namespace>/<pod> uid=… sandbox=… iface=… node=… since=…"${
+      missing.length ? `; missing ${missing.join(", ")}` : ""
+    })`;
+  }
+  return {
+    pod,
+    podUid: fields.get("uid")!,
+    sandbox: fields.get("sandbox")!,
+    iface: fields.get("iface")!,
+    node: fields.get("node")!,
+    since: fields.get("since")!,
+    ...(isStatic ? { static: true } : {}),
+  };
+}
+
+/** Fields → one stored line, or why they cannot be stored. */
+function formatReservationLine(r: typeof ReservationFields.Type): string | { readonly problem: string } {
+  const values = [r.pod, r.podUid, r.sandbox, r.iface, r.node, r.since];
+  if (values.some((v) => !plainToken.test(v))) return { problem: "reservation fields must not contain spaces or '='" };
+  return `${r.pod} uid=${r.podUid} sandbox=${r.sandbox} iface=${r.iface} node=${r.node} since=${r.since}${
+    r.static ? " static" : ""
+  }`;
+}
+
 /**
  * A reservation as stored: one line, `<namespace>/<pod> uid=… sandbox=… iface=… node=… since=…[ static]`.
- * Still readable in `kubectl get ipb -o yaml`, and a third of the apiserver's work per block write compared with
- * a map of objects (measured: 4.3 vs 13.7 ms CPU to update a full 64-address block).
+ * Still readable in `kubectl get ipb -o yaml`.
  */
 export const Reservation = Schema.String.pipe(Schema.decodeTo(
   ReservationFields,
   SchemaTransformation.transformEffect<typeof ReservationFields.Type, string>({
     decode: (line, options) => {
-      const [pod, ...rest] = line.split(" ");
-      const fields = new Map<string, string>();
-      let isStatic = false;
-      for (const token of rest) {
-        if (token === "static") isStatic = true;
-        else {
-          const eq = token.indexOf("=");
-          if (eq > 0) fields.set(token.slice(0, eq), token.slice(eq + 1));
-        }
-      }
-      const missing = reservationKeys.filter((k) => !fields.get(k));
-      if (!pod?.includes("/") || missing.length > 0) {
-        return Effect.fail(
-          new SchemaIssue.InvalidValue(
-            {
-              message: `not a reservation ("<namespace>/<pod> uid=… sandbox=… iface=… node=… since=…"${
-                missing.length ? `; missing ${missing.join(", ")}` : ""
-              })`,
-            },
-            Option.some(line),
-            options,
-          ),
-        );
-      }
-      const decoded: typeof ReservationFields.Type = {
-        pod,
-        podUid: fields.get("uid")!,
-        sandbox: fields.get("sandbox")!,
-        iface: fields.get("iface")!,
-        node: fields.get("node")!,
-        since: fields.get("since")!,
-        ...(isStatic ? { static: true } : {}),
-      };
-      return Effect.succeed(decoded);
+      const r = parseReservationLine(line);
+      return typeof r === "string"
+        ? Effect.fail(new SchemaIssue.InvalidValue({ message: r }, Option.some(line), options))
+        : Effect.succeed(r);
     },
     encode: (r, options) => {
-      const values = [r.pod, r.podUid, r.sandbox, r.iface, r.node, r.since];
-      if (values.some((v) => !plainToken.test(v))) {
-        return Effect.fail(
-          new SchemaIssue.InvalidValue(
-            { message: "reservation fields must not contain spaces or '='" },
-            Option.some(r),
-            options,
-          ),
-        );
-      }
-      return Effect.succeed(
-        `${r.pod} uid=${r.podUid} sandbox=${r.sandbox} iface=${r.iface} node=${r.node} since=${r.since}${
-          r.static ? " static" : ""
-        }`,
-      );
+      const line = formatReservationLine(r);
+      return typeof line === "string"
+        ? Effect.succeed(line)
+        : Effect.fail(new SchemaIssue.InvalidValue({ message: line.problem }, Option.some(r), options));
     },
   }),
 ));
 export type Reservation = typeof Reservation.Type;
+
+const ReservationMap = Schema.Record(Schema.String, ReservationFields);
+
+/** All reservations of a block as stored: one text, a line `<offset> <reservation line>` each. */
+export const Reservations = Schema.String.pipe(Schema.decodeTo(
+  ReservationMap,
+  SchemaTransformation.transformEffect<typeof ReservationMap.Type, string>({
+    decode: (text, options) => {
+      const out: Record<string, typeof ReservationFields.Type> = {};
+      for (const line of text.split("\n")) {
+        if (line.trim() === "") continue;
+        const sp = line.indexOf(" ");
+        const offset = sp > 0 ? line.slice(0, sp) : "";
+        const r = /^\d+$/.test(offset) ? parseReservationLine(line.slice(sp + 1)) : "expected `<offset> <reservation>`";
+        if (typeof r === "string" || offset in out) {
+          return Effect.fail(
+            new SchemaIssue.InvalidValue(
+              { message: typeof r === "string" ? `line "${line}": ${r}` : `offset ${offset} appears twice` },
+              Option.some(text),
+              options,
+            ),
+          );
+        }
+        out[String(Number(offset))] = r;
+      }
+      return Effect.succeed(out);
+    },
+    encode: (map, options) => {
+      const lines: string[] = [];
+      for (const offset of Object.keys(map).sort((a, b) => Number(a) - Number(b))) {
+        const line = /^\d+$/.test(offset) ? formatReservationLine(map[offset]) : { problem: "offsets are decimal" };
+        if (typeof line !== "string") {
+          return Effect.fail(
+            new SchemaIssue.InvalidValue({ message: `offset ${offset}: ${line.problem}` }, Option.some(map), options),
+          );
+        }
+        lines.push(`${offset} ${line}`);
+      }
+      return Effect.succeed(lines.join("\n"));
+    },
+  }),
+));
 
 export const IPBlockSpec = Schema.Struct({
   network: NetworkRef,
@@ -112,10 +150,11 @@ export const IPBlockSpec = Schema.Struct({
   /** Node whose allocator opened the block; others use it only when the pool has no other room. */
   node: Schema.optionalKey(Schema.String),
   /**
-   * Offset inside the block (decimal string) → owner (one line each, see Reservation). An atomic map: the
-   * apiserver's field manager tracks it as one field.
+   * Offset inside the block (decimal string) → owner. Stored as one text, a line `<offset> <reservation>` each
+   * (see Reservation), ordered by offset: a third less apiserver CPU per block write than a map of 64 strings
+   * (measured with real-sized pod UIDs and sandbox IDs), and still readable in `kubectl get ipb -o yaml`.
    */
-  reservations: Schema.Record(Schema.String, Reservation).annotate(openApi({ "x-kubernetes-map-type": "atomic" })),
+  reservations: Reservations,
 });
 export type IPBlockSpec = typeof IPBlockSpec.Type;
 

@@ -138,13 +138,16 @@ try {
     ref: { kind: "ClusterNetwork", name: "bench-danm-ipam", uid: ours.metadata.uid! },
     options: ours.spec.Options ?? {},
   };
+  // Owners as a cluster has them: UUID pod UIDs and 64-hex sandbox IDs make the stored blocks (and the apiserver's
+  // work per write) as big as in production; short made-up IDs would flatter the figures.
+  const hex64 = () => (crypto.randomUUID() + crypto.randomUUID()).replaceAll("-", "");
   const owner = (node: number, seq: number): Owner => ({
-    namespace: "bench",
-    pod: `p-${node}-${seq}`,
-    podUid: `u-${node}-${seq}`,
-    sandbox: `s-${node}-${seq}`,
+    namespace: "bench-ipam",
+    pod: `cnf-dataplane-${node}-${seq}-${hex64().slice(0, 5)}`,
+    podUid: crypto.randomUUID(),
+    sandbox: hex64(),
     iface: "eth1",
-    node: `node-${node}`,
+    node: `bench-worker-${node}`,
   });
 
   console.log(`workload: ${nodes} nodes × ${perNode} concurrent allocators, ${seconds}s each, one /16 network`);

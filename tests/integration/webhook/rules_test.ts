@@ -138,8 +138,8 @@ Deno.test({
         network: { kind: "DanmNet", namespace: "default", name, uid },
         family: "IPv4",
         cidr: "10.77.0.0/26",
-        // The stored one-line form of a reservation (core/api/ipam.ts).
-        reservations: { "9": `default/web-0 uid=u sandbox=s iface=eth1 node=n since=${new Date().toISOString()}` },
+        // The stored form of a block's reservations: a line `<offset> <reservation>` each (core/api/ipam.ts).
+        reservations: `9 default/web-0 uid=u sandbox=s iface=eth1 node=n since=${new Date().toISOString()}`,
       },
     });
     assertEquals(ipb.status, 201, messageOf(ipb));

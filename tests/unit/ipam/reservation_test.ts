@@ -1,5 +1,5 @@
 import { Schema } from "effect";
-import { Reservation } from "../../../core/api/ipam.ts";
+import { Reservation, Reservations } from "../../../core/api/ipam.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
 
 Deno.test("a reservation is stored as one readable line and read back exactly", () => {
@@ -40,4 +40,35 @@ Deno.test("malformed reservation lines and unencodable fields are refused", () =
     since: "t",
   });
   assertEquals(spaced._tag, "Failure");
+});
+
+Deno.test("a block's reservations are stored as one text, a line per offset in offset order, and read back", () => {
+  const r = (pod: string) => ({
+    pod: `ns/${pod}`,
+    podUid: `uid-${pod}`,
+    sandbox: `sb-${pod}`,
+    iface: "eth0",
+    node: "n1",
+    since: "2026-11-28T00:00:00.000Z",
+  });
+  const map = { "17": r("b"), "3": { ...r("a"), static: true }, "40": r("c") };
+  const text = Schema.encodeSync(Reservations)(map);
+  assertEquals(text.split("\n").map((l) => l.split(" ").slice(0, 2).join(" ")), ["3 ns/a", "17 ns/b", "40 ns/c"]);
+  assertEquals(Schema.decodeUnknownSync(Reservations)(text), map);
+  assertEquals(Schema.decodeUnknownSync(Reservations)(""), {});
+  assertEquals(Schema.encodeSync(Reservations)({}), "");
+});
+
+Deno.test("a reservations text with a bad offset, a bad line or an offset twice is refused", () => {
+  const line = "ns/p uid=u sandbox=s iface=eth0 node=n since=t";
+  for (
+    const [text, why] of [
+      [`x ${line}`, "expected `<offset> <reservation>`"],
+      [`5 ns/p uid=u`, "missing"],
+      [`5 ${line}\n5 ${line}`, "offset 5 appears twice"],
+    ] as const
+  ) {
+    const got = Schema.decodeUnknownResult(Reservations)(text);
+    assert(got._tag === "Failure" && got.failure.message.includes(why), `${text}: ${String(got)}`);
+  }
 });
