@@ -5,7 +5,6 @@
 // so it is usable by a retried ADD and reclaimable when the owner is gone. Writes are compare-and-swap on
 // the block's resourceVersion; blocks are created with a deterministic name, so two creators cannot both win.
 import { Effect, Option, Schema, SchemaIssue, SchemaTransformation } from "effect";
-import { openApi } from "./crdgen.ts";
 import { ObjectMeta } from "./meta.ts";
 import type { ResourceType } from "../ports/kube.ts";
 
