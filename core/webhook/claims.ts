@@ -267,7 +267,12 @@ export const makeClaims = (config: ClaimsConfig): Effect.Effect<Claims, never, K
         return won;
       });
 
-    const contended = (key: ClaimKey, holder: Holder, now: number): Effect.Effect<boolean, KubeError> =>
+    /**
+     * The Lease exists: ours if it is reclaimable and our takeover wins. A Lease that changes or goes under us (the
+     * reconciler deleting the claim of a network that was just deleted) is looked at again, a few times at most:
+     * giving up there would skip a free ID.
+     */
+    const contended = (key: ClaimKey, holder: Holder, now: number, round = 1): Effect.Effect<boolean, KubeError> =>
       Effect.gen(function* () {
         const lease = yield* getLease(key);
         if (lease === undefined) {
@@ -279,12 +284,10 @@ export const makeClaims = (config: ClaimsConfig): Effect.Effect<Claims, never, K
         }
         if (parseHolder(lease.spec?.holderIdentity)?.nonce === holder.nonce) return true; // our own retry
         if (!(yield* reclaimable(lease, key))) return false;
+        const again = () => (round < 3 ? contended(key, holder, now, round + 1) : Effect.succeed(false));
         return yield* kube.update(LeaseResource, leaseFor(key, holder, now, lease)).pipe(
           Effect.as(true),
-          Effect.catchTags({
-            KubeConflict: () => Effect.succeed(false),
-            KubeNotFound: () => Effect.succeed(false),
-          }),
+          Effect.catchTags({ KubeConflict: again, KubeNotFound: again }),
         );
       });
 
