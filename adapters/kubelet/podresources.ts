@@ -1,5 +1,5 @@
 // The live PodDevices: device IDs from the kubelet PodResources gRPC API (v1) on its unix socket, the PF behind a
-// VF from sysfs — what DANM gets through Multus's kubeletclient and sriov-cni's utils (danm-spec §4.8).
+// VF and the driver a device is bound to from sysfs — what DANM gets through Multus's kubeletclient and sriov-cni's utils (danm-spec §4.8).
 //
 // gRPC is spoken directly: Deno's fetch over the unix socket with HTTP/2 prior knowledge, one length-prefixed
 // protobuf message each way. `Get` (one pod; beta and on by default since Kubernetes 1.34) is asked first; a kubelet
@@ -201,7 +201,33 @@ export const makePodResourcesDevices = (options: PodResourcesOptions = {}) =>
         return names[0];
       });
 
-    return { devices, physicalFunction } satisfies PodDevicesService;
+    const driver: PodDevicesService["driver"] = (deviceId) =>
+      Effect.gen(function* () {
+        if (!pciAddress.test(deviceId)) {
+          return yield* new DeviceError({
+            pod: "-",
+            resource: deviceId,
+            reason: "not a PCI address (expected e.g. 0000:81:10.1)",
+          });
+        }
+        const link = `${sysfs}/bus/pci/devices/${deviceId}/driver`;
+        return yield* Effect.tryPromise({
+          try: () => Deno.readLink(link).then((target) => target.split("/").pop() || undefined),
+          catch: (e) => e,
+        }).pipe(
+          Effect.catch((e) =>
+            e instanceof Deno.errors.NotFound ? Effect.succeed(undefined) : Effect.fail(
+              new DeviceError({
+                pod: "-",
+                resource: deviceId,
+                reason: `cannot read ${link}: ${e instanceof Error ? e.message : e}`,
+              }),
+            )
+          ),
+        );
+      });
+
+    return { devices, physicalFunction, driver } satisfies PodDevicesService;
   });
 
 export const layerPodResourcesDevices = (options: PodResourcesOptions = {}): Layer.Layer<PodDevices> =>

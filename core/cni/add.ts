@@ -25,6 +25,7 @@ import {
   withCniArgs,
   withIpam,
 } from "./attach/delegate.ts";
+import { createDpdkInterface, dpdkDrivers } from "./attach/dpdk.ts";
 import { createIpvlan } from "./attach/ipvlan.ts";
 import { PodDevices } from "./devices.ts";
 import { delSandbox, teardown, type TeardownItem } from "./del.ts";
@@ -54,6 +55,8 @@ interface Progress {
   epName?: string;
   rules: RuleRecord[];
   addresses: string[];
+  /** Links danm created in the pod beside the delegate's (the DPDK dummy and its VLAN). */
+  ownLinks: string[];
 }
 
 interface Outcome {
@@ -89,6 +92,7 @@ const recordOf = (plan: AttachmentPlan, p: Progress, extra: Partial<AttachmentRe
   ...(p.delegateResult !== undefined ? { delegateResult: p.delegateResult } : {}),
   ...(p.addresses.length > 0 ? { addresses: p.addresses } : {}),
   ...(p.rules.length > 0 ? { rules: p.rules } : {}),
+  ...(p.ownLinks.length > 0 ? { ownLinks: p.ownLinks } : {}),
   ...extra,
 });
 
@@ -103,6 +107,7 @@ const teardownItem = (plan: AttachmentPlan, p: Progress): TeardownItem => ({
   ...(plan.ipam ? { ipam: plan.ipam.ref } : {}),
   ...(p.epName ? { epName: p.epName } : {}),
   rules: p.rules,
+  ownLinks: p.ownLinks,
 });
 
 /** The addresses of a delegate's result that sit on pod-side interfaces (all of them when it names none). */
@@ -145,6 +150,9 @@ const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
     let device = plan.device;
     const backend = plan.backend;
     const kind = plan.network.kind;
+    const epName = crypto.randomUUID();
+    /** A VF bound to a DPDK driver: danm adds the kernel-visible stand-in after the delegate. */
+    let dpdk = false;
 
     /** Creates the interface; its CNI result. */
     const createInterface = Effect.gen(function* () {
@@ -196,6 +204,8 @@ const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
           device = assigned;
           const devices = yield* PodDevices;
           const master = yield* devices.physicalFunction(assigned).pipe(step(`find the PF of ${assigned}`));
+          const driver = yield* devices.driver(assigned).pipe(step(`find the driver of ${assigned}`));
+          dpdk = driver !== undefined && dpdkDrivers.has(driver);
           chain = sriovConfig({
             networkId: backend.networkId,
             master,
@@ -228,6 +238,18 @@ const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
       p.delegate = chain;
       const out = yield* chainAdd(chain, invocation).pipe(step(`${chain.source} ADD`));
       p.delegateResult = out.raw;
+      if (dpdk && device) {
+        yield* createDpdkInterface({
+          pod: ctx.podNs,
+          ifName: plan.ifName,
+          epName,
+          vlan: backend._tag === "Sriov" ? backend.vlan : undefined,
+          pci: device,
+          mac: out.result.interfaces.find((i) => i.name === plan.ifName)?.mac,
+          addresses: p.addresses,
+          created: p.ownLinks,
+        });
+      }
       if (!plan.ipam) {
         // The delegate's own IPAM decided: record its addresses (DANM: the last of each family wins).
         p.addresses = delegateAddresses(out.result);
@@ -240,7 +262,7 @@ const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
     /** The DanmEp (danm networks only; NAD attachments are reported through network-status). */
     const createEp = Effect.gen(function* () {
       if (!isNetworkKind(kind)) return;
-      const name = crypto.randomUUID();
+      const name = epName;
       p.epName = name;
       yield* createEndpoint(buildEndpoint({
         name,
@@ -409,7 +431,7 @@ export const add = (inv: Invocation, conf: DanmNetConf) =>
           yield* delSandbox({ containerId: inv.containerId, cniPath: inv.path, cniDir: conf.config.cniDir });
         }
 
-        const progress: Progress[] = plans.map(() => ({ rules: [], addresses: [] }));
+        const progress: Progress[] = plans.map(() => ({ rules: [], addresses: [], ownLinks: [] }));
         const planned: SandboxRecord = {
           containerId: inv.containerId,
           netns: inv.netns,

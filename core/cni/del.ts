@@ -41,6 +41,8 @@ export interface TeardownItem {
   readonly ipam?: IpamRef;
   readonly epName?: string;
   readonly rules: ReadonlyArray<RuleRecord>;
+  /** Links danm made beside a delegate's (DPDK dummy and VLAN): deleted after the delegate's DEL. */
+  readonly ownLinks?: ReadonlyArray<string>;
 }
 
 export interface TeardownTarget {
@@ -95,6 +97,11 @@ export const teardown = (t: TeardownTarget) =>
           if (pod && item.backend !== "delegate") {
             yield* attempt(linkGone(pod.deleteLink(item.ifName)).pipe(step(`delete ${item.ifName}`)));
           }
+          if (pod) {
+            for (const link of item.ownLinks ?? []) {
+              yield* attempt(linkGone(pod.deleteLink(link)).pipe(step(`delete ${link}`)));
+            }
+          }
           if (item.ipam) {
             yield* attempt(
               ipam.release({ ref: item.ipam, options: {} }, {
@@ -129,6 +136,7 @@ export const itemFromRecord = (a: AttachmentRecord): TeardownItem => ({
   ...(a.ipam ? { ipam: a.ipam } : {}),
   ...(a.epName ? { epName: a.epName } : {}),
   rules: a.rules ?? [],
+  ...(a.ownLinks ? { ownLinks: a.ownLinks } : {}),
 });
 
 /**

@@ -15,6 +15,8 @@ export interface PodDevicesService {
   ) => Effect.Effect<ReadonlyArray<string>, DeviceError>;
   /** The PF netdev name of a VF (DANM: sysfs physfn/net). */
   readonly physicalFunction: (deviceId: string) => Effect.Effect<string, DeviceError>;
+  /** The kernel driver the device is bound to (sysfs driver link); undefined when none is. */
+  readonly driver: (deviceId: string) => Effect.Effect<string | undefined, DeviceError>;
 }
 
 export class PodDevices extends Context.Service<PodDevices, PodDevicesService>()("danm/core/cni/PodDevices") {}
@@ -29,4 +31,6 @@ export const noPodDevices: PodDevicesService = {
     ),
   physicalFunction: (deviceId) =>
     Effect.fail(new DeviceError({ pod: "-", resource: deviceId, reason: unavailable("PF lookup") })),
+  driver: (deviceId) =>
+    Effect.fail(new DeviceError({ pod: "-", resource: deviceId, reason: unavailable("driver lookup") })),
 };

@@ -32,6 +32,8 @@ export const AttachmentRecord = Schema.Struct({
   /** The interface's addresses ("10.0.0.5/24"). */
   addresses: Schema.optionalKey(Schema.Array(Schema.String)),
   rules: Schema.optionalKey(Schema.Array(RuleRecord)),
+  /** Links danm created in the pod beside the delegate's (DPDK dummy and VLAN), deleted after the delegate's DEL. */
+  ownLinks: Schema.optionalKey(Schema.Array(Schema.String)),
 });
 export type AttachmentRecord = typeof AttachmentRecord.Type;
 

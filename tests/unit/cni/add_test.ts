@@ -578,6 +578,7 @@ Deno.test("sriov: with a device source, the generated config names the popped de
     podDevices: {
       devices: () => Effect.succeed(["0000:01:00.1", "0000:01:00.2"]),
       physicalFunction: () => Effect.succeed("ens1f0"),
+      driver: () => Effect.succeed("iavf"),
     },
   });
   try {
@@ -622,6 +623,63 @@ Deno.test("sriov: with a device source, the generated config names the popped de
     assertEquals(status[0]["device-info"], { type: "pci", version: "1.1.0", pci: { "pci-address": "0000:01:00.2" } });
   } finally {
     await w.dispose();
+  }
+});
+
+Deno.test("sriov DPDK: a VF on vfio-pci gets a dummy stand-in (alias = PCI, the VF's MAC, danm's address); with a VLAN the name sits on a VLAN link; DEL removes them", async () => {
+  for (const vlan of [undefined, 300]) {
+    const w = await makeWorld({
+      podDevices: {
+        devices: () => Effect.succeed(["0000:01:00.4"]),
+        physicalFunction: () => Effect.succeed("ens1f0"),
+        driver: () => Effect.succeed("vfio-pci"),
+      },
+    });
+    try {
+      // sriov-cni in DPDK mode moves no netdev; it reports the VF's MAC.
+      w.process.register("/opt/cni/bin/sriov", (inv) =>
+        Effect.succeed(
+          inv.env.CNI_COMMAND !== "ADD" ? {} : {
+            stdout: JSON.stringify({
+              cniVersion: "1.1.0",
+              interfaces: [{ name: inv.env.CNI_IFNAME, mac: "5a:11:22:33:44:55", sandbox: inv.env.CNI_NETNS }],
+            }),
+          },
+        ));
+      w.fs.seed({ "/opt/cni/bin/sriov": "" });
+      await createNetwork(w, "DanmNet", "dp", {
+        NetworkID: "dpnet",
+        NetworkType: "sriov",
+        Options: { device_pool: "intel.com/dpdk_vfs", cidr: "10.81.0.0/24", ...(vlan ? { vlan } : {}) },
+      });
+      const pod = await createPod(w, "p20", {
+        "danm.io/interfaces": JSON.stringify([{ network: "dp", ip: "dynamic" }]),
+      });
+      const sb = sandbox(w);
+      const r = await w.call("danm", cniEnv("ADD", sb, pod), danmConf());
+      assertEquals(r.code, 0, r.stdout);
+      const [ep] = await endpointsOf(w);
+      const links = await inPod(w, sb.netns, (p) => p.links());
+      const eth0 = links.find((l) => l.name === "eth0")!;
+      assertEquals([eth0.kind, eth0.alias, eth0.up], [vlan ? "vlan" : "dummy", "0000:01:00.4", true]);
+      if (vlan) {
+        const parent = links.find((l) => l.index === eth0.parent)!;
+        assertEquals([parent.name, parent.kind, parent.mac, eth0.vlan?.id], [
+          ep.metadata.name!.slice(0, 14),
+          "dummy",
+          "5a:11:22:33:44:55",
+          300,
+        ]);
+      } else assertEquals(eth0.mac, "5a:11:22:33:44:55");
+      const addrs = await inPod(w, sb.netns, (p) => p.addresses({ link: "eth0", family: 4 }));
+      assertEquals(addrs.map((a) => a.cidr), ["10.81.0.1/24"]);
+      const d = await w.call("danm", cniEnv("DEL", sb, pod), danmConf());
+      assertEquals(d.code, 0, d.stdout);
+      assertEquals(await podLinks(w, sb.netns), ["lo"]);
+      assertEquals((await reservations(w)).length, 0);
+    } finally {
+      await w.dispose();
+    }
   }
 });
 
