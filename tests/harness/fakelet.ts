@@ -71,6 +71,8 @@ const randomHex = (bytes: number) =>
 
 export class Fakelet {
   readonly sandboxes = new Map<string, Sandbox>();
+  /** Pods whose sandbox the runtime lost and that this controller leaves alone from then on (see lose()). */
+  private readonly lost = new Set<string>();
   private readonly busy = new Map<string, Promise<unknown>>();
   private watcher: Fiber.Fiber<unknown, unknown> | undefined;
 
@@ -246,9 +248,23 @@ export class Fakelet {
     });
   }
 
+  /**
+   * The runtime loses a pod's sandbox without a DEL (a node crash) and the controller does not start it again:
+   * what CNI GC exists for. Returns the lost sandbox. (A real kubelet would start a new sandbox; a test that wants
+   * GC to free exactly the old one must keep a status update of the pod from doing that here.)
+   */
+  lose(namespace: string, name: string): Sandbox | undefined {
+    const key = `${namespace}/${name}`;
+    const sb = this.sandboxes.get(key);
+    this.sandboxes.delete(key);
+    this.lost.add(key);
+    return sb;
+  }
+
   private onPod(pod: Pod, deleted: boolean): void {
     const namespace = pod.metadata.namespace ?? "", name = pod.metadata.name ?? "";
     const key = `${namespace}/${name}`;
+    if (this.lost.has(key)) return;
     const phase = pod.status?.phase;
     if (deleted || pod.metadata.deletionTimestamp) {
       void this.serial(key, async () => {

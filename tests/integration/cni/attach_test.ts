@@ -319,8 +319,7 @@ Deno.test({
       assertEquals((await n.reservations(net.metadata.uid!)).length, 2);
 
       // The runtime loses the sandbox without a DEL (node crash): its namespace is gone, danm still holds it.
-      const lost = n.fakelet.sandboxes.get(`default/lost-${r}`)!;
-      n.fakelet.sandboxes.delete(`default/lost-${r}`);
+      const lost = n.fakelet.lose("default", `lost-${r}`)!;
       await run(["ip", "netns", "del", lost.netnsName]);
       const [gc] = await n.fakelet.gc();
       assertEquals([gc.code, gc.stdout], [0, ""]);
