@@ -32,6 +32,7 @@ import {
 } from "../../core/api/k8s.ts";
 import { serviceSelection } from "../../core/api/annotations.ts";
 import { makeHandler } from "../../core/cni/node.ts";
+import { simDevicePlugin } from "./devices.ts";
 import { status as networkStatus } from "../../core/ctl/commands.ts";
 import { make as makeNetwatcher } from "../../core/netwatcher/agent.ts";
 import { runController } from "../../core/svcwatcher/controller.ts";
@@ -127,6 +128,7 @@ export const runEmbedded = (
 
     // Nodes: a simulated kernel each, with the host NICs, and the Node object.
     const nodes = simNodes(scenario.objects);
+    errors.push(...nodes.flatMap((n) => n.problems.map((e) => e.message)));
     const fsState = new MemoryFileSystem();
     const fsLayer = layerMemoryFs(fsState);
     const ctxs = new Map<string, NodeCtx>();
@@ -166,6 +168,7 @@ export const runEmbedded = (
         stateDir: `/run/danm/${node.name}/sandboxes`,
         delegatePath: binDir,
         attachTimeoutMs: 10_000,
+        podDevices: simDevicePlugin(node, kube),
       }).pipe(Effect.provide(services));
       ctxs.set(node.name, {
         node,
@@ -450,6 +453,7 @@ const podInterfaces = (kube: KubeService, ctx: NodeCtx, ref: NetnsRef, namespace
         type: l.kind,
         ips,
         ...(l.mac ? { mac: l.mac } : {}),
+        ...(ep?.spec.Interface.DeviceID ? { device: ep.spec.Interface.DeviceID } : {}),
         routes: [...own, ...ruleText],
       });
     }

@@ -13,6 +13,8 @@ export interface SimPodInterface {
   /** Addresses with prefix. */
   readonly ips: ReadonlyArray<string>;
   readonly mac?: string;
+  /** The device-plugin device behind the interface (an SR-IOV VF's PCI address). */
+  readonly device?: string;
   /** Routes with a gateway ("dst via gw [table N]") and policy rules ("from … lookup N"). */
   readonly routes: ReadonlyArray<string>;
 }
@@ -77,7 +79,7 @@ export function renderOutcome(o: SimOutcome): string {
         k === 0 ? p.node : "",
         i.name,
         i.network ? `${i.network}${i.kind && i.kind !== "DanmNet" ? ` (${i.kind})` : ""}` : "-",
-        i.type,
+        i.device ? `VF ${i.device}` : i.type,
         i.ips.join(", ") || "-",
         i.routes.join("; "),
       ])

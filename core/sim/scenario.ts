@@ -154,27 +154,85 @@ export const hostInterfacesAnnotation = "sim.danm.io/host-interfaces";
 export const defaultHostInterfaces = ["eth0", "ens3", "ens4", "ens5"] as const;
 export const defaultNodes = ["node-1", "node-2"] as const;
 
+/**
+ * Annotation on a scenario `Node`: the SR-IOV pools its simulated device plugin offers, comma-separated
+ * `<resource>=<PF>:<number of VFs>`, e.g. "nokia.k8s.io/sriov_ens1f0=ens1f0:8". Pods get VFs by requesting the
+ * resource in their containers' limits (or requests), as with a real device plugin.
+ */
+export const sriovPoolsAnnotation = "sim.danm.io/sriov-pools";
+
+export interface SimDevicePool {
+  readonly resource: string;
+  readonly pf: string;
+  /** The VFs' PCI addresses, in the order the device plugin hands them out. */
+  readonly deviceIds: ReadonlyArray<string>;
+}
+
 export interface SimNode {
   readonly name: string;
   readonly hostInterfaces: ReadonlyArray<string>;
   readonly labels: Readonly<Record<string, string>>;
   /** The node's IPv4 address on its first host interface, for unicast VXLAN and the Node object. */
   readonly address: string;
+  readonly devicePools: ReadonlyArray<SimDevicePool>;
+  /** Malformed parts of the node's sim annotations (the rest of the node is used). */
+  readonly problems: ReadonlyArray<ScenarioError>;
+}
+
+const poolEntry = /^([A-Za-z0-9.-]+\/[A-Za-z0-9_.-]+)=([A-Za-z0-9_.-]{1,15}):([1-9][0-9]{0,2})$/;
+
+/** Deterministic PCI addresses for pool `p` of a node: bus 0x81 + p, VFs from device 0x10, eight functions each. */
+const vfAddress = (p: number, k: number) =>
+  `0000:${(0x81 + p).toString(16)}:${(0x10 + Math.floor(k / 8)).toString(16).padStart(2, "0")}.${k % 8}`;
+
+function devicePools(text: unknown, source: Source, node: string): Pick<SimNode, "devicePools" | "problems"> {
+  if (text === undefined) return { devicePools: [], problems: [] };
+  const pools: SimDevicePool[] = [], problems: ScenarioError[] = [];
+  const entries = typeof text === "string" ? text.split(",").map((e) => e.trim()).filter(Boolean) : [String(text)];
+  for (const entry of entries) {
+    const m = typeof text === "string" ? poolEntry.exec(entry) : null;
+    if (!m || pools.some((p) => p.resource === m[1])) {
+      problems.push(
+        new ScenarioError({
+          file: source.file,
+          object: `Node ${node}`,
+          field: `metadata.annotations["${sriovPoolsAnnotation}"]`,
+          reason: m
+            ? `resource ${m[1]} appears twice`
+            : `"${entry}" is not <resource>=<PF>:<VFs> (e.g. nokia.k8s.io/sriov_ens1f0=ens1f0:8, 1–999 VFs)`,
+        }),
+      );
+      continue;
+    }
+    const index = pools.length;
+    pools.push({
+      resource: m[1],
+      pf: m[2],
+      deviceIds: Array.from({ length: Number(m[3]) }, (_, k) => vfAddress(index, k)),
+    });
+  }
+  return { devicePools: pools, problems };
 }
 
 export function simNodes(objects: ReadonlyArray<ScenarioObject>): SimNode[] {
   const nodes = objects.filter((o) => o.kind === "Node");
-  const named: Array<{ name: string; raw: JsonObject }> = nodes.length
-    ? nodes.map((n) => ({ name: n.name, raw: n.raw }))
-    : defaultNodes.map((name) => ({ name, raw: {} }));
-  return named.map(({ name, raw }, i) => {
+  const named: Array<{ name: string; raw: JsonObject; source: Source }> = nodes.length
+    ? nodes.map((n) => ({ name: n.name, raw: n.raw, source: n.source }))
+    : defaultNodes.map((name) => ({ name, raw: {}, source: { file: "(default nodes)", document: 0 } }));
+  return named.map(({ name, raw, source }, i) => {
     const meta: JsonObject = isObject(raw.metadata) ? raw.metadata : {};
     const annotations: JsonObject = isObject(meta.annotations) ? meta.annotations : {};
     const labels = isObject(meta.labels) ? meta.labels as Record<string, string> : {};
     const list = typeof annotations[hostInterfacesAnnotation] === "string"
       ? (annotations[hostInterfacesAnnotation] as string).split(",").map((s) => s.trim()).filter(Boolean)
       : [...defaultHostInterfaces];
-    return { name, hostInterfaces: list, labels, address: `192.168.100.${11 + i}` };
+    return {
+      name,
+      hostInterfaces: list,
+      labels,
+      address: `192.168.100.${11 + i}`,
+      ...devicePools(annotations[sriovPoolsAnnotation], source, name),
+    };
   });
 }
 

@@ -109,3 +109,71 @@ Deno.test("sim CLI: -o json prints one document with pods, nodes, services and r
   const err = new TextDecoder().decode(bad.stderr);
   assert(err.includes("/nonexistent-scenario.yaml"), err);
 });
+
+Deno.test("sim: SR-IOV — the nodes' simulated device plugins hand each pod the VF it requests; danm pops and reports it", async () => {
+  const o = await simulate(`${repoRoot}/k8s/examples/sriov.yaml`);
+  assertEquals([o.errors, o.rejected], [[], []]);
+  assertEquals(o.pods.map((p) => p.status), ["Running", "Running", "Running", "Running"]);
+  const vfs = o.pods.map((p) => {
+    const fh = p.interfaces.find((i) => i.network === "fronthaul")!;
+    return `${p.node} ${fh.name} ${fh.device}`;
+  }).sort();
+  // Four VFs per node, one per pod, handed out in order; a VF is never given twice on a node.
+  assertEquals(vfs, [
+    "worker-1 eth1 0000:81:10.0",
+    "worker-1 eth1 0000:81:10.1",
+    "worker-2 eth1 0000:81:10.0",
+    "worker-2 eth1 0000:81:10.1",
+  ]);
+});
+
+Deno.test("sim: SR-IOV — a malformed pool is named; a pod without the resource is refused, one asking too much fails", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const pod = (name: string, limits: string) => `
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+  namespace: default
+  annotations:
+    danm.io/interfaces: '[{"network": "vf"}]'
+spec:
+  containers:
+    - name: c
+      image: x${limits}
+`;
+    await Deno.writeTextFile(
+      `${dir}/s.yaml`,
+      [
+        `
+apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+  annotations:
+    sim.danm.io/sriov-pools: "nokia.k8s.io/vf=ens1f0:1, broken"
+`,
+        `
+apiVersion: danm.io/v1
+kind: DanmNet
+metadata: { name: vf, namespace: default }
+spec: { NetworkID: vf, NetworkType: sriov, Options: { device_pool: nokia.k8s.io/vf } }
+`,
+        pod("none", ""),
+        pod("two", '\n      resources: { limits: { nokia.k8s.io/vf: "2" } }'),
+      ].join("---"),
+    );
+    const o = await simulate(`${dir}/s.yaml`);
+    assertEquals(o.errors.length, 1);
+    assert(o.errors[0].includes(`"broken" is not <resource>=<PF>:<VFs>`), o.errors[0]);
+    // Without the resource the webhook refuses the pod; asking for more VFs than the node has fails its ADD.
+    assertEquals(o.rejected.map((r) => r.name), ["none"]);
+    assert(o.rejected[0].reason.includes("the containers request 0"), o.rejected[0].reason);
+    const two = o.pods.find((p) => p.name === "two")!;
+    assertEquals(two.status, "Failed");
+    assert(two.error!.includes("node n1 has 1 free VF(s) of nokia.k8s.io/vf, the pod requests 2"), two.error);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
