@@ -69,6 +69,8 @@ const IFLA_VXLAN = {
   LOCAL: 4,
   TTL: 5,
   LEARNING: 7,
+  L2MISS: 13,
+  L3MISS: 14,
   PORT: 15,
   GROUP6: 16,
   LOCAL6: 17,
@@ -221,6 +223,8 @@ function decodeVxlan(d: Attrs): Link["vxlan"] {
     vni: d.u32(IFLA_VXLAN.ID) ?? 0,
     port: d.be16(IFLA_VXLAN.PORT) ?? 0,
     learning: (d.u8(IFLA_VXLAN.LEARNING) ?? 0) !== 0,
+    l2miss: (d.u8(IFLA_VXLAN.L2MISS) ?? 0) !== 0,
+    l3miss: (d.u8(IFLA_VXLAN.L3MISS) ?? 0) !== 0,
     ttl: d.u8(IFLA_VXLAN.TTL) ?? 0,
   };
   if (raw && remote) {
@@ -260,6 +264,8 @@ export type KindInfo =
     readonly remote?: Uint8Array;
     readonly local?: Uint8Array;
     readonly learning: boolean;
+    readonly l2miss: boolean;
+    readonly l3miss: boolean;
     readonly dev?: number;
     readonly ttl?: number;
   }
@@ -298,6 +304,8 @@ export function writeLinkInfo(w: Writer, k: KindInfo): void {
           if (k.dev !== undefined) w.attrU32(IFLA_VXLAN.LINK, k.dev);
           if (k.ttl !== undefined) w.attrU8(IFLA_VXLAN.TTL, k.ttl);
           w.attrU8(IFLA_VXLAN.LEARNING, k.learning ? 1 : 0);
+          w.attrU8(IFLA_VXLAN.L2MISS, k.l2miss ? 1 : 0);
+          w.attrU8(IFLA_VXLAN.L3MISS, k.l3miss ? 1 : 0);
         });
         break;
       case "bridge":

@@ -174,6 +174,8 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
           vni: spec.vni,
           port: spec.port ?? 4789,
           learning: spec.learning ?? true,
+          l2miss: spec.l2miss ?? false,
+          l3miss: spec.l3miss ?? false,
           ...(remote ? { remote: remote.bytes } : {}),
           ...(local ? { local: local.bytes } : {}),
           ...(spec.dev !== undefined ? { dev: indexOf(spec.dev) } : {}),

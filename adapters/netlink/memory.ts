@@ -100,7 +100,17 @@ interface MLink {
   macvlanMode?: MacvlanMode;
   /** The ipvlan port of a lower device: one mode and flag shared by all its ipvlans. */
   ipvlanPort?: { mode: IpvlanMode; flag: IpvlanFlag };
-  vxlan?: { vni: number; port: number; remote?: Ip; local?: Ip; learning: boolean; dev?: MLink; ttl: number };
+  vxlan?: {
+    vni: number;
+    port: number;
+    remote?: Ip;
+    local?: Ip;
+    learning: boolean;
+    l2miss: boolean;
+    l3miss: boolean;
+    dev?: MLink;
+    ttl: number;
+  };
   sysctls: Map<string, string>;
   fdb: FdbEntry[];
 }
@@ -443,6 +453,8 @@ export class MemoryKernel {
         vni: v.vni,
         port: v.port,
         learning: v.learning,
+        l2miss: v.l2miss,
+        l3miss: v.l3miss,
         ttl: v.ttl,
         ...(v.remote
           ? (isMulticast(v.remote) ? { group: formatIp(v.remote.bytes) } : { remote: formatIp(v.remote.bytes) })
@@ -540,7 +552,14 @@ export class MemoryKernel {
             fail(Errno.EEXIST, "A VXLAN device with the specified VNI already exists");
           }
         }
-        const vx = { vni: spec.vni, port, learning: spec.learning ?? true, ttl: spec.ttl ?? 0 };
+        const vx = {
+          vni: spec.vni,
+          port,
+          learning: spec.learning ?? true,
+          l2miss: spec.l2miss ?? false,
+          l3miss: spec.l3miss ?? false,
+          ttl: spec.ttl ?? 0,
+        };
         const info = { ...vx, ...(remote ? { remote } : {}), ...(local ? { local } : {}), ...(dev ? { dev } : {}) };
         if (spec.mtu !== undefined) this.checkMtu({ kind: "vxlan", vxlan: info }, spec.mtu);
         const headroom = remote?.family === 6 || local?.family === 6 ? 70 : 50;

@@ -77,7 +77,10 @@ function underlayAddress(addresses: ReadonlyArray<Address>): { address: string; 
   return pick ? { address: canon(pick.address)!, family: pick.family } : undefined;
 }
 
-/** Why an existing link is not the wanted one, or undefined when it is (MTU and up state aside). */
+/**
+ * Why an existing link is not the wanted one, or undefined when it is (MTU and up state aside). The miss flags are
+ * not compared: the kernel cannot change them in place, and recreating a VXLAN would take its pods' interfaces along.
+ */
 function drift(l: Link, w: Wanted): string | undefined {
   const s = w.spec;
   if (l.kind !== s.kind) return `kind ${l.kind}, wanted ${s.kind}`;
@@ -107,7 +110,10 @@ function linkSpec(w: Wanted): LinkSpec {
     port: VxlanPort,
     dev: w.parent.index,
     mtu: w.mtu,
+    // DANM's VXLAN: learning, l2miss and l3miss on.
     learning: true,
+    l2miss: true,
+    l3miss: true,
     ...(w.local === undefined ? {} : { local: w.local }),
     ...(w.group === undefined ? {} : { group: w.group }),
   };

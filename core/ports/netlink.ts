@@ -53,6 +53,9 @@ export interface VxlanInfo {
   readonly remote?: string;
   readonly local?: string;
   readonly learning: boolean;
+  /** Netlink notifications on FDB (l2miss) and neighbour (l3miss) misses, for a control plane to fill them. */
+  readonly l2miss: boolean;
+  readonly l3miss: boolean;
   /** ifindex of the underlay device. */
   readonly dev?: number;
   /** 0 = inherit. */
@@ -125,6 +128,9 @@ export type LinkSpec =
     readonly local?: string;
     /** Default true, as in the kernel. */
     readonly learning?: boolean;
+    /** Default false, as in the kernel. */
+    readonly l2miss?: boolean;
+    readonly l3miss?: boolean;
     readonly dev?: LinkSel;
     readonly ttl?: number;
   }

@@ -912,45 +912,84 @@ contract(
   },
 );
 
-contract("vxlan: VNI, port, remote/local, learning, underlay MTU, VNI rules", "vxlan", ["veth"], async (fx) => {
-  const s = await fx.scratch("vx");
-  await run(
-    fx,
-    Effect.gen(function* () {
-      const ns = yield* handle(s);
-      yield* ns.createLink({ kind: "veth", name: "u0", peer: { name: "u1" }, mtu: 9000 });
-      yield* ns.createLink({ kind: "vxlan", name: "vx_a", vni: 100, local: "10.90.0.1", learning: false, dev: "u0" });
-      yield* ns.createLink({ kind: "vxlan", name: "vx_b", vni: 101, port: 8472, remote: "10.90.0.2", ttl: 16 });
-      yield* ns.createLink({ kind: "vxlan", name: "vx_c", vni: 102, group: "239.1.1.1", dev: "u0" });
-      const u0 = yield* ns.link("u0");
-      const va = yield* ns.link("vx_a"), vb = yield* ns.link("vx_b"), vc = yield* ns.link("vx_c");
-      assertEquals(va.vxlan, { vni: 100, port: 4789, local: "10.90.0.1", learning: false, dev: u0.index, ttl: 0 });
-      assertEquals(vb.vxlan, { vni: 101, port: 8472, remote: "10.90.0.2", learning: true, ttl: 16 });
-      assertEquals([vc.vxlan?.group, vc.vxlan?.remote], ["239.1.1.1", undefined]);
-      assertEquals([va.mtu, vb.mtu], [8950, 1500]);
-      if (s.ip) {
-        const seen = yield* observe(s, IpLink, "-d", "link", "show", "dev", "vx_a");
-        const d = seen[0].linkinfo?.info_data ?? {};
-        assertEquals([d.id, d.port, d.local, d.learning, d.link], [100, 4789, "10.90.0.1", false, "u0"]);
-      }
-      yield* expectFail(
-        ns.createLink({ kind: "vxlan", name: "vx_d", vni: 100, dev: "u0" }),
-        "NetlinkExists",
-        /^create link vx_d \(vxlan\): exists/,
-      );
-      yield* expectFail(ns.createLink({ kind: "vxlan", name: "vx_d", vni: 0 }), "NetlinkInvalid");
-      yield* expectFail(ns.createLink({ kind: "vxlan", name: "vx_d", vni: 16777216 }), "NetlinkInvalid");
-      yield* expectFail(ns.createLink({ kind: "vxlan", name: "vx_d", vni: 5, group: "239.1.1.2" }), "NetlinkInvalid");
-      yield* expectFail(ns.createLink({ kind: "vxlan", name: "vx_d", vni: 5, dev: "zz0" }), "NetlinkNotFound");
-      yield* ns.createLink({ kind: "vxlan", name: "vx_d", vni: 16777215 });
-      // A VXLAN dies with its underlay device.
-      yield* ns.deleteLink("u0");
-      assertEquals(names(yield* ns.links()), ["lo", "vx_b", "vx_d"]);
-      yield* ns.deleteLink("vx_b");
-      yield* ns.deleteLink("vx_d");
-    }),
-  );
-});
+contract(
+  "vxlan: VNI, port, remote/local, learning, l2miss/l3miss, underlay MTU, VNI rules",
+  "vxlan",
+  ["veth"],
+  async (fx) => {
+    const s = await fx.scratch("vx");
+    await run(
+      fx,
+      Effect.gen(function* () {
+        const ns = yield* handle(s);
+        yield* ns.createLink({ kind: "veth", name: "u0", peer: { name: "u1" }, mtu: 9000 });
+        yield* ns.createLink({
+          kind: "vxlan",
+          name: "vx_a",
+          vni: 100,
+          local: "10.90.0.1",
+          learning: false,
+          l2miss: true,
+          l3miss: true,
+          dev: "u0",
+        });
+        yield* ns.createLink({ kind: "vxlan", name: "vx_b", vni: 101, port: 8472, remote: "10.90.0.2", ttl: 16 });
+        yield* ns.createLink({ kind: "vxlan", name: "vx_c", vni: 102, group: "239.1.1.1", dev: "u0" });
+        const u0 = yield* ns.link("u0");
+        const va = yield* ns.link("vx_a"), vb = yield* ns.link("vx_b"), vc = yield* ns.link("vx_c");
+        assertEquals(va.vxlan, {
+          vni: 100,
+          port: 4789,
+          local: "10.90.0.1",
+          learning: false,
+          l2miss: true,
+          l3miss: true,
+          dev: u0.index,
+          ttl: 0,
+        });
+        assertEquals(vb.vxlan, {
+          vni: 101,
+          port: 8472,
+          remote: "10.90.0.2",
+          learning: true,
+          l2miss: false,
+          l3miss: false,
+          ttl: 16,
+        });
+        assertEquals([vc.vxlan?.group, vc.vxlan?.remote], ["239.1.1.1", undefined]);
+        assertEquals([va.mtu, vb.mtu], [8950, 1500]);
+        if (s.ip) {
+          const seen = yield* observe(s, IpLink, "-d", "link", "show", "dev", "vx_a");
+          const d = seen[0].linkinfo?.info_data ?? {};
+          assertEquals([d.id, d.port, d.local, d.learning, d.l2miss, d.l3miss, d.link], [
+            100,
+            4789,
+            "10.90.0.1",
+            false,
+            true,
+            true,
+            "u0",
+          ]);
+        }
+        yield* expectFail(
+          ns.createLink({ kind: "vxlan", name: "vx_d", vni: 100, dev: "u0" }),
+          "NetlinkExists",
+          /^create link vx_d \(vxlan\): exists/,
+        );
+        yield* expectFail(ns.createLink({ kind: "vxlan", name: "vx_d", vni: 0 }), "NetlinkInvalid");
+        yield* expectFail(ns.createLink({ kind: "vxlan", name: "vx_d", vni: 16777216 }), "NetlinkInvalid");
+        yield* expectFail(ns.createLink({ kind: "vxlan", name: "vx_d", vni: 5, group: "239.1.1.2" }), "NetlinkInvalid");
+        yield* expectFail(ns.createLink({ kind: "vxlan", name: "vx_d", vni: 5, dev: "zz0" }), "NetlinkNotFound");
+        yield* ns.createLink({ kind: "vxlan", name: "vx_d", vni: 16777215 });
+        // A VXLAN dies with its underlay device.
+        yield* ns.deleteLink("u0");
+        assertEquals(names(yield* ns.links()), ["lo", "vx_b", "vx_d"]);
+        yield* ns.deleteLink("vx_b");
+        yield* ns.deleteLink("vx_d");
+      }),
+    );
+  },
+);
 
 contract("vxlan FDB: unicast flood list (bridge fdb append 00:00:00:00:00:00 … dst …)", "vxlan", [], async (fx) => {
   const s = await fx.scratch("fdb");

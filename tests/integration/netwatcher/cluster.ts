@@ -217,6 +217,9 @@ const IpLink = Schema.Struct({
       local: Schema.optionalKey(Schema.String),
       link: Schema.optionalKey(Schema.String),
       port: Schema.optionalKey(Schema.Number),
+      learning: Schema.optionalKey(Schema.Boolean),
+      l2miss: Schema.optionalKey(Schema.Boolean),
+      l3miss: Schema.optionalKey(Schema.Boolean),
     })),
   })),
 });

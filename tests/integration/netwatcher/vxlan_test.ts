@@ -42,6 +42,9 @@ async function onEveryNode(n: Nodes, ifname: string, vni: number) {
       assertEquals(l.linkinfo?.info_data?.id, vni);
       assertEquals(l.linkinfo?.info_data?.port, 4789);
       assertEquals(l.linkinfo?.info_data?.link, "eth1");
+      // DANM's VXLAN: learning, l2miss and l3miss on.
+      const d = l.linkinfo?.info_data;
+      assertEquals([d?.learning, d?.l2miss, d?.l3miss], [true, true, true]);
       assertEquals(l.ifalias, "danm:netwatcher");
       assertEquals(l.mtu, 1450);
       return l;

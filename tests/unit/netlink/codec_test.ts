@@ -103,6 +103,8 @@ Deno.test("codec: a created link (veth with peer attributes) decodes as the kern
     remote: Uint8Array.of(10, 0, 0, 2),
     local: Uint8Array.of(10, 0, 0, 1),
     learning: false,
+    l2miss: true,
+    l3miss: false,
     dev: 2,
     ttl: 8,
   });
@@ -117,7 +119,17 @@ Deno.test("codec: a created link (veth with peer attributes) decodes as the kern
     operstate: "up",
     master: 3,
     alias: "overlay",
-    vxlan: { vni: 42, port: 4789, remote: "10.0.0.2", local: "10.0.0.1", learning: false, dev: 2, ttl: 8 },
+    vxlan: {
+      vni: 42,
+      port: 4789,
+      remote: "10.0.0.2",
+      local: "10.0.0.1",
+      learning: false,
+      l2miss: true,
+      l3miss: false,
+      dev: 2,
+      ttl: 8,
+    },
   });
 });
 

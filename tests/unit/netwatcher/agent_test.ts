@@ -40,6 +40,9 @@ Deno.test("agents: a VXLAN network gets vx_<NetworkID> on every node (DANM's gro
         vni: 600,
         port: 4789,
         learning: true,
+        // DANM's VXLAN: learning, l2miss and l3miss on.
+        l2miss: true,
+        l3miss: true,
         ttl: 0,
         group: "239.0.2.88",
         local: underlay(i),
