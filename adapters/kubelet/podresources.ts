@@ -4,7 +4,7 @@
 // gRPC is spoken directly: Deno's fetch over the unix socket with HTTP/2 prior knowledge, one length-prefixed
 // protobuf message each way. `Get` (one pod; beta and on by default since Kubernetes 1.34) is asked first; a kubelet
 // without it, or with its feature gate off, answers with an error and `List` (every pod of the node, GA) is used.
-import { Effect, Layer, Schema } from "effect";
+import { Effect, Layer, Schedule, Schema } from "effect";
 import { DeviceError } from "../../core/cni/errors.ts";
 import { PodDevices, type PodDevicesService } from "../../core/cni/devices.ts";
 import { encodeStrings, fields, message, ProtobufError, text } from "./protobuf.ts";
@@ -64,6 +64,9 @@ function parseResponse(buf: Uint8Array): unknown[] {
   for (const f of fields(buf)) if (f.field === 1) pods.push(parsePodResources(message(f)));
   return pods;
 }
+
+/** gRPC status RESOURCE_EXHAUSTED: the kubelet's rate limit. */
+const ResourceExhausted = 8;
 
 /** A failed call: `code` is the gRPC status when the kubelet answered, undefined when it could not be reached. */
 interface CallFailure {
@@ -149,17 +152,33 @@ export const makePodResourcesDevices = (options: PodResourcesOptions = {}) =>
         ),
       );
 
+    /**
+     * The kubelet rate-limits the API (burst 10, 100/s by default) and answers RESOURCE_EXHAUSTED beyond it: a node
+     * starting many SR-IOV pods at once waits its turn briefly instead of failing their sandboxes.
+     */
+    const limited = (method: "Get" | "List", request: Uint8Array) =>
+      call(method, request).pipe(
+        Effect.retry({
+          // Every ~50 ms for up to ~2 s: the bucket refills steadily, so waiting callers poll rather than back off.
+          schedule: Schedule.spaced("50 millis").pipe(Schedule.jittered),
+          times: 40,
+          while: (e) => e.code === ResourceExhausted,
+        }),
+      );
+
     const podResources = (namespace: string, name: string) =>
-      call("Get", encodeStrings([[1, name], [2, namespace]])).pipe(
+      limited("Get", encodeStrings([[1, name], [2, namespace]])).pipe(
         Effect.flatMap(decodePods),
         Effect.map((pods) => pods.find((p) => p.namespace === namespace && p.name === name)),
-        // Transport failures are final; an error answer (Get unimplemented or disabled, or an older kubelet
-        // that does not know the pod by name yet) is retried the GA way.
+        // Transport failures and the rate limit are final here; another error answer (Get unimplemented or
+        // disabled, or an older kubelet that does not know the pod by name yet) is retried the GA way.
         Effect.catch((e) =>
-          e.code === undefined ? Effect.fail(e) : call("List", new Uint8Array()).pipe(
-            Effect.flatMap(decodePods),
-            Effect.map((pods) => pods.find((p) => p.namespace === namespace && p.name === name)),
-          )
+          e.code === undefined || e.code === ResourceExhausted
+            ? Effect.fail(e)
+            : limited("List", new Uint8Array()).pipe(
+              Effect.flatMap(decodePods),
+              Effect.map((pods) => pods.find((p) => p.namespace === namespace && p.name === name)),
+            )
         ),
       );
 

@@ -20,7 +20,12 @@ export interface PodResourcesServer extends AsyncDisposable {
 }
 
 export async function startPodResources(
-  opts: { readonly featureGates?: string } = {},
+  opts: {
+    readonly featureGates?: string;
+    /** The kubelet's rate limit (default: the kubelet's own, 100/s with a burst of 10). */
+    readonly qps?: number;
+    readonly burst?: number;
+  } = {},
 ): Promise<PodResourcesServer> {
   const bin = `${await ensureK8sBinaries()}/podresources`;
   const dir = await Deno.makeTempDir({ prefix: "danm-podresources-" });
@@ -28,7 +33,15 @@ export async function startPodResources(
   const setPods = (pods: ReadonlyArray<PodDevicesFixture>) => Deno.writeTextFile(podsFile, JSON.stringify({ pods }));
   await setPods([]);
   const child = new Deno.Command(bin, {
-    args: ["-socket", socket, "-pods", podsFile, ...(opts.featureGates ? ["-feature-gates", opts.featureGates] : [])],
+    args: [
+      "-socket",
+      socket,
+      "-pods",
+      podsFile,
+      ...(opts.featureGates ? ["-feature-gates", opts.featureGates] : []),
+      ...(opts.qps ? ["-qps", String(opts.qps)] : []),
+      ...(opts.burst ? ["-burst", String(opts.burst)] : []),
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "piped",

@@ -79,6 +79,20 @@ Deno.test("PodResources: the kubelet's answer follows its pods (a pod admitted a
   });
 });
 
+Deno.test("PodResources: a burst beyond the kubelet's rate limit waits its turn instead of failing", async () => {
+  // The kubelet's own limiter, tightened: one call at once, ten a second. Twelve pods start together.
+  await using server = await startPodResources({ qps: 10, burst: 1 });
+  await server.setPods(pods);
+  await withClient({ socket: server.socket }, async (c) => {
+    const pod = { namespace: "default", name: "cnf" };
+    const got = await Effect.runPromise(
+      Effect.all(Array.from({ length: 12 }, () => Effect.result(c.devices(pod, sriovB))), { concurrency: "unbounded" }),
+    );
+    const failures = got.flatMap((r) => (r._tag === "Failure" ? [r.failure.message] : []));
+    assertEquals(failures, []);
+  });
+});
+
 Deno.test("PodResources: no kubelet socket is a DeviceError naming the socket, not a hang", async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -8,11 +8,14 @@ etcd=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 minor=$(echo "$k8s" | cut -d. -f2)
 out=${DANM_K8S_BIN:-${DANM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/danm}/k8s-$k8s-etcd-$etcd}
 export CGO_ENABLED=0 GOFLAGS=-trimpath
-# The kubelet's PodResources gRPC server (podresources/), for danm's device lookup tests: cheap, built on its own.
+# The kubelet's PodResources gRPC server (podresources/), for danm's device lookup tests: cheap, built on its own,
+# and again whenever its source changes.
+src=$(cat podresources/main.go go.sum | sha256sum | cut -c1-16)
 if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ]; then
-  if [ ! -x "$out/podresources" ]; then
+  if [ ! -x "$out/podresources" ] || [ "$(cat "$out/podresources.src" 2>/dev/null)" != "$src" ]; then
     echo "building the PodResources test server ($k8s)..." >&2
-    go build -ldflags "-s -w" -o "$out/podresources.tmp" ./podresources >&2 && mv "$out/podresources.tmp" "$out/podresources"
+    go build -ldflags "-s -w" -o "$out/podresources.tmp" ./podresources >&2
+    mv "$out/podresources.tmp" "$out/podresources" && echo "$src" >"$out/podresources.src"
   fi
   echo "$out"
   exit 0
@@ -27,6 +30,7 @@ echo "building kube-apiserver $k8s and etcd $etcd (cold build, several minutes).
 go build -ldflags "$ldflags" -o "$out.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
 go build -ldflags "-s -w" -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3 >&2
 go build -ldflags "-s -w" -o "$out.tmp/podresources" ./podresources >&2
+echo "$src" >"$out.tmp/podresources.src"
 rm -rf "$out" && mv "$out.tmp" "$out"
 echo "cold build of kube-apiserver + etcd took $(( $(date +%s) - start ))s" >&2
 echo "$out"

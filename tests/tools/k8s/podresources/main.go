@@ -3,6 +3,7 @@
 // device manager. Tests use it to exercise danm's PodResources client against the real protocol.
 //
 //	podresources -socket /run/x/kubelet.sock -pods pods.json [-feature-gates KubeletPodResourcesGet=false]
+//	             [-qps 100 -burst 10]   (the kubelet's rate limit; its defaults)
 //
 // pods.json: {"pods":[{"namespace":"ns","name":"p","uid":"u","containers":[{"name":"c",
 // "devices":[{"resourceName":"nokia.k8s.io/sriov_ens1f0","deviceIds":["0000:81:10.1"]}]}]}]}
@@ -25,6 +26,7 @@ import (
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 	podresourcesv1alpha1 "k8s.io/kubelet/pkg/apis/podresources/v1alpha1"
+	apisgrpc "k8s.io/kubernetes/pkg/kubelet/apis/grpc"
 	"k8s.io/kubernetes/pkg/kubelet/apis/podresources"
 )
 
@@ -124,6 +126,8 @@ func main() {
 	socket := flag.String("socket", "", "unix socket to serve on")
 	pods := flag.String("pods", "", "JSON file with the node's pods and their devices")
 	gates := flag.String("feature-gates", "", "kubelet feature gates, e.g. KubeletPodResourcesGet=false (a kubelet before 1.34)")
+	qps := flag.Int("qps", podresources.DefaultQPS, "the kubelet's rate limit for the API")
+	burst := flag.Int("burst", podresources.DefaultBurstTokens, "the kubelet's burst for the API")
 	flag.Parse()
 	if *gates != "" {
 		if err := utilfeature.DefaultMutableFeatureGate.Set(*gates); err != nil {
@@ -140,7 +144,8 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	server := grpc.NewServer()
+	// As the kubelet serves it (pkg/kubelet/server.ListenAndServePodResources): rate-limited.
+	server := grpc.NewServer(apisgrpc.WithRateLimiter(context.Background(), "podresources", int32(*qps), int32(*burst)))
 	podresourcesv1alpha1.RegisterPodResourcesListerServer(server, podresources.NewV1alpha1PodResourcesServer(providers))
 	podresourcesv1.RegisterPodResourcesListerServer(server, podresources.NewV1PodResourcesServer(context.Background(), providers))
 	go func() {
