@@ -186,30 +186,35 @@ const vfAddress = (p: number, k: number) =>
   `0000:${(0x81 + p).toString(16)}:${(0x10 + Math.floor(k / 8)).toString(16).padStart(2, "0")}.${k % 8}`;
 
 function devicePools(text: unknown, source: Source, node: string): Pick<SimNode, "devicePools" | "problems"> {
-  if (text === undefined) return { devicePools: [], problems: [] };
   const pools: SimDevicePool[] = [], problems: ScenarioError[] = [];
-  const entries = typeof text === "string" ? text.split(",").map((e) => e.trim()).filter(Boolean) : [String(text)];
-  for (const entry of entries) {
-    const m = typeof text === "string" ? poolEntry.exec(entry) : null;
-    if (!m || pools.some((p) => p.resource === m[1])) {
-      problems.push(
-        new ScenarioError({
-          file: source.file,
-          object: `Node ${node}`,
-          field: `metadata.annotations["${sriovPoolsAnnotation}"]`,
-          reason: m
-            ? `resource ${m[1]} appears twice`
-            : `"${entry}" is not <resource>=<PF>:<VFs> (e.g. nokia.k8s.io/sriov_ens1f0=ens1f0:8, 1–999 VFs)`,
-        }),
-      );
-      continue;
+  const problem = (reason: string) =>
+    problems.push(
+      new ScenarioError({
+        file: source.file,
+        object: `Node ${node}`,
+        field: `metadata.annotations["${sriovPoolsAnnotation}"]`,
+        reason,
+      }),
+    );
+  if (text === undefined) return { devicePools: pools, problems };
+  if (typeof text !== "string") {
+    problem("must be a string");
+    return { devicePools: pools, problems };
+  }
+  for (const entry of text.split(",").map((e) => e.trim()).filter(Boolean)) {
+    const m = poolEntry.exec(entry);
+    if (!m) {
+      problem(`"${entry}" is not <resource>=<PF>:<VFs> (e.g. nokia.k8s.io/sriov_ens1f0=ens1f0:8, 1–999 VFs)`);
+    } else if (pools.some((p) => p.resource === m[1])) {
+      problem(`resource ${m[1]} appears twice`);
+    } else {
+      const index = pools.length;
+      pools.push({
+        resource: m[1],
+        pf: m[2],
+        deviceIds: Array.from({ length: Number(m[3]) }, (_, k) => vfAddress(index, k)),
+      });
     }
-    const index = pools.length;
-    pools.push({
-      resource: m[1],
-      pf: m[2],
-      deviceIds: Array.from({ length: Number(m[3]) }, (_, k) => vfAddress(index, k)),
-    });
   }
   return { devicePools: pools, problems };
 }

@@ -20,7 +20,13 @@ export function pick(v: unknown, ...path: Array<string | number>): unknown {
 }
 
 export interface Rest {
-  call(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown): Promise<RestResponse>;
+  /** JSON bodies; PATCH as a merge patch unless `contentType` says otherwise (e.g. server-side apply). */
+  call(
+    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
+    path: string,
+    body?: unknown,
+    contentType?: string,
+  ): Promise<RestResponse>;
   close(): void;
 }
 
@@ -35,11 +41,12 @@ export function restClient(kc: k8s.KubeConfig): Rest {
     ...(cert && key ? { cert, key } : {}),
   });
   return {
-    async call(method, path, body) {
+    async call(method, path, body, contentType) {
       const headers: Record<string, string> = { accept: "application/json" };
       if (user.token) headers.authorization = `Bearer ${user.token}`;
       if (body !== undefined) {
-        headers["content-type"] = method === "PATCH" ? "application/merge-patch+json" : "application/json";
+        headers["content-type"] = contentType ??
+          (method === "PATCH" ? "application/merge-patch+json" : "application/json");
       }
       const res = await fetch(`${cluster.server}${path}`, {
         method,

@@ -1,51 +1,24 @@
-// Helpers for the k8s/ tests: raw apiserver requests (server-side apply needs its own content type), discovery,
+// Helpers for the k8s/ tests: raw apiserver requests (server-side apply passes its own content type), discovery,
 // and turning a rendered container into a local process (paths mapped, $(VAR) expanded, flags overridden).
 import type * as k8s from "@kubernetes/client-node";
 import { fail } from "../../harness/assert.ts";
 import { repoRoot } from "../../harness/proc.ts";
 import type { K8sObject } from "../../unit/k8s/kustomize.ts";
+import { type Rest, restClient, type RestResponse } from "../api/rest.ts";
 
-export interface ApiResponse {
-  readonly status: number;
-  readonly body: unknown;
-}
+export type ApiResponse = RestResponse;
 
+/** The shared raw client (tests/integration/api/rest.ts); `request` names it as these tests call it. */
 export interface Api {
-  request(
-    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
-    path: string,
-    body?: unknown,
-    contentType?: string,
-  ): Promise<ApiResponse>;
+  request: Rest["call"];
   close(): void;
 }
 
 export function apiClient(kc: k8s.KubeConfig): Api {
-  const cluster = kc.getCurrentCluster() ?? fail("kubeconfig without a cluster");
-  const user = kc.getCurrentUser() ?? fail("kubeconfig without a user");
-  const pem = (data?: string, file?: string) => data ? atob(data) : file ? Deno.readTextFileSync(file) : undefined;
-  const ca = pem(cluster.caData, cluster.caFile), cert = pem(user.certData, user.certFile);
-  const key = pem(user.keyData, user.keyFile);
-  const client = Deno.createHttpClient({ ...(ca ? { caCerts: [ca] } : {}), ...(cert && key ? { cert, key } : {}) });
+  const rest = restClient(kc);
   return {
-    async request(method, path, body, contentType = "application/json") {
-      const headers: Record<string, string> = { accept: "application/json" };
-      if (user.token) headers.authorization = `Bearer ${user.token}`;
-      if (body !== undefined) headers["content-type"] = contentType;
-      const res = await fetch(`${cluster.server}${path}`, {
-        method,
-        headers,
-        client,
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.text();
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch { /* not JSON */ }
-      return { status: res.status, body: parsed };
-    },
-    close: () => client.close(),
+    request: (method, path, body, contentType) => rest.call(method, path, body, contentType),
+    close: rest.close,
   };
 }
 
