@@ -40,6 +40,11 @@ export class MemoryProcess {
     return this;
   }
 
+  /** The program registered under exactly `program` (to wrap it). */
+  registered(program: string): FakeProgram | undefined {
+    return this.programs.get(program);
+  }
+
   private lookup(program: string, env: Readonly<Record<string, string>>): FakeProgram | undefined {
     if (program.includes("/")) return this.programs.get(program);
     for (const dir of (env.PATH ?? "").split(":")) {

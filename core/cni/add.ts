@@ -32,7 +32,15 @@ import { delSandbox, teardown, type TeardownItem } from "./del.ts";
 import { buildEndpoint, createEndpoint, patchNetworkStatus } from "./endpoints.ts";
 import { AttachmentError, attachmentsFailed, cniError, step, StepError } from "./errors.ts";
 import type { DanmNetConf } from "./netconf.ts";
-import { type AttachmentPlan, fakeIpamSection, isV6, plainIp, planAttachment } from "./plan.ts";
+import {
+  asksForAddress,
+  type AttachmentPlan,
+  fakeIpamSection,
+  isV6,
+  plainIp,
+  planAttachment,
+  ticketFakeIpamSection,
+} from "./plan.ts";
 import { postProcess } from "./postprocess.ts";
 import { CniError, encodeResult, ErrorCode, type Invocation, mergeResults, type Result } from "./protocol.ts";
 import { CniRuntime } from "./runtime.ts";
@@ -130,13 +138,21 @@ const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
       node: cfg.nodeName,
     };
     let v4 = "", v6 = "";
-    if (plan.ipam) {
+    const reserve = Effect.gen(function* () {
+      if (!plan.ipam) return;
       p.ipam = plan.ipam.ref;
       const got = yield* ipam.allocate(plan.ipam, owner, plan.ip, plan.ip6).pipe(step("reserve addresses"));
       v4 = got.v4 ?? "";
       v6 = got.v6 ?? "";
       p.addresses = [v4, v6].filter((a) => a !== "" && a !== "none");
-    }
+    });
+    const backend = plan.backend;
+    // A delegate whose addresses danm reserves starts at once, with a ticket for fakeipam (tickets.ts): its process
+    // starts overlap the reservation. Not SR-IOV: its DanmEp needs the device first, and the DPDK stand-in the
+    // addresses.
+    const pipelined = plan.ipam !== undefined && asksForAddress(plan) &&
+      (backend._tag === "Macvlan" || backend._tag === "Static" || backend._tag === "Nad");
+    if (!pipelined) yield* reserve;
     const invocation = {
       containerId: ctx.inv.containerId,
       netns: ctx.inv.netns,
@@ -148,116 +164,121 @@ const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
     };
     const version = ctx.conf.version;
     let device = plan.device;
-    const backend = plan.backend;
     const kind = plan.network.kind;
     const epName = crypto.randomUUID();
     /** A VF bound to a DPDK driver: danm adds the kernel-visible stand-in after the delegate. */
     let dpdk = false;
 
-    /** Creates the interface; its CNI result. */
-    const createInterface = Effect.gen(function* () {
-      if (backend._tag === "Ipvlan") {
-        const out = yield* createIpvlan({
-          host: ctx.host,
-          pod: ctx.podNs,
-          podRef: ctx.podNsRef,
-          ifName: plan.ifName,
-          parent: backend.parent,
-          mtu: plan.mtu,
-          addresses: p.addresses,
-        });
-        return {
-          interfaces: [{
-            name: plan.ifName,
-            ...(out.mac ? { mac: out.mac } : {}),
-            sandbox: ctx.inv.netns,
-            mtu: out.mtu,
-          }],
-          ips: p.addresses.map((address) => ({ address, interface: 0 })),
-          routes: [],
-        } satisfies Result;
-      }
-      let chain: DelegateChain;
-      switch (backend._tag) {
-        case "Macvlan": {
-          if (!backend.parent) {
-            return yield* new StepError({
-              operation: "choose the macvlan master",
-              reason: "the network has neither host_device, vlan nor vxlan",
-            });
-          }
-          const master = backend.parent;
-          const parent = yield* ctx.host.link(master).pipe(step(`find host device ${master}`));
-          chain = macvlanConfig({
-            networkId: backend.networkId,
-            master,
-            mtu: plan.mtu ?? parent.mtu,
-            cniVersion: version,
+    /** The delegate's list before danm's IPAM section went in (the record keeps it with the final addresses). */
+    let delegateBase: DelegateChain | undefined;
+
+    /** Creates the interface, a delegate with `ipamSection` if given; its CNI result. */
+    const createInterface = (ipamSection: Record<string, unknown> | undefined) =>
+      Effect.gen(function* () {
+        if (backend._tag === "Ipvlan") {
+          const out = yield* createIpvlan({
+            host: ctx.host,
+            pod: ctx.podNs,
+            podRef: ctx.podNsRef,
+            ifName: plan.ifName,
+            parent: backend.parent,
+            mtu: plan.mtu,
+            addresses: p.addresses,
           });
-          break;
+          return {
+            interfaces: [{
+              name: plan.ifName,
+              ...(out.mac ? { mac: out.mac } : {}),
+              sandbox: ctx.inv.netns,
+              mtu: out.mtu,
+            }],
+            ips: p.addresses.map((address) => ({ address, interface: 0 })),
+            routes: [],
+          } satisfies Result;
         }
-        case "Sriov": {
-          const assigned = ctx.devices.get(plan.index);
-          if (assigned === undefined || assigned instanceof StepError) {
-            return yield* (assigned ?? new StepError({ operation: "allocate a device", reason: "none assigned" }));
-          }
-          device = assigned;
-          const devices = yield* PodDevices;
-          const master = yield* devices.physicalFunction(assigned).pipe(step(`find the PF of ${assigned}`));
-          const driver = yield* devices.driver(assigned).pipe(step(`find the driver of ${assigned}`));
-          dpdk = driver !== undefined && dpdkDrivers.has(driver);
-          chain = sriovConfig({
-            networkId: backend.networkId,
-            master,
-            deviceId: assigned,
-            vlan: backend.vlan,
-            cniVersion: version,
-          });
-          break;
-        }
-        case "Static":
-          chain = yield* loadStaticConfig(ctx.conf.config.cniDir, backend.networkId, backend.networkType, version).pipe(
-            step("load the delegate configuration"),
-          );
-          break;
-        case "Nad":
-          if (!backend.config) {
-            return yield* new StepError({
-              operation: "read spec.config",
-              reason: "the NetworkAttachmentDefinition has none",
+        let chain: DelegateChain;
+        switch (backend._tag) {
+          case "Macvlan": {
+            if (!backend.parent) {
+              return yield* new StepError({
+                operation: "choose the macvlan master",
+                reason: "the network has neither host_device, vlan nor vxlan",
+              });
+            }
+            const master = backend.parent;
+            const parent = yield* ctx.host.link(master).pipe(step(`find host device ${master}`));
+            chain = macvlanConfig({
+              networkId: backend.networkId,
+              master,
+              mtu: plan.mtu ?? parent.mtu,
+              cniVersion: version,
             });
+            break;
           }
-          chain = yield* parseDelegateConfig(backend.config, plan.label, {
-            name: plan.network.name,
-            cniVersion: version,
-          }).pipe(step("read spec.config"));
-          break;
-      }
-      if (p.addresses.length > 0) chain = withIpam(chain, fakeIpamSection(p.addresses));
-      if (plan.cniArgs) chain = withCniArgs(chain, plan.cniArgs);
-      p.delegate = chain;
-      const out = yield* chainAdd(chain, invocation).pipe(step(`${chain.source} ADD`));
-      p.delegateResult = out.raw;
-      if (dpdk && device) {
-        yield* createDpdkInterface({
-          pod: ctx.podNs,
-          ifName: plan.ifName,
-          epName,
-          vlan: backend._tag === "Sriov" ? backend.vlan : undefined,
-          pci: device,
-          mac: out.result.interfaces.find((i) => i.name === plan.ifName)?.mac,
-          addresses: p.addresses,
-          created: p.ownLinks,
-        });
-      }
-      if (!plan.ipam) {
-        // The delegate's own IPAM decided: record its addresses (DANM: the last of each family wins).
-        p.addresses = delegateAddresses(out.result);
-        v4 = p.addresses.filter((a) => !isV6(a)).at(-1) ?? "";
-        v6 = p.addresses.filter(isV6).at(-1) ?? "";
-      }
-      return out.result;
-    });
+          case "Sriov": {
+            const assigned = ctx.devices.get(plan.index);
+            if (assigned === undefined || assigned instanceof StepError) {
+              return yield* (assigned ?? new StepError({ operation: "allocate a device", reason: "none assigned" }));
+            }
+            device = assigned;
+            const devices = yield* PodDevices;
+            const master = yield* devices.physicalFunction(assigned).pipe(step(`find the PF of ${assigned}`));
+            const driver = yield* devices.driver(assigned).pipe(step(`find the driver of ${assigned}`));
+            dpdk = driver !== undefined && dpdkDrivers.has(driver);
+            chain = sriovConfig({
+              networkId: backend.networkId,
+              master,
+              deviceId: assigned,
+              vlan: backend.vlan,
+              cniVersion: version,
+            });
+            break;
+          }
+          case "Static":
+            chain = yield* loadStaticConfig(ctx.conf.config.cniDir, backend.networkId, backend.networkType, version)
+              .pipe(
+                step("load the delegate configuration"),
+              );
+            break;
+          case "Nad":
+            if (!backend.config) {
+              return yield* new StepError({
+                operation: "read spec.config",
+                reason: "the NetworkAttachmentDefinition has none",
+              });
+            }
+            chain = yield* parseDelegateConfig(backend.config, plan.label, {
+              name: plan.network.name,
+              cniVersion: version,
+            }).pipe(step("read spec.config"));
+            break;
+        }
+        if (plan.cniArgs) chain = withCniArgs(chain, plan.cniArgs);
+        delegateBase = chain;
+        if (ipamSection) chain = withIpam(chain, ipamSection);
+        p.delegate = chain;
+        const out = yield* chainAdd(chain, invocation).pipe(step(`${chain.source} ADD`));
+        p.delegateResult = out.raw;
+        if (dpdk && device) {
+          yield* createDpdkInterface({
+            pod: ctx.podNs,
+            ifName: plan.ifName,
+            epName,
+            vlan: backend._tag === "Sriov" ? backend.vlan : undefined,
+            pci: device,
+            mac: out.result.interfaces.find((i) => i.name === plan.ifName)?.mac,
+            addresses: p.addresses,
+            created: p.ownLinks,
+          });
+        }
+        if (!plan.ipam) {
+          // The delegate's own IPAM decided: record its addresses (DANM: the last of each family wins).
+          p.addresses = delegateAddresses(out.result);
+          v4 = p.addresses.filter((a) => !isV6(a)).at(-1) ?? "";
+          v6 = p.addresses.filter(isV6).at(-1) ?? "";
+        }
+        return out.result;
+      });
 
     /** The DanmEp (danm networks only; NAD attachments are reported through network-status). */
     const createEp = Effect.gen(function* () {
@@ -285,12 +306,34 @@ const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
 
     let result: Result;
     let post: { readonly rules: ReadonlyArray<RuleRecord> };
-    if (plan.ipam && backend._tag !== "Sriov") {
+    const reservedSection = () => (p.addresses.length > 0 ? fakeIpamSection(p.addresses) : undefined);
+    if (pipelined) {
+      // Both run to their end whatever the other does, so the rollback knows what exists; a failed reservation is
+      // reported before the delegate's failure it causes.
+      const [reserved, created] = yield* rt.tickets.withTicket((ticket) =>
+        Effect.all([
+          reserve.pipe(
+            Effect.tapError((e) => ticket.reject(e.message)),
+            Effect.andThen(Effect.suspend(() => ticket.fulfil(p.addresses))),
+            Effect.andThen(createEp),
+            Effect.result,
+          ),
+          Effect.result(createInterface(ticketFakeIpamSection(ticket.id))),
+        ], { concurrency: 2 })
+      );
+      if (reserved._tag === "Failure") return yield* reserved.failure;
+      if (created._tag === "Failure") return yield* created.failure;
+      result = created.success;
+      // What DEL and CHECK replay: the addresses themselves, not a ticket that is gone.
+      const section = reservedSection();
+      if (delegateBase && section) p.delegate = withIpam(delegateBase, section);
+      post = yield* postProcess(ctx.podNs, plan, p.addresses, false);
+    } else if (plan.ipam && backend._tag !== "Sriov") {
       // danm's IPAM already fixed the addresses: the DanmEp need not wait for the interface.
-      [, result] = yield* Effect.all([createEp, createInterface], { concurrency: 2 });
+      [, result] = yield* Effect.all([createEp, createInterface(reservedSection())], { concurrency: 2 });
       post = yield* postProcess(ctx.podNs, plan, p.addresses, backend._tag === "Ipvlan");
     } else {
-      result = yield* createInterface;
+      result = yield* createInterface(reservedSection());
       [, post] = yield* Effect.all([
         createEp,
         postProcess(ctx.podNs, plan, p.addresses, backend._tag === "Ipvlan"),

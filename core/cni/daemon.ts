@@ -19,6 +19,7 @@ import {
   supportedVersions,
   versionInfo,
 } from "./protocol.ts";
+import { CniRuntime } from "./runtime.ts";
 import { status } from "./status.ts";
 
 export const DaemonRequest = Schema.Struct({
@@ -59,10 +60,15 @@ const FakeIpamConf = Schema.Struct({
       ipcidr: Schema.String,
       version: Schema.optionalKey(Schema.Union([Schema.Number, Schema.String])),
     }))),
+    /** danm's own: the addresses are those of a reservation still being made (tickets.ts). */
+    ticket: Schema.optionalKey(Schema.String),
   })),
 });
 
-/** Echoes the addresses danm reserved as an IPAM result; DEL, CHECK, GC and STATUS have nothing to do. */
+/**
+ * Echoes the addresses danm reserved as an IPAM result — given in the section (DANM's form), or those of a
+ * ticket, once its reservation is made. DEL, CHECK, GC and STATUS have nothing to do.
+ */
 export const fakeIpam = (env: Readonly<Record<string, string>>, stdin: string) =>
   Effect.gen(function* () {
     const inv = yield* decodeInvocation(env);
@@ -85,20 +91,29 @@ export const fakeIpam = (env: Readonly<Record<string, string>>, stdin: string) =
         details: `supported: ${supportedVersions.join(", ")}`,
       });
     }
-    const ips = conf.ipam?.ips ?? [];
-    if (ips.length === 0) {
+    let addresses: ReadonlyArray<string> = (conf.ipam?.ips ?? []).map((ip) => ip.ipcidr);
+    const ticket = conf.ipam?.ticket;
+    if (addresses.length === 0 && ticket !== undefined) {
+      const rt = yield* CniRuntime;
+      addresses = yield* rt.tickets.redeem(ticket, rt.config.attachTimeoutMs).pipe(
+        Effect.mapError((reason) =>
+          new CniError({ code: ErrorCode.tryAgainLater, msg: "fakeipam: no addresses reserved", details: reason })
+        ),
+      );
+    }
+    if (addresses.length === 0) {
       return yield* new CniError({ code: ErrorCode.invalidNetworkConfig, msg: "No IP was passed to fake IPAM" });
     }
-    for (const ip of ips) {
-      if (!parseCidr(ip.ipcidr)) {
+    for (const address of addresses) {
+      if (!parseCidr(address)) {
         return yield* new CniError({
           code: ErrorCode.invalidNetworkConfig,
-          msg: `fakeipam: "${ip.ipcidr}" is not an address with a prefix`,
+          msg: `fakeipam: "${address}" is not an address with a prefix`,
         });
       }
     }
     return ok(
-      encodeResult({ interfaces: [], ips: ips.map((ip) => ({ address: ip.ipcidr })), routes: [] }, conf.cniVersion),
+      encodeResult({ interfaces: [], ips: addresses.map((address) => ({ address })), routes: [] }, conf.cniVersion),
     );
   });
 

@@ -186,6 +186,13 @@ export const plainIp = (address: string): string => address.split("/")[0];
 
 export const isV6 = (address: string): boolean => address.includes(":");
 
+/** True when the attachment asks danm's IPAM for at least one address (dynamic or static), not only "none". */
+export const asksForAddress = (plan: Pick<AttachmentPlan, "ip" | "ip6">): boolean =>
+  [plan.ip, plan.ip6].some((a) => a !== undefined && a !== "" && a !== "none");
+
+/** A fakeipam section whose addresses the daemon gives once the reservation behind `ticket` is made. */
+export const ticketFakeIpamSection = (ticket: string): Record<string, unknown> => ({ type: "fakeipam", ticket });
+
 /** The fakeipam section carrying danm's addresses to a delegate (spec §4.6). */
 export function fakeIpamSection(addresses: ReadonlyArray<string>): Record<string, unknown> {
   return {

@@ -20,6 +20,7 @@ import {
 } from "../attach/selection.ts";
 import { type Informer, Kube } from "../ports/kube.ts";
 import { nodeSelector } from "./endpoints.ts";
+import { type AddressTickets, makeAddressTickets } from "./tickets.ts";
 
 export interface CniNodeConfig {
   /** The Kubernetes node this daemon serves: its pods, DanmEps and IPAM reservations carry it. */
@@ -78,6 +79,8 @@ export interface CniRuntimeService {
    * For writes nobody waits for (the pod's network-status annotation).
    */
   readonly background: (key: string, e: Effect.Effect<void>) => Effect.Effect<void>;
+  /** Reservations delegates are waiting for through fakeipam (tickets.ts). */
+  readonly tickets: AddressTickets;
   /** Last apiserver probe: when, and the problem (undefined = reachable). */
   readonly probe: Ref.Ref<{ readonly at: number; readonly problem: string | undefined } | undefined>;
 }
@@ -167,6 +170,7 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
       busy: Effect.sync(() => new Set(locks.keys())),
       background,
       pendingTeardowns: yield* Ref.make<ReadonlySet<string>>(new Set()),
+      tickets: makeAddressTickets(),
       probe: yield* Ref.make<{ readonly at: number; readonly problem: string | undefined } | undefined>(undefined),
     } satisfies CniRuntimeService;
   });

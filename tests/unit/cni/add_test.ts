@@ -40,6 +40,14 @@ const endpointsOf = async (w: World, namespace = "default") =>
 const reservations = async (w: World) =>
   (await Effect.runPromise(w.kube.list(ipBlockResource))).items.flatMap((b) => Object.values(b.spec.reservations));
 
+/** The delegate list the sandbox record keeps for the (first) delegated attachment: what DEL and CHECK replay. */
+const recordedDelegate = (w: World, containerId: string) => {
+  const record = JSON.parse(w.fs.files()[`/run/danm/sandboxes/${containerId}.json`]) as {
+    attachments: Array<{ delegate?: { plugins: Array<{ ipam?: unknown }> } }>;
+  };
+  return record.attachments.find((a) => a.delegate)!.delegate!;
+};
+
 async function twoIpvlanNetworks(w: World) {
   await createNetwork(w, "DanmNet", "int", {
     NetworkID: "int",
@@ -181,6 +189,9 @@ Deno.test("ADD: generated macvlan config (master, bridge mode, parent MTU, fakei
     const adds = w.process.calls.filter((c) => c.argv[0] === "/opt/cni/bin/macvlan" && c.env.CNI_COMMAND === "ADD");
     assertEquals(adds.length, 1);
     const conf = JSON.parse(new TextDecoder().decode(adds[0].stdin));
+    // The delegate started while the reservation was being made: its fakeipam section holds a ticket, which the
+    // daemon answered with the reserved address; the sandbox record keeps the address itself for DEL and CHECK.
+    assertMatch(conf.ipam.ticket, /^[0-9a-f-]{36}$/);
     assertEquals(conf, {
       cniVersion: "0.4.0",
       name: "mvnet",
@@ -188,7 +199,11 @@ Deno.test("ADD: generated macvlan config (master, bridge mode, parent MTU, fakei
       master: "ens5",
       mode: "bridge",
       mtu: 9000,
-      ipam: { type: "fakeipam", ips: [{ ipcidr: "10.30.0.1/24", version: 4 }] },
+      ipam: { type: "fakeipam", ticket: conf.ipam.ticket },
+    });
+    assertEquals(recordedDelegate(w, sb.containerId).plugins[0].ipam, {
+      type: "fakeipam",
+      ips: [{ ipcidr: "10.30.0.1/24", version: 4 }],
     });
     assertEquals(Object.keys(adds[0].env).sort(), [
       "CNI_ARGS",
@@ -232,6 +247,86 @@ Deno.test("ADD: generated macvlan config (master, bridge mode, parent MTU, fakei
   }
 });
 
+Deno.test("ADD: a delegate starts while its addresses are being reserved, and gets them through fakeipam", async () => {
+  // Block writes take 150 ms here; the delegate must be running before the first one is done.
+  let blockWritten = Infinity;
+  const w = await makeWorld({
+    wrapKube: (k) => ({
+      ...k,
+      create: (rt, obj, o) =>
+        rt.kind === "IPBlock"
+          ? Effect.delay(k.create(rt, obj, o), "150 millis").pipe(
+            Effect.tap(() => Effect.sync(() => blockWritten = Math.min(blockWritten, performance.now()))),
+          )
+          : k.create(rt, obj, o),
+    }),
+  });
+  try {
+    let delegateStarted = Infinity;
+    const macvlan = w.process.registered("/opt/cni/bin/macvlan")!;
+    w.process.register("/opt/cni/bin/macvlan", (inv) => {
+      if (inv.env.CNI_COMMAND === "ADD") delegateStarted = performance.now();
+      return macvlan(inv);
+    });
+    await createNetwork(w, "DanmNet", "mv", {
+      NetworkID: "mvnet",
+      NetworkType: "macvlan",
+      Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
+    });
+    const pod = await createPod(w, "pipe", {
+      "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]),
+    });
+    const sb = sandbox(w);
+    const r = await w.call("danm", cniEnv("ADD", sb, pod), danmConf());
+    assertEquals(r.code, 0, r.stdout);
+    assert(delegateStarted < blockWritten, "the delegate ran before the reservation was written");
+    const addresses = await inPod(
+      w,
+      sb.netns,
+      (p) => Effect.map(p.addresses({ link: "eth0", family: 4 }), (as) => as.map((a) => a.cidr)),
+    );
+    assertEquals(addresses, ["10.30.0.1/24"]);
+    assertEquals((r.json as { ips: Array<{ address: string }> }).ips.map((i) => i.address), ["10.30.0.1/24"]);
+  } finally {
+    await w.dispose();
+  }
+});
+
+Deno.test("ADD: a reservation refused while its delegate runs fails the ADD naming the address; nothing is left", async () => {
+  const w = await makeWorld();
+  try {
+    await createNetwork(w, "DanmNet", "mv", {
+      NetworkID: "mvnet",
+      NetworkType: "macvlan",
+      Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
+    });
+    const holder = await createPod(w, "holder", {
+      "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "10.30.0.7/24" }]),
+    });
+    assertEquals((await w.call("danm", cniEnv("ADD", sandbox(w), holder), danmConf())).code, 0);
+    const before = (await reservations(w)).length;
+    const pod = await createPod(w, "taker", {
+      "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "10.30.0.7" }]),
+    });
+    const sb = sandbox(w);
+    const r = await w.call("danm", cniEnv("ADD", sb, pod), danmConf());
+    assert(r.code !== 0, r.stdout);
+    const err = r.json as { code: number; msg: string; details: string };
+    assertEquals(err.code, 100);
+    assertMatch(err.details, /reserve addresses: .*10\.30\.0\.7.*default\/holder/);
+    const adds = w.process.calls.filter((c) =>
+      c.argv[0] === "/opt/cni/bin/macvlan" && c.env.CNI_COMMAND === "ADD" && c.env.CNI_CONTAINERID === sb.containerId
+    );
+    assertEquals(adds.length, 1, "the delegate had started");
+    assertEquals(await podLinks(w, sb.netns), ["lo"]);
+    assertEquals((await endpointsOf(w)).filter((e) => e.spec.PodUID === pod.metadata.uid), []);
+    assertEquals((await reservations(w)).length, before);
+    assertEquals(Object.keys(w.fs.files()).filter((f) => f.includes(sb.containerId)), []);
+  } finally {
+    await w.dispose();
+  }
+});
+
 Deno.test("ADD: a static .conflist runs as a chain (name/cniVersion injected, prevResult passed), DEL in reverse", async () => {
   const w = await makeWorld();
   try {
@@ -263,10 +358,11 @@ Deno.test("ADD: a static .conflist runs as a chain (name/cniVersion injected, pr
     const add = w.process.calls.find((c) => c.argv[0] === "/opt/cni/bin/macvlan")!;
     const conf = JSON.parse(new TextDecoder().decode(add.stdin));
     assertEquals([conf.name, conf.cniVersion], ["chain", "1.0.0"]);
+    assertEquals(conf.ipam, { type: "fakeipam", ticket: conf.ipam.ticket }, "danm IPAM replaced host-local");
     assertEquals(
-      conf.ipam,
+      recordedDelegate(w, sb.containerId).plugins[0].ipam,
       { type: "fakeipam", ips: [{ ipcidr: "10.40.0.1/24", version: 4 }] },
-      "danm IPAM replaced host-local",
+      "the record keeps the addresses",
     );
     assertEquals(seen, ["ADD:chain:1.0.0:prev"]);
     const d = await w.call("danm", cniEnv("DEL", sb, pod), danmConf());

@@ -145,6 +145,13 @@ Deno.test("fakeipam: no addresses is an error, DEL/CHECK do nothing, VERSION ans
       await w.call("fakeipam", env, { cniVersion: "1.0.0", ipam: { type: "fakeipam", ips: [{ ipcidr: "10.0.0.1" }] } }),
       7,
     );
+    // A ticket no ADD issued (a replayed configuration): an error, not a wait.
+    const stale = await w.call("fakeipam", env, {
+      cniVersion: "1.0.0",
+      ipam: { type: "fakeipam", ticket: "00000000-0000-0000-0000-000000000000" },
+    });
+    validateError(stale, 11);
+    assertMatch((stale.json as { details: string }).details, /no address reservation is pending under ticket/);
     emptySuccess(await w.call("fakeipam", { ...env, CNI_COMMAND: "DEL" }, { cniVersion: "1.0.0", ipam: {} }), "DEL");
     emptySuccess(
       await w.call("fakeipam", { ...env, CNI_COMMAND: "CHECK" }, { cniVersion: "1.0.0", ipam: {} }),
