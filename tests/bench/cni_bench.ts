@@ -20,6 +20,7 @@ import { Fakelet, type Sandbox } from "../harness/fakelet.ts";
 import { isolated } from "../harness/isolate.ts";
 import { repoRoot, run } from "../harness/proc.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
+import { restClient } from "../integration/api/rest.ts";
 
 const isolatedEnv = "DANM_BENCH_ISOLATED";
 const pods = Number(Deno.args[0] ?? 200);
@@ -149,11 +150,31 @@ for (let i = 0;; i++) {
   await new Promise((r) => setTimeout(r, 100));
 }
 
-/** CPU time (user + system) the daemon process has used, in ms. */
-const daemonCpuMs = () => {
-  const f = Deno.readTextFileSync(`/proc/${daemon.pid}/stat`).split(") ")[1].split(" ");
+/** CPU time (user + system) process `pid` has used, in ms. */
+const processCpuMs = (pid: number) => {
+  const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 };
+const daemonCpuMs = () => processCpuMs(daemon.pid);
+/** CPU of the long-running parties, to say where an ADD's machine CPU goes (the rest: process starts, kernel). */
+const partyCpuMs = () => ({
+  apiserver: processCpuMs(api.pids.apiserver),
+  etcd: processCpuMs(api.pids.etcd),
+  daemon: daemonCpuMs(),
+});
+
+const rest = restClient(kc);
+/** The apiserver's request counters by "VERB resource" (its /metrics). */
+async function apiRequests(): Promise<Map<string, number>> {
+  const r = await rest.call("GET", "/metrics");
+  const out = new Map<string, number>();
+  for (const line of String(r.body).split("\n")) {
+    if (!line.startsWith("apiserver_request_total{")) continue;
+    const key = `${/verb="([^"]+)"/.exec(line)?.[1]} ${/resource="([^"]*)"/.exec(line)?.[1]}`;
+    out.set(key, (out.get(key) ?? 0) + Number(line.split(" ").pop()));
+  }
+  return out;
+}
 
 /** CPU time (all processes, user + system) the machine has spent, in ms: the run is CPU-bound on small nodes. */
 const machineCpuMs = () => {
@@ -166,6 +187,10 @@ interface Timings {
   del: number[];
   /** Machine CPU per ADD. */
   addCpuMs: number;
+  /** Per ADD: CPU of the apiserver, etcd and the daemon during the ADD calls. */
+  addPartyCpuMs: { apiserver: number; etcd: number; daemon: number };
+  /** Writes the apiserver served per pod while the pods were added (the pod's own creation left out). */
+  writesPerPod: Record<string, number>;
 }
 
 /** Creates the pod objects and namespaces (untimed), then ADD each pod, then DEL each pod (timed). */
@@ -179,6 +204,8 @@ async function measure(
   const sandboxes: Array<Sandbox> = [];
   const add: number[] = [], del: number[] = [];
   let addCpu = 0;
+  const party = { apiserver: 0, etcd: 0, daemon: 0 };
+  const requests0 = await apiRequests();
   for (let i = 0; i < count; i++) {
     const name = `${prefix}-${i}`;
     const pod = await k(kube.create(PodResource, {
@@ -189,11 +216,22 @@ async function measure(
     const netnsName = `b-${containerId.slice(0, 12)}`;
     await run(["ip", "netns", "add", netnsName]);
     const ref = { namespace: "default", name, uid: pod.metadata.uid ?? "" };
-    const cpu = machineCpuMs();
+    const cpu = machineCpuMs(), party0 = partyCpuMs();
     const out = await f.add(ref, containerId, `/run/netns/${netnsName}`);
     addCpu += machineCpuMs() - cpu;
+    const party1 = partyCpuMs();
+    for (const k of ["apiserver", "etcd", "daemon"] as const) party[k] += party1[k] - party0[k];
     add.push(out.ms);
     sandboxes.push({ pod: ref, containerId, netnsName, netns: `/run/netns/${netnsName}`, result: out.result });
+  }
+  // The network-status patch is written after the answer: let the last one land before counting.
+  await new Promise((r) => setTimeout(r, 500));
+  const requests1 = await apiRequests();
+  const writesPerPod: Record<string, number> = {};
+  for (const [key, n] of requests1) {
+    const delta = n - (requests0.get(key) ?? 0) - (key === "POST pods" ? count : 0);
+    // Rounded to a tenth: lease renewals and the like over the run are noise, not writes of an ADD.
+    if (fmt(delta / count) > 0 && /^(POST|PUT|PATCH|DELETE|APPLY) /.test(key)) writesPerPod[key] = fmt(delta / count);
   }
   for (const sb of sandboxes) {
     const outs = await f.del(sb.pod, sb.containerId, sb.netns, sb.result);
@@ -204,9 +242,16 @@ async function measure(
   console.log(
     `${label}: ${count} pods  ADD p50 ${fmt(percentile(add, 50))} ms  p99 ${fmt(percentile(add, 99))} ms  ` +
       `DEL p50 ${fmt(percentile(del, 50))} ms  p99 ${fmt(percentile(del, 99))} ms  ` +
-      `machine CPU per ADD ${fmt(addCpu / count)} ms (${navigator.hardwareConcurrency} CPUs)`,
+      `machine CPU per ADD ${fmt(addCpu / count)} ms (${navigator.hardwareConcurrency} CPUs): apiserver ` +
+      `${fmt(party.apiserver / count)}, etcd ${fmt(party.etcd / count)}, daemon ${fmt(party.daemon / count)} ms; ` +
+      `API writes per pod: ${Object.entries(writesPerPod).map(([k, v]) => `${v} ${k}`).join(", ") || "none"}`,
   );
-  return { add, del, addCpuMs: addCpu / count };
+  const addPartyCpuMs = {
+    apiserver: party.apiserver / count,
+    etcd: party.etcd / count,
+    daemon: party.daemon / count,
+  };
+  return { add, del, addCpuMs: addCpu / count, addPartyCpuMs, writesPerPod };
 }
 
 let exitCode = 0;
@@ -233,6 +278,10 @@ try {
     ratio: fmt(percentile(d.add, 50) / percentile(b.add, 50)),
     daemon_cpu_ms_per_pod: fmt(daemonCpuPerPod),
     add_machine_cpu_ms: fmt(d.addCpuMs),
+    add_apiserver_cpu_ms: fmt(d.addPartyCpuMs.apiserver),
+    add_etcd_cpu_ms: fmt(d.addPartyCpuMs.etcd),
+    add_daemon_cpu_ms: fmt(d.addPartyCpuMs.daemon),
+    api_writes_per_pod: d.writesPerPod,
     baseline_add_machine_cpu_ms: fmt(b.addCpuMs),
     cpus: navigator.hardwareConcurrency,
   };
@@ -247,6 +296,7 @@ try {
   } catch { /* gone */ }
   await daemon.status;
   await Effect.runPromise(Scope.close(scope, Exit.void)).catch(() => {});
+  rest.close();
   await bin.dispose();
   await api.stop();
   await Deno.remove(api.dir, { recursive: true }).catch(() => {});

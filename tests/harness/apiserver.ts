@@ -12,6 +12,8 @@ export interface ApiServer {
   readonly admin: KeyPair;
   /** The directory holding certificates, logs and etcd data of this instance. */
   readonly dir: string;
+  /** Process IDs, for benchmarks that account the control plane's CPU. */
+  readonly pids: { readonly apiserver: number; readonly etcd: number };
   stop(): Promise<void>;
 }
 
@@ -187,7 +189,7 @@ async function startApiServerOnce(opts: { dir?: string }): Promise<ApiServer> {
   }
   const kubeconfigPath = `${dir}/kubeconfig`;
   await Deno.writeTextFile(kubeconfigPath, kubeconfigYaml(url, pki.ca.certPem, admin));
-  return { url, kubeconfigPath, pki, admin, dir, stop };
+  return { url, kubeconfigPath, pki, admin, dir, pids: { apiserver: apiserver.pid, etcd: etcd.pid }, stop };
 }
 
 /** Describes an apiserver started by the test runner, passed to test processes through the environment. */
