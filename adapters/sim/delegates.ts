@@ -11,10 +11,6 @@ const Opt = Schema.optionalKey;
 
 const IpamSection = Schema.Struct({
   type: Schema.String,
-  /** fakeipam */
-  ips: Opt(
-    Schema.Array(Schema.Struct({ ipcidr: Schema.String, version: Opt(Schema.Union([Schema.Number, Schema.String])) })),
-  ),
   /** host-local (simple form) */
   subnet: Opt(Schema.String),
   gateway: Opt(Schema.String),
@@ -23,6 +19,12 @@ const IpamSection = Schema.Struct({
   addresses: Opt(Schema.Array(Schema.Struct({ address: Schema.String, gateway: Opt(Schema.String) }))),
   routes: Opt(Schema.Array(Schema.Struct({ dst: Schema.String, gw: Opt(Schema.String) }))),
 });
+
+/** What an exec'd IPAM plugin prints: its result, or a CNI error. */
+const IpamOutput = Schema.Struct({
+  ips: Schema.Array(Schema.Struct({ address: Schema.String, gateway: Opt(Schema.String) })),
+});
+const IpamError = Schema.Struct({ msg: Schema.String });
 
 const PluginConfig = Schema.Struct({
   cniVersion: Opt(Schema.String),
@@ -82,13 +84,25 @@ export function registerSimulatedDelegates(
     for (const m of leases.values()) m.delete(owner);
   };
 
-  const ipamAddresses = (conf: PluginConfig, owner: string): Address[] | string => {
+  /** Any other IPAM type is exec'd from CNI_PATH with the plugin's configuration, as libcni's invoke does. */
+  const execIpam = (inv: FakeInvocation, type: string): Effect.Effect<Address[] | string> =>
+    Effect.gen(function* () {
+      const dir = (inv.env.CNI_PATH ?? "").split(":").find((d) => d !== "") ?? opts.binDir;
+      const out = yield* Effect.result(proc.service.exec({ argv: [`${dir}/${type}`], env: inv.env, stdin: inv.stdin }));
+      if (out._tag === "Failure") return `IPAM plugin ${type}: ${out.failure.message}`;
+      const text = new TextDecoder().decode(out.success.stdout);
+      const parsed = Schema.decodeUnknownResult(Schema.fromJsonString(IpamOutput))(text);
+      if (out.success.code !== 0 || parsed._tag === "Failure") {
+        const e = Schema.decodeUnknownResult(Schema.fromJsonString(IpamError))(text);
+        return `IPAM plugin ${type}: ${e._tag === "Success" ? e.success.msg : text.slice(0, 200)}`;
+      }
+      return parsed.success.ips.map((ip) => ({ cidr: ip.address, ...(ip.gateway ? { gateway: ip.gateway } : {}) }));
+    });
+
+  const ipamAddresses = (conf: PluginConfig, owner: string): Address[] | string | "exec" => {
     const ipam = conf.ipam;
     if (!ipam) return [];
     switch (ipam.type) {
-      case "fakeipam":
-        if (!ipam.ips?.length) return "No IP was passed to fake IPAM";
-        return ipam.ips.map((ip) => ({ cidr: ip.ipcidr }));
       case "static":
         return (ipam.addresses ?? []).map((a) => ({ cidr: a.address, ...(a.gateway ? { gateway: a.gateway } : {}) }));
       case "host-local": {
@@ -103,7 +117,7 @@ export function registerSimulatedDelegates(
         return out;
       }
       default:
-        return `IPAM plugin ${ipam.type} is not simulated`;
+        return "exec";
     }
   };
 
@@ -141,7 +155,8 @@ export function registerSimulatedDelegates(
         return {};
       }
       if (command !== "ADD") return error(version, 4, `${type}: unknown CNI_COMMAND ${command}`);
-      const addresses = ipamAddresses(conf, owner);
+      const planned = ipamAddresses(conf, owner);
+      const addresses = planned === "exec" ? yield* execIpam(inv, conf.ipam!.type) : planned;
       if (typeof addresses === "string") return error(version, 11, addresses);
       // Pod CIDR plugins (flannel, calico) bring their own IPAM when the config has none.
       const podCidr = `10.${type === "calico" ? 245 : 244}.${opts.nodeIndex + 1}.0/24`;

@@ -170,6 +170,12 @@ export const runEmbedded = (
         attachTimeoutMs: 10_000,
         podDevices: simDevicePlugin(node, kube),
       }).pipe(Effect.provide(services));
+      // `fakeipam` in CNI_PATH: like the real thin client, it asks this node's daemon for the addresses.
+      proc.register(`${binDir}/fakeipam`, (inv) =>
+        Effect.map(
+          cni.handle({ program: "fakeipam", env: inv.env, stdin: new TextDecoder().decode(inv.stdin) }),
+          (r) => ({ code: r.code, stdout: r.stdout, stderr: r.stderr }),
+        ));
       ctxs.set(node.name, {
         node,
         index,
@@ -286,7 +292,9 @@ export const runEmbedded = (
       const fs = yield* Fs;
       // The simulated plugins "installed" in CNI_PATH: danm checks for the binary before running it.
       yield* fs.mkdir(binDir);
-      for (const t of simulatedPluginTypes) yield* fs.writeAtomic(`${binDir}/${t}`, "#!simulated\n", { mode: 0o755 });
+      for (const t of [...simulatedPluginTypes, "fakeipam"]) {
+        yield* fs.writeAtomic(`${binDir}/${t}`, "#!simulated\n", { mode: 0o755 });
+      }
       yield* fs.mkdir(cniDir);
       let k = 0;
       for (const rt of [DanmNetResource, TenantNetworkResource, ClusterNetworkResource] as ResourceType<Network>[]) {

@@ -177,3 +177,50 @@ spec: { NetworkID: vf, NetworkType: sriov, Options: { device_pool: nokia.k8s.io/
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("sim: delegates with danm's IPAM (generated macvlan, a bridge .conf) get danm's addresses through fakeipam", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/s.yaml`,
+      `
+apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+  annotations:
+    sim.danm.io/host-interfaces: "ens4, ens5"
+---
+apiVersion: danm.io/v1
+kind: ClusterNetwork
+metadata: { name: mv }
+spec: { NetworkID: mv, NetworkType: macvlan, Options: { host_device: ens5, cidr: 10.70.0.0/24 } }
+---
+apiVersion: danm.io/v1
+kind: ClusterNetwork
+metadata: { name: br }
+spec: { NetworkID: br, NetworkType: bridge, Options: { container_prefix: br, cidr: 10.71.0.0/24 } }
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  namespace: default
+  annotations:
+    danm.io/interfaces: '[{"clusterNetwork": "mv", "ip": "dynamic"}, {"clusterNetwork": "br", "ip": "10.71.0.9"}]'
+spec:
+  containers: [{ name: c, image: x }]
+`,
+    );
+    const o = await simulate(`${dir}/s.yaml`);
+    assertEquals([o.errors, o.rejected], [[], []]);
+    const [p] = o.pods;
+    assertEquals(p.status, "Running", p.error);
+    assertEquals(p.interfaces.map((i) => `${i.name} ${i.network} ${i.type} ${i.ips.join(",")}`).sort(), [
+      "br1 br veth 10.71.0.9/24",
+      "eth0 mv macvlan 10.70.0.1/24",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
