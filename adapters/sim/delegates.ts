@@ -84,10 +84,12 @@ export function registerSimulatedDelegates(
     for (const m of leases.values()) m.delete(owner);
   };
 
-  /** Any other IPAM type is exec'd from CNI_PATH with the plugin's configuration, as libcni's invoke does. */
+  /** Any other IPAM type is exec'd from CNI_PATH (first match) with the plugin's configuration, as libcni does. */
   const execIpam = (inv: FakeInvocation, type: string): Effect.Effect<Address[] | string> =>
     Effect.gen(function* () {
-      const dir = (inv.env.CNI_PATH ?? "").split(":").find((d) => d !== "") ?? opts.binDir;
+      const dirs = (inv.env.CNI_PATH ?? "").split(":").filter((d) => d !== "");
+      const dir = dirs.find((d) => proc.registered(`${d}/${type}`) !== undefined);
+      if (dir === undefined) return `IPAM plugin ${type} not found in CNI_PATH ${dirs.join(":")}`;
       const out = yield* Effect.result(proc.service.exec({ argv: [`${dir}/${type}`], env: inv.env, stdin: inv.stdin }));
       if (out._tag === "Failure") return `IPAM plugin ${type}: ${out.failure.message}`;
       const text = new TextDecoder().decode(out.success.stdout);
@@ -99,7 +101,8 @@ export function registerSimulatedDelegates(
       return parsed.success.ips.map((ip) => ({ cidr: ip.address, ...(ip.gateway ? { gateway: ip.gateway } : {}) }));
     });
 
-  const ipamAddresses = (conf: PluginConfig, owner: string): Address[] | string | "exec" => {
+  /** Addresses from the IPAM types simulated here, an error, or undefined for a type to exec. */
+  const ipamAddresses = (conf: PluginConfig, owner: string): Address[] | string | undefined => {
     const ipam = conf.ipam;
     if (!ipam) return [];
     switch (ipam.type) {
@@ -117,7 +120,7 @@ export function registerSimulatedDelegates(
         return out;
       }
       default:
-        return "exec";
+        return undefined;
     }
   };
 
@@ -156,7 +159,7 @@ export function registerSimulatedDelegates(
       }
       if (command !== "ADD") return error(version, 4, `${type}: unknown CNI_COMMAND ${command}`);
       const planned = ipamAddresses(conf, owner);
-      const addresses = planned === "exec" ? yield* execIpam(inv, conf.ipam!.type) : planned;
+      const addresses = planned ?? (yield* execIpam(inv, conf.ipam!.type));
       if (typeof addresses === "string") return error(version, 11, addresses);
       // Pod CIDR plugins (flannel, calico) bring their own IPAM when the config has none.
       const podCidr = `10.${type === "calico" ? 245 : 244}.${opts.nodeIndex + 1}.0/24`;

@@ -12,6 +12,7 @@ import {
   NetnsRef,
 } from "../../core/ports/netlink.ts";
 import { assert, assertEquals, assertMatch, fail } from "../harness/assert.ts";
+import { IpAddr } from "../harness/iproute.ts";
 
 /** A scratch namespace with lo up; removed by the fixture's dispose. */
 export interface Scratch {
@@ -163,16 +164,6 @@ const IpLink = Schema.Struct({
   linkinfo: Schema.optionalKey(Schema.Struct({
     info_kind: Schema.optionalKey(Schema.String),
     info_data: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown)),
-  })),
-});
-const IpAddr = Schema.Struct({
-  ifname: Schema.String,
-  addr_info: Schema.Array(Schema.Struct({
-    family: Schema.String,
-    local: Schema.String,
-    prefixlen: Schema.Number,
-    scope: Schema.String,
-    nodad: Schema.optionalKey(Schema.Boolean),
   })),
 });
 const IpRoute = Schema.Struct({

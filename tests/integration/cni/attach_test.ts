@@ -248,6 +248,47 @@ Deno.test({
   },
 });
 
+Deno.test({
+  // The delegated attachments start alongside the reservation (tickets): the real fakeipam of the macvlan and bridge
+  // plugins gets the refusal, and the pod must end up as if nothing had started.
+  name: "rollback: a static address another pod holds fails ADD naming it and its holder; nothing of the pod remains",
+  ...sanitize,
+  fn: async () => {
+    const n = await startCniNode();
+    const r = n.run;
+    await using scope = netnsScope();
+    try {
+      const nets = await threeNetworks(n);
+      await n.createPod(`hold-${r}`, {
+        "danm.io/interfaces": JSON.stringify([{ network: `mv-${r}`, ip: "10.231.1.7/24" }]),
+      });
+      await n.fakelet.runPod("default", `hold-${r}`);
+      const annotation = JSON.parse(nets.annotation) as Array<Record<string, unknown>>;
+      annotation[0] = { network: `mv-${r}`, ip: "10.231.1.7" };
+      const pod = await n.createPod(`take-${r}`, { "danm.io/interfaces": JSON.stringify(annotation) });
+      const ns = await scope.netns("take");
+      const containerId = `tk${r}${"0".repeat(56)}`;
+      const err = await n.fakelet.add(
+        { namespace: "default", name: `take-${r}`, uid: pod.metadata.uid! },
+        containerId,
+        scope.path(ns),
+      ).then(() => undefined, (e) => e);
+      assert(err instanceof CniCallFailed, `ADD should fail, got ${err}`);
+      validateError(err.outcome, 100);
+      const e = err.outcome.json as { msg: string; details: string };
+      assertMatch(e.details, /reserve addresses: .*10\.231\.1\.7.*default\/hold-/);
+      assertEquals((await ipJson(ns, "link", "show")).map((l) => l.ifname), ["lo"], "rolled back before DEL");
+      assertEquals((await sandboxEndpoints(n, containerId)).length, 0);
+      assertEquals((await n.reservations(nets.mv.metadata.uid!)).map((x) => x.pod), [`default/hold-${r}`]);
+      assertEquals((await n.reservations(nets.dn.metadata.uid!)).length, 0);
+      await n.fakelet.stopPod("default", `hold-${r}`);
+    } finally {
+      for (const dev of [`mvp${r}`, `cbh${r}`, `cbd${r}`]) await run(["ip", "link", "del", dev]).catch(() => {});
+      await n.dispose();
+    }
+  },
+});
+
 for (const version of supportedVersions) {
   Deno.test({
     name: `CNI ${version} through the thin client: ADD, CHECK, GC, STATUS, VERSION, DEL are spec-valid`,

@@ -13,6 +13,7 @@ import { makeMemoryKube, MemoryApiServer } from "../../../adapters/kube/memory.t
 import * as LiveNetlink from "../../../adapters/netlink/live.ts";
 import { makeLiveProcess } from "../../../adapters/process/live.ts";
 import { type NetnsScope, netnsScope } from "../../harness/netns.ts";
+import { IpAddr } from "../../harness/iproute.ts";
 
 const IpLink = Schema.Struct({
   ifname: Schema.String,
@@ -23,16 +24,6 @@ const IpLink = Schema.Struct({
   linkinfo: Schema.optionalKey(Schema.Struct({
     info_kind: Schema.String,
     info_data: Schema.optionalKey(Schema.Struct({ mode: Schema.optionalKey(Schema.String) })),
-  })),
-});
-const IpAddr = Schema.Struct({
-  ifname: Schema.String,
-  addr_info: Schema.Array(Schema.Struct({
-    local: Schema.String,
-    prefixlen: Schema.Number,
-    scope: Schema.String,
-    tentative: Schema.optionalKey(Schema.Boolean),
-    nodad: Schema.optionalKey(Schema.Boolean),
   })),
 });
 export const links = async (s: NetnsScope, ns: string) =>

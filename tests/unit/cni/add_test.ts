@@ -48,6 +48,14 @@ const recordedDelegate = (w: World, containerId: string) => {
   return record.attachments.find((a) => a.delegate)!.delegate!;
 };
 
+/** DanmNet `mv`: macvlan (generated config) on ens5 (MTU 9000) with danm's IPAM on 10.30.0.0/24. */
+const macvlanNetwork = (w: World) =>
+  createNetwork(w, "DanmNet", "mv", {
+    NetworkID: "mvnet",
+    NetworkType: "macvlan",
+    Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
+  });
+
 async function twoIpvlanNetworks(w: World) {
   await createNetwork(w, "DanmNet", "int", {
     NetworkID: "int",
@@ -177,11 +185,7 @@ const podLinks = (w: World, netns: string) =>
 Deno.test("ADD: generated macvlan config (master, bridge mode, parent MTU, fakeipam), exact delegate env, DEL", async () => {
   const w = await makeWorld();
   try {
-    await createNetwork(w, "DanmNet", "mv", {
-      NetworkID: "mvnet",
-      NetworkType: "macvlan",
-      Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
-    });
+    await macvlanNetwork(w);
     const pod = await createPod(w, "p2", { "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]) });
     const sb = sandbox(w);
     const r = await w.call("danm", cniEnv("ADD", sb, pod), danmConf("0.4.0"));
@@ -268,11 +272,7 @@ Deno.test("ADD: a delegate starts while its addresses are being reserved, and ge
       if (inv.env.CNI_COMMAND === "ADD") delegateStarted = performance.now();
       return macvlan(inv);
     });
-    await createNetwork(w, "DanmNet", "mv", {
-      NetworkID: "mvnet",
-      NetworkType: "macvlan",
-      Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
-    });
+    await macvlanNetwork(w);
     const pod = await createPod(w, "pipe", {
       "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]),
     });
@@ -295,11 +295,7 @@ Deno.test("ADD: a delegate starts while its addresses are being reserved, and ge
 Deno.test("ADD: a reservation refused while its delegate runs fails the ADD naming the address; nothing is left", async () => {
   const w = await makeWorld();
   try {
-    await createNetwork(w, "DanmNet", "mv", {
-      NetworkID: "mvnet",
-      NetworkType: "macvlan",
-      Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
-    });
+    await macvlanNetwork(w);
     const holder = await createPod(w, "holder", {
       "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "10.30.0.7/24" }]),
     });

@@ -15,6 +15,17 @@ const simulate = (path: string): Promise<SimOutcome> =>
     }),
   );
 
+/** Simulates a scenario given as YAML text (written to a temporary file, as the CLI reads it). */
+async function simulateYaml(yaml: string): Promise<SimOutcome> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/s.yaml`, yaml);
+    return await simulate(`${dir}/s.yaml`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test("sim: the demo scenario — pods, interfaces, host interfaces, Service endpoints, IPAM, refusals", async () => {
   const o = await simulate(`${repoRoot}/k8s/examples/demo.yaml`);
   assertEquals(o.errors, []);
@@ -128,9 +139,7 @@ Deno.test("sim: SR-IOV — the nodes' simulated device plugins hand each pod the
 });
 
 Deno.test("sim: SR-IOV — a malformed pool is named; a pod without the resource is refused, one asking too much fails", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const pod = (name: string, limits: string) => `
+  const pod = (name: string, limits: string) => `
 apiVersion: v1
 kind: Pod
 metadata:
@@ -143,10 +152,9 @@ spec:
     - name: c
       image: x${limits}
 `;
-    await Deno.writeTextFile(
-      `${dir}/s.yaml`,
-      [
-        `
+  const o = await simulateYaml(
+    [
+      `
 apiVersion: v1
 kind: Node
 metadata:
@@ -154,36 +162,28 @@ metadata:
   annotations:
     sim.danm.io/sriov-pools: "nokia.k8s.io/vf=ens1f0:1, broken"
 `,
-        `
+      `
 apiVersion: danm.io/v1
 kind: DanmNet
 metadata: { name: vf, namespace: default }
 spec: { NetworkID: vf, NetworkType: sriov, Options: { device_pool: nokia.k8s.io/vf } }
 `,
-        pod("none", ""),
-        pod("two", '\n      resources: { limits: { nokia.k8s.io/vf: "2" } }'),
-      ].join("---"),
-    );
-    const o = await simulate(`${dir}/s.yaml`);
-    assertEquals(o.errors.length, 1);
-    assert(o.errors[0].includes(`"broken" is not <resource>=<PF>:<VFs>`), o.errors[0]);
-    // Without the resource the webhook refuses the pod; asking for more VFs than the node has fails its ADD.
-    assertEquals(o.rejected.map((r) => r.name), ["none"]);
-    assert(o.rejected[0].reason.includes("the containers request 0"), o.rejected[0].reason);
-    const two = o.pods.find((p) => p.name === "two")!;
-    assertEquals(two.status, "Failed");
-    assert(two.error!.includes("node n1 has 1 free VF(s) of nokia.k8s.io/vf, the pod requests 2"), two.error);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+      pod("none", ""),
+      pod("two", '\n      resources: { limits: { nokia.k8s.io/vf: "2" } }'),
+    ].join("---"),
+  );
+  assertEquals(o.errors.length, 1);
+  assert(o.errors[0].includes(`"broken" is not <resource>=<PF>:<VFs>`), o.errors[0]);
+  // Without the resource the webhook refuses the pod; asking for more VFs than the node has fails its ADD.
+  assertEquals(o.rejected.map((r) => r.name), ["none"]);
+  assert(o.rejected[0].reason.includes("the containers request 0"), o.rejected[0].reason);
+  const two = o.pods.find((p) => p.name === "two")!;
+  assertEquals(two.status, "Failed");
+  assert(two.error!.includes("node n1 has 1 free VF(s) of nokia.k8s.io/vf, the pod requests 2"), two.error);
 });
 
 Deno.test("sim: delegates with danm's IPAM (generated macvlan, a bridge .conf) get danm's addresses through fakeipam", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(
-      `${dir}/s.yaml`,
-      `
+  const o = await simulateYaml(`
 apiVersion: v1
 kind: Node
 metadata:
@@ -210,17 +210,12 @@ metadata:
     danm.io/interfaces: '[{"clusterNetwork": "mv", "ip": "dynamic"}, {"clusterNetwork": "br", "ip": "10.71.0.9"}]'
 spec:
   containers: [{ name: c, image: x }]
-`,
-    );
-    const o = await simulate(`${dir}/s.yaml`);
-    assertEquals([o.errors, o.rejected], [[], []]);
-    const [p] = o.pods;
-    assertEquals(p.status, "Running", p.error);
-    assertEquals(p.interfaces.map((i) => `${i.name} ${i.network} ${i.type} ${i.ips.join(",")}`).sort(), [
-      "br1 br veth 10.71.0.9/24",
-      "eth0 mv macvlan 10.70.0.1/24",
-    ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+`);
+  assertEquals([o.errors, o.rejected], [[], []]);
+  const [p] = o.pods;
+  assertEquals(p.status, "Running", p.error);
+  assertEquals(p.interfaces.map((i) => `${i.name} ${i.network} ${i.type} ${i.ips.join(",")}`).sort(), [
+    "br1 br veth 10.71.0.9/24",
+    "eth0 mv macvlan 10.70.0.1/24",
+  ]);
 });
