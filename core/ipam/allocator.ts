@@ -38,6 +38,7 @@ import {
   planFamily,
   poolBlockRange,
   type PoolOptions,
+  type TakenOffsets,
 } from "./plan.ts";
 import { BlockRace, BlockStore, type BlockStoreFailure } from "./store.ts";
 
@@ -185,6 +186,15 @@ const compareBigint = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
 /** What decides which addresses of a block dynamic allocation may use. */
 const poolKey = (p: FamilyPlan) => `${p.poolStart}-${p.poolEnd}/${p.blockBits} ${[...p.reserved].join(",")}`;
 
+/** poolKey(a) === poolKey(b), without building the strings (every request brings its own plan object). */
+function samePool(a: FamilyPlan, b: FamilyPlan): boolean {
+  if (a === b) return true;
+  if (a.poolStart !== b.poolStart || a.poolEnd !== b.poolEnd || a.blockBits !== b.blockBits) return false;
+  if (a.reserved.size !== b.reserved.size) return false;
+  const ra = [...a.reserved], rb = [...b.reserved];
+  return ra.every((r, i) => r === rb[i]);
+}
+
 function sameOwner(r: Reservation, o: Owner): boolean {
   return r.podUid === o.podUid && r.iface === o.iface;
 }
@@ -209,20 +219,23 @@ export const makeIpam = (options: IpamOptions = {}) =>
           lane.byNode.set(block.spec.node, mine.add(index));
         }
       }
-      if (old) {
-        for (const [off, r] of Object.entries(old.spec.reservations)) {
-          const k = ownerKey(r);
-          const at = lane.owners.get(k);
-          if (at && at.index === index && at.offset === Number(off)) lane.owners.delete(k);
-        }
+      // Only entries that changed touch the owner index: after our own write, the unchanged ones are the very
+      // objects of the cached block (see the write below), and a block holds up to 2^blockBits of them.
+      const before = old?.spec.reservations ?? {}, after = block?.spec.reservations ?? {};
+      for (const off in before) {
+        const r = before[off];
+        if (after[off] === r) continue;
+        const k = ownerKey(r);
+        const at = lane.owners.get(k);
+        if (at && at.index === index && at.offset === Number(off)) lane.owners.delete(k);
       }
       if (!block) {
         lane.blocks.delete(index);
         return;
       }
       lane.blocks.set(index, block);
-      for (const [off, r] of Object.entries(block.spec.reservations)) {
-        lane.owners.set(ownerKey(r), { index, offset: Number(off) });
+      for (const off in after) {
+        if (before[off] !== after[off]) lane.owners.set(ownerKey(after[off]), { index, offset: Number(off) });
       }
     };
 
@@ -273,9 +286,9 @@ export const makeIpam = (options: IpamOptions = {}) =>
           }
           return w;
         };
-        const taken = (index: bigint): ReadonlySet<number> => {
+        const taken = (index: bigint): TakenOffsets => {
           const rs = work.get(index)?.reservations ?? lane.blocks.get(index)?.spec.reservations ?? {};
-          return new Set(Object.keys(rs).map(Number));
+          return { has: (offset) => rs[offset] !== undefined };
         };
         /** Reservations made in this batch: not in `lane.owners` until their block is written. */
         const batchOwners = new Map<string, { index: bigint; offset: number }>();
@@ -288,6 +301,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
         const unset = (index: bigint, offset: number) => {
           delete getWork(index).reservations[offset];
           fullInBatch.delete(index);
+          openBlocks.clear(); // a full block may have room again
         };
         /** The lowest free pool address of block i, skipping blocks already known to be full. */
         const freeIn = (plan: FamilyPlan, pool: string, i: bigint): bigint | undefined => {
@@ -331,20 +345,33 @@ export const makeIpam = (options: IpamOptions = {}) =>
           since: now(),
         });
 
+        /** Per node and pool: its blocks that may have room, lowest first, built once per batch (not per op). */
+        const openBlocks = new Map<string, bigint[]>();
+        let lastPlan: FamilyPlan | undefined, lastPool = "";
+        const poolOf = (plan: FamilyPlan) => {
+          if (!lastPlan || !samePool(lastPlan, plan)) [lastPlan, lastPool] = [plan, poolKey(plan)];
+          return lastPool;
+        };
+
         const chooseDynamic = (op: ReserveOp): bigint | undefined => {
           const plan = op.plan;
-          const pool = poolKey(plan);
+          const pool = poolOf(plan);
           const { first, last } = poolBlockRange(plan);
           const nodeOf = (i: bigint) => work.get(i)?.node ?? lane.blocks.get(i)?.spec.node;
-          // This node's blocks that may have room, lowest first (full ones are skipped without sorting them in).
-          const mine = new Set(lane.byNode.get(op.owner.node));
-          for (const [i, w] of work) if ((w.node ?? w.base?.spec.node) === op.owner.node) mine.add(i);
-          const open: bigint[] = [];
-          for (const i of mine) {
-            if (i < first || i > last) continue;
-            if (work.has(i) ? !fullInBatch.has(i) : !(lane.fullPool === pool && lane.full.has(i))) open.push(i);
+          const openKey = `${op.owner.node}\n${pool}`;
+          let open = openBlocks.get(openKey);
+          if (!open) {
+            // Full blocks are skipped without sorting them in: a busy node has hundreds.
+            const mine = new Set(lane.byNode.get(op.owner.node));
+            for (const [i, w] of work) if ((w.node ?? w.base?.spec.node) === op.owner.node) mine.add(i);
+            open = [];
+            for (const i of mine) {
+              if (i < first || i > last) continue;
+              if (work.has(i) ? !fullInBatch.has(i) : !(lane.fullPool === pool && lane.full.has(i))) open.push(i);
+            }
+            open.sort(compareBigint);
+            openBlocks.set(openKey, open);
           }
-          open.sort(compareBigint);
           for (const i of open) {
             const v = freeIn(plan, pool, i);
             if (v !== undefined) return v;
@@ -370,6 +397,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
           if (fresh.length > 0) {
             const [i, v] = fresh[0];
             getWork(i).node = op.owner.node;
+            open.push(i); // every block before it is full: the list stays lowest-first among those with room
             return v;
           }
           const known = new Set<bigint>(lane.blocks.keys());
@@ -493,7 +521,10 @@ export const makeIpam = (options: IpamOptions = {}) =>
             const result = yield* Effect.result(write);
             if (result._tag === "Success") {
               stats.writes++;
-              setBlock(lane, index, result.success);
+              // The compare-and-swap stored exactly the reservations sent: keep those objects (the unchanged ones
+              // are the cached block's), so that setBlock re-indexes only what this batch changed.
+              const stored = result.success;
+              setBlock(lane, index, stored && { ...stored, spec: { ...stored.spec, reservations: w.reservations } });
               return;
             }
             const err = result.failure;

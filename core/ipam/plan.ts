@@ -149,18 +149,26 @@ export function poolCapacity(plan: FamilyPlan): bigint {
   return n;
 }
 
+/** Offsets inside a block that are taken: a Set, or a view over a block's reservations. */
+export interface TakenOffsets {
+  readonly has: (offset: number) => boolean;
+}
+
 /**
  * The lowest address of block `index` that dynamic allocation may hand out and that is not taken.
- * `taken` holds offsets inside the block.
+ * `taken` holds offsets inside the block. Called for every dynamic request: the scan runs on plain numbers,
+ * the pool bounds and reserved addresses turned into offsets once (bigint steps were most of its cost).
  */
-export function lowestFree(plan: FamilyPlan, index: bigint, taken: ReadonlySet<number>): bigint | undefined {
+export function lowestFree(plan: FamilyPlan, index: bigint, taken: TakenOffsets): bigint | undefined {
   const first = plan.network.base + (index << BigInt(plan.blockBits));
-  const size = 1 << plan.blockBits;
-  for (let off = 0; off < size; off++) {
-    const value = first + BigInt(off);
-    if (value < plan.poolStart) continue;
-    if (value > plan.poolEnd) return undefined;
-    if (!taken.has(off) && !plan.reserved.has(value)) return value;
+  const last = first + BigInt((1 << plan.blockBits) - 1);
+  if (plan.poolStart > last || plan.poolEnd < first) return undefined;
+  const from = plan.poolStart > first ? Number(plan.poolStart - first) : 0;
+  const to = plan.poolEnd < last ? Number(plan.poolEnd - first) : (1 << plan.blockBits) - 1;
+  const reserved = new Set<number>();
+  for (const r of plan.reserved) if (r >= first && r <= last) reserved.add(Number(r - first));
+  for (let off = from; off <= to; off++) {
+    if (!taken.has(off) && !reserved.has(off)) return first + BigInt(off);
   }
   return undefined;
 }
