@@ -32,10 +32,15 @@ export interface RawList {
   readonly continue?: string;
 }
 
+/** What a write answers with: the stored object, or (when the caller keeps its copy) its metadata only. */
+export type Answer = "object" | "metadata";
+
 export interface WriteParams {
   readonly dryRun?: boolean;
   readonly fieldManager?: string;
   readonly subresource?: "status";
+  /** Default "object". A backend may answer with the whole object anyway (the memory store does). */
+  readonly answer?: Answer;
 }
 
 export interface WatchQuery {

@@ -18,7 +18,8 @@ import {
   type WatchOptions,
   type WriteOptions,
 } from "../../core/ports/kube.ts";
-import type { AnyResourceType, KubeBackend, RawWatchEvent } from "./backend.ts";
+import { ObjectMeta } from "../../core/api/meta.ts";
+import type { Answer, AnyResourceType, KubeBackend, RawWatchEvent } from "./backend.ts";
 import { type Keyed, makeInformer } from "./informer.ts";
 import { isJsonObject, type JsonObject } from "./patch.ts";
 import { resilientWatch } from "./watch.ts";
@@ -63,6 +64,17 @@ const decodeWith = <A, I>(rt: ResourceType<A, I>, verb: string) => (raw: unknown
     ),
   );
 };
+
+/** The metadata of a write's answer: a PartialObjectMetadata from the apiserver, a whole object from the memory store. */
+const decodeMetadata = (rt: AnyResourceType, verb: string) => (raw: JsonObject): Effect.Effect<ObjectMeta, KubeError> =>
+  Schema.decodeUnknownEffect(ObjectMeta)(raw.metadata).pipe(
+    Effect.mapError((e) =>
+      new KubeDecodeError({
+        ...where(verb, rt, metaOf(raw).namespace, metaOf(raw).name),
+        detail: e.message.slice(0, 1000),
+      })
+    ),
+  );
 
 /** Namespaced single-object requests need a namespace; cluster-scoped ones must not send one. */
 const scopeNamespace = (
@@ -172,28 +184,44 @@ export const makeKube = (
         return { items, resourceVersion: raw.resourceVersion };
       });
 
-    const create: KubeService["create"] = (rt, object, opts = {}) =>
+    const createRaw = <A, I>(rt: ResourceType<A, I>, object: A, opts: WriteOptions, answer: Answer) =>
       Effect.gen(function* () {
         const enc = yield* encodeFor("create", rt, object, opts.namespace);
         // Creating from a copy of a stored object is common; the apiserver refuses a set resourceVersion.
         const { resourceVersion: _rv, ...metadata } = enc.body.metadata as JsonObject;
         const body = { ...enc.body, metadata };
-        const raw = yield* backend.create({ rt, namespace: enc.namespace }, body, writeParams(opts));
-        return yield* decodeWith(rt, "create")(raw);
+        return yield* backend.create({ rt, namespace: enc.namespace }, body, { ...writeParams(opts), answer });
       });
+
+    const replaceRaw = <A, I>(
+      verb: "update" | "updateStatus",
+      rt: ResourceType<A, I>,
+      object: A,
+      opts: WriteOptions,
+      answer: Answer,
+    ) =>
+      Effect.gen(function* () {
+        const enc = yield* encodeFor(verb, rt, object, opts.namespace);
+        if (!enc.name) return yield* missingName(verb, rt, enc.namespace);
+        return yield* backend.replace(
+          { rt, namespace: enc.namespace, name: enc.name },
+          enc.body,
+          { ...writeParams(opts), answer, ...(verb === "updateStatus" ? { subresource: "status" as const } : {}) },
+        );
+      });
+
+    const create: KubeService["create"] = (rt, object, opts = {}) =>
+      Effect.flatMap(createRaw(rt, object, opts, "object"), decodeWith(rt, "create"));
 
     const replace =
       (verb: "update" | "updateStatus") => <A, I>(rt: ResourceType<A, I>, object: A, opts: WriteOptions = {}) =>
-        Effect.gen(function* () {
-          const enc = yield* encodeFor(verb, rt, object, opts.namespace);
-          if (!enc.name) return yield* missingName(verb, rt, enc.namespace);
-          const raw = yield* backend.replace(
-            { rt, namespace: enc.namespace, name: enc.name },
-            enc.body,
-            { ...writeParams(opts), ...(verb === "updateStatus" ? { subresource: "status" as const } : {}) },
-          );
-          return yield* decodeWith(rt, verb)(raw);
-        });
+        Effect.flatMap(replaceRaw(verb, rt, object, opts, "object"), decodeWith(rt, verb));
+
+    const createReturningMetadata: KubeService["createReturningMetadata"] = (rt, object, opts = {}) =>
+      Effect.flatMap(createRaw(rt, object, opts, "metadata"), decodeMetadata(rt, "create"));
+
+    const updateReturningMetadata: KubeService["updateReturningMetadata"] = (rt, object, opts = {}) =>
+      Effect.flatMap(replaceRaw("update", rt, object, opts, "metadata"), decodeMetadata(rt, "update"));
 
     const patch: KubeService["patch"] = (rt, name, p, opts = {}) =>
       Effect.gen(function* () {
@@ -321,6 +349,8 @@ export const makeKube = (
       delete: del,
       watch,
       informer,
+      createReturningMetadata,
+      updateReturningMetadata,
     } satisfies KubeService;
   });
 

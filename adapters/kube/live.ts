@@ -5,7 +5,7 @@ import * as k8s from "@kubernetes/client-node";
 import type { RequestOptions } from "node:https";
 import { Effect, Layer, Predicate, Schema, type Scope, Stream } from "effect";
 import { apiVersionOf, Kube, type KubeError, type KubeService } from "../../core/ports/kube.ts";
-import type { CollectionRef, KubeBackend, RawWatchEvent } from "./backend.ts";
+import type { Answer, CollectionRef, KubeBackend, RawWatchEvent } from "./backend.ts";
 import { makeKube } from "./client.ts";
 import { isJsonObject, type JsonObject } from "./patch.ts";
 import { errorFromStatus, type RequestTarget, timeoutError, transportError } from "./status.ts";
@@ -166,6 +166,9 @@ const query = (q: Record<string, string | number | boolean | undefined>): string
   return s ? `?${s}` : "";
 };
 
+/** Asks the apiserver to answer a write with the object's metadata only; plain JSON from a server that cannot. */
+const metadataOnly = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+
 const parseBody = (raw: string): unknown => {
   try {
     return JSON.parse(raw);
@@ -185,12 +188,13 @@ export function httpBackend(conn: Connection, options: Omit<LiveKubeOptions, "co
     method: string,
     url: string,
     body?: { readonly contentType: string; readonly value: unknown },
+    answer: Answer = "object",
   ): Effect.Effect<JsonObject, KubeError> =>
     Effect.tryPromise({
       try: async (signal) => {
         const headers = {
           ...(await conn.headers()),
-          Accept: "application/json",
+          Accept: answer === "metadata" ? metadataOnly : "application/json",
           "User-Agent": userAgent,
           ...(body ? { "Content-Type": body.contentType } : {}),
         };
@@ -284,13 +288,14 @@ export function httpBackend(conn: Connection, options: Omit<LiveKubeOptions, "co
       send(target("create", ref, nameOf(body)), "POST", path(ref) + writeQuery(p), {
         contentType: "application/json",
         value: body,
-      }),
+      }, p.answer),
     replace: (ref, body, p) =>
       send(
         target(p.subresource === "status" ? "updateStatus" : "update", ref, ref.name),
         "PUT",
         path(ref, ref.name, p.subresource) + writeQuery(p),
         { contentType: "application/json", value: body },
+        p.answer,
       ),
     patch: (ref, patch, p) => {
       const t = target("patch", ref, ref.name);

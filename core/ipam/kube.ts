@@ -2,7 +2,7 @@
 // reclaimer asks whether pods and networks still exist.
 import { Effect, Layer, Schedule } from "effect";
 import { type Network, type NetworkKind, networkResources } from "../api/danm.ts";
-import { ipBlockResource, labels, type NetworkRef } from "../api/ipam.ts";
+import { type IPBlock, ipBlockResource, labels, type NetworkRef } from "../api/ipam.ts";
 import { PodResource } from "../api/k8s.ts";
 import { isTransient, Kube, type KubeError, type ResourceType } from "../ports/kube.ts";
 import type { OwnerDirectory } from "./reclaim.ts";
@@ -52,12 +52,16 @@ export const blockStoreFromKube: Layer.Layer<BlockStore, never, Kube> = Layer.ef
           Effect.catchTag("KubeNotFound", () => Effect.succeed(undefined)),
           Effect.mapError(failure("get", name)),
         ),
+      // Blocks are written whole and kept by their writer: the apiserver answers with the new metadata only,
+      // which spares it and the node encoding and decoding every reservation of the block once more.
       create: (block) =>
-        transientRetry(kube.create(ipBlockResource, block)).pipe(
+        transientRetry(kube.createReturningMetadata(ipBlockResource, block)).pipe(
+          Effect.map((metadata): IPBlock => ({ ...block, metadata })),
           Effect.mapError(raceOr("create", block.metadata.name ?? "")),
         ),
       update: (block) =>
-        transientRetry(kube.update(ipBlockResource, block)).pipe(
+        transientRetry(kube.updateReturningMetadata(ipBlockResource, block)).pipe(
+          Effect.map((metadata): IPBlock => ({ ...block, metadata })),
           Effect.mapError(raceOr("update", block.metadata.name ?? "")),
         ),
       remove: (block) =>

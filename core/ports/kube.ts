@@ -5,6 +5,7 @@
 // do not model, so a full `update` of an object owned by someone else would drop those fields: writers of
 // foreign kinds use `patch` instead.
 import { Context, type Effect, type Schedule, Schema, type Scope, type Stream, type SubscriptionRef } from "effect";
+import type { ObjectMeta } from "../api/meta.ts";
 
 /**
  * Names one API resource and the Schema that decodes its objects. Every kind danm touches has one
@@ -309,6 +310,21 @@ export interface KubeService {
   readonly create: <A, I>(rt: ResourceType<A, I>, object: A, options?: WriteOptions) => Effect.Effect<A, KubeError>;
   /** Replaces the object; optimistic: a stale metadata.resourceVersion fails with KubeConflict. */
   readonly update: <A, I>(rt: ResourceType<A, I>, object: A, options?: WriteOptions) => Effect.Effect<A, KubeError>;
+  /**
+   * `create` and `update` for a writer that keeps its own copy of what it wrote (danm's IPAM blocks): the server
+   * answers with the stored object's metadata only (PartialObjectMetadata), so neither side encodes and decodes a
+   * big object a second time. Only for kinds that no admission plugin or defaulting changes.
+   */
+  readonly createReturningMetadata: <A, I>(
+    rt: ResourceType<A, I>,
+    object: A,
+    options?: WriteOptions,
+  ) => Effect.Effect<ObjectMeta, KubeError>;
+  readonly updateReturningMetadata: <A, I>(
+    rt: ResourceType<A, I>,
+    object: A,
+    options?: WriteOptions,
+  ) => Effect.Effect<ObjectMeta, KubeError>;
   /** Replaces only `status` (the status subresource); everything else in `object` is ignored by the server. */
   readonly updateStatus: <A, I>(
     rt: ResourceType<A, I>,

@@ -302,6 +302,32 @@ export function kubeContract(suite: string, env: () => Promise<KubeContractEnv>)
       assertEquals(v3.spec?.config, "3");
     }));
 
+  test("create and update returning metadata store the object and answer with its new metadata", (c) =>
+    Effect.gen(function* () {
+      const name = c.name("meta");
+      const sent = nad(c, name, "1");
+      const m1 = yield* c.kube.createReturningMetadata(NADs, sent);
+      assertEquals(m1.name, name);
+      assertEquals(m1.namespace, c.ns);
+      assert(m1.uid && m1.resourceVersion, "uid and resourceVersion set");
+      const stored = yield* c.kube.get(NADs, name, { namespace: c.ns });
+      assertEquals(stored.spec?.config, "1");
+      assertEquals(stored.metadata.resourceVersion, m1.resourceVersion);
+
+      const m2 = yield* c.kube.updateReturningMetadata(NADs, { ...sent, metadata: m1, spec: { config: "2" } });
+      assertEquals(m2.uid, m1.uid);
+      assert(m2.resourceVersion !== m1.resourceVersion, "a write bumps resourceVersion");
+      assertEquals((yield* c.kube.get(NADs, name, { namespace: c.ns })).spec?.config, "2");
+
+      const stale = yield* flipTag(
+        c.kube.updateReturningMetadata(NADs, { ...sent, metadata: m1, spec: { config: "3" } }),
+      );
+      assertEquals(stale._tag, "KubeConflict");
+      const again = yield* flipTag(c.kube.createReturningMetadata(NADs, sent));
+      assertEquals(again._tag, "KubeAlreadyExists");
+      assertEquals((yield* c.kube.get(NADs, name, { namespace: c.ns })).spec?.config, "2");
+    }));
+
   test("missing objects fail with KubeNotFound on every verb", (c) =>
     Effect.gen(function* () {
       const name = c.name("missing");

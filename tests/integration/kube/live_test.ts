@@ -4,7 +4,7 @@ import * as k8s from "@kubernetes/client-node";
 import { Effect, Stream } from "effect";
 import { NetworkAttachmentDefinitionResource as NADs, PodResource } from "../../../core/api/k8s.ts";
 import { Kube } from "../../../core/ports/kube.ts";
-import { layerLiveKube } from "../../../adapters/kube/live.ts";
+import { connect, httpBackend, layerLiveKube } from "../../../adapters/kube/live.ts";
 import { assertEquals, fail } from "../../harness/assert.ts";
 import { uniqueName, useCluster } from "../../harness/cluster.ts";
 import { ensureCrd } from "./crds.ts";
@@ -111,6 +111,49 @@ Deno.test("live kube: in-cluster config re-reads the projected token on every re
     await rbac.deleteNamespacedRole({ name: sa, namespace: ns }).catch(() => {});
     await core.deleteNamespacedServiceAccount({ name: sa, namespace: ns }).catch(() => {});
     await Deno.remove(dir, { recursive: true });
+    await cluster.release();
+  }
+});
+
+Deno.test("live kube: a write answering with metadata gets a PartialObjectMetadata, not the object", async () => {
+  const cluster = await useCluster();
+  const name = uniqueName("meta");
+  const ref = { rt: NADs, namespace: "default" };
+  try {
+    const layer = layerLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath } });
+    await Effect.runPromise(
+      ensureCrd("k8s.cni.cncf.io_network-attachment-definitions.yaml").pipe(Effect.provide(layer)),
+    );
+    await Effect.runPromise(Effect.gen(function* () {
+      const conn = yield* connect({ _tag: "Kubeconfig", path: cluster.kubeconfigPath });
+      const backend = httpBackend(conn);
+      const body = {
+        apiVersion: "k8s.cni.cncf.io/v1",
+        kind: "NetworkAttachmentDefinition",
+        metadata: { name, namespace: "default" },
+        spec: { config: "{}" },
+      };
+      const created = yield* backend.create(ref, body, { answer: "metadata" });
+      assertEquals([created.kind, created.spec], ["PartialObjectMetadata", undefined]);
+      const meta = created.metadata as { resourceVersion: string };
+      const updated = yield* backend.replace({ ...ref, name }, {
+        ...body,
+        metadata: { ...body.metadata, resourceVersion: meta.resourceVersion },
+        spec: { config: "{ }" },
+      }, { answer: "metadata" });
+      assertEquals([updated.kind, updated.spec], ["PartialObjectMetadata", undefined]);
+      const whole = yield* backend.get({ ...ref, name });
+      assertEquals([whole.kind, (whole.spec as { config: string }).config], ["NetworkAttachmentDefinition", "{ }"]);
+      conn.close();
+    }));
+  } finally {
+    await cluster.kubeConfig.makeApiClient(k8s.CustomObjectsApi).deleteNamespacedCustomObject({
+      group: "k8s.cni.cncf.io",
+      version: "v1",
+      namespace: "default",
+      plural: "network-attachment-definitions",
+      name,
+    }).catch(() => {});
     await cluster.release();
   }
 });

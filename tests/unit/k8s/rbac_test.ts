@@ -45,7 +45,9 @@ const verbsOf: Record<string, ReadonlyArray<string>> = {
   watch: ["watch"],
   informer: ["list", "watch"],
   create: ["create"],
+  createReturningMetadata: ["create"],
   update: ["update"],
+  updateReturningMetadata: ["update"],
   patch: ["patch"],
   delete: ["delete"],
 };
