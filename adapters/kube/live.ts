@@ -203,13 +203,18 @@ export function httpBackend(conn: Connection, options: Omit<LiveKubeOptions, "co
           headers,
           ...(conn.client ? { client: conn.client } : {}),
           ...(body ? { body: JSON.stringify(body.value) } : {}),
-          signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+          signal,
         });
         return { status: res.status, ok: res.ok, body: parseBody(await res.text()) };
       },
-      catch: (e): KubeError =>
-        e instanceof DOMException && e.name === "TimeoutError" ? timeoutError(t, timeoutMs) : transportError(t, e),
+      catch: (e): KubeError => transportError(t, e),
     }).pipe(
+      // Effect's timer is cleared when the answer comes; an AbortSignal.timeout per request would keep a timer and
+      // its signal alive for the whole timeout (30 s): thousands of them on a busy node, all promoted by the GC.
+      Effect.timeoutOrElse({
+        duration: `${timeoutMs} millis`,
+        orElse: () => Effect.fail(timeoutError(t, timeoutMs)),
+      }),
       Effect.flatMap((r): Effect.Effect<JsonObject, KubeError> => {
         if (!r.ok) return Effect.fail(errorFromStatus(t, r.status, r.body));
         if (!isJsonObject(r.body)) return Effect.fail(transportError(t, `unexpected response body: ${String(r.body)}`));
