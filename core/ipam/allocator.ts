@@ -239,6 +239,19 @@ export const makeIpam = (options: IpamOptions = {}) =>
       }
     };
 
+    /**
+     * planFamily per network options object: the daemon's networks come from informer caches, so the same options
+     * object serves every ADD on a network, and parsing its CIDRs per request was a tenth of the allocator's garbage.
+     */
+    const plans = new WeakMap<PoolOptions, Map<Family, ReturnType<typeof planFamily>>>();
+    const planOf = (options: PoolOptions, family: Family) => {
+      let byFamily = plans.get(options);
+      if (!byFamily) plans.set(options, byFamily = new Map());
+      let planned = byFamily.get(family);
+      if (!planned) byFamily.set(family, planned = planFamily(options, family));
+      return planned;
+    };
+
     const storageError = (lane: Lane, operation: string) => (e: BlockStoreFailure) =>
       new IpamStorageError({ network: lane.label, operation, cause: e.message });
 
@@ -617,13 +630,14 @@ export const makeIpam = (options: IpamOptions = {}) =>
       };
     };
 
-    const laneFor = (ref: NetworkRef, family: Family) =>
+    const laneFor = (ref: NetworkRef, family: Family): Effect.Effect<Lane> => {
+      const existing = lanes.get(`${ref.uid}/${family}`);
+      return existing ? Effect.succeed(existing) : openLane(ref, family);
+    };
+
+    const openLane = (ref: NetworkRef, family: Family) =>
       Effect.gen(function* () {
         const key = `${ref.uid}/${family}`;
-        const existing = lanes.get(key);
-        if (existing) {
-          return existing;
-        }
         const lane: Lane = {
           ref,
           family,
@@ -649,7 +663,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
     const reserveFamily = (network: IpamNetwork, owner: Owner, family: Family, request: AddressRequest) =>
       Effect.gen(function* () {
         const label = networkLabel(network.ref);
-        const { plan, problem } = planFamily(network.options, family);
+        const { plan, problem } = planOf(network.options, family);
         if (problem) {
           return yield* new InvalidAddressRequest({
             network: label,
@@ -693,6 +707,14 @@ export const makeIpam = (options: IpamOptions = {}) =>
         const r4 = parseAddressRequest(label, "ip", ip), r6 = parseAddressRequest(label, "ip6", ip6);
         if (r4 instanceof InvalidAddressRequest) return yield* r4;
         if (r6 instanceof InvalidAddressRequest) return yield* r6;
+        const asked4 = r4 !== undefined && r4 !== "none", asked6 = r6 !== undefined && r6 !== "none";
+        if (!asked4 || !asked6) {
+          // At most one family to reserve (the common case): nothing to give back if it fails, no fibers to fork.
+          const result: { v4?: string; v6?: string } = {};
+          if (r4 !== undefined) result.v4 = asked4 ? yield* reserveFamily(network, owner, 4, r4) : "none";
+          if (r6 !== undefined) result.v6 = asked6 ? yield* reserveFamily(network, owner, 6, r6) : "none";
+          return result as AllocationResult;
+        }
         const want = (r: AddressRequest | "none" | undefined, f: Family) =>
           r === undefined
             ? Effect.succeed(undefined)
