@@ -6,6 +6,7 @@
 //   danmctl migrate [--dry-run]                   copy danm.k8s.io objects to danm.io
 //   danmctl dry-run <pod.yaml> [-n ns]            interfaces, addresses, routes the pod would get (changes nothing)
 //   global: -o table|json, --kubeconfig PATH (default $KUBECONFIG, else in-cluster)
+import "../adapters/runtime/effect_without_async_context.ts";
 import { Effect, Layer, Schema } from "effect";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import { NetworkKinds } from "../core/api/danm.ts";

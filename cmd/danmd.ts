@@ -4,6 +4,7 @@
 //   deno run -A cmd/danmd.ts [--kubeconfig PATH] [--node-name NAME] [--socket /run/danm/danm.sock]
 //                            [--state-dir /run/danm/sandboxes] [--attach-timeout-ms 30000] [--gc-grace-seconds 60]
 //                            [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
+import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
 import * as CniNode from "../core/cni/node.ts";

@@ -1,4 +1,5 @@
 // `deno task gen:crds`: writes the danm.io CRDs derived from core/api/danm.ts into crds/ and k8s/crds/.
+import "../adapters/runtime/effect_without_async_context.ts";
 import { Effect } from "effect";
 import { renderDanmCrds } from "../core/api/danm_crds.ts";
 

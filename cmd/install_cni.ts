@@ -2,6 +2,7 @@
 //   --bin-dir /opt/cni/bin --conf-dir /etc/cni/net.d [--from DIR of compiled binaries]
 //   [--kubeconfig PATH] [--naming-scheme legacy] [--daemon-socket PATH] [--name danm_meta_cni]
 //   [--no-launcher]   fail instead of writing launcher scripts when a compiled binary is missing
+import "../adapters/runtime/effect_without_async_context.ts";
 import { Effect } from "effect";
 import { layerLiveFs } from "../adapters/fs/live.ts";
 import { installCni } from "../core/install/cni.ts";

@@ -9,6 +9,7 @@
 //                                 [--cni-socket /run/danm/danm.sock ("" = no CNI daemon)]
 //                                 [--cni-state-dir /run/danm/sandboxes] [--reclaim-period 5m ("0s" = never)]
 //                                 [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
+import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
 import * as Netwatcher from "../core/netwatcher/agent.ts";

@@ -3,6 +3,7 @@
 // runs k8s/examples/demo.yaml. Needs neither root nor a cluster.
 // `--real` runs the scenario on a real apiserver with real processes and network namespaces (root; default
 // scenario k8s/examples/real.yaml), see tests/harness/simreal.ts.
+import "../adapters/runtime/effect_without_async_context.ts";
 import { Effect, References } from "effect";
 import { layerLiveFs } from "../adapters/fs/live.ts";
 import { runEmbedded } from "../adapters/sim/embedded.ts";

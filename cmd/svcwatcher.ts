@@ -4,6 +4,7 @@
 //   deno run --allow-net --allow-env --allow-read --allow-sys=hostname cmd/svcwatcher.ts \
 //     [--kubeconfig PATH] [--lease-namespace kube-system] [--lease-name danm-svcwatcher] [--identity ID]
 //     [--metrics-port 9090] [--workers 4] [--namespace NS]
+import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
 import { Effect, Fiber, Layer } from "effect";
 import { layerLiveHttp } from "../adapters/http/live.ts";

@@ -2,6 +2,7 @@
 //
 //   deno run -A cmd/webhook.ts --bootstrap-certs --namespace kube-system
 //   deno run -A cmd/webhook.ts --tls-cert-file tls.crt --tls-key-file tls.key --kubeconfig ~/.kube/config
+import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
 import { layerLiveFs } from "../adapters/fs/live.ts";
