@@ -7,6 +7,7 @@
 // bitmask lives base64-encoded in the network object (`spec.Options.alloc`); an allocation reads the network,
 // takes the lowest clear bit of the pool, and writes the whole object back with its resourceVersion, retrying
 // on conflict without backoff. It is a faithful model of the scheme, not DANM's code.
+import "../../adapters/runtime/effect_without_async_context.ts";
 import * as k8s from "@kubernetes/client-node";
 import { Effect, Layer } from "effect";
 import { layerLiveKube } from "../../adapters/kube/live.ts";
@@ -149,14 +150,18 @@ try {
     ref: { kind: "ClusterNetwork", name: "bench-danm-ipam", uid: ours.metadata.uid! },
     options: ours.spec.Options ?? {},
   };
-  // Owners as a cluster has them: UUID pod UIDs and 64-hex sandbox IDs make the stored blocks (and the apiserver's
-  // work per write) as big as in production; short made-up IDs would flatter the figures.
-  const hex64 = () => (crypto.randomUUID() + crypto.randomUUID()).replaceAll("-", "");
+  // Owners as a cluster has them: UUID-sized pod UIDs and 64-hex sandbox IDs make the stored blocks (and the
+  // apiserver's work per write) as big as in production; short made-up IDs would flatter the figures. Unique per run
+  // without a crypto call per allocation, whose cost (and garbage) would be the bench's, not the allocator's.
+  const runTag = crypto.randomUUID().replaceAll("-", "").repeat(2);
+  let serial = 0;
+  const hex = (n: number) => `${runTag.slice(0, n)}${(serial++).toString(16).padStart(12, "0")}`.slice(-n);
+  const uuid = () => hex(32).replace(/^(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-");
   const owner = (node: number, seq: number): Owner => ({
     namespace: "bench-ipam",
-    pod: `cnf-dataplane-${node}-${seq}-${hex64().slice(0, 5)}`,
-    podUid: crypto.randomUUID(),
-    sandbox: hex64(),
+    pod: `cnf-dataplane-${node}-${seq}-${hex(5)}`,
+    podUid: uuid(),
+    sandbox: hex(64),
     iface: "eth1",
     node: `bench-worker-${node}`,
   });
