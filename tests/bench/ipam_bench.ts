@@ -1,6 +1,6 @@
 // `deno task bench:ipam`: danm's IPAM against a comparator that implements DANM's own scheme, both on a real
 // etcd + kube-apiserver started for the run. Workload: 10 simulated nodes × 16 concurrent allocators, one /16
-// network each, for a fixed time after a warm-up (BENCH_WARMUP_SECONDS, default 2; BENCH_SECONDS, default 5).
+// network each, until two thirds of the pool are handed out (BENCH_WARMUP, BENCH_FILL, BENCH_BASELINE_SECONDS below).
 // Prints readable lines, then one JSON object as the last line.
 //
 // The comparator ("DANM scheme") is DANM's storage model as danm-spec §3 describes it: the whole allocation
@@ -21,10 +21,15 @@ import { installDanmCrds } from "../integration/api/danm_crds.ts";
 
 const nodes = Number(Deno.env.get("BENCH_NODES") ?? 10);
 const perNode = Number(Deno.env.get("BENCH_ALLOCATORS") ?? 16);
-// Measured after a warm-up (JIT, connections, each node opening its first blocks), which is reported on its own. The
-// default run fills about two thirds of the /16: long enough for steady figures, short of running the pool dry.
-const warmupSeconds = Number(Deno.env.get("BENCH_WARMUP_SECONDS") ?? 2);
-const seconds = Number(Deno.env.get("BENCH_SECONDS") ?? 5);
+const poolSize = 65_534; // the /16's addresses without network and broadcast
+// A fixed amount of work rather than a fixed time, so that a faster machine does not measure a fuller pool: the first
+// BENCH_WARMUP allocations warm up (JIT, connections, each node opening its first blocks) and are reported on their
+// own; the run stops once BENCH_FILL of the pool is handed out (default two thirds: steady figures, short of running
+// the pool dry, where nodes go looking for room in each other's blocks). The comparator runs BENCH_BASELINE_SECONDS.
+const warmupCount = Number(Deno.env.get("BENCH_WARMUP") ?? 8_000);
+const fill = Number(Deno.env.get("BENCH_FILL") ?? 0.66);
+const totalCount = Math.floor(poolSize * fill);
+const baselineSeconds = Number(Deno.env.get("BENCH_BASELINE_SECONDS") ?? 5);
 
 const percentile = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -46,29 +51,41 @@ interface RunResult {
 const noStats: IpamStats = { batches: 0, ops: 0, writes: 0, conflicts: 0, lostCreates: 0 };
 const totals: IpamStats = { ...noStats };
 
-/** Runs `allocate` from nodes × perNode loops until the time is up. Each node gets its own connection. */
+/** When a run measures and when it stops: after `totalCount` allocations, or `measureSeconds` into the measuring. */
+interface Workload {
+  readonly warmupCount: number;
+  readonly totalCount?: number;
+  readonly measureSeconds?: number;
+}
+
+/** Runs `allocate` from nodes × perNode loops until the workload is done. Each node gets its own connection. */
 async function drive(
   allocate: (node: number, seq: number) => Effect.Effect<string, unknown, Kube | Ipam>,
   layerFor: () => Layer.Layer<Kube | Ipam>,
-  warmupSeconds: number,
+  work: Workload,
 ): Promise<RunResult> {
   const addresses: string[] = [], latenciesMs: number[] = [], warmupLatenciesMs: number[] = [];
-  let errors = 0, lastDone = 0;
-  const start = performance.now(), measured = start + warmupSeconds * 1000, end = measured + seconds * 1000;
+  let errors = 0, lastDone = 0, started = 0, measuredFrom = Infinity, end = Infinity;
   await Promise.all(Array.from({ length: nodes }, (_, node) =>
     Effect.runPromise(Effect.scoped(Effect.provide(
       Effect.forEach(Array.from({ length: perNode }, (_, a) => a), (a) =>
         Effect.gen(function* () {
           let seq = 0;
-          while (performance.now() < end) {
+          while (work.totalCount === undefined || started < work.totalCount) {
+            const measured = started++ >= work.warmupCount;
             const t0 = performance.now();
+            if (measured && measuredFrom === Infinity) {
+              measuredFrom = t0;
+              if (work.measureSeconds !== undefined) end = t0 + work.measureSeconds * 1000;
+            }
+            if (t0 >= end) break;
             const r = yield* Effect.result(allocate(node, a * 1_000_000 + seq++));
             const t1 = performance.now();
             if (r._tag === "Success") {
-              (t0 >= measured ? latenciesMs : warmupLatenciesMs).push(t1 - t0);
+              (measured ? latenciesMs : warmupLatenciesMs).push(t1 - t0);
               addresses.push(r.success);
             } else errors++;
-            if (t0 >= measured) lastDone = Math.max(lastDone, t1);
+            if (measured) lastDone = Math.max(lastDone, t1);
           }
         }), { concurrency: "unbounded", discard: true }).pipe(
           Effect.andThen(Effect.gen(function* () {
@@ -78,7 +95,7 @@ async function drive(
         ),
       layerFor(),
     )))));
-  return { addresses, latenciesMs, warmupLatenciesMs, errors, elapsedS: (lastDone - measured) / 1000 };
+  return { addresses, latenciesMs, warmupLatenciesMs, errors, elapsedS: (lastDone - measuredFrom) / 1000 };
 }
 
 const duplicatesOf = (xs: string[]) => xs.length - new Set(xs).size;
@@ -167,7 +184,9 @@ try {
   });
 
   console.log(
-    `workload: ${nodes} nodes × ${perNode} concurrent allocators, one /16 network; ${warmupSeconds}s warm-up, then ${seconds}s measured`,
+    `workload: ${nodes} nodes × ${perNode} concurrent allocators, one /16 network; ${warmupCount} allocations of warm-up, then measured up to ${totalCount} (${
+      Math.round(fill * 100)
+    }% of the pool)`,
   );
   const danm = await drive(
     (node, seq) =>
@@ -176,7 +195,7 @@ try {
         return (yield* ipam.allocate(net, owner(node, seq), "dynamic", undefined)).v4!;
       }),
     () => Layer.merge(kubeLayer(), ipamLayer().pipe(Layer.provide(blockStoreFromKube), Layer.provide(kubeLayer()))),
-    warmupSeconds,
+    { warmupCount, totalCount },
   );
   console.log(`allocator counters: ${JSON.stringify(totals)}`);
   const stored = await setup(Effect.gen(function* () {
@@ -205,7 +224,7 @@ try {
         Ipam,
         Ipam.of({ allocate: () => Effect.die("unused"), release: () => Effect.die("unused"), stats: () => noStats }),
       ),
-    ), 0); // No warm-up: one allocation of the comparator takes longer than a warm-up would.
+    ), { warmupCount: 0, measureSeconds: baselineSeconds }); // No warm-up: one of its allocations takes longer than one would.
   const baseAllocs = baseline.latenciesMs.length / baseline.elapsedS;
   console.log(
     `DANM scheme (comparator: bitmask in the network object, optimistic retry): ${baseline.latenciesMs.length} allocations in ${
@@ -223,8 +242,9 @@ try {
     bench: "ipam",
     nodes,
     allocators_per_node: perNode,
-    warmup_seconds: warmupSeconds,
-    seconds,
+    warmup_allocations: danm.warmupLatenciesMs.length,
+    measured_allocations: danm.latenciesMs.length,
+    pool_fill: round(stored.length / poolSize),
     allocs_per_s: round(danmAllocs),
     warmup_p99_ms: round(percentile(danm.warmupLatenciesMs, 99)),
     p50_ms: round(percentile(danm.latenciesMs, 50)),
