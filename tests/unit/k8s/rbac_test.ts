@@ -9,6 +9,7 @@ import * as DanmApi from "../../../core/api/danm.ts";
 import * as IpamApi from "../../../core/api/ipam.ts";
 import * as K8sApi from "../../../core/api/k8s.ts";
 import { assert, assertEquals, fail } from "../../harness/assert.ts";
+import { moduleGraph } from "../../harness/modules.ts";
 import { repoRoot } from "../../harness/proc.ts";
 import { renderKustomization } from "./kustomize.ts";
 
@@ -51,22 +52,6 @@ const verbsOf: Record<string, ReadonlyArray<string>> = {
   patch: ["patch"],
   delete: ["delete"],
 };
-
-/** The relative .ts modules `entry` imports, transitively (type-only imports included: harmless over-approximation). */
-function moduleGraph(entry: string): string[] {
-  const seen = new Set<string>();
-  const visit = (rel: string) => {
-    if (seen.has(rel)) return;
-    seen.add(rel);
-    const text = Deno.readTextFileSync(`${repoRoot}/${rel}`);
-    for (const m of text.matchAll(/(?:from|import)\s*"(\.{1,2}\/[^"]+\.ts)"/g)) {
-      const url = new URL(m[1], `file:///${rel}`);
-      visit(url.pathname.slice(1));
-    }
-  };
-  visit(entry);
-  return [...seen].sort();
-}
 
 interface Use {
   readonly where: string;

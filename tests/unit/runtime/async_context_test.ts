@@ -1,6 +1,7 @@
 // adapters/runtime/effect_without_async_context.ts: effect loaded through it keeps no memory per fiber suspension,
 // and every entry point that uses effect loads it that way, before anything else.
 import { assert } from "../../harness/assert.ts";
+import { moduleGraph } from "../../harness/modules.ts";
 import { repoRoot } from "../../harness/proc.ts";
 
 /** Heap growth (bytes, after full GCs) over `awaits` fiber suspensions, in a fresh Deno with or without the prelude. */
@@ -40,21 +41,6 @@ Deno.test("effect loaded without async_hooks keeps nothing per fiber suspension"
   console.log(`heap growth over ${awaits} suspensions: ${without} bytes plain, ${withPrelude} bytes with the prelude`);
   assert(withPrelude < 1_000_000, `with the prelude the heap grew ${withPrelude} bytes over ${awaits} suspensions`);
 });
-
-/** Relative .ts modules `entry` imports, transitively. */
-function moduleGraph(entry: string): string[] {
-  const seen = new Set<string>();
-  const visit = (rel: string) => {
-    if (seen.has(rel)) return;
-    seen.add(rel);
-    const text = Deno.readTextFileSync(`${repoRoot}/${rel}`);
-    for (const m of text.matchAll(/(?:from|import)\s*"(\.{1,2}\/[^"]+\.ts)"/g)) {
-      visit(new URL(m[1], `file:///${rel}`).pathname.slice(1));
-    }
-  };
-  visit(entry);
-  return [...seen];
-}
 
 Deno.test("every entry point that uses effect imports the prelude first", () => {
   const usesEffect = (rel: string) =>
