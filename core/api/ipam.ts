@@ -37,10 +37,13 @@ export const ReservationFields = Schema.Struct({
 
 const reservationKeys = ["uid", "sandbox", "iface", "node", "since"] as const;
 const plainToken = /^[^\s=]+$/;
+const lineShape = "<namespace>/<pod> <pod uid> <sandbox> <interface> <node> <since>[ static]";
 
-/** One stored line → its fields, or what is wrong with it. */
-function parseReservationLine(line: string): typeof ReservationFields.Type | string {
-  const [pod, ...rest] = line.split(" ");
+/**
+ * The first stored form, `<namespace>/<pod> uid=… sandbox=… iface=… node=… since=…[ static]`: still read, no longer
+ * written (the field names were an eighth of every block write's bytes).
+ */
+function parseKeyedLine(pod: string, rest: ReadonlyArray<string>): typeof ReservationFields.Type | string {
   const fields = new Map<string, string>();
   let isStatic = false;
   for (const token of rest) {
@@ -51,11 +54,7 @@ function parseReservationLine(line: string): typeof ReservationFields.Type | str
     }
   }
   const missing = reservationKeys.filter((k) => !fields.get(k));
-  if (!pod?.includes("/") || missing.length > 0) {
-    return `not a reservation ("<namespace>/<pod> uid=… sandbox=… iface=… node=… since=…"${
-      missing.length ? `; missing ${missing.join(", ")}` : ""
-    })`;
-  }
+  if (missing.length > 0) return `not a reservation ("${lineShape}"; missing ${missing.join(", ")})`;
   return {
     pod,
     podUid: fields.get("uid")!,
@@ -67,18 +66,31 @@ function parseReservationLine(line: string): typeof ReservationFields.Type | str
   };
 }
 
+/** One stored line → its fields, or what is wrong with it. */
+function parseReservationLine(line: string): typeof ReservationFields.Type | string {
+  const tokens = line.split(" ");
+  const [pod, ...rest] = tokens;
+  if (!pod?.includes("/")) return `not a reservation ("${lineShape}": no <namespace>/<pod> first)`;
+  if (rest[0]?.startsWith("uid=")) return parseKeyedLine(pod, rest);
+  const [podUid, sandbox, iface, node, since, flag] = rest;
+  const fields = [podUid, sandbox, iface, node, since];
+  if (fields.some((f) => !f) || rest.length > 6 || (flag !== undefined && flag !== "static")) {
+    return `not a reservation ("${lineShape}": ${rest.length + 1} fields)`;
+  }
+  return { pod, podUid, sandbox, iface, node, since, ...(flag === "static" ? { static: true } : {}) };
+}
+
 /** Fields → one stored line, or why they cannot be stored. */
 function formatReservationLine(r: typeof ReservationFields.Type): string | { readonly problem: string } {
   const values = [r.pod, r.podUid, r.sandbox, r.iface, r.node, r.since];
   if (values.some((v) => !plainToken.test(v))) return { problem: "reservation fields must not contain spaces or '='" };
-  return `${r.pod} uid=${r.podUid} sandbox=${r.sandbox} iface=${r.iface} node=${r.node} since=${r.since}${
-    r.static ? " static" : ""
-  }`;
+  return `${values.join(" ")}${r.static ? " static" : ""}`;
 }
 
 /**
- * A reservation as stored: one line, `<namespace>/<pod> uid=… sandbox=… iface=… node=… since=…[ static]`.
- * Still readable in `kubectl get ipb -o yaml`.
+ * A reservation as stored: one line, `<namespace>/<pod> <pod uid> <sandbox> <interface> <node> <since>[ static]`
+ * (positional: a block write carries up to 64 of them). Still readable in `kubectl get ipb -o yaml`; lines of the
+ * first form (`uid=… sandbox=…`) are read too.
  */
 export const Reservation = Schema.String.pipe(Schema.decodeTo(
   ReservationFields,

@@ -203,7 +203,8 @@ export const makeIpam = (options: IpamOptions = {}) =>
   Effect.gen(function* () {
     const store = yield* BlockStore;
     const maxAttempts = options.maxAttempts ?? 12;
-    const now = options.now ?? (() => new Date().toISOString());
+    // Whole seconds: the reclaimer's grace period needs no more, and every reservation line carries it.
+    const now = options.now ?? (() => new Date().toISOString().replace(/\.\d+Z$/, "Z"));
     const ownerGone = options.ownerGone ?? (() => Effect.succeed(false));
     const lanes = new Map<string, Lane>();
     const stats: IpamStats = { batches: 0, ops: 0, writes: 0, conflicts: 0, lostCreates: 0 };

@@ -15,11 +15,16 @@ Deno.test("a reservation is stored as one readable line and read back exactly", 
   const line = Schema.encodeSync(Reservation)(r);
   assertEquals(
     line,
-    `telco/mme-0 uid=6f1c0a4e-4a1b-4f6e-9c55-2f0e3b9d1a77 sandbox=${
+    `telco/mme-0 6f1c0a4e-4a1b-4f6e-9c55-2f0e3b9d1a77 ${
       "a".repeat(64)
-    } iface=ext1 node=worker-1.example.com since=2026-11-27T21:00:00.000Z static`,
+    } ext1 worker-1.example.com 2026-11-27T21:00:00.000Z static`,
   );
   assertEquals(Schema.decodeUnknownSync(Reservation)(line), r);
+  // The first stored form, with field names, is still read.
+  const keyed = `telco/mme-0 uid=6f1c0a4e-4a1b-4f6e-9c55-2f0e3b9d1a77 sandbox=${
+    "a".repeat(64)
+  } iface=ext1 node=worker-1.example.com since=2026-11-27T21:00:00.000Z static`;
+  assertEquals(Schema.decodeUnknownSync(Reservation)(keyed), r);
   const { static: _s, ...dynamic } = r;
   assertEquals(Schema.decodeUnknownSync(Reservation)(Schema.encodeSync(Reservation)(dynamic)), dynamic);
 });
@@ -31,6 +36,10 @@ Deno.test("malformed reservation lines and unencodable fields are refused", () =
     Schema.decodeUnknownResult(Reservation)("no-namespace uid=a sandbox=b iface=c node=d since=e")._tag,
     "Failure",
   );
+  for (const line of ["default/p u s eth0 n", "default/p u s eth0 n t extra", "default/p u s eth0 n t static x"]) {
+    const got = Schema.decodeUnknownResult(Reservation)(line);
+    assert(got._tag === "Failure" && got.failure.message.includes("fields"), `${line}: ${String(got)}`);
+  }
   const spaced = Schema.encodeUnknownResult(Reservation)({
     pod: "ns/p",
     podUid: "u",
