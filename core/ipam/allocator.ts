@@ -221,7 +221,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
         }
       }
       // Only entries that changed touch the owner index: after our own write, the unchanged ones are the very
-      // objects of the cached block (see the write below), and a block holds up to 2^blockBits of them.
+      // objects of the cached block (the store hands back the block as sent), and a block holds up to 2^blockBits.
       const before = old?.spec.reservations ?? {}, after = block?.spec.reservations ?? {};
       for (const off in before) {
         const r = before[off];
@@ -535,10 +535,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
             const result = yield* Effect.result(write);
             if (result._tag === "Success") {
               stats.writes++;
-              // The compare-and-swap stored exactly the reservations sent: keep those objects (the unchanged ones
-              // are the cached block's), so that setBlock re-indexes only what this batch changed.
-              const stored = result.success;
-              setBlock(lane, index, stored && { ...stored, spec: { ...stored.spec, reservations: w.reservations } });
+              setBlock(lane, index, result.success);
               return;
             }
             const err = result.failure;

@@ -26,7 +26,10 @@ export class BlockStore extends Context.Service<BlockStore, {
   /** Every block in the cluster (reclaimer, consistency checker). */
   readonly listAll: () => Effect.Effect<ReadonlyArray<IPBlock>, BlockStoreFailure>;
   readonly get: (name: string) => Effect.Effect<IPBlock | undefined, BlockStoreFailure>;
-  /** Creates the block; BlockRace("exists") when another writer created it first. */
+  /**
+   * Creates the block; BlockRace("exists") when another writer created it first. Create and update answer with the
+   * block as sent (the same reservation objects) under its new metadata: the allocator re-indexes only what changed.
+   */
   readonly create: (block: IPBlock) => Effect.Effect<IPBlock, BlockRace | BlockStoreFailure>;
   /** Replaces the block if its resourceVersion is still current; BlockRace otherwise. */
   readonly update: (block: IPBlock) => Effect.Effect<IPBlock, BlockRace | BlockStoreFailure>;

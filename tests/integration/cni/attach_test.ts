@@ -9,7 +9,7 @@ import { EpLabels, sandboxLabel } from "../../../core/cni/endpoints.ts";
 import { supportedVersions } from "../../../core/cni/protocol.ts";
 import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
 import { CniCallFailed } from "../../harness/fakelet.ts";
-import { netnsScope, ping } from "../../harness/netns.ts";
+import { type NetnsScope, netnsScope, ping } from "../../harness/netns.ts";
 import { run } from "../../harness/proc.ts";
 import { eventually } from "../../unit/cni/fixture.ts";
 import { validateError, validateResult } from "../../unit/cni/spec.ts";
@@ -38,6 +38,36 @@ const sandboxEndpoints = (n: CniNode, containerId: string) =>
     namespace: "default",
     labelSelector: `${EpLabels.sandbox}=${sandboxLabel(containerId)}`,
   })).then((l) => l.items);
+
+/** The bridge plugin leaves its bridges behind on DEL, as it should (they are shared): tests remove them. */
+const removeSharedLinks = async (r: string) => {
+  for (const dev of [`mvp${r}`, `cbh${r}`, `cbd${r}`]) await run(["ip", "link", "del", dev]).catch(() => {});
+};
+
+/**
+ * Creates pod `name` with `annotation` and ADDs it in a fresh netns, expecting the ADD to fail: checks the error is
+ * spec-valid and that the rollback left only `lo` in the pod and no DanmEp; returns the error's msg and details.
+ */
+async function failingAdd(
+  n: CniNode,
+  scope: NetnsScope,
+  name: string,
+  annotation: unknown[],
+  containerId: string,
+): Promise<{ msg: string; details: string }> {
+  const pod = await n.createPod(name, { "danm.io/interfaces": JSON.stringify(annotation) });
+  const ns = await scope.netns(name);
+  const err = await n.fakelet.add(
+    { namespace: "default", name, uid: pod.metadata.uid! },
+    containerId,
+    scope.path(ns),
+  ).then(() => undefined, (e) => e);
+  assert(err instanceof CniCallFailed, `ADD should fail, got ${err}`);
+  validateError(err.outcome, 100);
+  assertEquals((await ipJson(ns, "link", "show")).map((l) => l.ifname), ["lo"], "rolled back before DEL");
+  assertEquals((await sandboxEndpoints(n, containerId)).length, 0);
+  return err.outcome.json as { msg: string; details: string };
+}
 
 /** The three networks of the acceptance test: generated macvlan, bridge+host-local conflist, bridge with danm IPAM. */
 async function threeNetworks(n: CniNode) {
@@ -196,8 +226,7 @@ Deno.test({
       assertEquals(hostLocal.filter((f) => f.startsWith("10.")), [], "host-local released its addresses");
       assertEquals(await ipJson("", "link", "show", "master", `cbh${r}`).catch(() => []), [], "bridge ports gone");
     } finally {
-      // The bridge plugin leaves its bridges behind on DEL, as it should (they are shared).
-      for (const dev of [`mvp${r}`, `cbh${r}`, `cbd${r}`]) await run(["ip", "link", "del", dev]).catch(() => {});
+      await removeSharedLinks(r);
       await n.dispose();
     }
   },
@@ -223,26 +252,13 @@ Deno.test({
       await n.createNetwork("DanmNet", `bad-${r}`, { NetworkID: `fail${r}`, NetworkType: "failplug" });
       const annotation = JSON.parse(nets.annotation) as unknown[];
       annotation.splice(1, 0, { network: `bad-${r}` });
-      const pod = await n.createPod(`rb-${r}`, { "danm.io/interfaces": JSON.stringify(annotation) });
-      const ns = await scope.netns("rb");
-      const containerId = `rb${r}${"0".repeat(56)}`;
-      const err = await n.fakelet.add(
-        { namespace: "default", name: `rb-${r}`, uid: pod.metadata.uid! },
-        containerId,
-        scope.path(ns),
-      ).then(() => undefined, (e) => e);
-      assert(err instanceof CniCallFailed, `ADD should fail, got ${err}`);
-      validateError(err.outcome, 100);
-      const e = err.outcome.json as { msg: string; details: string };
+      const e = await failingAdd(n, scope, `rb-${r}`, annotation, `rb${r}${"0".repeat(56)}`);
       assertMatch(e.msg, /1 of 4 attachment\(s\) failed \(DanmNet default\/bad-/);
       assertMatch(e.details, /deliberate failure/);
-      assertEquals((await ipJson(ns, "link", "show")).map((l) => l.ifname), ["lo"], "rolled back before DEL");
-      assertEquals((await sandboxEndpoints(n, containerId)).length, 0);
       for (const net of [nets.mv, nets.dn]) assertEquals((await n.reservations(net.metadata.uid!)).length, 0);
       assertEquals(await ipJson("", "link", "show", "master", `cbh${r}`).catch(() => []), []);
     } finally {
-      // The bridge plugin leaves its bridges behind on DEL, as it should (they are shared).
-      for (const dev of [`mvp${r}`, `cbh${r}`, `cbd${r}`]) await run(["ip", "link", "del", dev]).catch(() => {});
+      await removeSharedLinks(r);
       await n.dispose();
     }
   },
@@ -265,25 +281,13 @@ Deno.test({
       await n.fakelet.runPod("default", `hold-${r}`);
       const annotation = JSON.parse(nets.annotation) as Array<Record<string, unknown>>;
       annotation[0] = { network: `mv-${r}`, ip: "10.231.1.7" };
-      const pod = await n.createPod(`take-${r}`, { "danm.io/interfaces": JSON.stringify(annotation) });
-      const ns = await scope.netns("take");
-      const containerId = `tk${r}${"0".repeat(56)}`;
-      const err = await n.fakelet.add(
-        { namespace: "default", name: `take-${r}`, uid: pod.metadata.uid! },
-        containerId,
-        scope.path(ns),
-      ).then(() => undefined, (e) => e);
-      assert(err instanceof CniCallFailed, `ADD should fail, got ${err}`);
-      validateError(err.outcome, 100);
-      const e = err.outcome.json as { msg: string; details: string };
+      const e = await failingAdd(n, scope, `take-${r}`, annotation, `tk${r}${"0".repeat(56)}`);
       assertMatch(e.details, /reserve addresses: .*10\.231\.1\.7.*default\/hold-/);
-      assertEquals((await ipJson(ns, "link", "show")).map((l) => l.ifname), ["lo"], "rolled back before DEL");
-      assertEquals((await sandboxEndpoints(n, containerId)).length, 0);
       assertEquals((await n.reservations(nets.mv.metadata.uid!)).map((x) => x.pod), [`default/hold-${r}`]);
       assertEquals((await n.reservations(nets.dn.metadata.uid!)).length, 0);
       await n.fakelet.stopPod("default", `hold-${r}`);
     } finally {
-      for (const dev of [`mvp${r}`, `cbh${r}`, `cbd${r}`]) await run(["ip", "link", "del", dev]).catch(() => {});
+      await removeSharedLinks(r);
       await n.dispose();
     }
   },
@@ -376,8 +380,7 @@ Deno.test({
       }, 20_000);
       assertEquals((await n.reservations(net.metadata.uid!)).length, 0);
     } finally {
-      // The bridge plugin leaves its bridges behind on DEL, as it should (they are shared).
-      for (const dev of [`mvp${r}`, `cbh${r}`, `cbd${r}`]) await run(["ip", "link", "del", dev]).catch(() => {});
+      await removeSharedLinks(r);
       await n.dispose();
     }
   },
