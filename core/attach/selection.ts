@@ -263,6 +263,25 @@ function allowedTenantsProblem(net: ClusterNetwork, namespace: string): string |
     `(${allowed.join(", ")})`;
 }
 
+/**
+ * A reference written as "<namespace>/<name>" (object names cannot hold a "/"): DanmNets and TenantNetworks are
+ * attachable from their own namespace only, as in DANM, and ClusterNetworks have no namespace.
+ */
+function namespaceLocalProblem(kind: NetworkKind, name: string, podNamespace: string): string | undefined {
+  const slash = name.indexOf("/");
+  if (slash < 0) return undefined;
+  const [namespace, rest] = [name.slice(0, slash), name.slice(slash + 1)];
+  if (kind === "ClusterNetwork") {
+    return `"${name}": a ClusterNetwork is cluster-scoped, name it without a namespace ("${rest}")`;
+  }
+  if (namespace === podNamespace) {
+    return `"${name}": references are namespace-local, name the ${kind} without its namespace ("${rest}")`;
+  }
+  return `"${name}" is in namespace ${namespace}: ${kind} references are namespace-local (a pod in ` +
+    `${podNamespace} attaches the ${kind}s of ${podNamespace}); to share a network between namespaces use a ` +
+    `ClusterNetwork`;
+}
+
 const lookupDanm = (
   dir: NetworkDirectoryService,
   kind: NetworkKind,
@@ -323,10 +342,12 @@ const resolveDanmEntries = (
 ) =>
   Effect.forEach(requests, (r, entry) =>
     Effect.gen(function* () {
-      const net = yield* lookupDanm(dir, r.network.kind, pod.namespace, r.network.name);
       const field = ({ DanmNet: "network", TenantNetwork: "tenantNetwork", ClusterNetwork: "clusterNetwork" })[
         r.network.kind
       ];
+      const crossNamespace = namespaceLocalProblem(r.network.kind, r.network.name, pod.namespace);
+      if (crossNamespace) return yield* new SelectionError({ annotation, entry, field, reason: crossNamespace });
+      const net = yield* lookupDanm(dir, r.network.kind, pod.namespace, r.network.name);
       if (net === undefined) {
         const ns = r.network.kind === "ClusterNetwork" ? undefined : pod.namespace;
         return yield* new SelectionError({
@@ -386,14 +407,17 @@ const resolveNpwgEntries = (
         net = yield* lookupDanm(dir, "ClusterNetwork", ns, e.name);
       }
       if (net === undefined) {
-        const also = ns === pod.namespace
-          ? `, DanmNet, TenantNetwork${e.namespace === undefined ? " or ClusterNetwork" : ""}`
-          : " (danm networks are only attachable from their own namespace)";
+        const reason = ns === pod.namespace
+          ? `no NetworkAttachmentDefinition ${ns}/${e.name}, DanmNet, TenantNetwork` +
+            `${e.namespace === undefined ? " or ClusterNetwork" : ""} named "${e.name}" exists`
+          : `no NetworkAttachmentDefinition ${ns}/${e.name} exists, and references to danm networks are ` +
+            `namespace-local: a pod in ${pod.namespace} attaches the DanmNets and TenantNetworks of ` +
+            `${pod.namespace}, and ClusterNetworks (named without a namespace)`;
         return yield* new SelectionError({
           annotation,
           entry,
           field: "name",
-          reason: `no NetworkAttachmentDefinition ${ns}/${e.name}${also} named "${e.name}" exists`,
+          reason,
         });
       }
       if (net.kind === "ClusterNetwork") {

@@ -8,6 +8,7 @@
 // - danm's IPAM reserves the addresses for ipvlan, macvlan and sriov always, and for static delegates when the
 //   pod asks for "none", or for an address on a network with the matching cidr/net6 (§4.6).
 import type { NetworkKind, NetworkSpec } from "../api/danm.ts";
+import { danmIpamReserves } from "../attach/addressing.ts";
 import { type Attachment, isDanmNetwork } from "../attach/selection.ts";
 import type { IpamNetwork } from "../ipam/allocator.ts";
 import { formatCidr, parseCidr } from "../net/ip.ts";
@@ -77,18 +78,6 @@ export function parentDevice(spec: NetworkSpec): string | undefined {
   return options.host_device || undefined;
 }
 
-const realRequest = (v: string | undefined) => v !== undefined && v !== "" && v !== "none";
-
-/** IsDanmIpamNeededForDelegation for static delegates (§4.6), with net6 as the IPv6 side (danm's pool6 default). */
-export function staticDelegateUsesDanmIpam(
-  ip: string | undefined,
-  ip6: string | undefined,
-  options: NetworkSpec["Options"],
-): boolean {
-  return ip === "none" || ip6 === "none" || (realRequest(ip) && !!options?.cidr) ||
-    (realRequest(ip6) && !!(options?.net6 || options?.allocation_pool_v6?.cidr));
-}
-
 export function backendOf(spec: NetworkSpec): Backend {
   const type = (spec.NetworkType ?? "").toLowerCase();
   const id = spec.NetworkID ?? "";
@@ -150,8 +139,7 @@ export function planAttachment(a: Attachment, podNamespace: string): AttachmentP
   };
   const backend = backendOf(spec);
   const options = spec.Options ?? {};
-  const danmIpam = backend._tag === "Static" ? staticDelegateUsesDanmIpam(a.ip, a.ip6, options) : true;
-  const ipam: IpamNetwork | undefined = danmIpam
+  const ipam: IpamNetwork | undefined = danmIpamReserves(spec, a.ip, a.ip6)
     ? {
       ref: { kind, ...(namespace === undefined ? {} : { namespace }), name, uid: network.uid },
       options,

@@ -6,12 +6,15 @@
 //   reference per entry; every network exists; ClusterNetwork AllowedTenants; interface names (DANM's naming, at
 //   most 15 bytes, no duplicates); static `ip`/`ip6` inside the network's cidr/net6 and not its network,
 //   broadcast or gateway address, nor reserved by another pod (the IPBlock holding it); the same static address
-//   not asked twice; `dynamic` only on networks with that family; a device_pool network's resource requested by
-//   the pod in the quantity its interfaces need.
+//   not asked twice; `dynamic` only on networks with that family — where danm's IPAM gives the addresses (always
+//   for ipvlan, macvlan, sriov; on a static delegate only as core/attach/addressing.ts says, else the delegate's
+//   own IPAM does and `ip: dynamic` on a flannel network without a cidr is fine); a device_pool network's resource
+//   requested by the pod in the quantity its interfaces need.
 // Warnings (allowed): proutes on a network without rt_tables (DANM ignores them silently); an NPWG annotation
-// shadowed by the danm one.
+// shadowed by the danm one; a static address on a static delegate network whose own IPAM addresses it.
 import { Effect } from "effect";
 import { InterfacesAnnotation, NetworksAnnotation } from "../api/annotations.ts";
+import { danmIpamReserves, isStaticDelegate } from "../attach/addressing.ts";
 import type { Network } from "../api/danm.ts";
 import { ipBlockResource } from "../api/ipam.ts";
 import type { Pod } from "../api/k8s.ts";
@@ -68,21 +71,36 @@ interface StaticAddress {
   readonly text: string;
 }
 
-function addressProblems(a: Attachment, net: Network, statics: StaticAddress[]): Problem[] {
+function addressProblems(a: Attachment, net: Network, statics: StaticAddress[], warnings: string[]): Problem[] {
   const out: Problem[] = [];
   const options = net.spec.Options ?? {};
+  const reservedByDanm = danmIpamReserves(net.spec, a.ip, a.ip6);
   for (const family of [4, 6] as const) {
     const request = family === 4 ? a.ip : a.ip6;
     if (request === undefined || request === "" || request === "none") continue;
     const field = addressField(a, family);
     const cidrField = family === 4 ? "cidr" : "net6";
+    if (!reservedByDanm) {
+      // The delegate's own IPAM addresses the interface (its .conf says which); danm passes the request by.
+      if (request !== "dynamic") {
+        warnings.push(
+          `${field}: ${networkName(a)} has no ${cidrField}, so ${net.spec.NetworkType}'s own IPAM chooses the ` +
+            `address and "${request}" is not honoured`,
+        );
+      }
+      continue;
+    }
     const { plan } = planFamily(options, family);
     if (plan === undefined) {
+      const both = isStaticDelegate(net.spec)
+        ? ` (the ${family === 4 ? "ip6" : "ip"} request puts this ${net.spec.NetworkType} interface under ` +
+          `danm's IPAM, which then allocates every family asked for)`
+        : "";
       out.push(
         problem(
           field,
           "pod-ip-l2",
-          `${networkName(a)} has no ${cidrField}: no IPv${family} address can be allocated on it`,
+          `${networkName(a)} has no ${cidrField}: no IPv${family} address can be allocated on it${both}`,
         ),
       );
       continue;
@@ -175,7 +193,7 @@ export const checkPod = (
     for (const a of attachments) {
       if (!isDanmNetwork(a.network)) continue;
       const net = a.network.object;
-      problems.push(...addressProblems(a, net, statics));
+      problems.push(...addressProblems(a, net, statics, extraWarnings));
       const hasProutes = Object.keys(a.proutes).length + Object.keys(a.proutes6).length > 0;
       if (hasProutes && net.spec.Options?.rt_tables === undefined) {
         extraWarnings.push(

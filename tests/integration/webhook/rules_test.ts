@@ -294,6 +294,47 @@ Deno.test({
 });
 
 Deno.test({
+  name: "webhook pods: a flannel network without a cidr takes ip: dynamic (its own IPAM answers); a macvlan one does " +
+    "not; references to another namespace are refused as namespace-local",
+  ...opts,
+  fn: async () => {
+    const w = await webhook();
+    // DANM's 6_static_tnet.yaml as a DanmNet, and 10_good_deployment.yaml's request for it.
+    const flannel = uniqueName("management");
+    await w.mustCreate("DanmNet", network(flannel, { NetworkID: "flannel", NetworkType: "flannel" }));
+    const mv = uniqueName("l2mv");
+    await w.mustCreate(
+      "DanmNet",
+      network(mv, { NetworkID: "mv", NetworkType: "macvlan", Options: { host_device: "e" } }),
+    );
+    for (const entry of [{ ip: "dynamic" }, { ip: "dynamic", ip6: "dynamic" }, { ip: "10.1.2.3" }, { ip: "none" }]) {
+      const r = await w.create(
+        "Pod",
+        pod(uniqueName("flannel"), {
+          "danm.k8s.io/interfaces": JSON.stringify([{ network: flannel, ...entry }, { network: mv, ip: "none" }]),
+        }),
+      );
+      assertEquals(r.status, 201, `${JSON.stringify(entry)}: ${messageOf(r)}`);
+    }
+    const cases: Array<[Json, RegExp]> = [
+      [{ network: mv, ip: "dynamic" }, new RegExp(`\\[0\\]\\.ip: DanmNet default/${mv} has no cidr: no IPv4 address`)],
+      [
+        { network: `kube-public/${flannel}` },
+        new RegExp(
+          `\\[0\\]\\.network: "kube-public/${flannel}" is in namespace kube-public: DanmNet references are ` +
+            `namespace-local`,
+        ),
+      ],
+    ];
+    for (const [entry, re] of cases) {
+      const r = await w.create("Pod", pod(uniqueName("bad"), { "danm.io/interfaces": JSON.stringify([entry]) }));
+      assertEquals(r.status, 403, `${JSON.stringify(entry)} admitted`);
+      assertMatch(messageOf(r), re);
+    }
+  },
+});
+
+Deno.test({
   name: "webhook pods: interface names longer than 15 bytes are refused",
   ...opts,
   fn: async () => {

@@ -1,13 +1,8 @@
 // The pure planning rules of the danm CNI (danm-spec §4.4–§4.7) and delegate configuration handling.
 import { Effect } from "effect";
 import { macvlanConfig, parseDelegateConfig, withCniArgs, withIpam } from "../../../core/cni/attach/delegate.ts";
-import {
-  backendOf,
-  fakeIpamSection,
-  parentDevice,
-  ruleSource,
-  staticDelegateUsesDanmIpam,
-} from "../../../core/cni/plan.ts";
+import { backendOf, fakeIpamSection, parentDevice, ruleSource } from "../../../core/cni/plan.ts";
+import { staticDelegateUsesDanmIpam } from "../../../core/attach/addressing.ts";
 import { assertEquals, assertMatch, assertRejects } from "../../harness/assert.ts";
 
 Deno.test("parent device: vx_<NetworkID> with vxlan, else <NetworkID>.<vlan>, else host_device", () => {

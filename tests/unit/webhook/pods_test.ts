@@ -162,6 +162,48 @@ Deno.test("pods: networks must exist and admit the namespace", () =>
     })
   ));
 
+Deno.test("pods: references to networks of another namespace are refused as namespace-local", () =>
+  withPods((env) =>
+    Effect.gen(function* () {
+      // net1 exists in default; the pods live in kube-public.
+      yield* refusedWith(
+        env,
+        pod("x1", interfaces([{ network: "default/net1" }]), {}, "kube-public"),
+        new RegExp(
+          `${ann("danm.io/interfaces", 0, "network")}: "default/net1" is in namespace default: DanmNet references ` +
+            `are namespace-local \\(a pod in kube-public attaches the DanmNets of kube-public\\); to share a ` +
+            `network between namespaces use a ClusterNetwork`,
+        ),
+      );
+      yield* refusedWith(
+        env,
+        pod("x2", interfaces([{ tenantNetwork: "other/tn" }])),
+        /\[0\]\.tenantNetwork: "other\/tn" is in namespace other: TenantNetwork references are namespace-local/,
+      );
+      yield* refusedWith(
+        env,
+        pod("x3", interfaces([{ network: "default/net1" }])),
+        /"default\/net1": references are namespace-local, name the DanmNet without its namespace \("net1"\)/,
+      );
+      yield* refusedWith(
+        env,
+        pod("x4", interfaces([{ clusterNetwork: "default/cn" }])),
+        /"default\/cn": a ClusterNetwork is cluster-scoped, name it without a namespace \("cn"\)/,
+      );
+      yield* refusedWith(
+        env,
+        pod("x5", { "k8s.v1.cni.cncf.io/networks": "default/net1" }, {}, "kube-public"),
+        new RegExp(
+          `${ann("k8s.v1.cni.cncf.io/networks", 0, "name")}: no NetworkAttachmentDefinition default/net1 exists, ` +
+            `and references to danm networks are namespace-local: a pod in kube-public attaches the DanmNets and ` +
+            `TenantNetworks of kube-public, and ClusterNetworks`,
+        ),
+      );
+      // A NAD is the one kind NPWG may take from another namespace.
+      yield* admitted(env, pod("x6", { "k8s.v1.cni.cncf.io/networks": "default/nad1" }, {}, "kube-public"));
+    })
+  ));
+
 Deno.test("pods: static addresses inside the CIDR, not reserved, not taken by another pod, not twice", () =>
   withPods((env) =>
     Effect.gen(function* () {
@@ -239,6 +281,50 @@ Deno.test("pods: static addresses inside the CIDR, not reserved, not taken by an
           }: 10\\.10\\.0\\.9 on DanmNet default/net1 is already reserved`,
         ),
       );
+    })
+  ));
+
+Deno.test("pods: on a static delegate network without a cidr the delegate's own IPAM addresses the pod", () =>
+  withPods((env) =>
+    Effect.gen(function* () {
+      yield* net(env, "DanmNet", "flannel", { NetworkID: "flannel", NetworkType: "flannel" });
+      yield* net(env, "DanmNet", "bridged", {
+        NetworkID: "br",
+        NetworkType: "bridge",
+        Options: { cidr: "10.60.0.0/24" },
+      });
+      yield* net(env, "DanmNet", "mv", { NetworkID: "mv", NetworkType: "macvlan", Options: { host_device: "ens4" } });
+      // DANM's own examples: `ip: dynamic` on a flannel network is flannel's host-local giving the address.
+      yield* admitted(env, pod("f1", interfaces([{ network: "flannel", ip: "dynamic" }, { network: "net1" }])));
+      yield* admitted(env, pod("f2", interfaces([{ network: "flannel", ip: "dynamic", ip6: "dynamic" }])));
+      yield* admitted(env, pod("f3", interfaces([{ network: "flannel", ip: "none" }])));
+      // Only IPv6 asked on a network with only a cidr: still the delegate's IPAM.
+      yield* admitted(env, pod("f4", interfaces([{ network: "bridged", ip6: "dynamic" }])));
+      // A static address there is not danm's to honour: admitted, with a warning saying so.
+      const r = yield* env.validate(
+        review("CREATE", { kind: "Pod", ...pod("f5", interfaces([{ network: "flannel", ip: "10.9.0.5" }])) } as Json),
+      );
+      assert(r.response.allowed, "allowed");
+      assertEquals(r.response.warnings, [
+        'metadata.annotations["danm.io/interfaces"][0].ip: DanmNet default/flannel has no cidr, so flannel\'s own ' +
+        'IPAM chooses the address and "10.9.0.5" is not honoured',
+      ]);
+      // danm's IPAM takes over for both families once one request makes sense: IPv6 then has nowhere to come from.
+      yield* refusedWith(
+        env,
+        pod("f6", interfaces([{ network: "bridged", ip: "dynamic", ip6: "dynamic" }])),
+        new RegExp(
+          `${ann("danm.io/interfaces", 0, "ip6")}: DanmNet default/bridged has no net6: no IPv6 address can be ` +
+            `allocated on it \\(the ip request puts this bridge interface under danm's IPAM`,
+        ),
+      );
+      // macvlan (and ipvlan, sriov) are always danm's IPAM: an L2 network has no address to give.
+      yield* refusedWith(
+        env,
+        pod("f7", interfaces([{ network: "mv", ip: "dynamic" }])),
+        new RegExp(`${ann("danm.io/interfaces", 0, "ip")}: DanmNet default/mv has no cidr: no IPv4 address`),
+      );
+      yield* admitted(env, pod("f8", interfaces([{ network: "mv", ip: "none" }, { network: "mv" }])));
     })
   ));
 

@@ -106,7 +106,7 @@ Deno.test("selection: NPWG elements name a NAD first, else a danm network; an em
   }
   assertMatch(
     String(await resolve(world, { "k8s.v1.cni.cncf.io/networks": "other/b" })),
-    /only attachable from their own namespace/,
+    /references to danm networks are namespace-local/,
   );
   assertMatch(
     String(await resolve(world, { "k8s.v1.cni.cncf.io/networks": '[{"name":"a","namespace":"nope"}]' })),
