@@ -86,20 +86,97 @@ Deno.test("sim: the demo scenario — pods, interfaces, host interfaces, Service
   );
 });
 
-Deno.test("sim: DANM's 4.0 examples get DANM's verdicts and assignments", async () => {
+Deno.test("sim: DANM's 4.0 examples get DANM's verdicts and assignments; its good deployment runs", async () => {
   const o = await simulate(`${repoRoot}/k8s/examples/danm-4_0`);
+  assertEquals(o.errors, []);
   assertEquals(o.rejected.map((r) => `${r.kind} ${r.name}`), [
     "TenantConfig wrong-tconf",
     "TenantNetwork internal",
     "TenantNetwork internal3",
-    "Pod test-deployment-11m8xx3-0",
+    "Pod test-deployment-1l15sva-0",
   ]);
   const nets = Object.fromEntries(o.networks.map((n) => [n.name, [n.networkId, n.hostDevice ?? "", n.vlan ?? 0]]));
   assertEquals(nets, {
+    default: ["flannel", "", 0],
+    external: ["external", "ens4", 500],
     internal: ["internal", "ens4", 1000],
     internal2: ["internal2", "ens5", 2000],
     management: ["flannel", "", 0],
   });
+  const pods = o.pods.map((p) => ({
+    pod: `${p.namespace}/${p.name}`,
+    status: p.status,
+    interfaces: p.interfaces.map((i) => `${i.name} ${i.network} ${i.type} ${i.ips.join(",")}`),
+  }));
+  // 10_good_deployment: eth0 from the flannel network's own IPAM (management has no cidr), ext1 and int2 from
+  // danm's pools; 11: the default ClusterNetwork; 12: kube-system is not among its AllowedTenants.
+  assertEquals(pods, [
+    {
+      pod: "default/test-deployment-11m8xx3-0", // 10_good_deployment.yaml
+      status: "Running",
+      interfaces: [
+        "eth0 management veth 10.244.1.2/24",
+        "ext1 external ipvlan 10.100.1.100/24",
+        "int2 internal ipvlan 10.240.1.100/24",
+      ],
+    },
+    {
+      pod: "default/test-deployment-1v3giqj-0", // 11_allowed_default.yaml
+      status: "Running",
+      interfaces: ["eth0 default veth 10.244.2.2/24"],
+    },
+    { pod: "kube-system/test-deployment-1v3giqj-0", status: "Failed", interfaces: [] }, // 12_not_allowed_default
+  ]);
+  assert(/not in the AllowedTenants of ClusterNetwork default/.test(o.pods[2].error ?? ""), o.pods[2].error);
+});
+
+Deno.test("sim: a selectorless Service over a flannel network without a cidr lists every matching pod", async () => {
+  const o = await simulateYaml(`
+apiVersion: danm.io/v1
+kind: DanmNet
+metadata: {name: management, namespace: vnf}
+spec: {NetworkID: flannel, NetworkType: flannel}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: lb, namespace: vnf}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: lb}}
+  template:
+    metadata:
+      labels: {app: lb}
+      annotations:
+        danm.k8s.io/interfaces: '[{"network":"management", "ip":"dynamic"}]'
+    spec: {containers: [{name: c, image: busybox}]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: other
+  namespace: vnf
+  labels: {app: other}
+  annotations: {danm.io/interfaces: '[{"network":"management", "ip":"dynamic"}]'}
+spec: {containers: [{name: c, image: busybox}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: lb-management
+  namespace: vnf
+  annotations:
+    danm.k8s.io/selector: '{"app":"lb"}'
+    danm.k8s.io/network: management
+spec:
+  clusterIP: None
+  ports: [{name: http, port: 80}]
+`);
+  assertEquals([o.errors, o.rejected], [[], []]);
+  assertEquals(o.pods.map((p) => p.status), ["Running", "Running", "Running", "Running"]);
+  const lb = o.pods.filter((p) => p.owner === "Deployment vnf/lb")
+    .map((p) => p.interfaces[0].ips[0].split("/")[0]).sort();
+  assertEquals(lb.length, 3);
+  assertEquals(o.services.map((s) => [s.name, [...s.endpoints].sort()]), [["lb-management", lb]]);
 });
 
 Deno.test("sim CLI: -o json prints one document with pods, nodes, services and rejected", async () => {
