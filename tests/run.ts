@@ -14,17 +14,20 @@
 //   kernel       tests needing ipvlan / 802.1Q vlan / dummy, run in a QEMU guest (one boot per run).
 //   e2e          the whole danm stack as real processes (webhook, svcwatcher, a node agent and a fake kubelet per
 //                network-namespace node) on an apiserver of its own, shared by its files like the integration tier's.
+//   peers        the real peers danm is compared with (DANM v4.3.0, Multus + Whereabouts), built from source, each
+//                test file on an apiserver of its own and in a mount namespace of its own (DANM logs to /var/log).
 import { ensureK8sBinaries, type SharedApiServer, sharedEnvKey, startApiServer } from "./harness/apiserver.ts";
 import { cacheRoot, repoRoot, run } from "./harness/proc.ts";
 import { ensureCniPlugins } from "./harness/cniplugins.ts";
 import { isolated } from "./harness/isolate.ts";
+import { ensurePeers } from "./harness/peers/build.ts";
 import { ensureAptPackages } from "./harness/prereq.ts";
 import { ensureInitramfs, ensureKernel, runInGuest } from "./harness/vm.ts";
 
-const allTiers = ["static", "unit", "integration", "kernel", "e2e"] as const;
+const allTiers = ["static", "unit", "integration", "kernel", "e2e", "peers"] as const;
 type Tier = typeof allTiers[number];
 /** What `deno task test` runs: every tier, e2e last (CI order, test-environment.md §7). */
-const defaultTiers: Tier[] = ["static", "unit", "integration", "kernel", "e2e"];
+const defaultTiers: Tier[] = ["static", "unit", "integration", "kernel", "e2e", "peers"];
 
 interface TierResult {
   readonly tier: Tier;
@@ -91,14 +94,21 @@ async function cacheModules(): Promise<void> {
   await run([Deno.execPath(), "cache", ...files], { inheritStderr: true });
 }
 
-async function denoTest(tier: Tier, files: string[], env: Record<string, string> = {}): Promise<TierResult> {
+async function denoTest(
+  tier: Tier,
+  files: string[],
+  env: Record<string, string> = {},
+  /** A command the test process runs under (e.g. unshare). */
+  wrapper: ReadonlyArray<string> = [],
+): Promise<TierResult> {
   const start = Date.now();
   if (files.length === 0) {
     return { tier, passed: 0, failed: 1, seconds: 0, note: `no test files found for tier ${tier}` };
   }
   const junit = await Deno.makeTempFile({ prefix: `danm-junit-${tier}-`, suffix: ".xml" });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["test", "-A", `--junit-path=${junit}`, ...files],
+  const argv = [...wrapper, Deno.execPath(), "test", "-A", `--junit-path=${junit}`, ...files];
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     cwd: repoRoot,
     env: { ...env, DANM_TEST_TIER: tier },
     stdin: "null",
@@ -204,12 +214,17 @@ async function kernelTier(files: string[]): Promise<TierResult> {
 async function prepare(tiers: Tier[]): Promise<void> {
   await ensureAptPackages(needs(tiers), log);
   await cacheModules();
-  if (tiers.includes("integration") || tiers.includes("e2e")) {
+  if (tiers.some((t) => t === "integration" || t === "e2e" || t === "peers")) {
     const t = Date.now();
     const dir = await ensureK8sBinaries();
     log(`kube-apiserver + etcd in ${dir} (${((Date.now() - t) / 1000).toFixed(0)}s)`);
   }
   if (tiers.some((t) => t !== "unit")) log(`reference CNI plugins in ${await ensureCniPlugins()}`);
+  if (tiers.includes("peers")) {
+    const t = Date.now();
+    const peers = await ensurePeers();
+    log(`peers in ${Object.values(peers).map((p) => p.dir).join(", ")} (${((Date.now() - t) / 1000).toFixed(0)}s)`);
+  }
   if (tiers.includes("kernel")) {
     const k = await ensureKernel();
     await ensureInitramfs(k);
@@ -250,6 +265,8 @@ async function main(): Promise<number> {
       ? await apiServerTier(tier, chosen)
       : tier === "kernel"
       ? await kernelTier(chosen)
+      : tier === "peers"
+      ? await denoTest(tier, chosen, {}, ["unshare", "--mount", "--propagation", "private", "--"])
       : await denoTest(tier, chosen);
     results.push(r);
     log(

@@ -2,6 +2,9 @@
 // servers it creates stay invisible to the machine and vanish with it.
 import { run } from "./proc.ts";
 
+/** Set in the environment of everything isolated() runs: mounts made there stay private to its namespace. */
+export const privateMountsEnv = "DANM_PRIVATE_MOUNTS";
+
 /**
  * Outside: re-runs `script` with `args` under `unshare --net --mount` (passing `env`) and returns its exit code.
  * Inside (`marker` set in the environment): prepares the namespace — loopback up, a private tmpfs on /run/netns
@@ -17,7 +20,7 @@ export async function isolated(
     if (Deno.uid() !== 0) throw new Error(`${script} needs root (network namespaces)`);
     const child = new Deno.Command("unshare", {
       args: ["--net", "--mount", "--propagation", "private", "--", Deno.execPath(), "run", "-A", script, ...args],
-      env: { ...env, [marker]: "1" },
+      env: { ...env, [marker]: "1", [privateMountsEnv]: "1" },
       stdin: "null",
       stdout: "inherit",
       stderr: "inherit",

@@ -39,17 +39,22 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
   return stdout;
 }
 
-/** True when the command exists on PATH. */
-export async function have(cmd: string): Promise<boolean> {
+/** The command's path on PATH, or undefined. */
+export async function which(cmd: string): Promise<string | undefined> {
   for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
     try {
       const st = await Deno.stat(`${dir}/${cmd}`);
-      if (st.isFile) return true;
+      if (st.isFile) return `${dir}/${cmd}`;
     } catch {
       // not in this directory
     }
   }
-  return false;
+  return undefined;
+}
+
+/** True when the command exists on PATH. */
+export async function have(cmd: string): Promise<boolean> {
+  return (await which(cmd)) !== undefined;
 }
 
 /** A free TCP port on loopback (there is a small race until the caller binds it; acceptable in tests). */
