@@ -3,7 +3,7 @@
 //   danmctl status                               networks, host interface readiness, pool usage
 //   danmctl showalloc <network> [-n ns] [--kind K] addresses reserved on a network
 //   danmctl leaks [--release [--yes]] [--grace S]  duplicates and leaks across all networks (exit 3 if any)
-//   danmctl migrate [--dry-run]                   copy danm.k8s.io objects to danm.io
+//   danmctl migrate [--dry-run]                   copy danm.k8s.io objects to danm.io, reserve running pods' addresses
 //   danmctl dry-run <pod.yaml> [-n ns]            interfaces, addresses, routes the pod would get (changes nothing)
 //   global: -o table|json, --kubeconfig PATH (default $KUBECONFIG, else in-cluster)
 import "../adapters/runtime/effect_without_async_context.ts";
@@ -12,10 +12,8 @@ import { layerLiveKube } from "../adapters/kube/live.ts";
 import { NetworkKinds } from "../core/api/danm.ts";
 import {
   leaks,
-  migrate,
   releaseLeaks,
   renderLeaks,
-  renderMigration,
   renderReclaim,
   renderShowAlloc,
   renderStatus,
@@ -23,6 +21,7 @@ import {
   status,
 } from "../core/ctl/commands.ts";
 import { dryRun, renderDryRun } from "../core/ctl/dryrun.ts";
+import { migrate, migrationComplete, renderMigration } from "../core/ctl/migrate.ts";
 import { isConsistent } from "../core/ipam/consistency.ts";
 // @ts-types="npm:@types/js-yaml@4.0.9"
 import yaml from "js-yaml";
@@ -31,7 +30,8 @@ const usage = `usage: danmctl <status|showalloc|leaks|migrate|dry-run> [flags]
   status                                 networks, host interface readiness, pool usage
   showalloc <network> [-n NS] [--kind K] addresses reserved on one network (no -n: a ClusterNetwork)
   leaks [--release [--yes]] [--grace S]  duplicates and leaks; --release frees leaked reservations
-  migrate [--dry-run]                    copy danm.k8s.io objects to danm.io
+  migrate [--dry-run]                    copy danm.k8s.io objects to danm.io; reserve the running pods'
+                                         addresses in danm's IPAM (exit 3 if one cannot be)
   dry-run <pod.yaml> [-n NS]             interfaces, addresses and routes a pod (or workload) would get
 flags: -o table|json   --kubeconfig PATH`;
 
@@ -161,7 +161,8 @@ async function main(): Promise<number> {
       const r = await run(migrate({ dryRun: flags.dryRun }));
       if (r._tag === "Failure") return fail(r.failure);
       print(json, r.success, renderMigration(r.success));
-      return 0;
+      // Some running pod's address could not be reserved: danm might hand it out again. Exit as `leaks` does.
+      return migrationComplete(r.success) ? 0 : 3;
     }
     default:
       console.error(usage);

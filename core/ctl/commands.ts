@@ -1,21 +1,11 @@
 // danmctl's read and repair commands. Each returns data (printed as JSON with `-o json`) and has a renderer
 // for people.
 import { Effect } from "effect";
-import { HostInterfacesReady, type Network, type NetworkKind, networkResources } from "../api/danm.ts";
-import {
-  DanmEpResource,
-  LegacyClusterNetworkResource,
-  LegacyDanmEpResource,
-  LegacyDanmNetResource,
-  LegacyTenantConfigResource,
-  LegacyTenantNetworkResource,
-  TenantConfigResource,
-} from "../api/danm.ts";
+import { HostInterfacesReady, type NetworkKind } from "../api/danm.ts";
 import { checkClusterConsistency, type ConsistencyReport } from "../ipam/consistency.ts";
 import { blockStoreFromKube, kubeOwnerDirectory } from "../ipam/kube.ts";
 import { reclaimOrphans, type ReclaimReport } from "../ipam/reclaim.ts";
 import { formatIp, parseCidr, parseIp } from "../net/ip.ts";
-import { Kube, type ResourceType } from "../ports/kube.ts";
 import { blocksOf, findNetwork, label, listNetworks, type PoolUsage, poolUsage } from "./networks.ts";
 import { renderTable } from "./table.ts";
 
@@ -191,99 +181,4 @@ export function renderReclaim(r: ReclaimReport): string {
   ];
   if (r.raced) lines.push(`${r.raced} block(s) changed meanwhile; run again to retry them`);
   return lines.length ? lines.join("\n") : "nothing to release";
-}
-
-// --- migrate -------------------------------------------------------------------------------------------------
-
-export interface MigrationEntry {
-  readonly kind: string;
-  readonly namespace?: string;
-  readonly name: string;
-  readonly action: "created" | "exists" | "would create" | "skipped";
-  readonly note?: string;
-}
-
-const legacyPairs: ReadonlyArray<readonly [ResourceType<Network>, NetworkKind]> = [
-  [LegacyDanmNetResource, "DanmNet"],
-  [LegacyTenantNetworkResource, "TenantNetwork"],
-  [LegacyClusterNetworkResource, "ClusterNetwork"],
-];
-
-/**
- * Copies DANM ≤ 4.3 objects (group danm.k8s.io) to danm.io. Networks drop DANM's allocation state (alloc,
- * alloc6, lastIp): danm keeps reservations in IPBlocks; addresses in use are listed in the DanmEps, which are
- * copied too, so the consistency checker can show what still needs a reservation. Nothing is deleted.
- */
-export const migrate = (opts: { dryRun: boolean }) =>
-  Effect.gen(function* () {
-    const kube = yield* Kube;
-    const out: MigrationEntry[] = [];
-    const copy = <A extends { metadata: { name?: string; namespace?: string; labels?: { [k: string]: string } } }>(
-      from: ResourceType<A>,
-      to: ResourceType<A>,
-      kind: string,
-      transform: (a: A) => A,
-    ) =>
-      Effect.gen(function* () {
-        const items = yield* kube.list(from).pipe(
-          Effect.map((l) => l.items),
-          // No legacy CRD installed: nothing to migrate for this kind.
-          Effect.catchTag("KubeNotFound", () => Effect.succeed([] as ReadonlyArray<A>)),
-        );
-        for (const item of items) {
-          const name = item.metadata.name ?? "";
-          const ns = item.metadata.namespace;
-          // A fresh object: no uid, resourceVersion or managed fields of the legacy one.
-          const target = transform({
-            ...item,
-            metadata: {
-              name,
-              ...(ns ? { namespace: ns } : {}),
-              ...(item.metadata.labels ? { labels: item.metadata.labels } : {}),
-            },
-          });
-          const created = yield* kube.create(to, target, { dryRun: opts.dryRun }).pipe(
-            Effect.as(opts.dryRun ? "would create" as const : "created" as const),
-            Effect.catchTag("KubeAlreadyExists", () => Effect.succeed("exists" as const)),
-          );
-          out.push({ kind, ...(ns ? { namespace: ns } : {}), name, action: created });
-        }
-      });
-    for (const [legacy, kind] of legacyPairs) {
-      yield* copy(legacy, networkResources[kind] as ResourceType<Network>, kind, (n) => {
-        const { alloc: _a, alloc6: _a6, allocation_pool, allocation_pool_v6, ...options } = n.spec.Options ?? {};
-        const strip = <P extends { lastIp?: string }>(p: P | undefined) => {
-          if (!p) return {};
-          const { lastIp: _l, ...rest } = p;
-          return rest;
-        };
-        // Status is the controllers' to write; DANM's objects had none anyway.
-        const { status: _status, ...rest } = n;
-        return {
-          ...rest,
-          spec: {
-            ...n.spec,
-            Options: {
-              ...options,
-              ...(allocation_pool ? { allocation_pool: strip(allocation_pool) } : {}),
-              ...(allocation_pool_v6 ? { allocation_pool_v6: strip(allocation_pool_v6) } : {}),
-            },
-          },
-        } as Network;
-      });
-    }
-    yield* copy(LegacyTenantConfigResource, TenantConfigResource, "TenantConfig", (t) => ({
-      ...t,
-      ...(t.hostDevices ? { hostDevices: t.hostDevices.map(({ alloc: _alloc, ...p }) => p) } : {}),
-    }));
-    yield* copy(LegacyDanmEpResource, DanmEpResource, "DanmEp", (e) => e);
-    return out;
-  });
-
-export function renderMigration(entries: ReadonlyArray<MigrationEntry>): string {
-  if (entries.length === 0) return "no danm.k8s.io objects found";
-  return renderTable(
-    ["KIND", "NAMESPACE", "NAME", "ACTION"],
-    entries.map((e) => [e.kind, e.namespace ?? "", e.name, e.action]),
-  );
 }

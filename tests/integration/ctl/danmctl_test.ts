@@ -1,5 +1,5 @@
 // danmctl against the real apiserver, run as a process the way an operator runs it.
-import { Effect, Layer } from "effect";
+import { Effect, Layer, Schedule } from "effect";
 import { layerLiveKube } from "../../../adapters/kube/live.ts";
 import { customResourceDefinition } from "../../../core/api/crdgen.ts";
 import {
@@ -9,6 +9,7 @@ import {
   DanmEpResource,
   type DanmNet,
   DanmNetResource,
+  LegacyDanmEpResource,
   LegacyDanmGroup,
   LegacyDanmNetResource,
 } from "../../../core/api/danm.ts";
@@ -145,8 +146,8 @@ Deno.test("danmctl showalloc, status and leaks (--release) on a live network", a
   }
 });
 
-Deno.test("danmctl migrate copies danm.k8s.io networks to danm.io without DANM's allocation state", async () => {
-  // DANM ≤ 4.3 served its kinds under danm.k8s.io: install those CRDs (same schemas, old group).
+/** DANM ≤ 4.3 served its kinds under danm.k8s.io: install those CRDs (same schemas, old group). */
+async function installLegacyCrds() {
   const rest = restClient(cluster.kubeConfig);
   try {
     for (const d of danmCrdDescriptions.filter((d) => d.group === "danm.io" && d.kind !== "IPBlock")) {
@@ -159,14 +160,20 @@ Deno.test("danmctl migrate copies danm.k8s.io networks to danm.io without DANM's
       const r = await rest.call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", annotated);
       assert(r.status === 201 || r.status === 409, JSON.stringify(r.body));
     }
-    for (let i = 0; i < 100; i++) {
-      const r = await rest.call("GET", "/apis/danm.k8s.io/v1/namespaces/default/danmnets");
-      if (r.status === 200) break;
-      await new Promise((res) => setTimeout(res, 100));
+    for (const plural of ["danmnets", "danmeps"]) {
+      for (let i = 0; i < 100; i++) {
+        const r = await rest.call("GET", `/apis/danm.k8s.io/v1/namespaces/default/${plural}`);
+        if (r.status === 200) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
     }
   } finally {
     rest.close();
   }
+}
+
+Deno.test("danmctl migrate copies danm.k8s.io networks to danm.io without DANM's allocation state", async () => {
+  await installLegacyCrds();
   const name = uniqueName("legacy");
   await run(Effect.gen(function* () {
     const kube = yield* Kube;
@@ -212,6 +219,158 @@ Deno.test("danmctl migrate copies danm.k8s.io networks to danm.io without DANM's
       const kube = yield* Kube;
       yield* Effect.ignore(kube.delete(LegacyDanmNetResource, name, { namespace: "default" }));
       yield* Effect.ignore(kube.delete(DanmNetResource, name, { namespace: "default" }));
+    }));
+  }
+});
+
+Deno.test("danmctl migrate reserves the running pods' addresses for them; a gone pod's are free; a duplicate is reported", async () => {
+  await installLegacyCrds();
+  const net = uniqueName("mig"), flan = uniqueName("migfl");
+  const pods = ["alive", "twin"].map((p) => uniqueName(p));
+  const ghost = uniqueName("ghost");
+  // The objects as DANM v4.3.0 left them: a network with its bitmask, DanmEps named by UUID without labels.
+  const legacyEp = (pod: string, uid: string, network: string, iface: string, address: string, cid: string) => ({
+    metadata: { name: crypto.randomUUID(), namespace: "default" },
+    spec: {
+      NetworkName: network,
+      NetworkType: network === net ? "ipvlan" : "flannel",
+      EndpointID: "x",
+      Interface: { Name: iface, Address: address, AddressIPv6: "", proutes: null, proutes6: null },
+      Host: "n1",
+      Pod: pod,
+      PodUID: uid,
+      CID: cid,
+      netns: `/var/run/netns/${cid}`,
+      apiType: "DanmNet",
+    },
+  } as unknown as DanmEp);
+  const uids = await run(Effect.gen(function* () {
+    const kube = yield* Kube;
+    const create = <A>(e: Effect.Effect<A, unknown>) =>
+      Effect.retry(e, { times: 20, schedule: Schedule.spaced("100 millis") });
+    yield* create(kube.create(LegacyDanmNetResource, {
+      metadata: { name: net, namespace: "default" },
+      spec: {
+        NetworkID: "mig",
+        NetworkType: "ipvlan",
+        Options: {
+          host_device: "ens4",
+          cidr: "10.52.0.0/24",
+          // A pool of four: every new allocation has to get past the migrated reservation.
+          allocation_pool: { start: "10.52.0.1", end: "10.52.0.4", lastIp: "10.52.0.3/24" },
+          alloc: "8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE=",
+        },
+      },
+    } as DanmNet));
+    yield* create(kube.create(LegacyDanmNetResource, {
+      metadata: { name: flan, namespace: "default" },
+      spec: { NetworkID: "flannel", NetworkType: "flannel" },
+    } as DanmNet));
+    const uids: string[] = [];
+    for (const name of pods) {
+      const p = yield* kube.create(PodResource, {
+        metadata: { name, namespace: "default" },
+        spec: { nodeName: "n1", containers: [{ name: "c", image: "x" }] },
+      });
+      uids.push(p.metadata.uid ?? "");
+    }
+    for (
+      const ep of [
+        legacyEp(pods[0], uids[0], net, "eth0", "10.52.0.2/24", "cid-alive"),
+        legacyEp(pods[0], uids[0], flan, "eth1", "10.244.3.7/24", "cid-alive"),
+        legacyEp(ghost, "u-ghost", net, "eth0", "10.52.0.3/24", "cid-ghost"),
+        // DANM handed .2 out twice (a bitmask overwritten by a stale `kubectl apply`, #144): reported, not guessed.
+        legacyEp(pods[1], uids[1], net, "eth0", "10.52.0.2/24", "cid-twin"),
+      ]
+    ) yield* create(kube.create(LegacyDanmEpResource, ep));
+    return uids;
+  }));
+  const owner = (i: number, sandbox: string, iface = "eth0"): Owner => ({
+    namespace: "default",
+    pod: pods[i] ?? "new",
+    podUid: uids[i] ?? `new-${sandbox}`,
+    sandbox,
+    iface,
+    node: "n1",
+  });
+  const migrated = (e: { kind: string; name: string }) =>
+    (e.kind === "Reservation" && pods.some((p) => e.name.startsWith(`default/${p} `))) ||
+    [net, flan].includes(e.name) || (e.kind === "DanmEp");
+  try {
+    const dry = await danmctl("migrate", "--dry-run", "-o", "json");
+    assertEquals(dry.code, 0, dry.stderr);
+    const dryRows = (JSON.parse(dry.stdout) as Array<{ kind: string; name: string; action: string }>)
+      .filter((e) => e.kind === "Reservation" && e.name.includes(pods[0]));
+    assertEquals(dryRows.map((e) => e.action).sort(), ["skipped", "would reserve"]);
+
+    const real = await danmctl("migrate", "-o", "json");
+    assertEquals(real.code, 3, `a duplicate makes the migration incomplete: ${real.stdout} ${real.stderr}`);
+    const rows = (JSON.parse(real.stdout) as Array<{ kind: string; name: string; action: string; note?: string }>)
+      .filter(migrated).map((e) => `${e.kind} ${e.name.replace(/^default\//, "")} ${e.action}`).sort();
+    assertEquals(
+      rows.filter((r) => r.startsWith("Reservation")),
+      [
+        `Reservation ${pods[0]} eth0 10.52.0.2 reserved`,
+        `Reservation ${pods[0]} eth1 10.244.3.7 skipped`,
+        `Reservation ${pods[1]} eth0 10.52.0.2 not reserved`,
+      ].sort(),
+    );
+    const twinNote = (JSON.parse(real.stdout) as Array<{ name: string; note?: string }>)
+      .find((e) => e.name.startsWith(`default/${pods[1]} `))?.note ?? "";
+    assert(/10\.52\.0\.2 is already in use by default\/alive/.test(twinNote), twinNote);
+
+    await run(Effect.gen(function* () {
+      const kube = yield* Kube;
+      const ipam = yield* Ipam;
+      // The running pods' DanmEps are danm's now, with the labels its node agent selects by; the ghost's are not.
+      const eps = (yield* kube.list(DanmEpResource, { namespace: "default" })).items
+        .filter((e) => [...pods, ghost].includes(e.spec.Pod));
+      assertEquals(
+        eps.map((e) => `${e.spec.Pod} ${e.spec.Interface.Name}`).sort(),
+        [
+          `${pods[0]} eth0`,
+          `${pods[0]} eth1`,
+          `${pods[1]} eth0`,
+        ].sort(),
+      );
+      for (const e of eps) {
+        assertEquals(e.metadata.labels?.["cni.danm.io/node"], "n1");
+        assertEquals(e.metadata.labels?.["cni.danm.io/pod-uid"], e.spec.PodUID);
+      }
+      // New pods on the migrated network never get .2; the ghost's .3 is free again; then the pool is full.
+      const n = yield* kube.get(DanmNetResource, net, { namespace: "default" });
+      const network = {
+        ref: { kind: "DanmNet" as const, namespace: "default", name: net, uid: n.metadata.uid ?? "" },
+        options: n.spec.Options ?? {},
+      };
+      const got: string[] = [];
+      for (const sb of ["s1", "s2", "s3"]) {
+        got.push((yield* ipam.allocate(network, owner(9, sb), "dynamic", undefined)).v4!);
+      }
+      assertEquals(got.sort(), ["10.52.0.1/24", "10.52.0.3/24", "10.52.0.4/24"]);
+      const full = yield* Effect.flip(ipam.allocate(network, owner(9, "s4"), "dynamic", undefined));
+      assertEquals(full._tag, "PoolExhausted");
+      // A DEL of the migrated pod (owner: pod UID + interface + sandbox, as DANM's DanmEp records them) frees
+      // exactly its address.
+      assertEquals(yield* ipam.release(network, owner(0, "cid-alive")), 1);
+      assertEquals((yield* ipam.allocate(network, owner(9, "s4"), "dynamic", undefined)).v4, "10.52.0.2/24");
+      for (const sb of ["s1", "s2", "s3", "s4"]) yield* ipam.release(network, owner(9, sb));
+    }));
+  } finally {
+    await run(Effect.gen(function* () {
+      const kube = yield* Kube;
+      for (const name of [...pods]) {
+        yield* Effect.ignore(kube.delete(PodResource, name, { namespace: "default", gracePeriodSeconds: 0 }));
+      }
+      for (const rt of [LegacyDanmEpResource, DanmEpResource]) {
+        const items = (yield* Effect.orElseSucceed(kube.list(rt, { namespace: "default" }), () => ({ items: [] })))
+          .items.filter((e) => [...pods, ghost].includes(e.spec.Pod));
+        for (const e of items) yield* Effect.ignore(kube.delete(rt, e.metadata.name ?? "", { namespace: "default" }));
+      }
+      for (const name of [net, flan]) {
+        yield* Effect.ignore(kube.delete(LegacyDanmNetResource, name, { namespace: "default" }));
+        yield* Effect.ignore(kube.delete(DanmNetResource, name, { namespace: "default" }));
+      }
     }));
   }
 });
