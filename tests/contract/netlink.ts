@@ -705,9 +705,13 @@ contract("sysctls: per namespace and per link, disable_ipv6 takes effect", "core
         "NetlinkPermission",
         /^add address 2001:db8:70::1\/64 on y0: permission denied/,
       );
-      yield* na.setSysctl("net/ipv4/ip_forward", "1");
-      assertEquals(yield* na.sysctl("net/ipv4/ip_forward"), "1");
-      assertEquals(yield* nb.sysctl("net/ipv4/ip_forward"), "0");
+      // A new namespace starts with the host's IPv4 settings (devconf_inherit_init_net=0 copies init_net's), and a
+      // Kubernetes node has ip_forward=1: flip a's value away from b's instead of assuming the kernel default.
+      const forwardB = yield* nb.sysctl("net/ipv4/ip_forward");
+      const flipped = forwardB === "1" ? "0" : "1";
+      yield* na.setSysctl("net/ipv4/ip_forward", flipped);
+      assertEquals(yield* na.sysctl("net/ipv4/ip_forward"), flipped);
+      assertEquals(yield* nb.sysctl("net/ipv4/ip_forward"), forwardB, "a namespace's ip_forward is its own");
       yield* expectFail(
         nb.sysctl("net/ipv6/conf/y0/disable_ipv6"),
         "NetlinkNotFound",
