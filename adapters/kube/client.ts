@@ -56,14 +56,16 @@ const where = (verb: string, rt: AnyResourceType, namespace?: string, name?: str
   ...(name ? { objectName: name } : {}),
 });
 
-const decodeWith = <A, I>(rt: ResourceType<A, I>, verb: string) => (raw: unknown): Effect.Effect<A, KubeError> => {
-  const meta = metaOf(raw);
-  return Schema.decodeUnknownEffect(rt.schema)(raw).pipe(
-    Effect.mapError((e) =>
-      new KubeDecodeError({ ...where(verb, rt, meta.namespace, meta.name), detail: e.message.slice(0, 1000) })
-    ),
-  );
-};
+/** Decodes an object the apiserver sent (or a write was given) with its ResourceType's Schema: a KubeDecodeError names it. */
+export const decodeWith =
+  <A, I>(rt: ResourceType<A, I>, verb: string) => (raw: unknown): Effect.Effect<A, KubeError> => {
+    const meta = metaOf(raw);
+    return Schema.decodeUnknownEffect(rt.schema)(raw).pipe(
+      Effect.mapError((e) =>
+        new KubeDecodeError({ ...where(verb, rt, meta.namespace, meta.name), detail: e.message.slice(0, 1000) })
+      ),
+    );
+  };
 
 /** The metadata of a write's answer: a PartialObjectMetadata from the apiserver, a whole object from the memory store. */
 const decodeMetadata = (rt: AnyResourceType, verb: string) => (raw: JsonObject): Effect.Effect<ObjectMeta, KubeError> =>

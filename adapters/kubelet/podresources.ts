@@ -65,6 +65,19 @@ function parseResponse(buf: Uint8Array): unknown[] {
   return pods;
 }
 
+/** The pods of a Get or List answer; malformed wire data or an unexpected shape is a ProtobufError. */
+export const decodePodResources = (buf: Uint8Array): Effect.Effect<ReadonlyArray<PodResources>, ProtobufError> =>
+  Effect.try({
+    try: () => parseResponse(buf),
+    catch: (e) => e instanceof ProtobufError ? e : new ProtobufError({ reason: String(e) }),
+  }).pipe(
+    Effect.flatMap((pods) =>
+      Schema.decodeUnknownEffect(Schema.Array(PodResources))(pods).pipe(
+        Effect.mapError((e) => new ProtobufError({ reason: e.message })),
+      )
+    ),
+  );
+
 /** gRPC status RESOURCE_EXHAUSTED: the kubelet's rate limit. */
 const ResourceExhausted = 8;
 
@@ -138,18 +151,11 @@ export const makePodResourcesDevices = (options: PodResourcesOptions = {}) =>
       );
 
     const decodePods = (buf: Uint8Array) =>
-      Effect.try({
-        try: () => parseResponse(buf),
-        catch: (e): CallFailure => ({
+      decodePodResources(buf).pipe(
+        Effect.mapError((e): CallFailure => ({
           code: undefined,
-          reason: `malformed PodResources response: ${e instanceof ProtobufError ? e.message : String(e)}`,
-        }),
-      }).pipe(
-        Effect.flatMap((pods) =>
-          Schema.decodeUnknownEffect(Schema.Array(PodResources))(pods).pipe(
-            Effect.mapError((e): CallFailure => ({ code: undefined, reason: `malformed PodResources: ${e.message}` })),
-          )
-        ),
+          reason: `malformed PodResources response: ${e.message}`,
+        })),
       );
 
     /**

@@ -19,6 +19,7 @@ import type {
   Rule,
 } from "../../core/ports/netlink.ts";
 import { formatIp, formatMac, isMulticast } from "./ip.ts";
+import { Errno, KernelError } from "./errors.ts";
 import { Attrs, header, Writer } from "./wire.ts";
 
 export const RTM = {
@@ -155,6 +156,14 @@ const ntfBits: [string, number][] = [
 ];
 export const NTF_SELF = 0x02, NTF_MASTER = 0x04;
 
+/** An address attribute as text; the kernel sends 4 or 16 bytes, anything else is a malformed message. */
+function addressOf(raw: Uint8Array, what: string): string {
+  if (raw.length !== 4 && raw.length !== 16) {
+    throw new KernelError(Errno.EBADMSG, `${what}: an address of ${raw.length} bytes`);
+  }
+  return formatIp(raw);
+}
+
 const byValue = <K extends string>(table: Record<K, number>, v: number): K | undefined =>
   (Object.keys(table) as K[]).find((k) => table[k] === v);
 const bitNames = <K>(bits: [K, number][], v: number): K[] => bits.filter(([, b]) => v & b).map(([n]) => n);
@@ -175,7 +184,7 @@ export function ifinfomsg(w: Writer, index: number, flags = 0, change = 0): Writ
 }
 
 export function decodeLink(payload: Uint8Array): Link {
-  const h = header(payload);
+  const h = header(payload, 16, "RTM_NEWLINK");
   const index = h.getInt32(4, true), flags = h.getUint32(8, true);
   const a = Attrs.parse(payload, 16);
   const info = a.nested(IFLA.LINKINFO);
@@ -215,9 +224,9 @@ export function decodeLink(payload: Uint8Array): Link {
 
 function decodeVxlan(d: Attrs): Link["vxlan"] {
   const raw = d.raw(IFLA_VXLAN.GROUP) ?? d.raw(IFLA_VXLAN.GROUP6);
-  const remote = raw && !raw.every((b) => b === 0) ? formatIp(raw) : undefined;
+  const remote = raw && !raw.every((b) => b === 0) ? addressOf(raw, "IFLA_VXLAN_GROUP") : undefined;
   const localRaw = d.raw(IFLA_VXLAN.LOCAL) ?? d.raw(IFLA_VXLAN.LOCAL6);
-  const local = localRaw && !localRaw.every((b) => b === 0) ? formatIp(localRaw) : undefined;
+  const local = localRaw && !localRaw.every((b) => b === 0) ? addressOf(localRaw, "IFLA_VXLAN_LOCAL") : undefined;
   const dev = d.u32(IFLA_VXLAN.LINK);
   const out: { -readonly [K in keyof NonNullable<Link["vxlan"]>]: NonNullable<Link["vxlan"]>[K] } = {
     vni: d.u32(IFLA_VXLAN.ID) ?? 0,
@@ -342,7 +351,7 @@ export function encodeAddr(b: AddrBody): Uint8Array {
 export const encodeAddrDump = (family: number): Uint8Array => new Writer().u8(family).u8(0).u8(0).u8(0).u32(0).finish();
 
 export function decodeAddr(payload: Uint8Array): Address | undefined {
-  const h = header(payload);
+  const h = header(payload, 8, "RTM_NEWADDR");
   const family = familyOfAf(h.getUint8(0));
   if (!family) return undefined;
   const prefix = h.getUint8(1), scope = h.getUint8(3), index = h.getUint32(4, true);
@@ -350,7 +359,7 @@ export function decodeAddr(payload: Uint8Array): Address | undefined {
   // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on point-to-point links.
   const raw = a.raw(IFA.LOCAL) ?? a.raw(IFA.ADDRESS);
   if (!raw) return undefined;
-  const address = formatIp(raw);
+  const address = addressOf(raw, "IFA_LOCAL");
   const flags = a.u32(IFA.FLAGS) ?? h.getUint8(2);
   const out: { -readonly [K in keyof Address]: Address[K] } = {
     link: index,
@@ -363,7 +372,7 @@ export function decodeAddr(payload: Uint8Array): Address | undefined {
   };
   const label = a.str(IFA.LABEL), brd = a.raw(IFA.BROADCAST);
   if (label) out.label = label;
-  if (brd) out.broadcast = formatIp(brd);
+  if (brd) out.broadcast = addressOf(brd, "IFA_BROADCAST");
   return out;
 }
 
@@ -402,7 +411,7 @@ export function encodeRoute(r: RouteBody): Uint8Array {
 export const encodeRouteDump = (family: number): Uint8Array => new Writer().u8(family).zeros(11).finish();
 
 export function decodeRoute(payload: Uint8Array): Route | undefined {
-  const h = header(payload);
+  const h = header(payload, 12, "RTM_NEWROUTE");
   const family = familyOfAf(h.getUint8(0));
   if (!family || h.getUint32(8, true) & RTM_F_CLONED) return undefined;
   const dstLen = h.getUint8(1);
@@ -410,17 +419,17 @@ export function decodeRoute(payload: Uint8Array): Route | undefined {
   const dst = a.raw(RTA.DST);
   const out: { -readonly [K in keyof Route]: Route[K] } = {
     family,
-    dst: dst && dstLen > 0 ? `${formatIp(dst)}/${dstLen}` : "default",
+    dst: dst && dstLen > 0 ? `${addressOf(dst, "RTA_DST")}/${dstLen}` : "default",
     table: a.u32(RTA.TABLE) ?? h.getUint8(4),
     scope: scopeName(h.getUint8(6)),
     type: routeTypes[h.getUint8(7)] ?? "unspec",
     protocol: protocolName(h.getUint8(5)),
   };
   const gw = a.raw(RTA.GATEWAY), oif = a.u32(RTA.OIF), metric = a.u32(RTA.PRIORITY), src = a.raw(RTA.PREFSRC);
-  if (gw) out.gateway = formatIp(gw);
+  if (gw) out.gateway = addressOf(gw, "RTA_GATEWAY");
   if (oif !== undefined) out.link = oif;
   if (metric !== undefined) out.metric = metric;
-  if (src) out.src = formatIp(src);
+  if (src) out.src = addressOf(src, "RTA_PREFSRC");
   return out;
 }
 
@@ -457,7 +466,7 @@ export function encodeRule(r: RuleBody): Uint8Array {
 export const encodeRuleDump = encodeRouteDump;
 
 export function decodeRule(payload: Uint8Array): Rule | undefined {
-  const h = header(payload);
+  const h = header(payload, 12, "RTM_NEWRULE");
   const family = familyOfAf(h.getUint8(0));
   if (!family) return undefined;
   const dstLen = h.getUint8(1), srcLen = h.getUint8(2);
@@ -469,8 +478,8 @@ export function decodeRule(payload: Uint8Array): Rule | undefined {
     action: ruleActions[h.getUint8(7)] ?? "unspec",
   };
   const src = a.raw(FRA.SRC), dst = a.raw(FRA.DST);
-  if (src && srcLen > 0) out.src = `${formatIp(src)}/${srcLen}`;
-  if (dst && dstLen > 0) out.dst = `${formatIp(dst)}/${dstLen}`;
+  if (src && srcLen > 0) out.src = `${addressOf(src, "FRA_SRC")}/${srcLen}`;
+  if (dst && dstLen > 0) out.dst = `${addressOf(dst, "FRA_DST")}/${dstLen}`;
   const iif = a.str(FRA.IIFNAME), oif = a.str(FRA.OIFNAME), mark = a.u32(FRA.FWMARK);
   if (iif) out.iif = iif;
   if (oif) out.oif = oif;
@@ -504,7 +513,7 @@ export function encodeNeigh(n: NeighBody): Uint8Array {
 export const encodeNeighDump = (af: number): Uint8Array => new Writer().u8(af).zeros(11).finish();
 
 export function decodeNeigh(payload: Uint8Array): Neighbour | undefined {
-  const h = header(payload);
+  const h = header(payload, 12, "RTM_NEWNEIGH");
   const af = h.getUint8(0);
   const family: NeighbourFamily | undefined = af === AF_BRIDGE
     ? "bridge"

@@ -32,6 +32,7 @@ export const Errno = {
   EINVAL: 22,
   ERANGE: 34,
   ELOOP: 40,
+  EBADMSG: 74,
   EOPNOTSUPP: 95,
   EAFNOSUPPORT: 97,
   EADDRNOTAVAIL: 99,

@@ -1,12 +1,13 @@
 // One NETLINK_ROUTE socket: request/ack and dump exchanges with sequence numbers, multipart replies,
 // NLMSG_ERROR decoding with extended-ack messages. Calls are synchronous (see libc.ts): the kernel answers
 // rtnetlink requests while handling sendmsg, so a blocking recv returns at once.
-import { KernelError } from "./errors.ts";
+import { Errno, KernelError } from "./errors.ts";
 import { AF_NETLINK, MSG_TRUNC, SOCK_CLOEXEC, SOCK_RAW, sys } from "./libc.ts";
 import {
   Attrs,
   decodeMessages,
   encodeMessage,
+  type Message,
   NLM_F_ACK,
   NLM_F_ACK_TLVS,
   NLM_F_CAPPED,
@@ -95,14 +96,9 @@ export class NetlinkSocket {
       for (const m of decodeMessages(this.receive())) {
         if (m.seq !== seq) continue; // a late reply to an earlier, abandoned request
         if (m.flags & NLM_F_DUMP_INTR) interrupted = true;
-        if (m.type === NLMSG_NOOP) continue;
-        if (m.type === NLMSG_ERROR || (m.type === NLMSG_DONE && m.payload.length >= 4)) {
-          const err = new DataView(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength).getInt32(0, true);
-          if (err < 0) throw new KernelError(-err, extAckMessage(m.type, m.flags, m.payload));
-          if (m.type === NLMSG_ERROR || m.type === NLMSG_DONE) return { payloads, interrupted };
-        }
-        if (m.type === NLMSG_DONE) return { payloads, interrupted };
-        payloads.push(m.payload.slice());
+        const what = endOfReply(m);
+        if (what === "end") return { payloads, interrupted };
+        if (what === "data") payloads.push(m.payload.slice());
       }
     }
   }
@@ -119,6 +115,21 @@ export class NetlinkSocket {
       if (!r.interrupted || i >= DUMP_RETRIES) return r.payloads;
     }
   }
+}
+
+/**
+ * What one reply message means for its exchange: data, the end (an ACK, NLMSG_DONE) or nothing (NLMSG_NOOP).
+ * A kernel error, and an error message too short to hold its code, throw a KernelError.
+ */
+export function endOfReply(m: Message): "data" | "end" | "skip" {
+  if (m.type === NLMSG_NOOP) return "skip";
+  if (m.type === NLMSG_ERROR || (m.type === NLMSG_DONE && m.payload.length >= 4)) {
+    if (m.payload.length < 4) throw new KernelError(Errno.EBADMSG, "netlink error message without an error code");
+    const err = new DataView(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength).getInt32(0, true);
+    if (err < 0) throw new KernelError(-err, extAckMessage(m.type, m.flags, m.payload));
+    return "end";
+  }
+  return m.type === NLMSG_DONE ? "end" : "data";
 }
 
 /** The NLMSGERR_ATTR_MSG string of an extended ack, if any. */

@@ -1,5 +1,7 @@
 // Netlink framing: nlmsghdr, fixed family headers and (nested) rtattrs, encoded and decoded with DataView.
 // Host byte order is little-endian on every platform danm targets; network-order fields say so (be16/be32).
+// Malformed input from the kernel is a KernelError (EBADMSG), never an exception of another kind.
+import { Errno, KernelError } from "./errors.ts";
 
 export const NLMSG_HDRLEN = 16;
 export const NLMSG_NOOP = 1;
@@ -155,7 +157,9 @@ export function decodeMessages(buf: Uint8Array): Message[] {
   let off = 0;
   while (off + NLMSG_HDRLEN <= buf.length) {
     const len = v.getUint32(off, true);
-    if (len < NLMSG_HDRLEN || off + len > buf.length) throw new Error(`malformed netlink message at ${off}`);
+    if (len < NLMSG_HDRLEN || off + len > buf.length) {
+      throw new KernelError(Errno.EBADMSG, `malformed netlink message at byte ${off}: length ${len}`);
+    }
     out.push({
       type: v.getUint16(off + 4, true),
       flags: v.getUint16(off + 6, true),
@@ -219,6 +223,10 @@ export class Attrs {
   }
 }
 
-/** Reads fixed family headers. */
-export const header = (payload: Uint8Array): DataView =>
-  new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+/** Reads the fixed family header of a message of `what` (e.g. "RTM_NEWLINK"), which must be `size` bytes at least. */
+export function header(payload: Uint8Array, size: number, what: string): DataView {
+  if (payload.length < size) {
+    throw new KernelError(Errno.EBADMSG, `${what} of ${payload.length} bytes, shorter than its ${size}-byte header`);
+  }
+  return new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+}

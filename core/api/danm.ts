@@ -300,7 +300,10 @@ function nameOf(input: unknown): string | undefined {
 
 function toError(kind: string, mode: DecodeMode, input: unknown, issue: SchemaIssue.Issue): DanmObjectError {
   const problems: Problem[] = problemsOf(issue).map((p) =>
-    p.message === "unknown field" && legacyFields[p.path] ? { path: p.path, message: legacyFields[p.path] } : p
+    // Own keys only: a field named like an Object.prototype member ("toString") is just an unknown field.
+    p.message === "unknown field" && Object.hasOwn(legacyFields, p.path)
+      ? { path: p.path, message: legacyFields[p.path] }
+      : p
   );
   const name = nameOf(input);
   return new DanmObjectError({ kind, mode, problems, ...(name === undefined ? {} : { name }) });

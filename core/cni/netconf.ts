@@ -43,7 +43,7 @@ export const decodeNetConf = (stdin: string, command: Command) =>
     if (!(supportedVersions as ReadonlyArray<string>).includes(version)) {
       return yield* new CniError({
         code: ErrorCode.incompatibleVersion,
-        msg: `CNI version ${version} is not supported`,
+        msg: `cniVersion "${version}" is not supported`,
         details: `danm speaks ${supportedVersions.join(", ")}`,
       });
     }
@@ -58,7 +58,9 @@ export const decodeNetConf = (stdin: string, command: Command) =>
     const extra = yield* SchemaParser.decodeUnknownEffect(RuntimeFields)(json, { errors: "all" }).pipe(
       Effect.mapError((issue) => invalid(renderProblems(problemsOf(issue)))),
     );
-    const prevResult = extra.prevResult === undefined ? undefined : yield* decodeResult(extra.prevResult);
+    const prevResult = extra.prevResult === undefined ? undefined : yield* decodeResult(extra.prevResult).pipe(
+      Effect.mapError((e) => new CniError({ ...e, msg: `prevResult: ${e.msg}` })),
+    );
     const out: DanmNetConf = {
       config,
       version,

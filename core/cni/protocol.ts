@@ -251,7 +251,10 @@ export const decodeResult = (raw: unknown) =>
     if (raw === undefined || raw === null || (typeof raw === "object" && Object.keys(raw).length === 0)) {
       return emptyResult;
     }
-    const version = typeof raw === "object" && raw !== null && "cniVersion" in raw ? String(raw.cniVersion) : "";
+    // Only a string counts: String() of a JSON object whose "toString" is not a function throws.
+    const version = typeof raw === "object" && raw !== null && "cniVersion" in raw && typeof raw.cniVersion === "string"
+      ? raw.cniVersion
+      : "";
     const fail = (err: { message: string }) =>
       new CniError({ code: ErrorCode.decodeFailure, msg: "cannot decode a plugin result", details: err.message });
     if (version === "0.1.0" || version === "0.2.0" || (typeof raw === "object" && ("ip4" in raw! || "ip6" in raw!))) {

@@ -21,6 +21,7 @@ import {
   type TenantConfig,
   type TenantNetwork,
 } from "../api/danm.ts";
+import { problemsOf, renderProblems } from "../api/formats.ts";
 import { Pod } from "../api/k8s.ts";
 import type { NamingScheme } from "../attach/naming.ts";
 import type { Kube } from "../ports/kube.ts";
@@ -417,7 +418,7 @@ export const makeAdmission = (
     Effect.gen(function* () {
       if (req.operation !== "CREATE") return {};
       const pod = yield* SchemaParser.decodeUnknownEffect(Pod)(req.object).pipe(
-        Effect.mapError((issue) => failure(ref, `not a Pod: ${String(issue)}`)),
+        Effect.mapError((issue) => failure(ref, `not a Pod: ${renderProblems(problemsOf(issue))}`)),
       );
       if (pod.spec.hostNetwork === true) return {};
       const namespace = req.namespace ?? pod.metadata.namespace ?? "default";

@@ -153,6 +153,21 @@ Deno.test("strict mode refuses unknown fields, with a hint for DANM v3's; lenien
   assertEquals(lenient.metadata as unknown, { name: "v3" });
 });
 
+// Found by `deno task fuzz` (crd-*): a field named like an Object.prototype member found the prototype's function as
+// its "legacy hint", and building the error died on it.
+Deno.test("strict mode: fields named toString, constructor, __proto__ are plain unknown fields", () => {
+  const input = JSON.parse(
+    '{"kind":"DanmNet","metadata":{"name":"p"},"spec":{"NetworkID":"p"},"toString":1,"constructor":2,"__proto__":3}',
+  );
+  const e = err(decodeDanmObject("DanmNet", input, "strict"));
+  assertEquals(e._tag, "DanmObjectError");
+  assertEquals(e.problems.map((p) => `${p.path}: ${p.message}`).sort(), [
+    "__proto__: unknown field",
+    "constructor: unknown field",
+    "toString: unknown field",
+  ]);
+});
+
 Deno.test("strict mode keeps metadata open: the apiserver's fields are no user error", () => {
   const obj = {
     ...danmWritten,

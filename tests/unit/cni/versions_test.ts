@@ -2,7 +2,8 @@
 // shape the spec of that version allows (checked by a strict validator: unknown keys are errors), and errors are
 // CNI error JSON with a non-zero exit code. fakeipam likewise.
 import { Effect } from "effect";
-import { supportedVersions } from "../../../core/cni/protocol.ts";
+import { type CniError, decodeResult, supportedVersions } from "../../../core/cni/protocol.ts";
+import { decodeNetConf } from "../../../core/cni/netconf.ts";
 import { KubeUnavailable } from "../../../core/ports/kube.ts";
 import { NetnsRef } from "../../../core/ports/netlink.ts";
 import { assertEquals, assertMatch } from "../../harness/assert.ts";
@@ -127,6 +128,19 @@ Deno.test("CNI errors: unsupported version, bad environment, unreadable stdin, C
   } finally {
     await w.dispose();
   }
+});
+
+// Found by `deno task fuzz` (cni-result, cni-stdin-*): String() of a cniVersion object whose "toString" is no
+// function threw inside decodeResult; errors about the version and prevResult did not name the field.
+Deno.test("CNI decoding: odd cniVersion values and a bad prevResult are typed errors naming the field", () => {
+  const run = <A>(e: Effect.Effect<A, CniError>) => Effect.runSync(Effect.flip(e));
+  const odd = run(decodeResult(JSON.parse('{"cniVersion":{"toString":1},"ips":"x"}')));
+  assertEquals(odd.code, 6);
+  const conf = (v: unknown, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ cniVersion: v, name: "n", type: "danm", ...extra });
+  assertMatch(run(decodeNetConf(conf("9.9.9"), "ADD")).msg, /^cniVersion "9.9.9" is not supported/);
+  const prev = run(decodeNetConf(conf("1.0.0", { prevResult: true }), "DEL"));
+  assertMatch(prev.msg, /^prevResult: cannot decode a plugin result/);
 });
 
 Deno.test("fakeipam: no addresses is an error, DEL/CHECK do nothing, VERSION answers", async () => {

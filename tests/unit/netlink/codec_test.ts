@@ -16,7 +16,8 @@ import {
 import { attempt, Errno, KernelError, toNetlinkError } from "../../../adapters/netlink/errors.ts";
 import { canonicalIp, formatMac, parseIp, parsePrefix } from "../../../adapters/netlink/ip.ts";
 import { arpAnnouncement } from "../../../adapters/netlink/live.ts";
-import { Attrs, decodeMessages, encodeMessage, Writer } from "../../../adapters/netlink/wire.ts";
+import { endOfReply } from "../../../adapters/netlink/socket.ts";
+import { Attrs, decodeMessages, encodeMessage, NLMSG_ERROR, Writer } from "../../../adapters/netlink/wire.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
 
 Deno.test("ip: canonical text as iproute2 prints it (RFC 5952)", () => {
@@ -219,4 +220,43 @@ Deno.test("errors: errno classes and messages naming operation and object", asyn
     throw new TypeError("bug");
   }));
   assert(exit._tag === "Failure" && String(exit.cause).includes("bug"), "defect kept");
+});
+
+// Found by `deno task fuzz` (netlink-replies): malformed kernel replies threw RangeErrors and plain Errors, which the
+// live layer treats as defects; they are KernelErrors (EBADMSG), i.e. typed NetlinkErrors at the port.
+Deno.test("codec: malformed replies are KernelErrors (EBADMSG), never other exceptions", () => {
+  const kernelError = (f: () => unknown, re: RegExp) => {
+    try {
+      f();
+    } catch (e) {
+      assert(e instanceof KernelError, `expected a KernelError, got ${e}`);
+      assertEquals(e.errno, Errno.EBADMSG);
+      assert(re.test(e.message), e.message);
+      return;
+    }
+    throw new Error(`no error for ${re}`);
+  };
+  kernelError(() => decodeLink(new Uint8Array(10)), /RTM_NEWLINK of 10 bytes, shorter than its 16-byte header/);
+  kernelError(() => decodeAddr(new Uint8Array(3)), /RTM_NEWADDR/);
+  kernelError(() => decodeRoute(new Uint8Array(0)), /RTM_NEWROUTE/);
+  // An IFA_LOCAL of 5 bytes is no address (formatIp read past it and printed garbage).
+  const addr = encodeAddr({
+    family: 4,
+    prefix: 24,
+    flags: 0,
+    scope: 0,
+    index: 3,
+    local: Uint8Array.of(10, 0, 0, 5, 1),
+  });
+  kernelError(() => decodeAddr(addr), /IFA_LOCAL: an address of 5 bytes/);
+  // A length field running past the datagram.
+  const msg = encodeMessage(16, 0, 1, new Uint8Array(16));
+  new DataView(msg.buffer).setUint32(0, 999, true);
+  kernelError(() => decodeMessages(msg), /malformed netlink message at byte 0: length 999/);
+  // An NLMSG_ERROR too short to hold its error code.
+  kernelError(
+    () => endOfReply({ type: NLMSG_ERROR, flags: 0, seq: 1, payload: new Uint8Array(2) }),
+    /without an error code/,
+  );
+  assertEquals(endOfReply({ type: NLMSG_ERROR, flags: 0, seq: 1, payload: new Uint8Array(4) }), "end");
 });
