@@ -46,10 +46,13 @@ export async function makeCniBin(opts: CniBinOptions): Promise<CniBin> {
   const own = opts.dir === undefined;
   const dir = opts.dir ?? await Deno.makeTempDir({ prefix: "danm-cnibin-" });
   await Deno.mkdir(dir, { recursive: true });
+  // Written aside and renamed into place, as an installer replaces a plugin: a runtime never execs half a file, and
+  // a plugin that was a symlink (DANM's binaries in an upgraded bin dir) is replaced, not written through.
   const write = async (name: string, text: string) => {
-    const path = `${dir}/${name}`;
-    await Deno.writeTextFile(path, text);
-    await Deno.chmod(path, 0o755);
+    const path = `${dir}/${name}`, staged = `${dir}/.${name}.new`;
+    await Deno.writeTextFile(staged, text);
+    await Deno.chmod(staged, 0o755);
+    await Deno.rename(staged, path);
   };
   await write("danm", launcherScript("danm", opts.socket));
   await write("fakeipam", launcherScript("fakeipam", opts.socket));

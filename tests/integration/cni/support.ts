@@ -42,16 +42,26 @@ export interface CniNode {
   readonly dispose: () => Promise<void>;
 }
 
-export async function startCniNode(
-  opts: { cniVersion?: string; node?: Partial<CniNodeOptions> } = {},
-): Promise<CniNode> {
-  const cluster = await useCluster();
+export interface CniNodeSetup {
+  readonly cniVersion?: string;
+  readonly node?: Partial<CniNodeOptions>;
+  /** The caller's apiserver, which the caller releases (default: useCluster()'s). */
+  readonly cluster?: TestCluster;
+  readonly nodeName?: string;
+  /** An existing CNI bin dir to put the launchers into (a node upgraded in place), instead of a fresh one. */
+  readonly binDir?: string;
+  /** An existing directory for static delegate configs (00-danm.conf's cniDir). */
+  readonly cniDir?: string;
+}
+
+export async function startCniNode(opts: CniNodeSetup = {}): Promise<CniNode> {
+  const cluster = opts.cluster ?? await useCluster();
   await installDanmCrds(cluster.kubeConfig);
   const run = crypto.randomUUID().slice(0, 6);
-  const nodeName = `cni-${run}`;
+  const nodeName = opts.nodeName ?? `cni-${run}`;
   const tmp = await Deno.makeTempDir({ prefix: `danm-cni-${run}-` });
-  const cniDir = `${tmp}/net.d`;
-  await Deno.mkdir(cniDir);
+  const cniDir = opts.cniDir ?? `${tmp}/net.d`;
+  if (!opts.cniDir) await Deno.mkdir(cniDir);
   const scope = Scope.makeUnsafe();
   const created: Array<{ kind: string; name: string; namespace?: string }> = [];
   let bin: CniBin | undefined;
@@ -73,7 +83,7 @@ export async function startCniNode(
     await Effect.runPromise(Scope.close(scope, Exit.void));
     await bin?.dispose();
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    await cluster.release();
+    if (!opts.cluster) await cluster.release();
   };
   let kube: KubeService | undefined;
   try {
@@ -103,7 +113,7 @@ export async function startCniNode(
     for (let i = 0; i < 500 && (await Effect.runPromise(node.unsynced)).length > 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    bin = await makeCniBin({ socket });
+    bin = await makeCniBin(opts.binDir ? { socket, dir: opts.binDir, referencePlugins: false } : { socket });
     fakelet = new Fakelet({
       nodeName,
       kube: k,
