@@ -4,6 +4,7 @@
 //   deno run -A cmd/danmd.ts [--kubeconfig PATH] [--node-name NAME] [--socket /run/danm/danm.sock]
 //                            [--state-dir /run/danm/sandboxes] [--attach-timeout-ms 30000] [--gc-grace-seconds 60]
 //                            [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
+//                            [--max-concurrent 32] [--max-queue 128] [--drain-timeout-ms 20000]
 import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
@@ -27,6 +28,9 @@ const Flags = Schema.Struct({
   "attach-timeout-ms": Count,
   "gc-grace-seconds": Count,
   "pod-resources-socket": Schema.String.check(Schema.isNonEmpty()),
+  "max-concurrent": Count.check(Schema.isGreaterThanOrEqualTo(1)),
+  "max-queue": Count,
+  "drain-timeout-ms": Count,
 });
 
 const { values } = parseArgs({
@@ -39,6 +43,9 @@ const { values } = parseArgs({
     "attach-timeout-ms": { type: "string", default: "30000" },
     "gc-grace-seconds": { type: "string", default: "60" },
     "pod-resources-socket": { type: "string", default: defaultPodResourcesSocket },
+    "max-concurrent": { type: "string", default: "32" },
+    "max-queue": { type: "string", default: "128" },
+    "drain-timeout-ms": { type: "string", default: "20000" },
   },
   strict: true,
 });
@@ -63,6 +70,9 @@ const node = CniNode.layer({
   stateDir: flags["state-dir"],
   attachTimeoutMs: flags["attach-timeout-ms"],
   gcGraceSeconds: flags["gc-grace-seconds"],
+  maxConcurrent: flags["max-concurrent"],
+  maxQueued: flags["max-queue"],
+  drainTimeoutMs: flags["drain-timeout-ms"],
   // Delegates get the daemon's PATH: plugins may need iptables, ip … from it.
   ...(Deno.env.get("PATH") ? { delegatePath: Deno.env.get("PATH")! } : {}),
 });

@@ -9,9 +9,10 @@
 //                                 [--cni-socket /run/danm/danm.sock ("" = no CNI daemon)]
 //                                 [--cni-state-dir /run/danm/sandboxes] [--reclaim-period 5m ("0s" = never)]
 //                                 [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
+//                                 [--cni-max-concurrent 32] [--cni-max-queue 128] [--cni-drain-timeout 20s]
 import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
-import { Effect, Layer, Schema } from "effect";
+import { Duration, Effect, Layer, Schema } from "effect";
 import * as Netwatcher from "../core/netwatcher/agent.ts";
 import { VxlanMode } from "../core/netwatcher/plan.ts";
 import { serveMetrics } from "../core/observability/metrics.ts";
@@ -29,7 +30,7 @@ import { layerLiveKube } from "../adapters/kube/live.ts";
 import * as LiveNetlink from "../adapters/netlink/live.ts";
 import { defaultPodResourcesSocket, layerPodResourcesDevices } from "../adapters/kubelet/podresources.ts";
 
-const Duration = Schema.String.check(
+const DurationText = Schema.String.check(
   Schema.isPattern(/^\d+(\.\d+)?(ms|s|m|h)$/, { message: 'a duration like "500ms", "30s", "5m"' }),
 );
 const Port = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 65535 }));
@@ -37,7 +38,7 @@ const Port = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ mi
 const Flags = Schema.Struct({
   kubeconfig: Schema.optionalKey(Schema.String),
   "node-name": Schema.String.check(Schema.isNonEmpty({ message: "needs --node-name, $NODE_NAME or a hostname" })),
-  "reconcile-period": Duration,
+  "reconcile-period": DurationText,
   "metrics-port": Port,
   "vxlan-mode": VxlanMode,
   "peer-node-selector": Schema.optionalKey(Schema.String),
@@ -45,8 +46,11 @@ const Flags = Schema.Struct({
   netns: Schema.optionalKey(Schema.String),
   "cni-socket": Schema.String,
   "cni-state-dir": Schema.String.check(Schema.isNonEmpty()),
-  "reclaim-period": Duration,
+  "reclaim-period": DurationText,
   "pod-resources-socket": Schema.String.check(Schema.isNonEmpty()),
+  "cni-max-concurrent": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1)),
+  "cni-max-queue": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
+  "cni-drain-timeout": DurationText,
 });
 
 const units = { ms: "millis", s: "seconds", m: "minutes", h: "hours" } as const;
@@ -70,6 +74,9 @@ const { values } = parseArgs({
     "cni-state-dir": { type: "string", default: "/run/danm/sandboxes" },
     "reclaim-period": { type: "string", default: "5m" },
     "pod-resources-socket": { type: "string", default: defaultPodResourcesSocket },
+    "cni-max-concurrent": { type: "string", default: "32" },
+    "cni-max-queue": { type: "string", default: "128" },
+    "cni-drain-timeout": { type: "string", default: "20s" },
   },
   strict: true,
 });
@@ -89,6 +96,9 @@ const cni = flags["cni-socket"]
     nodeName: flags["node-name"],
     socketPath: flags["cni-socket"],
     stateDir: flags["cni-state-dir"],
+    maxConcurrent: flags["cni-max-concurrent"],
+    maxQueued: flags["cni-max-queue"],
+    drainTimeoutMs: Duration.toMillis(toDuration(flags["cni-drain-timeout"])),
     // Delegates get the agent's PATH: plugins may need iptables, ip … from it.
     ...(Deno.env.get("PATH") ? { delegatePath: Deno.env.get("PATH")! } : {}),
   })

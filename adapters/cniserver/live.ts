@@ -1,18 +1,21 @@
 // The live CniListener: a unix socket (Deno.listen) answering one JSON request per connection. The thin client
 // writes its request and closes its side; we read to EOF (bounded in size and time), run the handler and write
-// the answer. Connections are served concurrently; closing the scope stops accepting and closes the socket.
-import { Effect, Layer, type Scope } from "effect";
+// the answer. Connections are served concurrently; closing the scope stops accepting, gives the connections that are
+// still writing their answers a moment to finish, then closes the rest and removes the socket.
+import { Effect, FiberSet, Layer, type Scope } from "effect";
 import { CniListener, CniListenerError, type CniListenerService } from "../../core/cni/listener.ts";
 
-/** Largest request accepted: a CNI config with a big prevResult is a few KiB. */
-const maxRequestBytes = 4 << 20;
+/** Largest request accepted: a CNI config with a big prevResult is a few KiB, a GC list of a full node some 10s. */
+const maxRequestBytes = 1 << 20;
+/** On close, how long connections may take to write the answers they have (the handler drains before that). */
+const closeGraceMs = 2_000;
 /** A client that does not finish sending its request within this is dropped. */
 const readTimeoutMs = 10_000;
 
 async function readRequest(conn: Deno.UnixConn): Promise<string> {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const buf = new Uint8Array(64 << 10);
+  const buf = new Uint8Array(16 << 10);
   const deadline = setTimeout(() => {
     try {
       conn.close();
@@ -94,11 +97,23 @@ export const makeLiveCniListener = (): CniListenerService => ({
       );
       // Only root (the runtime) talks to the daemon: the socket carries no authentication of its own.
       yield* Effect.try({ try: () => Deno.chmodSync(path, 0o600), catch: (e) => fail(`chmod: ${e}`) });
-      const scope = yield* Effect.scope;
+      // Connections live in a set of their own, not in the scope: a scope interrupts its forks before running the
+      // finalizers registered earlier, and the handler's drain must see them finish.
+      const connections = yield* FiberSet.make();
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          try {
+            listener.close();
+          } catch { /* already closed */ }
+        }).pipe(
+          Effect.andThen(FiberSet.awaitEmpty(connections)),
+          Effect.timeoutOrElse({ duration: closeGraceMs, orElse: () => Effect.void }),
+        )
+      );
       const acceptLoop = Effect.gen(function* () {
         while (true) {
           const conn = yield* Effect.tryPromise(() => listener.accept());
-          yield* Effect.forkIn(serveConnection(conn, handle), scope);
+          yield* FiberSet.run(connections, serveConnection(conn, handle));
         }
       }).pipe(Effect.catch((e) => Effect.logDebug(`danm socket ${path}: accept loop ended: ${e}`)));
       yield* Effect.forkScoped(acceptLoop);

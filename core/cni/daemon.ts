@@ -150,6 +150,19 @@ export const danmCommand = (env: Readonly<Record<string, string>>, stdin: string
     }
   });
 
+/** The answer to a request the daemon has no room for now: CNI error 11, which runtimes retry. */
+export function busyResponse(raw: unknown, reason: string): DaemonResponse {
+  const stdin = typeof raw === "object" && raw !== null && "stdin" in raw && typeof raw.stdin === "string"
+    ? raw.stdin
+    : "";
+  const e = new CniError({ code: ErrorCode.tryAgainLater, msg: reason, details: "try again later" });
+  return { code: 1, stdout: encodeError(e, requestedVersion(stdin)), stderr: "" };
+}
+
+/** fakeipam calls come from delegates of ADDs already running: they never wait behind other requests. */
+export const isFakeIpamRequest = (raw: unknown): boolean =>
+  typeof raw === "object" && raw !== null && "program" in raw && raw.program === "fakeipam";
+
 /** Handles one decoded-or-not request; never fails. */
 export const handleRequest = (raw: unknown) =>
   Effect.gen(function* () {

@@ -13,7 +13,8 @@ import { Fs } from "../ports/filesystem.ts";
 import type { Kube } from "../ports/kube.ts";
 import type { Netlink } from "../ports/netlink.ts";
 import type { Process } from "../ports/process.ts";
-import { type DaemonResponse, handleRequest } from "./daemon.ts";
+import { busyResponse, type DaemonResponse, handleRequest, isFakeIpamRequest } from "./daemon.ts";
+import { type GateStats, makeRequestGate } from "./gate.ts";
 import { delSandbox } from "./del.ts";
 import { noPodDevices, PodDevices, type PodDevicesService } from "./devices.ts";
 import { CniListener, type CniListenerError } from "./listener.ts";
@@ -38,6 +39,10 @@ export interface CniNodeService {
   readonly unsynced: Effect.Effect<ReadonlyArray<string>>;
   /** Sandboxes whose teardown is waiting for a retry. */
   readonly pendingTeardowns: Effect.Effect<ReadonlySet<string>>;
+  /** Requests running, waiting and refused as busy (core/cni/gate.ts). */
+  readonly load: Effect.Effect<GateStats>;
+  /** Stops admitting requests and lets running ones finish, up to the configured drain timeout. */
+  readonly drain: Effect.Effect<void>;
 }
 
 export class CniNode extends Context.Service<CniNode, CniNodeService>()("danm/core/cni/CniNode") {}
@@ -75,7 +80,19 @@ export const makeHandler = (
       Context.add(BlockStore, blockStore),
       Context.add(PodDevices, podDevices ?? Option.getOrElse(provided, () => noPodDevices)),
     );
-    const handle = (request: unknown) => handleRequest(request).pipe(Effect.provideContext(context));
+    const gate = yield* makeRequestGate(config);
+    const handle = (request: unknown) => {
+      const work = handleRequest(request).pipe(Effect.provideContext(context));
+      return isFakeIpamRequest(request) ? work : gate.admit(work, (reason) => busyResponse(request, reason));
+    };
+    const drain = gate.drain(config.drainTimeoutMs).pipe(
+      Effect.flatMap(({ finished, cutOff }) =>
+        finished + cutOff === 0 ? Effect.void : Effect.logInfo(
+          `danm CNI daemon drained: ${finished} request(s) finished` +
+            (cutOff ? `, ${cutOff} cut off after ${config.drainTimeoutMs} ms` : ""),
+        )
+      ),
+    );
 
     // Teardowns left over by DEL (apiserver unreachable …) are retried until they succeed; GC is the backstop.
     const retry = Effect.gen(function* () {
@@ -95,6 +112,8 @@ export const makeHandler = (
       handle,
       unsynced: runtime.unsynced,
       pendingTeardowns: Ref.get(runtime.pendingTeardowns),
+      load: gate.stats,
+      drain,
     } satisfies CniNodeService;
   });
 
@@ -106,6 +125,9 @@ export const make = (
     const node = yield* makeHandler(options);
     const listener = yield* CniListener;
     yield* listener.serve(node.config.socketPath, node.handle);
+    // Registered after the listener's own finalizer, so it runs first: on shutdown the socket keeps answering (busy)
+    // while running requests finish, and closes after.
+    yield* Effect.addFinalizer(() => node.drain);
     yield* Effect.logInfo(`danm CNI for node ${node.config.nodeName} listening on ${node.config.socketPath}`);
     return node;
   });

@@ -41,6 +41,12 @@ export interface CniNodeConfig {
   readonly host: string;
   /** A STATUS probe of the apiserver is reused for this long. */
   readonly statusProbeTtlMs: number;
+  /** CNI requests handled at once (core/cni/gate.ts); fakeipam calls of running ADDs are not counted. */
+  readonly maxConcurrent: number;
+  /** CNI requests waiting for a slot; beyond that they are answered "try again later" (CNI error 11). */
+  readonly maxQueued: number;
+  /** On shutdown, how long running requests may take to finish before they are cut off. */
+  readonly drainTimeoutMs: number;
 }
 
 export const defaultDelegatePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -56,6 +62,10 @@ export const defaultNodeConfig = (
   gcGraceSeconds: 60,
   host: o.nodeName,
   statusProbeTtlMs: 2_000,
+  maxConcurrent: 32,
+  maxQueued: 128,
+  // Below the DaemonSet's terminationGracePeriodSeconds (30), which ends in SIGKILL.
+  drainTimeoutMs: 20_000,
   ...o,
 });
 

@@ -9,7 +9,8 @@ import { fuzzTarget, type TargetReport } from "./run.ts";
 import { allTargets } from "./targets.ts";
 
 const { values } = parseArgs({
-  args: Deno.args,
+  // `deno task … -- --flag` passes the "--" through.
+  args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
   options: {
     cases: { type: "string", default: "100000" },
     seed: { type: "string", default: String(Date.now() % 2 ** 31) },
