@@ -1,32 +1,15 @@
-// The live Kube layer: client-node's KubeConfig settles the server, TLS material and credentials; requests go
-// through Deno's fetch with a Deno.HttpClient (client certificates, custom CA) so that watch responses stream
-// event by event. client-node costs ~500 ms to import: only this module (never core/) imports it.
-import * as k8s from "@kubernetes/client-node";
-import type { RequestOptions } from "node:https";
+// The live Kube layer: the kubeconfig or service account (kubeconfig.ts) settles the server, TLS material and
+// credentials; requests go through Deno's fetch with a Deno.HttpClient (client certificates, custom CA) so that
+// watch responses stream event by event.
 import { Effect, Layer, Predicate, Schema, type Scope, Stream } from "effect";
 import { apiVersionOf, Kube, type KubeError, type KubeService } from "../../core/ports/kube.ts";
 import type { Answer, CollectionRef, KubeBackend, RawWatchEvent } from "./backend.ts";
 import { makeKube } from "./client.ts";
 import { isJsonObject, type JsonObject } from "./patch.ts";
 import { errorFromStatus, type RequestTarget, timeoutError, transportError } from "./status.ts";
+import { connectionSettings, type KubeConfigSource } from "./kubeconfig.ts";
 
-export type KubeConfigSource =
-  /** A kubeconfig file (its current context, or `context`). */
-  | { readonly _tag: "Kubeconfig"; readonly path: string; readonly context?: string }
-  /**
-   * The pod's service account: KUBERNETES_SERVICE_HOST/PORT and the projected token and CA under
-   * /var/run/secrets/kubernetes.io/serviceaccount (each overridable). The token is re-read on every request,
-   * so kubelet's token rotation is picked up at once.
-   */
-  | {
-    readonly _tag: "InCluster";
-    readonly host?: string;
-    readonly port?: string;
-    readonly tokenFile?: string;
-    readonly caFile?: string;
-  }
-  /** $KUBECONFIG if set, else in-cluster. */
-  | { readonly _tag: "Auto" };
+export type { KubeConfigSource } from "./kubeconfig.ts";
 
 export interface LiveKubeOptions {
   readonly config: KubeConfigSource;
@@ -48,8 +31,6 @@ export class KubeConfigError extends Schema.TaggedError<KubeConfigError>()("Kube
   }
 }
 
-const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
-
 /** What every request needs: where to send it, over which client, with which headers. */
 export interface Connection {
   readonly server: string;
@@ -58,59 +39,15 @@ export interface Connection {
   readonly close: () => void;
 }
 
-const text = (v: unknown): string | undefined => {
-  if (Predicate.isString(v)) return v;
-  if (v instanceof Uint8Array) return new TextDecoder().decode(v);
-  if (Array.isArray(v)) return v.map(text).filter(Predicate.isString).join("\n");
-  return undefined;
-};
-
-const headerRecord = (h: RequestOptions["headers"]): Record<string, string> => {
-  const out: Record<string, string> = {};
-  if (!h || Array.isArray(h)) return out;
-  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(", ") : String(v);
-  return out;
-};
-
 /** Builds the connection for a config source. Exported for tests. */
 export const connect = (source: KubeConfigSource): Effect.Effect<Connection, KubeConfigError> =>
   Effect.tryPromise({
     try: async () => {
-      const kubeconfigPath = source._tag === "Auto" ? Deno.env.get("KUBECONFIG")?.split(":")[0] : undefined;
-      const resolved: KubeConfigSource = source._tag === "Auto"
-        ? (kubeconfigPath ? { _tag: "Kubeconfig", path: kubeconfigPath } : { _tag: "InCluster" })
-        : source;
-      const kc = new k8s.KubeConfig();
-      let tokenFile: string | undefined;
-      if (resolved._tag === "Kubeconfig") {
-        kc.loadFromFile(resolved.path);
-        if (resolved.context) kc.setCurrentContext(resolved.context);
-      } else if (resolved._tag === "InCluster") {
-        const host = resolved.host ?? Deno.env.get("KUBERNETES_SERVICE_HOST");
-        const port = resolved.port ?? Deno.env.get("KUBERNETES_SERVICE_PORT");
-        if (!host || !port) throw new Error("KUBERNETES_SERVICE_HOST/PORT are not set: not running in a pod");
-        tokenFile = resolved.tokenFile ?? `${serviceAccountDir}/token`;
-        // The token is handled below (read per request); the KubeConfig only carries server and CA.
-        kc.loadFromClusterAndUser(
-          {
-            name: "in-cluster",
-            server: `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
-            caFile: resolved.caFile ?? `${serviceAccountDir}/ca.crt`,
-            skipTLSVerify: false,
-          },
-          { name: "in-cluster" },
-        );
-      }
-      const cluster = kc.getCurrentCluster();
-      if (!cluster) throw new Error("no current cluster in the configuration");
-      const https = cluster.server.startsWith("https:");
+      const settings = await connectionSettings(source);
+      const https = settings.server.startsWith("https:");
       // Deno.HttpClient cannot skip verification per client; plain http needs the flag set (client-node insists).
-      if (cluster.skipTLSVerify && https) throw new Error("insecure-skip-tls-verify is not supported for https");
-      const user = kc.getCurrentUser();
-
-      const tls: RequestOptions = {};
-      await kc.applyToHTTPSOptions(tls);
-      const ca = text(tls.ca), cert = text(tls.cert), key = text(tls.key);
+      if (settings.skipTLSVerify && https) throw new Error("insecure-skip-tls-verify is not supported for https");
+      const { ca, cert, key } = settings;
       // HTTP/1.1 only: over HTTP/2, Deno's client takes ~45 ms to send a request body of a few KB to the
       // apiserver (measured: PUT of a 10 KB ConfigMap 48 ms over h2, 3.7 ms over h1.1), which would dominate
       // every IPAM write. Concurrency comes from the connection pool instead of h2 streams.
@@ -120,22 +57,12 @@ export const connect = (source: KubeConfigSource): Effect.Effect<Connection, Kub
         http1: true,
         http2: false,
       });
-
-      const basic = (o: RequestOptions): Record<string, string> =>
-        Predicate.isString(o.auth) ? { Authorization: `Basic ${btoa(o.auth)}` } : {};
-      const staticHeaders = { ...headerRecord(tls.headers), ...basic(tls) };
-      // exec plugins and auth providers refresh credentials themselves: ask client-node on every request.
-      const dynamic = user !== null && (user.exec !== undefined || user.authProvider !== undefined);
-      const headers = tokenFile !== undefined
-        ? async () => ({ Authorization: `Bearer ${(await Deno.readTextFile(tokenFile!)).trim()}` })
-        : dynamic
-        ? async () => {
-          const o: RequestOptions = { headers: {} };
-          await kc.applyToHTTPSOptions(o);
-          return { ...headerRecord(o.headers), ...basic(o) };
-        }
-        : () => Promise.resolve(staticHeaders);
-      return { server: cluster.server.replace(/\/+$/, ""), client, headers, close: () => client?.close() };
+      return {
+        server: settings.server.replace(/\/+$/, ""),
+        client,
+        headers: settings.headers,
+        close: () => client?.close(),
+      };
     },
     catch: (e) =>
       new KubeConfigError({

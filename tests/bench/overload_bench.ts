@@ -3,8 +3,9 @@
 // with danm's IPAM through fakeipam). All N requests go to the daemon's socket at once, as N runtime threads would;
 // a "try again later" answer (CNI error 11) is retried after a short jittered pause, as kubelet retries a sandbox.
 // Measures what completed, how often the bound said busy, whether anything failed, and the agent's resident memory
-// idle and at its peak (VmHWM). Then DEL of every pod, and the agent's memory after. The comparator is the same agent
-// idle: the bound is what keeps its peak from growing with N.
+// idle (on an empty node, and with the N pods in its caches: rss_idle_mb) and at its peak (VmHWM). Then DEL of every
+// pod, and the agent's memory after. The comparator is the same agent idle: the bound keeps its peak from growing
+// with N.
 //
 //   deno task bench:overload [-- --concurrent 500] [--max-concurrent N] [--max-queue N]
 //
@@ -138,6 +139,9 @@ try {
     if (i > 600) throw new Error(`the node agent is not ready after 60 s: ${st.text}`);
     await sleep(100);
   }
+  await sleep(2000);
+  const quiet = agent.memory();
+  console.log(`node agent idle on an empty node: RSS ${fmt(quiet.rssMb)} MiB`);
   console.log(`creating ${concurrent} pods and their network namespaces (not timed)`);
   const sandboxes: Array<{ env: Record<string, string>; netnsName: string }> = [];
   for (let i = 0; i < concurrent; i++) {
@@ -169,7 +173,7 @@ try {
   // The pods are in the agent's caches now; let it settle before calling it idle.
   await sleep(3000);
   const idle = agent.memory();
-  console.log(`node agent idle: RSS ${fmt(idle.rssMb)} MiB (peak so far ${fmt(idle.peakMb)} MiB)`);
+  console.log(`node agent idle with the ${concurrent} pods in its caches: RSS ${fmt(idle.rssMb)} MiB`);
 
   const t0 = performance.now();
   const adds = await Promise.all(sandboxes.map((s) => withRetries(s.env)));
@@ -192,6 +196,7 @@ try {
   for (const s of sandboxes) await run(["ip", "netns", "del", s.netnsName]).catch(() => {});
   await sleep(2000);
   const after = agent.memory();
+  console.log(`node agent peak over ADDs and DELs: ${fmt(after.peakMb)} MiB`);
   console.log(`DEL of every pod: ${delFailed} failed; node agent RSS after: ${fmt(after.rssMb)} MiB`);
   const limits = {
     max_concurrent: Number(values["max-concurrent"] ?? 32),
@@ -205,7 +210,9 @@ try {
     failed: failed.length,
     del_failed: delFailed,
     rss_idle_mb: fmt(idle.rssMb),
+    rss_idle_empty_node_mb: fmt(quiet.rssMb),
     rss_peak_mb: fmt(peak.peakMb),
+    rss_peak_with_dels_mb: fmt(after.peakMb),
     rss_after_mb: fmt(after.rssMb),
     wall_s: fmt(wall),
     add_p50_ms: fmt(percentile(ms, 50)),
