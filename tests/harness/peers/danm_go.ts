@@ -16,13 +16,13 @@
 //
 // Used by the benches (bench:ipam, bench:cni, bench:scale), the peers test tier and the compatibility tests
 // (DANM → danm upgrade).
-import { ensureCniPlugins } from "../cniplugins.ts";
 import { freePort, run, sleep } from "../proc.ts";
 import { ensureDanmGo, type PeerBuild } from "./build.ts";
 import {
   adminRest,
   applyManifests,
   type Manifest,
+  peerBinDir,
   type PeerCluster,
   type PeerProcess,
   readManifests,
@@ -177,12 +177,9 @@ export async function installDanmGo(cluster: PeerCluster, opts: { readonly dir?:
   const build = await installDanmGoApi(cluster);
   await privateVarLog();
   const dir = opts.dir ?? await Deno.makeTempDir({ prefix: "danm-go-" });
-  const binDir = `${dir}/bin`, cniDir = `${dir}/net.d`;
-  await Deno.mkdir(binDir, { recursive: true });
+  const cniDir = `${dir}/net.d`;
   await Deno.mkdir(cniDir, { recursive: true });
-  const plugins = await ensureCniPlugins();
-  for await (const e of Deno.readDir(plugins)) await Deno.symlink(`${plugins}/${e.name}`, `${binDir}/${e.name}`);
-  for (const b of ["danm", "fakeipam"]) await Deno.symlink(`${build.dir}/${b}`, `${binDir}/${b}`);
+  const binDir = await peerBinDir(`${dir}/bin`, { danm: `${build.dir}/danm`, fakeipam: `${build.dir}/fakeipam` });
 
   const rest = adminRest(cluster);
   let webhook: PeerProcess | undefined;

@@ -8,6 +8,7 @@ import * as k8s from "@kubernetes/client-node";
 import yaml from "js-yaml";
 import { pick, type Rest, restClient } from "../../integration/api/rest.ts";
 import type { Pki } from "../pki.ts";
+import { ensureCniPlugins } from "../cniplugins.ts";
 import { sleep, which } from "../proc.ts";
 
 export type Manifest = Record<string, unknown> & {
@@ -137,6 +138,18 @@ export function tokenKubeconfig(cluster: PeerCluster, user: string, token: strin
     contexts: [{ name: user, context: { cluster: "test", user } }],
     "current-context": user,
   });
+}
+
+/**
+ * A CNI bin directory as a peer's node has it: the reference plugins (delegates, host-local) and the peer's own
+ * binaries (name → path), symlinked into `dir`.
+ */
+export async function peerBinDir(dir: string, own: Readonly<Record<string, string>>): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  const plugins = await ensureCniPlugins();
+  for await (const e of Deno.readDir(plugins)) await Deno.symlink(`${plugins}/${e.name}`, `${dir}/${e.name}`);
+  for (const [name, path] of Object.entries(own)) await Deno.symlink(path, `${dir}/${name}`);
+  return dir;
 }
 
 /** A process of a peer running as its pod would; stop() ends it. */
