@@ -1,8 +1,11 @@
 // `deno task bench:cni`: pod sandbox setup through danm as a runtime does it — the fake kubelet execs the thin
 // `danm` launcher, which hands the request to the node daemon (cmd/danmd.ts, its own process) over the unix
 // socket — for N pods with three attachments each (generated macvlan + danm IPAM via fakeipam, a bridge conflist
-// with host-local, a bridge with danm IPAM via fakeipam), then DEL of all of them. In the same run, the same pods
-// through a plain chain of the reference plugins (bridge + host-local, one attachment) as the comparator.
+// with host-local, a bridge with danm IPAM via fakeipam), then DEL of all of them. In the same run, on the same
+// apiserver, the same pods (one at a time) through
+//   - a plain chain of the reference plugins (bridge + host-local, one attachment), the floor;
+//   - the real peers (tests/bench/peers/cni.ts): DANM v4.3.0, and Multus v4.3.0 (thin) + Whereabouts v0.9.2;
+// then BENCH_CONCURRENT_PODS (default 160) pods with 16 ADDs at a time on the node, through danm and DANM v4.3.0.
 // Needs root; it re-runs itself inside a private network + mount namespace and starts its own apiserver.
 //
 //   deno task bench:cni [-- PODS]        default 200
@@ -17,21 +20,24 @@ import { makeLiveKube } from "../../adapters/kube/live.ts";
 import { startApiServer } from "../harness/apiserver.ts";
 import { makeCniBin } from "../harness/cnibin.ts";
 import { Fakelet, type Sandbox } from "../harness/fakelet.ts";
+import { type BenchNetworks, danmGoCni, multusWhereaboutsCni, type PeerCniSetup } from "./peers/cni.ts";
 import { isolated } from "../harness/isolate.ts";
 import { repoRoot, run } from "../harness/proc.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
 import { restClient } from "../integration/api/rest.ts";
 
 const isolatedEnv = "DANM_BENCH_ISOLATED";
-const pods = Number(Deno.args[0] ?? 200);
+const podsArg = Deno.args.find((a) => a !== "--"); // `deno task bench:cni -- N` passes the "--" on
+const pods = Number(podsArg ?? 200);
 if (!Number.isInteger(pods) || pods < 1) {
-  console.error(`usage: cni_bench.ts [pods ≥ 1], got ${Deno.args[0]}`);
+  console.error(`usage: cni_bench.ts [pods ≥ 1], got ${podsArg}`);
   Deno.exit(2);
 }
 
-const outside = await isolated(isolatedEnv, import.meta.filename!, Deno.args, {
-  ...(Deno.env.get("DANM_BENCH_VERBOSE") ? { DANM_BENCH_VERBOSE: "1" } : {}),
-}).catch((e) => {
+const concurrentPods = Number(Deno.env.get("BENCH_CONCURRENT_PODS") ?? 160);
+const concurrency = 16;
+
+const outside = await isolated(isolatedEnv, import.meta.filename!, Deno.args).catch((e) => {
   console.error(`bench:cni: ${e instanceof Error ? e.message : e}`);
   return 1;
 });
@@ -193,6 +199,57 @@ interface Timings {
   writesPerPod: Record<string, number>;
 }
 
+/** The pod object and a network namespace for its sandbox (untimed). */
+async function newSandbox(namespace: string, name: string, annotations: Record<string, string>) {
+  const pod = await k(kube.create(PodResource, {
+    metadata: { name, namespace, annotations },
+    spec: { nodeName, containers: [{ name: "c", image: "pause" }] },
+  }));
+  const containerId = crypto.randomUUID().replaceAll("-", "") + crypto.randomUUID().replaceAll("-", "");
+  const netnsName = `b-${containerId.slice(0, 12)}`;
+  await run(["ip", "netns", "add", netnsName]);
+  return { ref: { namespace, name, uid: pod.metadata.uid ?? "" }, containerId, netnsName };
+}
+
+/**
+ * `count` pods, their objects and namespaces made first (untimed), then ADD with `width` at a time on the node
+ * (timed), then DEL (untimed). Returns the ADD latencies.
+ */
+async function measureConcurrent(
+  label: string,
+  f: Fakelet,
+  prefix: string,
+  annotations: Record<string, string>,
+  count: number,
+  width: number,
+  namespace = "default",
+): Promise<number[]> {
+  const ready: Array<Awaited<ReturnType<typeof newSandbox>>> = [];
+  for (let i = 0; i < count; i++) ready.push(await newSandbox(namespace, `${prefix}-${i}`, annotations));
+  const add: number[] = [];
+  const sandboxes: Sandbox[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < ready.length) {
+      const { ref, containerId, netnsName } = ready[next++];
+      const netns = `/run/netns/${netnsName}`;
+      const out = await f.add(ref, containerId, netns);
+      add.push(out.ms);
+      sandboxes.push({ pod: ref, containerId, netnsName, netns, result: out.result });
+    }
+  }));
+  for (const sb of sandboxes) {
+    await f.del(sb.pod, sb.containerId, sb.netns, sb.result);
+    await run(["ip", "netns", "del", sb.netnsName]);
+  }
+  console.log(
+    `${label}: ${count} pods, ${width} ADDs at a time  ADD p50 ${fmt(percentile(add, 50))} ms  p99 ${
+      fmt(percentile(add, 99))
+    } ms`,
+  );
+  return add;
+}
+
 /** Creates the pod objects and namespaces (untimed), then ADD each pod, then DEL each pod (timed). */
 async function measure(
   label: string,
@@ -200,6 +257,7 @@ async function measure(
   prefix: string,
   annotations: Record<string, string>,
   count = pods,
+  namespace = "default",
 ): Promise<Timings> {
   const sandboxes: Array<Sandbox> = [];
   const add: number[] = [], del: number[] = [];
@@ -208,14 +266,7 @@ async function measure(
   const requests0 = await apiRequests();
   for (let i = 0; i < count; i++) {
     const name = `${prefix}-${i}`;
-    const pod = await k(kube.create(PodResource, {
-      metadata: { name, namespace: "default", annotations },
-      spec: { nodeName, containers: [{ name: "c", image: "pause" }] },
-    }));
-    const containerId = crypto.randomUUID().replaceAll("-", "") + crypto.randomUUID().replaceAll("-", "");
-    const netnsName = `b-${containerId.slice(0, 12)}`;
-    await run(["ip", "netns", "add", netnsName]);
-    const ref = { namespace: "default", name, uid: pod.metadata.uid ?? "" };
+    const { ref, containerId, netnsName } = await newSandbox(namespace, name, annotations);
     const cpu = machineCpuMs(), party0 = partyCpuMs();
     const out = await f.add(ref, containerId, `/run/netns/${netnsName}`);
     addCpu += machineCpuMs() - cpu;
@@ -265,6 +316,41 @@ try {
   const daemonCpuPerPod = (daemonCpuMs() - cpu0) / pods;
   console.log(`daemon CPU per pod (ADD + DEL): ${fmt(daemonCpuPerPod)} ms`);
   const b = await measure("reference bridge + host-local, 1 attachment", baseline, "base", {});
+
+  // The real peers: same pods, same networks, same fake kubelet; one at a time, then 16 at a time.
+  const nets: BenchNetworks = {
+    hostDevice: "benchp0",
+    hostLocalSubnet: "10.240.0.0/16",
+    macvlanCidr: "10.241.0.0/16",
+    bridgeCidr: "10.242.0.0/16",
+  };
+  const withPeer = async <T>(setup: Promise<PeerCniSetup>, f: (p: PeerCniSetup) => Promise<T>): Promise<T> => {
+    const peer = await setup;
+    try {
+      return await f(peer);
+    } catch (e) {
+      throw new Error(`${peer.label}: ${(e as Error).message}\n${await peer.logs()}`);
+    } finally {
+      await peer.stop();
+    }
+  };
+  const [go, goConcurrent] = await withPeer(danmGoCni(api, kube, nodeName, nets), async (p) =>
+    [
+      await measure(`${p.label}, 3 attachments`, p.fakelet, "go", p.annotations, pods, p.namespace),
+      await measureConcurrent(p.label, p.fakelet, "goc", p.annotations, concurrentPods, concurrency, p.namespace),
+    ] as const);
+  const mw = await withPeer(
+    multusWhereaboutsCni(api, kube, nodeName, nets),
+    (p) => measure(`${p.label}, 3 attachments`, p.fakelet, "mw", p.annotations, pods, p.namespace),
+  );
+  const ours = await measureConcurrent(
+    "danm",
+    danm,
+    "conc",
+    { "danm.io/interfaces": annotation },
+    concurrentPods,
+    concurrency,
+  );
   const result = {
     pods,
     attachments_per_pod: 3,
@@ -283,9 +369,30 @@ try {
     add_daemon_cpu_ms: fmt(d.addPartyCpuMs.daemon),
     api_writes_per_pod: d.writesPerPod,
     baseline_add_machine_cpu_ms: fmt(b.addCpuMs),
+    danm_go_add_p50_ms: fmt(percentile(go.add, 50)),
+    danm_go_add_p99_ms: fmt(percentile(go.add, 99)),
+    danm_go_del_p50_ms: fmt(percentile(go.del, 50)),
+    danm_go_add_machine_cpu_ms: fmt(go.addCpuMs),
+    multus_add_p50_ms: fmt(percentile(mw.add, 50)),
+    multus_add_p99_ms: fmt(percentile(mw.add, 99)),
+    multus_del_p50_ms: fmt(percentile(mw.del, 50)),
+    multus_add_machine_cpu_ms: fmt(mw.addCpuMs),
+    ratio_danm_go: fmt(percentile(go.add, 50) / percentile(d.add, 50)),
+    ratio_multus: fmt(percentile(mw.add, 50) / percentile(d.add, 50)),
+    concurrent_pods: concurrentPods,
+    concurrent_adds_per_node: concurrency,
+    concurrent_add_p50_ms: fmt(percentile(ours, 50)),
+    concurrent_add_p99_ms: fmt(percentile(ours, 99)),
+    danm_go_concurrent_add_p50_ms: fmt(percentile(goConcurrent, 50)),
+    danm_go_concurrent_add_p99_ms: fmt(percentile(goConcurrent, 99)),
+    ratio_danm_go_concurrent_p99: fmt(percentile(goConcurrent, 99) / percentile(ours, 99)),
     cpus: navigator.hardwareConcurrency,
   };
   console.log(`danm ADD p50 is ${result.ratio}× the reference chain's (3 attachments vs 1)`);
+  console.log(
+    `peer ADD p50 / danm ADD p50: DANM v4.3.0 ${result.ratio_danm_go}×, Multus + Whereabouts ${result.ratio_multus}×; ` +
+      `at ${concurrency} ADDs at a time, DANM v4.3.0's p99 / danm's: ${result.ratio_danm_go_concurrent_p99}×`,
+  );
   console.log(JSON.stringify(result));
 } catch (e) {
   console.error(`bench:cni failed: ${(e as Error).message}`);

@@ -1,12 +1,18 @@
-// `deno task bench:ipam`: danm's IPAM against a comparator that implements DANM's own scheme, both on a real
-// etcd + kube-apiserver started for the run. Workload: 10 simulated nodes × 16 concurrent allocators, one /16
-// network each, until two thirds of the pool are handed out (BENCH_WARMUP, BENCH_FILL, BENCH_BASELINE_SECONDS below).
-// Prints readable lines, then one JSON object as the last line.
+// `deno task bench:ipam`: danm's IPAM against the real peers and a model of DANM's scheme, all on one real etcd +
+// kube-apiserver started for the run. Workload: 10 simulated nodes × 16 concurrent allocators, one /16 network each;
+// danm until two thirds of the pool are handed out (BENCH_WARMUP, BENCH_FILL, BENCH_BASELINE_SECONDS below).
+// Prints readable lines, then one JSON object as the last line. Needs root: it re-runs itself inside a private
+// network + mount namespace (DANM v4.3.0 allocates through CNI ADDs into network namespaces).
 //
-// The comparator ("DANM scheme") is DANM's storage model as danm-spec §3 describes it: the whole allocation
+// Real peers (tests/bench/peers/ipam.ts), same 160 concurrent requesters, BENCH_PEER_ROUNDS allocations each
+// (default 2), a peer that has not finished after BENCH_PEER_TIMEOUT_S (default 600) reported as stalled:
+//   - Whereabouts v0.9.2: IPAM-only CNI ADDs of its real binary from one /16 range;
+//   - DANM v4.3.0: CNI ADDs of its real `danm` (one MACVLAN attachment each: its IPAM is inside that binary).
+//
+// The model ("DANM scheme model") is DANM's storage model as danm-spec §3 describes it: the whole allocation
 // bitmask lives base64-encoded in the network object (`spec.Options.alloc`); an allocation reads the network,
 // takes the lowest clear bit of the pool, and writes the whole object back with its resourceVersion, retrying
-// on conflict without backoff. It is a faithful model of the scheme, not DANM's code.
+// on conflict without backoff. A model of the scheme without DANM's per-ADD work, not DANM's code.
 import "../../adapters/runtime/effect_without_async_context.ts";
 import * as k8s from "@kubernetes/client-node";
 import { Effect, Layer } from "effect";
@@ -17,7 +23,16 @@ import { Ipam, ipamLayer, type IpamNetwork, type IpamStats, type Owner } from ".
 import { blockStoreFromKube } from "../../core/ipam/kube.ts";
 import { Kube } from "../../core/ports/kube.ts";
 import { startApiServer } from "../harness/apiserver.ts";
+import { isolated } from "../harness/isolate.ts";
+import { run } from "../harness/proc.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
+import { danmGoIpam, type PeerIpamResult, type PeerLoad, whereaboutsIpam } from "./peers/ipam.ts";
+
+const outside = await isolated("DANM_BENCH_ISOLATED", import.meta.filename!, Deno.args).catch((e) => {
+  console.error(`bench:ipam: ${e instanceof Error ? e.message : e}`);
+  return 1;
+});
+if (outside !== undefined) Deno.exit(outside);
 
 const nodes = Number(Deno.env.get("BENCH_NODES") ?? 10);
 const perNode = Number(Deno.env.get("BENCH_ALLOCATORS") ?? 16);
@@ -30,6 +45,11 @@ const warmupCount = Number(Deno.env.get("BENCH_WARMUP") ?? 8_000);
 const fill = Number(Deno.env.get("BENCH_FILL") ?? 0.66);
 const totalCount = Math.floor(poolSize * fill);
 const baselineSeconds = Number(Deno.env.get("BENCH_BASELINE_SECONDS") ?? 5);
+const peerLoad: PeerLoad = {
+  requesters: nodes * perNode,
+  rounds: Number(Deno.env.get("BENCH_PEER_ROUNDS") ?? 2),
+  timeoutMs: Number(Deno.env.get("BENCH_PEER_TIMEOUT_S") ?? 600) * 1000,
+};
 
 const percentile = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -227,7 +247,7 @@ try {
     ), { warmupCount: 0, measureSeconds: baselineSeconds }); // No warm-up: one of its allocations takes longer than one would.
   const baseAllocs = baseline.latenciesMs.length / baseline.elapsedS;
   console.log(
-    `DANM scheme (comparator: bitmask in the network object, optimistic retry): ${baseline.latenciesMs.length} allocations in ${
+    `DANM scheme model (bitmask in the network object, optimistic retry): ${baseline.latenciesMs.length} allocations in ${
       baseline.elapsedS.toFixed(1)
     }s = ${baseAllocs.toFixed(0)}/s, p50 ${percentile(baseline.latenciesMs, 50).toFixed(1)} ms, p99 ${
       percentile(baseline.latenciesMs, 99).toFixed(1)
@@ -238,6 +258,25 @@ try {
   if (stored.length !== danm.addresses.length) {
     console.log(`WARNING: ${stored.length} stored reservations for ${danm.addresses.length} allocations`);
   }
+
+  // The real peers, same apiserver, same concurrency.
+  const peerLine = (p: PeerIpamResult) =>
+    console.log(
+      `${p.label}: ${p.allocations} of ${p.requested} allocations in ${p.seconds.toFixed(1)}s = ${
+        p.allocsPerS.toFixed(1)
+      }/s, p50 ${p.p50Ms.toFixed(0)} ms, p99 ${p.p99Ms.toFixed(0)} ms, errors ${p.errors}${
+        p.firstError ? ` (first: ${p.firstError.replaceAll("\n", " ").slice(0, 200)})` : ""
+      }, duplicates ${p.duplicates}, stored ${p.stored}${
+        p.stalled ? `, STALLED: stopped after ${peerLoad.timeoutMs / 1000}s` : ""
+      }`,
+    );
+  console.log(`real peers: ${peerLoad.requesters} concurrent requesters × ${peerLoad.rounds} allocations each`);
+  const whereabouts = await whereaboutsIpam(api, "10.62.0.0/16", peerLoad);
+  peerLine(whereabouts);
+  await run(["ip", "link", "add", "benchipam0", "type", "veth", "peer", "name", "benchipam1"]);
+  for (const l of ["benchipam0", "benchipam1"]) await run(["ip", "link", "set", l, "up"]);
+  const danmGo = await danmGoIpam(api, "10.63.0.0/16", "benchipam0", peerLoad);
+  peerLine(danmGo);
   console.log(JSON.stringify({
     bench: "ipam",
     nodes,
@@ -251,12 +290,29 @@ try {
     p99_ms: round(percentile(danm.latenciesMs, 99)),
     duplicates,
     errors: danm.errors,
-    baseline: "DANM scheme (bitmask in the network object, optimistic retry)",
+    baseline: "DANM scheme model (bitmask in the network object, optimistic retry)",
     baseline_allocs_per_s: round(baseAllocs),
     baseline_p50_ms: round(percentile(baseline.latenciesMs, 50)),
     baseline_p99_ms: round(percentile(baseline.latenciesMs, 99)),
     baseline_duplicates: duplicatesOf(baseline.addresses),
     ratio: round(danmAllocs / baseAllocs),
+    peer_requesters: peerLoad.requesters,
+    whereabouts_allocs_per_s: round(whereabouts.allocsPerS),
+    whereabouts_p50_ms: round(whereabouts.p50Ms),
+    whereabouts_p99_ms: round(whereabouts.p99Ms),
+    whereabouts_allocations: whereabouts.allocations,
+    whereabouts_errors: whereabouts.errors,
+    whereabouts_duplicates: whereabouts.duplicates,
+    whereabouts_stalled: whereabouts.stalled,
+    danm_go_allocs_per_s: round(danmGo.allocsPerS),
+    danm_go_p50_ms: round(danmGo.p50Ms),
+    danm_go_p99_ms: round(danmGo.p99Ms),
+    danm_go_allocations: danmGo.allocations,
+    danm_go_errors: danmGo.errors,
+    danm_go_duplicates: danmGo.duplicates,
+    danm_go_stalled: danmGo.stalled,
+    ratio_whereabouts: round(danmAllocs / whereabouts.allocsPerS),
+    ratio_danm_go: round(danmAllocs / danmGo.allocsPerS),
   }));
 } finally {
   await api.stop();

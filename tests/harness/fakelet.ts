@@ -58,6 +58,51 @@ export function podIps(result: unknown): string[] {
   return out;
 }
 
+/** CNI_ARGS as kubelet's runtime passes them for a pod's sandbox. */
+export function kubeletCniArgs(pod: Sandbox["pod"], containerId: string): string {
+  return `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};` +
+    `K8S_POD_INFRA_CONTAINER_ID=${containerId};K8S_POD_UID=${pod.uid}`;
+}
+
+/**
+ * Execs `<binDir>/<plugin.type>` as a runtime does: the CNI variables (CNI_PATH = binDir) in an otherwise clean
+ * environment, the configuration on stdin.
+ */
+export async function execCni(
+  binDir: string,
+  plugin: Readonly<Record<string, unknown>>,
+  command: string,
+  env: { containerId?: string; netns?: string; ifName?: string; args?: string },
+  path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+): Promise<CniOutcome> {
+  const started = performance.now();
+  const child = new Deno.Command(`${binDir}/${String(plugin.type)}`, {
+    clearEnv: true,
+    env: {
+      CNI_COMMAND: command,
+      CNI_PATH: binDir,
+      PATH: path,
+      ...(env.containerId ? { CNI_CONTAINERID: env.containerId } : {}),
+      ...(env.netns !== undefined ? { CNI_NETNS: env.netns } : {}),
+      ...(env.ifName ? { CNI_IFNAME: env.ifName } : {}),
+      ...(env.args ? { CNI_ARGS: env.args } : {}),
+    },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(JSON.stringify(plugin)));
+  await w.close();
+  const out = await child.output();
+  const stdout = new TextDecoder().decode(out.stdout), stderr = new TextDecoder().decode(out.stderr);
+  let json: unknown = undefined;
+  try {
+    json = stdout.trim() ? JSON.parse(stdout) : undefined;
+  } catch { /* not JSON */ }
+  return { code: out.code, stdout, stderr, json, ms: performance.now() - started };
+}
+
 export class CniCallFailed extends Error {
   constructor(readonly command: string, readonly outcome: CniOutcome) {
     super(`CNI ${command} exited with ${outcome.code}: ${outcome.stdout || outcome.stderr}`);
@@ -91,43 +136,16 @@ export class Fakelet {
   }
 
   /** Execs one plugin as a runtime does. */
-  async exec(
+  exec(
     plugin: Conf,
     command: string,
     env: { containerId?: string; netns?: string; ifName?: string; args?: string },
   ): Promise<CniOutcome> {
-    const type = String(plugin.type);
-    const started = performance.now();
-    const child = new Deno.Command(`${this.options.binDir}/${type}`, {
-      clearEnv: true,
-      env: {
-        CNI_COMMAND: command,
-        CNI_PATH: this.options.binDir,
-        PATH: this.options.path ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        ...(env.containerId ? { CNI_CONTAINERID: env.containerId } : {}),
-        ...(env.netns !== undefined ? { CNI_NETNS: env.netns } : {}),
-        ...(env.ifName ? { CNI_IFNAME: env.ifName } : {}),
-        ...(env.args ? { CNI_ARGS: env.args } : {}),
-      },
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(JSON.stringify(plugin)));
-    await w.close();
-    const out = await child.output();
-    const stdout = new TextDecoder().decode(out.stdout), stderr = new TextDecoder().decode(out.stderr);
-    let json: unknown = undefined;
-    try {
-      json = stdout.trim() ? JSON.parse(stdout) : undefined;
-    } catch { /* not JSON */ }
-    return { code: out.code, stdout, stderr, json, ms: performance.now() - started };
+    return execCni(this.options.binDir, plugin, command, env, this.options.path);
   }
 
   private kubeletArgs(pod: Sandbox["pod"], containerId: string) {
-    return `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};` +
-      `K8S_POD_INFRA_CONTAINER_ID=${containerId};K8S_POD_UID=${pod.uid}`;
+    return kubeletCniArgs(pod, containerId);
   }
 
   /** ADD through the whole configuration; throws CniCallFailed (after the runtime's cleanup DEL) on failure. */

@@ -1,0 +1,169 @@
+// The real peers set up for the same pods as bench:cni gives danm — three attachments each, same CIDRs, same
+// MACVLAN parent and bridge delegates — each in a namespace of its own and driven by the same fake kubelet:
+//
+//   - DANM v4.3.0: a MACVLAN ClusterNetwork (its generated delegate config, DANM's IPAM through its fakeipam), a
+//     static bridge `.conf` with host-local, a static bridge `.conf` whose addresses DANM's IPAM assigns (its
+//     IPVLAN needs a kernel module the host lacks);
+//   - Multus v4.3.0 (thin) + Whereabouts v0.9.2: the cluster network bridge + host-local (eth0) and two NADs,
+//     MACVLAN and bridge, both allocating from Whereabouts.
+import type { KubeService } from "../../../core/ports/kube.ts";
+import { Fakelet } from "../../harness/fakelet.ts";
+import { danmGoGroup, danmGoInterfacesAnnotation, installDanmGo } from "../../harness/peers/danm_go.ts";
+import { adminRest, peerBinDir, type PeerCluster } from "../../harness/peers/install.ts";
+import { installMultus, multusNetworksAnnotation, nadGroup } from "../../harness/peers/multus.ts";
+import { installWhereabouts } from "../../harness/peers/whereabouts.ts";
+import type { Rest } from "../../integration/api/rest.ts";
+
+/** The networks every system gets (bench:cni's). */
+export interface BenchNetworks {
+  /** MACVLAN parent in the bench's namespace. */
+  readonly hostDevice: string;
+  /** bridge + host-local. */
+  readonly hostLocalSubnet: string;
+  /** MACVLAN, cluster-wide IPAM. */
+  readonly macvlanCidr: string;
+  /** bridge, cluster-wide IPAM. */
+  readonly bridgeCidr: string;
+}
+
+export interface PeerCniSetup {
+  readonly label: string;
+  readonly namespace: string;
+  readonly fakelet: Fakelet;
+  readonly annotations: Record<string, string>;
+  /** What the peer logged last, for a failure's message. */
+  logs(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+async function post(rest: Rest, path: string, body: unknown): Promise<void> {
+  const r = await rest.call("POST", path, body);
+  if (r.status !== 201 && r.status !== 409) throw new Error(`POST ${path}: ${JSON.stringify(r.body)}`);
+}
+
+const namespaceObject = (name: string) => ({ apiVersion: "v1", kind: "Namespace", metadata: { name } });
+
+export async function danmGoCni(
+  cluster: PeerCluster,
+  kube: KubeService,
+  nodeName: string,
+  nets: BenchNetworks,
+): Promise<PeerCniSetup> {
+  const danm = await installDanmGo(cluster);
+  const rest = adminRest(cluster);
+  try {
+    const namespace = "bench-danm-go";
+    await post(rest, "/api/v1/namespaces", namespaceObject(namespace));
+    await danm.writeStaticConf("benchbr", {
+      cniVersion: "0.3.1",
+      name: "benchbr",
+      type: "bridge",
+      bridge: "gobr0",
+      ipam: { type: "host-local", subnet: nets.hostLocalSubnet, dataDir: `${danm.cniDir}/host-local` },
+    });
+    await danm.writeStaticConf("benchdn", { cniVersion: "0.3.1", name: "benchdn", type: "bridge", bridge: "gobr1" });
+    const networks = [
+      {
+        name: "mv",
+        spec: {
+          NetworkID: "benchmv",
+          NetworkType: "macvlan",
+          Options: { host_device: nets.hostDevice, cidr: nets.macvlanCidr },
+        },
+      },
+      { name: "br", spec: { NetworkID: "benchbr", NetworkType: "bridge", Options: {} } },
+      { name: "dn", spec: { NetworkID: "benchdn", NetworkType: "bridge", Options: { cidr: nets.bridgeCidr } } },
+    ];
+    for (const n of networks) {
+      await post(rest, `/apis/${danmGoGroup}/v1/clusternetworks`, {
+        apiVersion: `${danmGoGroup}/v1`,
+        kind: "ClusterNetwork",
+        metadata: { name: n.name },
+        spec: n.spec,
+      });
+    }
+    const annotation = JSON.stringify([
+      { clusterNetwork: "mv", ip: "dynamic" },
+      { clusterNetwork: "br" },
+      { clusterNetwork: "dn", ip: "dynamic" },
+    ]);
+    return {
+      label: "DANM v4.3.0",
+      namespace,
+      fakelet: new Fakelet({ nodeName, kube, binDir: danm.binDir, netconf: danm.netconf }),
+      annotations: { [danmGoInterfacesAnnotation]: annotation },
+      logs: () => danm.logs(10),
+      stop: () => danm.stop(),
+    };
+  } catch (e) {
+    await danm.stop();
+    throw e;
+  } finally {
+    rest.close();
+  }
+}
+
+export async function multusWhereaboutsCni(
+  cluster: PeerCluster,
+  kube: KubeService,
+  nodeName: string,
+  nets: BenchNetworks,
+): Promise<PeerCniSetup> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-multus-" });
+  const whereabouts = await installWhereabouts(cluster);
+  const multus = await installMultus(cluster);
+  const rest = adminRest(cluster);
+  const stop = async () => {
+    await multus.stop();
+    await whereabouts.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  try {
+    const namespace = "bench-multus";
+    await post(rest, "/api/v1/namespaces", namespaceObject(namespace));
+    const nads = `/apis/${nadGroup}/v1/namespaces/${namespace}/network-attachment-definitions`;
+    await post(
+      rest,
+      nads,
+      multus.nad(namespace, "mv", {
+        cniVersion: "0.3.1",
+        name: "mv",
+        type: "macvlan",
+        master: nets.hostDevice,
+        ipam: whereabouts.ipam(nets.macvlanCidr),
+      }),
+    );
+    await post(
+      rest,
+      nads,
+      multus.nad(namespace, "dn", {
+        cniVersion: "0.3.1",
+        name: "dn",
+        type: "bridge",
+        bridge: "mubr1",
+        ipam: whereabouts.ipam(nets.bridgeCidr),
+      }),
+    );
+    const binDir = await peerBinDir(`${dir}/bin`, { multus: multus.plugin, whereabouts: whereabouts.plugin });
+    const netconf = multus.netconf({
+      cniVersion: "0.3.1",
+      name: "cluster",
+      type: "bridge",
+      bridge: "mubr0",
+      ipam: { type: "host-local", subnet: nets.hostLocalSubnet, dataDir: `${dir}/host-local` },
+    }, binDir);
+    return {
+      label: "Multus v4.3.0 + Whereabouts v0.9.2",
+      namespace,
+      fakelet: new Fakelet({ nodeName, kube, binDir, netconf }),
+      annotations: { [multusNetworksAnnotation]: "mv,dn" },
+      logs: () => Promise.resolve(""),
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  } finally {
+    rest.close();
+  }
+}
