@@ -20,7 +20,8 @@ import { makeLiveKube } from "../../adapters/kube/live.ts";
 import { startApiServer } from "../harness/apiserver.ts";
 import { makeCniBin } from "../harness/cnibin.ts";
 import { Fakelet, type Sandbox } from "../harness/fakelet.ts";
-import { type BenchNetworks, danmGoCni, multusWhereaboutsCni, type PeerCniSetup } from "./peers/cni.ts";
+import { apiRequestCounts, writesBetween } from "./api_metrics.ts";
+import { type BenchNetworks, danmGoSetup, multusWhereaboutsSetup, type PeerSetup } from "./peers/setup.ts";
 import { isolated } from "../harness/isolate.ts";
 import { repoRoot, run } from "../harness/proc.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
@@ -170,18 +171,6 @@ const partyCpuMs = () => ({
 });
 
 const rest = restClient(kc);
-/** The apiserver's request counters by "VERB resource" (its /metrics). */
-async function apiRequests(): Promise<Map<string, number>> {
-  const r = await rest.call("GET", "/metrics");
-  const out = new Map<string, number>();
-  for (const line of String(r.body).split("\n")) {
-    if (!line.startsWith("apiserver_request_total{")) continue;
-    const key = `${/verb="([^"]+)"/.exec(line)?.[1]} ${/resource="([^"]*)"/.exec(line)?.[1]}`;
-    out.set(key, (out.get(key) ?? 0) + Number(line.split(" ").pop()));
-  }
-  return out;
-}
-
 /** CPU time (all processes, user + system) the machine has spent, in ms: the run is CPU-bound on small nodes. */
 const machineCpuMs = () => {
   const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
@@ -263,7 +252,7 @@ async function measure(
   const add: number[] = [], del: number[] = [];
   let addCpu = 0;
   const party = { apiserver: 0, etcd: 0, daemon: 0 };
-  const requests0 = await apiRequests();
+  const requests0 = await apiRequestCounts(rest);
   for (let i = 0; i < count; i++) {
     const name = `${prefix}-${i}`;
     const { ref, containerId, netnsName } = await newSandbox(namespace, name, annotations);
@@ -277,12 +266,11 @@ async function measure(
   }
   // The network-status patch is written after the answer: let the last one land before counting.
   await new Promise((r) => setTimeout(r, 500));
-  const requests1 = await apiRequests();
+  const writes = writesBetween(requests0, await apiRequestCounts(rest), { "POST pods": count });
   const writesPerPod: Record<string, number> = {};
-  for (const [key, n] of requests1) {
-    const delta = n - (requests0.get(key) ?? 0) - (key === "POST pods" ? count : 0);
+  for (const [key, n] of Object.entries(writes)) {
     // Rounded to a tenth: lease renewals and the like over the run are noise, not writes of an ADD.
-    if (fmt(delta / count) > 0 && /^(POST|PUT|PATCH|DELETE|APPLY) /.test(key)) writesPerPod[key] = fmt(delta / count);
+    if (fmt(n / count) > 0) writesPerPod[key] = fmt(n / count);
   }
   for (const sb of sandboxes) {
     const outs = await f.del(sb.pod, sb.containerId, sb.netns, sb.result);
@@ -318,30 +306,34 @@ try {
   const b = await measure("reference bridge + host-local, 1 attachment", baseline, "base", {});
 
   // The real peers: same pods, same networks, same fake kubelet; one at a time, then 16 at a time.
-  const nets: BenchNetworks = {
+  // Each its own bridges (the bridge plugin leaves them behind), same subnets.
+  const nets = (prefix: string): BenchNetworks => ({
     hostDevice: "benchp0",
-    hostLocalSubnet: "10.240.0.0/16",
+    primary: { bridge: `${prefix}br0`, subnet: "10.240.0.0/16" },
     macvlanCidr: "10.241.0.0/16",
-    bridgeCidr: "10.242.0.0/16",
-  };
-  const withPeer = async <T>(setup: Promise<PeerCniSetup>, f: (p: PeerCniSetup) => Promise<T>): Promise<T> => {
+    secondary: { bridge: `${prefix}br1`, cidr: "10.242.0.0/16" },
+  });
+  const withPeer = async <T>(
+    setup: Promise<PeerSetup>,
+    f: (p: PeerSetup, fakelet: Fakelet) => Promise<T>,
+  ): Promise<T> => {
     const peer = await setup;
     try {
-      return await f(peer);
+      return await f(peer, new Fakelet({ nodeName, kube, binDir: peer.binDir, netconf: peer.netconf }));
     } catch (e) {
       throw new Error(`${peer.label}: ${(e as Error).message}\n${await peer.logs()}`);
     } finally {
       await peer.stop();
     }
   };
-  const [go, goConcurrent] = await withPeer(danmGoCni(api, kube, nodeName, nets), async (p) =>
+  const [go, goConcurrent] = await withPeer(danmGoSetup(api, nets("go")), async (p, f) =>
     [
-      await measure(`${p.label}, 3 attachments`, p.fakelet, "go", p.annotations, pods, p.namespace),
-      await measureConcurrent(p.label, p.fakelet, "goc", p.annotations, concurrentPods, concurrency, p.namespace),
+      await measure(`${p.label}, 3 attachments`, f, "go", p.annotations, pods, p.namespace),
+      await measureConcurrent(p.label, f, "goc", p.annotations, concurrentPods, concurrency, p.namespace),
     ] as const);
   const mw = await withPeer(
-    multusWhereaboutsCni(api, kube, nodeName, nets),
-    (p) => measure(`${p.label}, 3 attachments`, p.fakelet, "mw", p.annotations, pods, p.namespace),
+    multusWhereaboutsSetup(api, nets("mu")),
+    (p, f) => measure(`${p.label}, 3 attachments`, f, "mw", p.annotations, pods, p.namespace),
   );
   const ours = await measureConcurrent(
     "danm",

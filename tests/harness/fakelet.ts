@@ -19,6 +19,10 @@ export interface FakeletOptions {
   readonly netconf: Readonly<Record<string, unknown>>;
   /** PATH handed to plugins (runtimes pass their own). */
   readonly path?: string;
+  /** Sandboxes the controller (start) sets up at once; further pods wait for a slot. Default unbounded. */
+  readonly maxParallelSandboxes?: number;
+  /** Attempts at a pod's sandbox before the controller gives up on it (backoff 200 ms doubling, at most 10 s). Default 5. */
+  readonly sandboxAttempts?: number;
 }
 
 export interface Sandbox {
@@ -119,6 +123,8 @@ export class Fakelet {
   /** Pods whose sandbox the runtime lost and that this controller leaves alone from then on (see lose()). */
   private readonly lost = new Set<string>();
   private readonly busy = new Map<string, Promise<unknown>>();
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
   private watcher: Fiber.Fiber<unknown, unknown> | undefined;
 
   constructor(readonly options: FakeletOptions) {}
@@ -296,15 +302,30 @@ export class Fakelet {
     }
     if (this.sandboxes.has(key) || phase === "Succeeded" || phase === "Failed") return;
     void this.serial(key, async () => {
-      for (let attempt = 0; attempt < 5 && !this.sandboxes.has(key); attempt++) {
+      const attempts = this.options.sandboxAttempts ?? 5;
+      for (let attempt = 0; attempt < attempts && !this.sandboxes.has(key); attempt++) {
         try {
-          await this.runPod(namespace, name);
+          await this.inSlot(() => this.runPod(namespace, name));
         } catch (e) {
           console.error(`fakelet ${this.options.nodeName}: FailedCreatePodSandBox ${key}: ${(e as Error).message}`);
-          await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+          await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 10_000)));
         }
       }
     });
+  }
+
+  /** Runs f when fewer than maxParallelSandboxes sandboxes are being set up. */
+  private async inSlot<T>(f: () => Promise<T>): Promise<T> {
+    // A finishing sandbox hands its slot straight to the next waiter.
+    if (this.running < (this.options.maxParallelSandboxes ?? Infinity)) this.running++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await f();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
   }
 
   /** Watches this node's pods: new ones get a sandbox, deleted ones lose it. */

@@ -66,6 +66,8 @@ export interface StackOptions {
   readonly onLog?: (line: string) => void;
   /** For everything to come up. Default 180 s. */
   readonly startTimeoutMs?: number;
+  /** How the nodes' fake kubelets set sandboxes up (parallelism, attempts). */
+  readonly fakelet?: FakeletTuning;
 }
 
 export interface StackNode {
@@ -176,7 +178,7 @@ export const StackLabel = "danm.test/stack";
 
 // ---- Processes --------------------------------------------------------------------------------------------------
 
-interface Proc {
+export interface Proc {
   readonly name: string;
   readonly logFile: string;
   readonly status: Promise<Deno.CommandStatus>;
@@ -187,7 +189,7 @@ interface Proc {
   kill(): void;
 }
 
-function spawn(
+export function spawn(
   name: string,
   argv: ReadonlyArray<string>,
   o: { logDir: string; onLog?: (line: string) => void; onStdoutLine?: (line: string) => void },
@@ -259,7 +261,7 @@ async function splice(a: Deno.Conn, b: Deno.Conn): Promise<void> {
 }
 
 /** Accepts on `listener` and splices each connection to a fresh `connect()`. Ends when the listener closes. */
-async function forward(listener: Deno.Listener, connect: () => Promise<Deno.Conn>): Promise<void> {
+export async function forward(listener: Deno.Listener, connect: () => Promise<Deno.Conn>): Promise<void> {
   try {
     for await (const conn of listener) {
       connect().then((up) => splice(conn, up), () => {
@@ -273,7 +275,8 @@ async function forward(listener: Deno.Listener, connect: () => Promise<Deno.Conn
 
 // ---- The fake kubelet process -------------------------------------------------------------------------------------
 
-const FakeletEvent = Schema.Union([
+/** What a fake kubelet process reports on stdout, one JSON object a line. */
+export const FakeletEvent = Schema.Union([
   Schema.Struct({ event: Schema.Literal("ready") }),
   Schema.Struct({
     event: Schema.Literal("sandbox"),
@@ -290,8 +293,8 @@ const FakeletEvent = Schema.Union([
     errors: Schema.Array(Schema.String),
   }),
 ]);
-type FakeletEvent = typeof FakeletEvent.Type;
-const decodeFakeletEvent = Schema.decodeUnknownSync(FakeletEvent);
+export type FakeletEvent = typeof FakeletEvent.Type;
+export const decodeFakeletEvent = Schema.decodeUnknownSync(FakeletEvent);
 
 /** Reports sandboxes on stdout, one JSON object a line, so the harness knows each pod's namespace. */
 class ReportingFakelet extends Fakelet {
@@ -333,8 +336,65 @@ const FakeletFlags = Schema.Struct({
   netconf: Schema.String,
   "api-port": Schema.NumberFromString,
   "api-socket": Schema.String,
+  "max-parallel": Schema.optionalKey(Schema.NumberFromString),
+  attempts: Schema.optionalKey(Schema.NumberFromString),
 });
-const fakeletFlagNames = ["node", "kubeconfig", "bin-dir", "netconf", "api-port", "api-socket"] as const;
+const fakeletFlagNames = [
+  "node",
+  "kubeconfig",
+  "bin-dir",
+  "netconf",
+  "api-port",
+  "api-socket",
+  "max-parallel",
+  "attempts",
+] as const;
+
+/** How a fake kubelet sets sandboxes up (tests/harness/fakelet.ts); the defaults are Fakelet's. */
+export interface FakeletTuning {
+  readonly maxParallelSandboxes?: number;
+  readonly sandboxAttempts?: number;
+}
+
+/** The `stack.ts fakelet …` command line of a node's fake kubelet. */
+export function fakeletArgv(o: {
+  readonly netnsPath: string;
+  readonly node: string;
+  readonly kubeconfig: string;
+  readonly binDir: string;
+  readonly netconfFile: string;
+  readonly apiPort: number;
+  readonly apiSocket: string;
+  readonly tuning?: FakeletTuning;
+}): string[] {
+  return [
+    // Only the network namespace: the pod namespaces it creates are bind mounts, which must land in the harness's
+    // mount namespace to be seen by everyone. (`ip netns exec` gives a process a mount namespace of its own that
+    // receives the harness's mounts but shares none back: the agent would see empty files.)
+    "nsenter",
+    `--net=${o.netnsPath}`,
+    "--",
+    Deno.execPath(),
+    "run",
+    "-A",
+    `${repoRoot}/tests/harness/stack.ts`,
+    "fakelet",
+    "--node",
+    o.node,
+    "--kubeconfig",
+    o.kubeconfig,
+    "--bin-dir",
+    o.binDir,
+    "--netconf",
+    o.netconfFile,
+    "--api-port",
+    String(o.apiPort),
+    "--api-socket",
+    o.apiSocket,
+    ...(o.tuning?.maxParallelSandboxes ? ["--max-parallel", String(o.tuning.maxParallelSandboxes)] : []),
+    ...(o.tuning?.sandboxAttempts ? ["--attempts", String(o.tuning.sandboxAttempts)] : []),
+  ];
+}
 
 /** `stack.ts fakelet …`: the apiserver forward for the node's namespace, then the fake kubelet until SIGTERM. */
 async function fakeletMain(args: string[]): Promise<number> {
@@ -360,6 +420,8 @@ async function fakeletMain(args: string[]): Promise<number> {
     binDir: flags["bin-dir"],
     netconf,
     ...(Deno.env.get("PATH") ? { path: Deno.env.get("PATH")! } : {}),
+    ...(flags["max-parallel"] ? { maxParallelSandboxes: flags["max-parallel"] } : {}),
+    ...(flags.attempts ? { sandboxAttempts: flags.attempts } : {}),
   }, emit);
 
   let stopping: Promise<void> | undefined;
@@ -376,13 +438,13 @@ async function fakeletMain(args: string[]): Promise<number> {
   });
 
   // As a runtime gates node readiness on STATUS (CNI 1.1.0): the daemon has synced and reaches the apiserver.
-  // Older configurations cannot ask; the daemon's socket appearing is all there is to wait for.
+  // Older configurations cannot ask; the daemon's socket appearing is all there is to wait for (a plugin without
+  // a daemon, e.g. a peer's, is ready at once).
   const deadline = Date.now() + 120_000;
   const hasStatus = compareVersions(fakelet.cniVersion, "1.1.0") >= 0;
   while (!stopping) {
-    const ok = hasStatus
-      ? (await fakelet.status()).every((o) => o.code === 0)
-      : await Deno.stat(String(netconf.daemonSocket ?? "")).then(() => true, () => false);
+    const ok = hasStatus ? (await fakelet.status()).every((o) => o.code === 0) : netconf.daemonSocket === undefined ||
+      await Deno.stat(String(netconf.daemonSocket)).then(() => true, () => false);
     if (ok) break;
     if (Date.now() > deadline) {
       console.error(`fakelet ${flags.node}: the danm CNI did not become ready within 120 s`);
@@ -943,31 +1005,16 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
       nodes.push({ name, netns: ns, underlayIp, cniSocket: socket, binDir: bin.dir });
       procs.push(spawn(
         `fakelet-${name}`,
-        // Only the network namespace: the pod namespaces it creates are bind mounts, which must land in the
-        // harness's mount namespace to be seen by everyone. (`ip netns exec` gives a process a mount namespace of
-        // its own that receives the harness's mounts but shares none back: the agent would see empty files.)
-        [
-          "nsenter",
-          `--net=${scope.path(ns)}`,
-          "--",
-          deno,
-          "run",
-          "-A",
-          `${repoRoot}/tests/harness/stack.ts`,
-          "fakelet",
-          "--node",
-          name,
-          "--kubeconfig",
-          cluster.kubeconfigPath,
-          "--bin-dir",
-          bin.dir,
-          "--netconf",
+        fakeletArgv({
+          netnsPath: scope.path(ns),
+          node: name,
+          kubeconfig: cluster.kubeconfigPath,
+          binDir: bin.dir,
           netconfFile,
-          "--api-port",
-          String(apiPort),
-          "--api-socket",
+          apiPort,
           apiSocket,
-        ],
+          ...(options.fakelet ? { tuning: options.fakelet } : {}),
+        }),
         { logDir, onStdoutLine: onFakeletLine(name), ...(options.onLog ? { onLog: options.onLog } : {}) },
       ));
       procs.push(spawn(

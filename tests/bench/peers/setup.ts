@@ -1,36 +1,40 @@
-// The real peers set up for the same pods as bench:cni gives danm — three attachments each, same CIDRs, same
-// MACVLAN parent and bridge delegates — each in a namespace of its own and driven by the same fake kubelet:
+// The real peers set up for the same pods the benches give danm — a primary bridge + host-local attachment and two
+// networks with cluster-wide IPAM (MACVLAN, bridge), same CIDRs, same MACVLAN parent and bridges — each in a
+// namespace of its own, for the same fake kubelet to drive (in-process for bench:cni, on netns nodes for
+// bench:scale):
 //
 //   - DANM v4.3.0: a MACVLAN ClusterNetwork (its generated delegate config, DANM's IPAM through its fakeipam), a
 //     static bridge `.conf` with host-local, a static bridge `.conf` whose addresses DANM's IPAM assigns (its
 //     IPVLAN needs a kernel module the host lacks);
 //   - Multus v4.3.0 (thin) + Whereabouts v0.9.2: the cluster network bridge + host-local (eth0) and two NADs,
 //     MACVLAN and bridge, both allocating from Whereabouts.
-import type { KubeService } from "../../../core/ports/kube.ts";
-import { Fakelet } from "../../harness/fakelet.ts";
 import { danmGoGroup, danmGoInterfacesAnnotation, installDanmGo } from "../../harness/peers/danm_go.ts";
 import { adminRest, peerBinDir, type PeerCluster } from "../../harness/peers/install.ts";
 import { installMultus, multusNetworksAnnotation, nadGroup } from "../../harness/peers/multus.ts";
-import { installWhereabouts } from "../../harness/peers/whereabouts.ts";
+import { installWhereabouts, type Whereabouts } from "../../harness/peers/whereabouts.ts";
 import type { Rest } from "../../integration/api/rest.ts";
 
-/** The networks every system gets (bench:cni's). */
+/** The networks every system gets. */
 export interface BenchNetworks {
-  /** MACVLAN parent in the bench's namespace. */
+  /** MACVLAN parent (in the namespace the plugins run in). */
   readonly hostDevice: string;
-  /** bridge + host-local. */
-  readonly hostLocalSubnet: string;
+  /** bridge + host-local (the pod's eth0 for Multus). */
+  readonly primary: { readonly bridge: string; readonly subnet: string };
   /** MACVLAN, cluster-wide IPAM. */
   readonly macvlanCidr: string;
   /** bridge, cluster-wide IPAM. */
-  readonly bridgeCidr: string;
+  readonly secondary: { readonly bridge: string; readonly cidr: string };
 }
 
-export interface PeerCniSetup {
+export interface PeerSetup {
   readonly label: string;
   readonly namespace: string;
-  readonly fakelet: Fakelet;
+  /** CNI_PATH and the network configuration a runtime on the node uses. */
+  readonly binDir: string;
+  readonly netconf: Readonly<Record<string, unknown>>;
   readonly annotations: Record<string, string>;
+  /** Whereabouts, when the peer uses it (its ip-control-loop runs per node). */
+  readonly whereabouts?: Whereabouts;
   /** What the peer logged last, for a failure's message. */
   logs(): Promise<string>;
   stop(): Promise<void>;
@@ -43,12 +47,7 @@ async function post(rest: Rest, path: string, body: unknown): Promise<void> {
 
 const namespaceObject = (name: string) => ({ apiVersion: "v1", kind: "Namespace", metadata: { name } });
 
-export async function danmGoCni(
-  cluster: PeerCluster,
-  kube: KubeService,
-  nodeName: string,
-  nets: BenchNetworks,
-): Promise<PeerCniSetup> {
+export async function danmGoSetup(cluster: PeerCluster, nets: BenchNetworks): Promise<PeerSetup> {
   const danm = await installDanmGo(cluster);
   const rest = adminRest(cluster);
   try {
@@ -58,10 +57,15 @@ export async function danmGoCni(
       cniVersion: "0.3.1",
       name: "benchbr",
       type: "bridge",
-      bridge: "gobr0",
-      ipam: { type: "host-local", subnet: nets.hostLocalSubnet, dataDir: `${danm.cniDir}/host-local` },
+      bridge: nets.primary.bridge,
+      ipam: { type: "host-local", subnet: nets.primary.subnet, dataDir: `${danm.cniDir}/host-local` },
     });
-    await danm.writeStaticConf("benchdn", { cniVersion: "0.3.1", name: "benchdn", type: "bridge", bridge: "gobr1" });
+    await danm.writeStaticConf("benchdn", {
+      cniVersion: "0.3.1",
+      name: "benchdn",
+      type: "bridge",
+      bridge: nets.secondary.bridge,
+    });
     const networks = [
       {
         name: "mv",
@@ -72,7 +76,7 @@ export async function danmGoCni(
         },
       },
       { name: "br", spec: { NetworkID: "benchbr", NetworkType: "bridge", Options: {} } },
-      { name: "dn", spec: { NetworkID: "benchdn", NetworkType: "bridge", Options: { cidr: nets.bridgeCidr } } },
+      { name: "dn", spec: { NetworkID: "benchdn", NetworkType: "bridge", Options: { cidr: nets.secondary.cidr } } },
     ];
     for (const n of networks) {
       await post(rest, `/apis/${danmGoGroup}/v1/clusternetworks`, {
@@ -90,7 +94,8 @@ export async function danmGoCni(
     return {
       label: "DANM v4.3.0",
       namespace,
-      fakelet: new Fakelet({ nodeName, kube, binDir: danm.binDir, netconf: danm.netconf }),
+      binDir: danm.binDir,
+      netconf: danm.netconf,
       annotations: { [danmGoInterfacesAnnotation]: annotation },
       logs: () => danm.logs(10),
       stop: () => danm.stop(),
@@ -103,12 +108,7 @@ export async function danmGoCni(
   }
 }
 
-export async function multusWhereaboutsCni(
-  cluster: PeerCluster,
-  kube: KubeService,
-  nodeName: string,
-  nets: BenchNetworks,
-): Promise<PeerCniSetup> {
+export async function multusWhereaboutsSetup(cluster: PeerCluster, nets: BenchNetworks): Promise<PeerSetup> {
   const dir = await Deno.makeTempDir({ prefix: "bench-multus-" });
   const whereabouts = await installWhereabouts(cluster);
   const multus = await installMultus(cluster);
@@ -140,8 +140,8 @@ export async function multusWhereaboutsCni(
         cniVersion: "0.3.1",
         name: "dn",
         type: "bridge",
-        bridge: "mubr1",
-        ipam: whereabouts.ipam(nets.bridgeCidr),
+        bridge: nets.secondary.bridge,
+        ipam: whereabouts.ipam(nets.secondary.cidr),
       }),
     );
     const binDir = await peerBinDir(`${dir}/bin`, { multus: multus.plugin, whereabouts: whereabouts.plugin });
@@ -149,14 +149,16 @@ export async function multusWhereaboutsCni(
       cniVersion: "0.3.1",
       name: "cluster",
       type: "bridge",
-      bridge: "mubr0",
-      ipam: { type: "host-local", subnet: nets.hostLocalSubnet, dataDir: `${dir}/host-local` },
+      bridge: nets.primary.bridge,
+      ipam: { type: "host-local", subnet: nets.primary.subnet, dataDir: `${dir}/host-local` },
     }, binDir);
     return {
       label: "Multus v4.3.0 + Whereabouts v0.9.2",
       namespace,
-      fakelet: new Fakelet({ nodeName, kube, binDir, netconf }),
+      binDir,
+      netconf,
       annotations: { [multusNetworksAnnotation]: "mv,dn" },
+      whereabouts,
       logs: () => Promise.resolve(""),
       stop,
     };
