@@ -161,7 +161,11 @@ export const migrate = (opts: { dryRun: boolean }) =>
       });
     }
 
-    // The running pods' addresses, reserved for them in danm's IPAM.
+    // The running pods' addresses, reserved for them in danm's IPAM. Where DANM handed one address to two pods, the
+    // pod that has run longest keeps it (then namespace/name): the outcome must not depend on list order.
+    const seniority = ({ pod }: { pod: Pod }) =>
+      `${pod.metadata.creationTimestamp ?? ""} ${pod.metadata.namespace ?? ""}/${pod.metadata.name ?? ""}`;
+    live.sort((a, b) => seniority(a).localeCompare(seniority(b)));
     const reserve = Effect.gen(function* () {
       const ipam = yield* Ipam;
       for (const { ep, pod } of live) {
