@@ -27,6 +27,7 @@ import {
 } from "./attach/delegate.ts";
 import { createDpdkInterface, dpdkDrivers } from "./attach/dpdk.ts";
 import { createIpvlan } from "./attach/ipvlan.ts";
+import { findParent } from "./attach/parent.ts";
 import { PodDevices } from "./devices.ts";
 import { delSandbox, teardown, type TeardownItem } from "./del.ts";
 import { buildEndpoint, createEndpoint, patchNetworkStatus } from "./endpoints.ts";
@@ -205,8 +206,8 @@ const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
                 reason: "the network has neither host_device, vlan nor vxlan",
               });
             }
-            const master = backend.parent;
-            const parent = yield* ctx.host.link(master).pipe(step(`find host device ${master}`));
+            const master = backend.parent.name;
+            const parent = yield* findParent(ctx.host, backend.parent);
             chain = macvlanConfig({
               networkId: backend.networkId,
               master,

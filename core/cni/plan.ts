@@ -12,6 +12,7 @@ import { danmIpamReserves } from "../attach/addressing.ts";
 import { type Attachment, isDanmNetwork } from "../attach/selection.ts";
 import type { IpamNetwork } from "../ipam/allocator.ts";
 import { formatCidr, parseCidr } from "../net/ip.ts";
+import { type ParentDevice, parentOf } from "./attach/parent.ts";
 
 export type NetworkKindRef = NetworkKind | "NetworkAttachmentDefinition";
 
@@ -27,8 +28,8 @@ export const describeNetwork = (n: { kind: string; namespace?: string; name: str
   `${n.kind} ${n.namespace ? `${n.namespace}/` : ""}${n.name}`.trim();
 
 export type Backend =
-  | { readonly _tag: "Ipvlan"; readonly parent: string | undefined }
-  | { readonly _tag: "Macvlan"; readonly parent: string | undefined; readonly networkId: string }
+  | { readonly _tag: "Ipvlan"; readonly parent: ParentDevice | undefined }
+  | { readonly _tag: "Macvlan"; readonly parent: ParentDevice | undefined; readonly networkId: string }
   | {
     readonly _tag: "Sriov";
     readonly resource: string | undefined;
@@ -70,13 +71,7 @@ export interface AttachmentPlan {
 }
 
 /** DANM's DetermineHostDeviceName: vx_<NetworkID>, <NetworkID>.<vlan> or host_device. */
-export function parentDevice(spec: NetworkSpec): string | undefined {
-  const options = spec.Options ?? {};
-  const id = spec.NetworkID ?? "";
-  if (options.vxlan) return `vx_${id}`;
-  if (options.vlan) return `${id}.${options.vlan}`;
-  return options.host_device || undefined;
-}
+export const parentDevice = (spec: NetworkSpec): string | undefined => parentOf(spec)?.name;
 
 export function backendOf(spec: NetworkSpec): Backend {
   const type = (spec.NetworkType ?? "").toLowerCase();
@@ -84,9 +79,9 @@ export function backendOf(spec: NetworkSpec): Backend {
   switch (type) {
     case "":
     case "ipvlan":
-      return { _tag: "Ipvlan", parent: parentDevice(spec) };
+      return { _tag: "Ipvlan", parent: parentOf(spec) };
     case "macvlan":
-      return { _tag: "Macvlan", parent: parentDevice(spec), networkId: id };
+      return { _tag: "Macvlan", parent: parentOf(spec), networkId: id };
     case "sriov":
       return { _tag: "Sriov", resource: spec.Options?.device_pool, vlan: spec.Options?.vlan, networkId: id };
     default:

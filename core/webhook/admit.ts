@@ -33,6 +33,7 @@ import {
   checkNetworkUpdate,
   deviceOf,
   followDefaultPools,
+  hostInterfaceConflicts,
   isDynamicType,
   strandingProblems,
   VniClaimAnnotation,
@@ -364,6 +365,7 @@ export const makeAdmission = (
         const tc = yield* fromView(ref, view.tenantConfig);
         problems.push(...(yield* fromView(ref, tenantVniCheck(req, net as TenantNetwork, tc))));
       }
+      problems.push(...hostInterfaceConflicts(net, kind, yield* liveNetworks, req.operation === "CREATE"));
       if (old !== undefined) {
         const pods = yield* view.attachedPods(kind, net.metadata.namespace ?? req.namespace, net.metadata.name ?? "");
         problems.push(...checkNetworkUpdate(old, net, { kind, ...(pods.length > 0 ? { attachedPod: pods[0] } : {}) }));

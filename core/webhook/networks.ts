@@ -29,6 +29,7 @@ import type { Network, NetworkKind, NetworkOptions } from "../api/danm.ts";
 import { prefixProblem } from "../attach/naming.ts";
 import { type FamilyPlan, planFamily } from "../ipam/plan.ts";
 import { contains, formatCidr, formatIp, parseCidr, parseIp } from "../net/ip.ts";
+import { demandOf, networkDemandInput, type NetworkRef, planInterfaces, refKey } from "../netwatcher/plan.ts";
 import { type Problem, problem } from "./problems.ts";
 
 export const DefaultNetworkType = "ipvlan";
@@ -468,3 +469,54 @@ export const deviceOf = (n: Network): string | undefined => {
   const o = opts(n);
   return nonEmpty(o.device_pool) ? o.device_pool : nonEmpty(o.host_device) ? o.host_device : undefined;
 };
+
+// ---- Host interfaces shared by NetworkID ---------------------------------------------------------------------------
+
+/**
+ * A network's identity for the host-interface plan. One being created counts as the youngest whatever its timestamp
+ * says (the apiserver sets it before validation, and ties at its 1 s resolution would fall back to kind and name).
+ */
+const demandRef = (kind: NetworkKind, n: Network, creating = false): NetworkRef => ({
+  kind,
+  ...(kind === "ClusterNetwork" ? {} : { namespace: n.metadata.namespace ?? "" }),
+  name: n.metadata.name ?? "",
+  ...(creating || n.metadata.creationTimestamp === undefined
+    ? {}
+    : { creationTimestamp: n.metadata.creationTimestamp }),
+});
+
+// The vxlan-mode annotation is left out on both sides: which mode an unannotated network gets is the agents' flag,
+// unknown here; a mode clash alone is not an isolation problem (netwatcher still refuses it on the nodes).
+const demandOfNetwork = (ref: NetworkRef, n: Network) =>
+  demandOf(networkDemandInput(ref, n.spec, undefined), "multicast");
+
+/**
+ * ours (DANM's isolation bug, danm-spec §5.6): a network whose host interface (vx_<NetworkID>, <NetworkID>.<vlan>)
+ * would be another network's with another VNI, VLAN or host_device — or whose VLAN/VNI on its host_device another
+ * interface already carries — is refused: netwatcher would keep the older network's interface and DANM put the new
+ * network's pods on the other segment. The same interface with the same parameters is shared, as in DANM.
+ */
+export function hostInterfaceConflicts(
+  net: Network,
+  kind: NetworkKind,
+  others: ReadonlyArray<{ readonly kind: NetworkKind; readonly object: Network }>,
+  creating: boolean,
+): Problem[] {
+  const mine = demandOfNetwork(demandRef(kind, net, creating), net);
+  if (mine === undefined || mine.problem !== undefined) return [];
+  const self = refKey(mine.ref);
+  const theirs = others
+    .filter((o) => !(o.kind === kind && refKey(demandRef(o.kind, o.object)) === self))
+    .flatMap((o) => demandOfNetwork(demandRef(o.kind, o.object), o.object) ?? []);
+  const refusal = planInterfaces([...theirs, mine]).refused.get(self);
+  if (refusal?.reason !== "Conflict") return [];
+  const o = opts(net);
+  const field = o.vxlan !== undefined ? "spec.Options.vxlan" : "spec.Options.vlan";
+  return [
+    problem(
+      nonEmpty(net.spec.NetworkID) && refusal.message.startsWith("host interface") ? "spec.NetworkID" : field,
+      "host-interface-conflict",
+      `${refusal.message}: pods of both would share one segment; choose another NetworkID (or VLAN/VNI)`,
+    ),
+  ];
+}

@@ -7,14 +7,15 @@ import type { NetnsHandle, NetnsRef } from "../../ports/netlink.ts";
 import { step, StepError } from "../errors.ts";
 import { interfaceSysctls } from "../postprocess.ts";
 import { isV6 } from "../plan.ts";
+import { findParent, type ParentDevice } from "./parent.ts";
 
 export interface IpvlanInput {
   readonly host: NetnsHandle;
   readonly pod: NetnsHandle;
   readonly podRef: NetnsRef;
   readonly ifName: string;
-  /** The parent host interface (vx_<id>, <id>.<vlan> or host_device). */
-  readonly parent: string | undefined;
+  /** The parent host interface (vx_<id>, <id>.<vlan> or host_device), checked to be the network's. */
+  readonly parent: ParentDevice | undefined;
   /** The network's `mtu`; absent = the parent's. */
   readonly mtu: number | undefined;
   /** Addresses with the network prefix. */
@@ -34,16 +35,7 @@ export const createIpvlan = (i: IpvlanInput): Effect.Effect<IpvlanOutcome, StepE
         reason: "the network has neither host_device, vlan nor vxlan",
       });
     }
-    const parent = yield* i.host.link(i.parent).pipe(
-      Effect.catchTag("NetlinkNotFound", () =>
-        Effect.fail(
-          new StepError({
-            operation: `find host device ${i.parent}`,
-            reason: "it does not exist on this node (netwatcher creates VLAN and VXLAN host interfaces)",
-          }),
-        )),
-      step(`find host device ${i.parent}`),
-    );
+    const parent = yield* findParent(i.host, i.parent);
     yield* i.host.createLink({
       kind: "ipvlan",
       name: i.ifName,
@@ -51,7 +43,7 @@ export const createIpvlan = (i: IpvlanInput): Effect.Effect<IpvlanOutcome, StepE
       mode: "l2",
       netns: i.podRef,
       ...(i.mtu !== undefined && i.mtu !== parent.mtu ? { mtu: i.mtu } : {}),
-    }).pipe(step(`create ipvlan ${i.ifName} on ${i.parent}`));
+    }).pipe(step(`create ipvlan ${i.ifName} on ${i.parent.name}`));
     const v4 = i.addresses.filter((a) => !isV6(a)), v6 = i.addresses.filter(isV6);
     // Before any IPv6 address: it needs disable_ipv6=0, and autoconf/accept_ra must be off before the link is up.
     yield* interfaceSysctls(i.pod, i.ifName, v6.length > 0);

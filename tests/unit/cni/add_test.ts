@@ -76,6 +76,57 @@ async function twoIpvlanNetworks(w: World) {
   });
 }
 
+// DANM's isolation bug (danm-spec §5.6): a network with the NetworkID of another but its own VNI/VLAN named the other's
+// host interface, and DANM put its pods there. The webhook refuses such networks; one that got in anyway (created
+// while the webhook was down, or before the rule) must not get pods onto the other network's segment either.
+Deno.test("ADD: a host interface of another network with the same NetworkID (other VNI, VLAN, device) is refused", async () => {
+  const w = await makeWorld();
+  try {
+    const spec = (Options: Record<string, unknown>, NetworkType = "ipvlan") => ({
+      NetworkID: "iso",
+      NetworkType,
+      Options: { cidr: "10.60.0.0/24", ...Options },
+    });
+    await createNetwork(w, "DanmNet", "owner", spec({ host_device: "ens4", vxlan: 600 }));
+    await createNetwork(w, "DanmNet", "intruder", spec({ host_device: "ens4", vxlan: 700 }));
+    await createNetwork(w, "DanmNet", "vlanowner", spec({ host_device: "ens4", vlan: 100 }));
+    await createNetwork(w, "DanmNet", "elsewhere", spec({ host_device: "ens5", vlan: 100 }, "macvlan"));
+    // What netwatcher made for the owners.
+    await w.run(Effect.gen(function* () {
+      yield* w.netlink.host.createLink({ kind: "vxlan", name: "vx_iso", vni: 600, dev: "ens4", port: 4789 });
+      yield* w.netlink.host.createLink({ kind: "vlan", name: "iso.100", parent: "ens4", id: 100 });
+    }));
+    const attach = async (name: string, network: string) => {
+      const pod = await createPod(w, name, { "danm.io/interfaces": JSON.stringify([{ network, ip: "dynamic" }]) });
+      return await w.call("danm", cniEnv("ADD", sandbox(w), pod), danmConf("1.1.0"));
+    };
+    const ok = await attach("p-owner", "owner");
+    assertEquals(ok.code, 0, ok.stdout);
+    const vxlan = await attach("p-intruder", "intruder");
+    assertEquals(vxlan.code, 1);
+    assertMatch(
+      String((vxlan.json as { details?: string }).details),
+      /check host interface vx_iso: it is VXLAN 600 on ens4, this network needs VXLAN 700 on ens4: another network with the same NetworkID owns it/,
+    );
+    assertEquals(
+      (await attach("p-vlanowner", "vlanowner")).code,
+      0,
+      "the VLAN interface's own network attaches",
+    );
+    const vlan = await attach("p-elsewhere", "elsewhere");
+    assertMatch(
+      String((vlan.json as { details?: string }).details),
+      /it is VLAN 100 on ens4, this network needs VLAN 100 on ens5/,
+    );
+    const intruderEps = (await endpointsOf(w)).filter((e) =>
+      e.spec.NetworkName === "intruder" || e.spec.NetworkName === "elsewhere"
+    );
+    assertEquals(intruderEps, [], "nothing of the refused pods remains");
+  } finally {
+    await w.dispose();
+  }
+});
+
 Deno.test("ADD: two built-in IPVLAN attachments get DANM's names, addresses, routes, rules, sysctls, DanmEps", async () => {
   const w = await makeWorld();
   try {

@@ -17,8 +17,13 @@ Deno.test('backend: ipvlan built in ("" too, any case), macvlan and sriov genera
   assertEquals(backendOf({ NetworkID: "a", NetworkType: "IPVLAN" })._tag, "Ipvlan");
   assertEquals(backendOf({ NetworkID: "a", NetworkType: "macvlan", Options: { host_device: "e" } }), {
     _tag: "Macvlan",
-    parent: "e",
+    parent: { name: "e" },
     networkId: "a",
+  });
+  // A VLAN/VXLAN parent carries what it must be: the network's ID on its host_device (checked at ADD).
+  assertEquals(backendOf({ NetworkID: "a", Options: { host_device: "e", vxlan: 9 } }), {
+    _tag: "Ipvlan",
+    parent: { name: "vx_a", identity: { kind: "vxlan", vni: 9, device: "e" } },
   });
   assertEquals(backendOf({ NetworkID: "a", NetworkType: "sriov", Options: { device_pool: "x/y", vlan: 7 } }), {
     _tag: "Sriov",
