@@ -83,8 +83,29 @@ export const makeLiveCniListener = (): CniListenerService => ({
         },
         catch: (e) => fail(String(e)),
       });
+      // Only root (the runtime) may talk to the daemon: the socket carries no authentication of its own, so its file
+      // is root's, mode 0600, and a non-root process cannot connect (EACCES). It is made in a private directory and
+      // moved into place once restricted, so there is no moment at which another user could connect.
       const listener = yield* Effect.acquireRelease(
-        Effect.try({ try: () => Deno.listen({ transport: "unix", path }), catch: (e) => fail(String(e)) }),
+        Effect.tryPromise({
+          try: async () => {
+            const staging = await Deno.makeTempDir({ dir, prefix: ".danm-sock-" });
+            try {
+              const l = Deno.listen({ transport: "unix", path: `${staging}/s` });
+              try {
+                await Deno.chmod(`${staging}/s`, 0o600);
+                await Deno.rename(`${staging}/s`, path);
+              } catch (e) {
+                l.close();
+                throw e;
+              }
+              return l;
+            } finally {
+              await Deno.remove(staging, { recursive: true }).catch(() => {});
+            }
+          },
+          catch: (e) => fail(String(e)),
+        }),
         (l) =>
           Effect.sync(() => {
             try {
@@ -95,8 +116,6 @@ export const makeLiveCniListener = (): CniListenerService => ({
             } catch { /* gone */ }
           }),
       );
-      // Only root (the runtime) talks to the daemon: the socket carries no authentication of its own.
-      yield* Effect.try({ try: () => Deno.chmodSync(path, 0o600), catch: (e) => fail(`chmod: ${e}`) });
       // Connections live in a set of their own, not in the scope: a scope interrupts its forks before running the
       // finalizers registered earlier, and the handler's drain must see them finish.
       const connections = yield* FiberSet.make();

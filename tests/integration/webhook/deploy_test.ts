@@ -167,6 +167,24 @@ Deno.test({
         assertEquals(r.status, 200, messageOf(r));
       }
 
+      // TLS 1.2 and 1.3 only: a real TLS 1.0 / 1.1 client handshake (OpenSSL, its own floor lowered so it does send
+      // the old ClientHello) is refused by the server with an alert.
+      for (
+        const [flag, accepted] of [["-tls1", false], ["-tls1_1", false], ["-tls1_2", true], ["-tls1_3", true]] as const
+      ) {
+        const h = await opensslHandshake(port, flag, `${dir}/tls/ca.crt`, ca);
+        if (accepted) {
+          assertMatch(h.output, new RegExp(`Protocol\\s*: TLSv1\\.${flag.slice(-1)}`), `${flag}: ${h.output}`);
+        } else {
+          assert(!h.ok, `${flag} handshake succeeded: ${h.output}`);
+          // The ClientHello went out and the server answered it with an alert (rustls: handshake_failure; some
+          // servers say protocol_version) — a refusal by the server, not the client declining to try.
+          assertMatch(h.output, /written [1-9]\d* bytes/, `${flag}: the client sent its hello`);
+          assertMatch(h.output, /alert (handshake failure|protocol version).*SSL alert number (40|70)/, `${flag}`);
+          assertMatch(h.output, /Cipher is \(NONE\)/);
+        }
+      }
+
       // A second replica starting now finds the Secret and keeps its CA.
       const again = await Effect.runPromise(
         Effect.scoped(
@@ -335,3 +353,26 @@ Deno.test("deploy: cmd/webhook.ts runs as a process: bootstraps its certificate,
     await cluster.release();
   }
 });
+
+/** One `openssl s_client` handshake with the webhook, pinned to one protocol version; what it printed. */
+async function opensslHandshake(port: number, flag: string, caFile: string, ca: string) {
+  await Deno.writeTextFile(caFile, ca);
+  const out = await new Deno.Command("openssl", {
+    args: [
+      "s_client",
+      "-connect",
+      `127.0.0.1:${port}`,
+      "-servername",
+      "localhost",
+      "-CAfile",
+      caFile,
+      flag,
+      // OpenSSL 3 refuses TLS 1.0/1.1 itself at its default security level; level 0 makes it try.
+      ...(flag === "-tls1_3" ? [] : ["-cipher", "DEFAULT:@SECLEVEL=0"]),
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { ok: out.success, output: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr) };
+}
