@@ -12,6 +12,12 @@ export const aptPackages: Record<string, string> = {
   openssl: "openssl",
   unshare: "util-linux",
   nsenter: "util-linux",
+  // A real node (tests/harness/node): the container runtime and what kube-proxy's nftables mode runs.
+  containerd: "containerd",
+  "containerd-shim-runc-v2": "containerd",
+  ctr: "containerd",
+  runc: "runc",
+  nft: "nftables",
 };
 
 export async function ensureAptPackages(commands: ReadonlyArray<string>, log: (s: string) => void): Promise<void> {
