@@ -1,11 +1,22 @@
-// Puts danm's CNI binaries into the node's CNI bin directory and writes 00-danm.conf — what the node
+// Puts danm's CNI binaries into the node's CNI bin directory and writes 00-danm.conflist — what the node
 // DaemonSet's install container runs. Binaries are written atomically (temporary file + rename), so the
 // runtime never execs a half-written plugin; the configuration goes last, so kubelet does not pick danm up
 // before its binaries are in place. Where no compiled binary is available, a launcher script runs the
 // plugin from source with Deno.
 import { Effect, Schema } from "effect";
 import { Fs } from "../ports/filesystem.ts";
-import { latestVersion } from "../cni/versions.ts";
+import { supportedVersions } from "../cni/versions.ts";
+
+/**
+ * The network configuration the installer writes: a list, because only a list can name every CNI version danm
+ * speaks (`cniVersions`, CNI 1.1), from which a runtime picks the highest it knows — 1.1.0 (STATUS, GC) where its
+ * libcni has it. `cniVersion` is 1.0.0 for runtimes whose libcni predates `cniVersions`: containerd 1.6 and 1.7
+ * refuse a 1.1.0 result ("unsupported CNI result version"). Measured with containerd 1.6.20.
+ */
+export const configFileName = "00-danm.conflist";
+/** What earlier installers wrote; removed, since it would sort before the list and win. */
+const previousConfigFileName = "00-danm.conf";
+export const configFallbackVersion = "1.0.0";
 
 export const cniPrograms = ["danm", "fakeipam"] as const;
 export type CniProgram = typeof cniPrograms[number];
@@ -89,15 +100,19 @@ export const installCni = (opts: InstallOptions) =>
     }
     const c = opts.config;
     const conf = {
-      cniVersion: latestVersion,
+      cniVersion: configFallbackVersion,
+      cniVersions: [...supportedVersions],
       name: c.name,
-      type: "danm",
-      ...(c.kubeconfig ? { kubeconfig: c.kubeconfig } : {}),
-      ...(c.cniDir ? { cniDir: c.cniDir } : {}),
-      ...(c.namingScheme ? { namingScheme: c.namingScheme } : {}),
-      ...(c.daemonSocket ? { daemonSocket: c.daemonSocket } : {}),
+      plugins: [{
+        type: "danm",
+        ...(c.kubeconfig ? { kubeconfig: c.kubeconfig } : {}),
+        ...(c.cniDir ? { cniDir: c.cniDir } : {}),
+        ...(c.namingScheme ? { namingScheme: c.namingScheme } : {}),
+        ...(c.daemonSocket ? { daemonSocket: c.daemonSocket } : {}),
+      }],
     };
-    const config = `${opts.confDir}/00-danm.conf`;
+    const config = `${opts.confDir}/${configFileName}`;
     yield* fs.writeAtomic(config, JSON.stringify(conf, null, 2) + "\n", { mode: 0o644 });
+    yield* fs.remove(`${opts.confDir}/${previousConfigFileName}`, { force: true });
     return { binaries, config } satisfies InstallReport;
   });

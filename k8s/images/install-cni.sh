@@ -1,9 +1,9 @@
 #!/bin/sh
-# Installs danm's CNI plugins (`danm`, `fakeipam`) and 00-danm.conf on the node: the node DaemonSet's init container
+# Installs danm's CNI plugins (`danm`, `fakeipam`) and 00-danm.conflist on the node: the node DaemonSet's init container
 # (k8s/netwatcher/daemonset.yaml). The work is cmd/install_cni.ts's (atomic writes, the configuration last); this
 # script only decides what it installs from:
 #
-#   compiled  the image has $IMAGE/dist/danm and $IMAGE/dist/fakeipam (the `compiled` target of the Containerfile):
+#   compiled  the image has $IMAGE/dist/danm and $IMAGE/dist/fakeipam (`deno task images --compiled`):
 #             they are copied, nothing else lands on the host.
 #   launcher  otherwise the plugins run from source, so the host needs Deno and the sources: they are staged under
 #             $DANM_STAGE_DIR/releases/<release>, a directory the container sees at its host path, and

@@ -123,7 +123,13 @@ async function cni(
   };
 }
 
-const readConf = async (node: Node) => JSON.parse(await Deno.readTextFile(`${node.conf}/00-danm.conf`));
+const readConf = async (node: Node) => JSON.parse(await Deno.readTextFile(`${node.conf}/00-danm.conflist`));
+/** The plugin's configuration as a runtime hands it over from the list (libcni adds the list's name and version). */
+const asRuntimeSends = (list: { name: string; plugins: unknown[] }, cniVersion: string) => ({
+  ...(list.plugins[0] as Record<string, unknown>),
+  name: list.name,
+  cniVersion,
+});
 
 Deno.test("commands: install-cni.sh stages the launcher runtime at its host path; the installed danm reaches the socket", async () => {
   const dir = await Deno.makeTempDir({ prefix: "danm-install-cni-" });
@@ -178,10 +184,10 @@ Deno.test("commands: install-cni.sh stages the launcher runtime at its host path
       assert(!script.includes(image), `${plugin} names nothing inside the image`);
     }
     assertEquals(await readConf(node), {
-      cniVersion: "1.1.0",
+      cniVersion: "1.0.0",
+      cniVersions: ["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
       name: "danm_meta_cni",
-      type: "danm",
-      daemonSocket: node.socket,
+      plugins: [{ type: "danm", daemonSocket: node.socket }],
     });
     assertEquals((await Deno.readTextFile(`${node.stage}/current`)).trim(), "release-a");
 
@@ -189,9 +195,9 @@ Deno.test("commands: install-cni.sh stages the launcher runtime at its host path
     await Deno.rename(image, `${dir}/image-gone`);
     const version = await cni(`${node.bin}/danm`, "VERSION", { cniVersion: "0.4.0" });
     assertEquals([version.code, JSON.parse(version.stdout).cniVersion], [0, "0.4.0"], version.stderr);
-    // 00-danm.conf's socket, with the launcher's own permissions.
+    // 00-danm.conflist's socket, with the launcher's own permissions.
     daemon.listen(node.socket);
-    const status = await cni(`${node.bin}/danm`, "STATUS", await readConf(node));
+    const status = await cni(`${node.bin}/danm`, "STATUS", asRuntimeSends(await readConf(node), "1.1.0"));
     assertEquals(status.code, 0, `danm STATUS through the launcher: ${status.stdout} ${status.stderr}`);
     assertEquals(daemon.requests.map((r) => [r.program, r.env.CNI_COMMAND]), [["danm", "STATUS"]]);
     await Deno.rename(`${dir}/image-gone`, image);
@@ -227,7 +233,7 @@ Deno.test("commands: install-cni.sh copies compiled clients when the image has t
       assertEquals(await Deno.readTextFile(`${node.bin}/${plugin}`), `#!/bin/sh\necho compiled ${plugin}\n`);
       assert(((await Deno.stat(`${node.bin}/${plugin}`)).mode! & 0o111) !== 0, `${plugin} is executable`);
     }
-    assertEquals((await readConf(node)).daemonSocket, node.socket);
+    assertEquals((await readConf(node)).plugins[0].daemonSocket, node.socket);
     assert(!(await Deno.stat(node.stage).then(() => true, () => false)), "nothing staged");
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -326,7 +332,7 @@ Deno.test({
       await eventually("the agent's /healthz", () => healthy(port), { proc: agent });
       // CNI STATUS is ready only once every cache has listed and the apiserver answered the DanmEp probe: the
       // ClusterRole's list/watch/get rights, through the host's launcher, with the launcher's permissions.
-      const conf = await readConf(node);
+      const conf = asRuntimeSends(await readConf(node), "1.1.0");
       assertEquals(conf.daemonSocket, node.socket);
       const ready = await eventually("CNI STATUS through the installed danm", async () => {
         const r = await cni(`${node.bin}/danm`, "STATUS", conf);

@@ -7,8 +7,13 @@ import { Fs } from "../../../core/ports/filesystem.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
 import { repoRoot } from "../../harness/proc.ts";
 
-Deno.test("installer copies compiled binaries (0755) and writes a 00-danm.conf danm decodes", async () => {
-  const mem = new MemoryFileSystem().seed({ "/dist/danm": "ELF-danm", "/dist/fakeipam": "ELF-fakeipam" });
+Deno.test("installer copies compiled binaries (0755) and writes a 00-danm.conflist danm decodes", async () => {
+  // An earlier installer's 00-danm.conf would sort first and win: it goes.
+  const mem = new MemoryFileSystem().seed({
+    "/dist/danm": "ELF-danm",
+    "/dist/fakeipam": "ELF-fakeipam",
+    "/etc/cni/net.d/00-danm.conf": "{}",
+  });
   const report = await Effect.runPromise(Effect.provide(
     installCni({
       binDir: "/opt/cni/bin",
@@ -24,13 +29,25 @@ Deno.test("installer copies compiled binaries (0755) and writes a 00-danm.conf d
     return {
       danm: yield* fs.readText("/opt/cni/bin/danm"),
       mode: (yield* fs.stat("/opt/cni/bin/danm")).mode & 0o777,
-      conf: yield* fs.readText("/etc/cni/net.d/00-danm.conf"),
+      conf: yield* fs.readText("/etc/cni/net.d/00-danm.conflist"),
+      previous: yield* fs.exists("/etc/cni/net.d/00-danm.conf"),
     };
   });
   const got = await Effect.runPromise(Effect.provide(check, layerMemoryFs(mem)));
   assertEquals(got.danm, "ELF-danm");
   assertEquals(got.mode, 0o755);
-  const conf = await Effect.runPromise(parseCniConfig(got.conf, "00-danm.conf"));
+  assertEquals(got.previous, false);
+  // A list: runtimes whose libcni knows `cniVersions` pick 1.1.0, older ones (containerd 1.6/1.7) use cniVersion.
+  const list = JSON.parse(got.conf);
+  assertEquals([list.cniVersion, list.cniVersions, list.name], [
+    "1.0.0",
+    ["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+    "danm_meta_cni",
+  ]);
+  // What such a runtime hands the plugin: the list's entry with the list's name and the version it chose.
+  const conf = await Effect.runPromise(
+    parseCniConfig(JSON.stringify({ ...list.plugins[0], name: list.name, cniVersion: "1.0.0" }), "00-danm.conflist"),
+  );
   assertEquals([conf.type, conf.kubeconfig, conf.namingScheme], ["danm", "/etc/danm/kubeconfig", "legacy"]);
 });
 

@@ -1,6 +1,8 @@
 // The kustomize base k8s/ as `kubectl apply -k k8s` would apply it: what it contains, and the rules every manifest
-// keeps — one image layout, no legacy token Secrets, no beta APIs, explicit RBAC, consistent names and paths.
+// keeps — one image per component with one layout, no legacy token Secrets, no beta APIs, explicit RBAC, consistent
+// names and paths.
 // (tests/integration/k8s/manifests_test.ts has the apiserver validate the same objects.)
+import { components } from "../../../k8s/images/build.ts";
 import { assert, assertEquals, assertMatch, assertThrows, fail } from "../../harness/assert.ts";
 import { repoRoot } from "../../harness/proc.ts";
 import { type K8sObject, KustomizeError, namespacedKinds, renderKustomization } from "./kustomize.ts";
@@ -8,7 +10,12 @@ import { type K8sObject, KustomizeError, namespacedKinds, renderKustomization } 
 const base = renderKustomization(`${repoRoot}/k8s`);
 const objects = base.map((r) => r.object);
 const Namespace = "kube-system";
-const Image = "danm:latest";
+/** The image each workload runs (k8s/images/build.ts builds them). */
+const imageOf: Record<string, string> = {
+  "danm-netwatcher": "danm-node",
+  "danm-webhook": "danm-webhook",
+  "danm-svcwatcher": "danm-svcwatcher",
+};
 
 type Json = Record<string, unknown>;
 interface Container {
@@ -182,7 +189,7 @@ Deno.test("base: RBAC rules spell out their verbs, resources and groups (no wild
   }
 });
 
-Deno.test("base: one image layout — danm's image, /opt/danm, DENO_DIR, --cached-only, least permissions", () => {
+Deno.test("base: one image per component, one layout — /opt/danm, DENO_DIR, --cached-only, least permissions", () => {
   const perms: Record<string, string[]> = {
     "netwatcher.ts": ["--allow-all"],
     "svcwatcher.ts": ["--allow-net", "--allow-env", "--allow-read", "--allow-sys=hostname"],
@@ -190,15 +197,18 @@ Deno.test("base: one image layout — danm's image, /opt/danm, DENO_DIR, --cache
   };
   const seen = new Set<string>();
   for (const w of workloads) {
+    const image = imageOf[w.metadata.name] ?? fail(`${w.metadata.name}: no image known for it`);
+    const component = components.find((c) => c.name === image) ?? fail(`k8s/images/build.ts builds no ${image}`);
     for (const c of allContainers(w)) {
       const where = `${w.metadata.name}/${c.name}`;
-      assertEquals(c.image, Image, `${where}: image`);
+      assertEquals(c.image, `${image}:latest`, `${where}: image`);
       assertEquals(c.workingDir, undefined, `${where}: no workingDir (every path is absolute)`);
       assertEquals(c.env?.find((e) => e.name === "DENO_DIR")?.value, "/opt/danm/.deno", `${where}: DENO_DIR`);
       const command = c.command ?? fail(`${where}: no command`);
       if (command[0] === "/bin/sh") {
         assertEquals(command, ["/bin/sh", "/opt/danm/k8s/images/install-cni.sh"], where);
-        Deno.statSync(`${repoRoot}/k8s/images/install-cni.sh`);
+        assert(component.files.includes("k8s/images/install-cni.sh"), `${image} carries install-cni.sh`);
+        assert(component.entries.includes("cmd/install_cni.ts"), `${image} carries cmd/install_cni.ts`);
         seen.add("install-cni.sh");
         continue;
       }
@@ -206,7 +216,7 @@ Deno.test("base: one image layout — danm's image, /opt/danm, DENO_DIR, --cache
       const script = command.at(-1)!;
       assertMatch(script, /^\/opt\/danm\/cmd\/\w+\.ts$/, `${where}: an absolute /opt/danm/cmd path`);
       const file = script.slice("/opt/danm/cmd/".length);
-      Deno.statSync(`${repoRoot}/cmd/${file}`);
+      assert(component.entries.includes(`cmd/${file}`), `${image} carries cmd/${file}`);
       assertEquals(command.slice(3, -1), perms[file] ?? fail(`${where}: no permission set for ${file}`), where);
       seen.add(file);
     }
@@ -214,22 +224,23 @@ Deno.test("base: one image layout — danm's image, /opt/danm, DENO_DIR, --cache
   assertEquals([...seen].sort(), ["install-cni.sh", "netwatcher.ts", "svcwatcher.ts", "webhook.ts"]);
 });
 
-Deno.test("base: the Containerfile builds that layout", () => {
-  const text = Deno.readTextFileSync(`${repoRoot}/k8s/images/Containerfile`);
-  assertMatch(text, /^FROM docker\.io\/denoland\/deno:debian-\$\{DENO_VERSION\} AS source$/m);
-  assertMatch(text, /^ARG DENO_VERSION=2\.9\.6$/m);
-  assertMatch(text, /^ENV DENO_DIR=\/opt\/danm\/\.deno /m);
-  assertMatch(text, /^WORKDIR \/opt\/danm$/m);
-  for (const dir of ["cmd", "core", "adapters"]) assertMatch(text, new RegExp(`^COPY ${dir}/ ${dir}/$`, "m"));
-  assertMatch(text, /^COPY k8s\/images\/install-cni\.sh k8s\/images\/install-cni\.sh$/m);
-  assertMatch(text, /deno cache --frozen cmd\/\*\.ts/);
-  assertMatch(text, />RELEASE/);
-  // The last stage is the default target: it must not need DENORT_BIN.
-  assertMatch(text, /FROM source AS runtime\s*$/);
-  // The sources it copies exist, and nothing the binaries import lives elsewhere.
+Deno.test("base: the image builder's components agree with the manifests — users, CNI clients, entry points", () => {
+  for (const w of workloads) {
+    const component = components.find((c) => c.name === imageOf[w.metadata.name])!;
+    const spec = w.spec.template.spec as PodSpec & { securityContext?: { runAsUser?: number } };
+    // A pod-level user overrides the image's; without one (the node agent) the image's is the one that runs.
+    const user = spec.securityContext?.runAsUser;
+    if (user !== undefined) assertEquals(component.user.split(":")[0], String(user), `${component.name}: user`);
+    else assertEquals(component.user, "0", `${component.name}: root, as its containers need`);
+  }
+  // The node image carries the CNI clients it installs on the host.
+  const node = components.find((c) => c.name === "danm-node")!;
+  for (const client of ["cmd/danm.ts", "cmd/fakeipam.ts"]) assert(node.entries.includes(client), client);
+  assert(node.release, "danm-node names its staged CNI runtime (RELEASE)");
+  // Every binary imports only what an image carries: its module graph, resolved from cmd/.
   for (const entry of Deno.readDirSync(`${repoRoot}/cmd`)) {
     for (const m of Deno.readTextFileSync(`${repoRoot}/cmd/${entry.name}`).matchAll(/from "\.\.\/(\w+)\//g)) {
-      assert(["core", "adapters"].includes(m[1]), `cmd/${entry.name} imports from ${m[1]}/, which the image lacks`);
+      assert(["core", "adapters"].includes(m[1]), `cmd/${entry.name} imports from ${m[1]}/, which no image has`);
     }
   }
 });
@@ -256,7 +267,7 @@ Deno.test("base: the node agent — install container, CNI socket, host paths", 
   assertEquals(hostPathOf(install.volumeMounts, env(install, "DANM_CNI_CONF_DIR")), "/etc/cni/net.d");
   const stage = env(install, "DANM_STAGE_DIR");
   assertEquals(hostPathOf(install.volumeMounts, stage), stage, "staged at the same path as on the host");
-  // The daemon's socket is where 00-danm.conf tells the clients to look, on a host directory.
+  // The daemon's socket is where 00-danm.conflist tells the clients to look, on a host directory.
   const socket = flag(agent, "cni-socket") ?? fail("no --cni-socket");
   const args = install.args ?? [];
   assertEquals(args[args.indexOf("--daemon-socket") + 1], socket);
