@@ -16,18 +16,21 @@
 //                network-namespace node) on an apiserver of its own, shared by its files like the integration tier's.
 //   peers        the real peers danm is compared with (DANM v4.3.0, Multus + Whereabouts), built from source, each
 //                test file on an apiserver of its own and in a mount namespace of its own (DANM logs to /var/log).
+//   node         real nodes: kubelet + containerd + kube-proxy per node, the real control plane, danm installed with
+//                `kubectl apply -k` from the images it builds (tests/harness/node); each file starts its cluster.
 import { ensureK8sBinaries, type SharedApiServer, sharedEnvKey, startApiServer } from "./harness/apiserver.ts";
 import { cacheRoot, repoRoot, run } from "./harness/proc.ts";
 import { ensureCniPlugins } from "./harness/cniplugins.ts";
 import { isolated } from "./harness/isolate.ts";
 import { ensurePeers } from "./harness/peers/build.ts";
 import { ensureAptPackages } from "./harness/prereq.ts";
+import { nodeCommands, prepareNodeBinaries } from "./harness/node/binaries.ts";
 import { ensureInitramfs, ensureKernel, runInGuest } from "./harness/vm.ts";
 
-const allTiers = ["static", "unit", "integration", "kernel", "e2e", "peers"] as const;
+const allTiers = ["static", "unit", "integration", "kernel", "e2e", "peers", "node"] as const;
 type Tier = typeof allTiers[number];
-/** What `deno task test` runs: every tier, e2e last (CI order, test-environment.md §7). */
-const defaultTiers: Tier[] = ["static", "unit", "integration", "kernel", "e2e", "peers"];
+/** What `deno task test` runs: every tier, the ones with real processes last (CI order, test-environment.md §7). */
+const defaultTiers: Tier[] = ["static", "unit", "integration", "kernel", "e2e", "peers", "node"];
 
 interface TierResult {
   readonly tier: Tier;
@@ -59,6 +62,7 @@ function needs(tiers: Tier[]): string[] {
   if (tiers.some((t) => t !== "unit")) ["unshare", "ping"].forEach((c) => cmds.add(c));
   if (tiers.includes("kernel")) ["qemu-system-x86_64", "busybox", "depmod", "cpio"].forEach((c) => cmds.add(c));
   if (tiers.includes("e2e")) cmds.add("nsenter");
+  if (tiers.includes("node")) nodeCommands.forEach((c) => cmds.add(c));
   return [...cmds];
 }
 
@@ -214,11 +218,13 @@ async function kernelTier(files: string[]): Promise<TierResult> {
 async function prepare(tiers: Tier[]): Promise<void> {
   await ensureAptPackages(needs(tiers), log);
   await cacheModules();
-  if (tiers.some((t) => t === "integration" || t === "e2e" || t === "peers")) {
+  if (tiers.some((t) => t === "integration" || t === "e2e" || t === "peers" || t === "node")) {
     const t = Date.now();
     const dir = await ensureK8sBinaries();
     log(`kube-apiserver + etcd in ${dir} (${((Date.now() - t) / 1000).toFixed(0)}s)`);
   }
+  // Builds that need the network: before the tiers move into their private namespace.
+  if (tiers.includes("node")) await prepareNodeBinaries(log);
   if (tiers.some((t) => t !== "unit")) log(`reference CNI plugins in ${await ensureCniPlugins()}`);
   if (tiers.includes("peers")) {
     const t = Date.now();
@@ -239,7 +245,7 @@ async function main(): Promise<number> {
     await prepare(tiers);
     if (tiers.some((t) => t !== "unit")) {
       if (!isRoot) {
-        console.error("the integration, kernel and e2e tiers need root (network namespaces, QEMU)");
+        console.error("the integration, kernel, e2e and node tiers need root (network namespaces, QEMU, nodes)");
         console.log("0 passed, 1 failed");
         return 1;
       }

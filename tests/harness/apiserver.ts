@@ -79,7 +79,16 @@ current-context: danm-test
 `;
 }
 
-export async function startApiServer(opts: { dir?: string } = {}): Promise<ApiServer> {
+export interface ApiServerOptions {
+  /** Working directory (certificates, logs, etcd data); its pki/ CA is reused when present. Default: a new one. */
+  readonly dir?: string;
+  /** More kube-apiserver flags (`--name=value`); one named here replaces the default's (e.g. --authorization-mode). */
+  readonly extraArgs?: ReadonlyArray<string>;
+  /** More IP addresses in the serving certificate (e.g. an advertise address, the `kubernetes` Service IP). */
+  readonly servingIps?: ReadonlyArray<string>;
+}
+
+export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiServer> {
   // Another process can take a port between freePort() and the bind: start again on new ports then.
   for (let attempt = 1;; attempt++) {
     try {
@@ -93,11 +102,14 @@ export async function startApiServer(opts: { dir?: string } = {}): Promise<ApiSe
 
 class PortTaken extends Error {}
 
-async function startApiServerOnce(opts: { dir?: string }): Promise<ApiServer> {
+async function startApiServerOnce(opts: ApiServerOptions): Promise<ApiServer> {
   const bin = await ensureK8sBinaries();
   const dir = opts.dir ?? await Deno.makeTempDir({ prefix: "danm-apiserver-" });
   const pki = await createPki(`${dir}/pki`);
-  const serving = await pki.server("apiserver", { dns: ["localhost", "kubernetes.default.svc"], ips: ["127.0.0.1"] });
+  const serving = await pki.server("apiserver", {
+    dns: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+    ips: ["127.0.0.1", ...(opts.servingIps ?? [])],
+  });
   const admin = await pki.client("admin", "admin", ["system:masters"]);
   await run(["openssl", "genrsa", "-out", `${dir}/sa.key`, "2048"]);
   await run(["openssl", "rsa", "-in", `${dir}/sa.key`, "-pubout", "-out", `${dir}/sa.pub`]);
@@ -120,25 +132,32 @@ async function startApiServerOnce(opts: { dir?: string }): Promise<ApiServer> {
     "--log-level",
     "warn",
   ], `${dir}/etcd.log`);
-  const apiserver = spawnLogged(`${bin}/kube-apiserver`, [
-    `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-    "--bind-address=127.0.0.1",
-    "--advertise-address=127.0.0.1",
-    `--secure-port=${apiPort}`,
-    `--tls-cert-file=${serving.certFile}`,
-    `--tls-private-key-file=${serving.keyFile}`,
-    `--client-ca-file=${pki.ca.certFile}`,
-    "--authorization-mode=RBAC",
-    "--disable-admission-plugins=ServiceAccount",
-    "--service-account-issuer=https://kubernetes.default.svc",
-    `--service-account-key-file=${dir}/sa.pub`,
-    `--service-account-signing-key-file=${dir}/sa.key`,
-    "--service-cluster-ip-range=10.0.0.0/24",
-    "--allow-privileged=true",
-    // DANM_APISERVER_PROFILING=1 serves /debug/pprof, for finding where the apiserver's time goes in a benchmark.
-    `--profiling=${Deno.env.get("DANM_APISERVER_PROFILING") === "1"}`,
-    "--v=1",
-  ], `${dir}/apiserver.log`);
+  // A flag of extraArgs replaces the default's (list flags such as --authorization-mode would append otherwise).
+  const flagName = (a: string) => a.split("=")[0];
+  const overridden = new Set((opts.extraArgs ?? []).map(flagName));
+  const apiserver = spawnLogged(
+    `${bin}/kube-apiserver`,
+    [
+      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+      "--bind-address=127.0.0.1",
+      "--advertise-address=127.0.0.1",
+      `--secure-port=${apiPort}`,
+      `--tls-cert-file=${serving.certFile}`,
+      `--tls-private-key-file=${serving.keyFile}`,
+      `--client-ca-file=${pki.ca.certFile}`,
+      "--authorization-mode=RBAC",
+      "--disable-admission-plugins=ServiceAccount",
+      "--service-account-issuer=https://kubernetes.default.svc",
+      `--service-account-key-file=${dir}/sa.pub`,
+      `--service-account-signing-key-file=${dir}/sa.key`,
+      "--service-cluster-ip-range=10.0.0.0/24",
+      "--allow-privileged=true",
+      // DANM_APISERVER_PROFILING=1 serves /debug/pprof, for finding where the apiserver's time goes in a benchmark.
+      `--profiling=${Deno.env.get("DANM_APISERVER_PROFILING") === "1"}`,
+      "--v=1",
+    ].filter((a) => !overridden.has(flagName(a))).concat(opts.extraArgs ?? []),
+    `${dir}/apiserver.log`,
+  );
 
   // If the test process exits without calling stop() (Deno.exit, an uncaught error), take the control plane
   // down with it instead of leaving orphans behind.

@@ -180,6 +180,7 @@ export const StackLabel = "danm.test/stack";
 
 export interface Proc {
   readonly name: string;
+  readonly pid: number;
   readonly logFile: string;
   readonly status: Promise<Deno.CommandStatus>;
   exited: Deno.CommandStatus | undefined;
@@ -215,6 +216,7 @@ export function spawn(
   const pumped = Promise.all([pump(child.stdout, o.onStdoutLine), pump(child.stderr)]).catch(() => {});
   const proc: Proc = {
     name,
+    pid: child.pid,
     logFile,
     exited: undefined,
     stopping: false,
