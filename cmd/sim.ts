@@ -2,7 +2,8 @@
 // core programs on the in-memory layers and prints what every pod, node and Service ends up with. With no path it
 // runs k8s/examples/demo.yaml. Needs neither root nor a cluster.
 // `--real` runs the scenario on a real apiserver with real processes and network namespaces (root; default
-// scenario k8s/examples/real.yaml), see tests/harness/simreal.ts.
+// scenario k8s/examples/real.yaml), see tests/harness/simreal.ts; `--real --kubelet` on real nodes (kubelet +
+// containerd) with danm deployed from its images.
 import "../adapters/runtime/effect_without_async_context.ts";
 import { Effect, References } from "effect";
 import { layerLiveFs } from "../adapters/fs/live.ts";
@@ -13,6 +14,7 @@ import { loadScenario } from "../core/sim/scenario.ts";
 const args = [...Deno.args];
 let json = false;
 let real = false;
+let kubelet = false;
 const paths: string[] = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
@@ -25,15 +27,21 @@ for (let i = 0; i < args.length; i++) {
     json = v === "json";
   } else if (a === "--real") {
     real = true;
+  } else if (a === "--kubelet") {
+    kubelet = true;
   } else if (a.startsWith("-")) {
-    console.error(`sim: unknown flag ${a}\nusage: deno task sim [path…] [-o json|table] [--real]`);
+    console.error(`sim: unknown flag ${a}\nusage: deno task sim [path…] [-o json|table] [--real [--kubelet]]`);
     Deno.exit(2);
   } else paths.push(a);
+}
+if (kubelet && !real) {
+  console.error("sim: --kubelet runs on real nodes and needs --real");
+  Deno.exit(2);
 }
 if (real) {
   // The real mode lives with the test harness it is built on (real apiserver, netns nodes, fake kubelets).
   const { runReal } = await import("../tests/harness/simreal.ts");
-  Deno.exit(await runReal(paths, json));
+  Deno.exit(await runReal(paths, json, kubelet));
 }
 const defaultScenario = new URL("../k8s/examples/demo.yaml", import.meta.url).pathname;
 

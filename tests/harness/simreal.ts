@@ -4,6 +4,10 @@
 // (tests/harness/stack.ts). It finishes with pings over each secondary network. Needs root; it runs in a private
 // network and mount namespace so nothing it creates outlives it.
 //
+// `--kubelet` runs it on real nodes instead (tests/harness/node/cluster.ts): kubelet + containerd + kube-proxy per
+// node, the real scheduler and controllers, danm installed with `kubectl apply -k` from its images; the scenario's
+// containers run the pause image (there is no registry), and `-o json` gives each node's kubelet and runtime version.
+//
 // The nodes' NICs are veths: `ens3` (the underlay, addressed) and `ens4` (spare, for macvlan). The host kernel has
 // no ipvlan or 802.1Q vlan, so such networks fail here (the kernel test tier covers them in a QEMU guest); the
 // bundled k8s/examples/real.yaml uses macvlan, bridge and VXLAN.
@@ -20,9 +24,11 @@ import { defaultNodes, loadScenario } from "../../core/sim/scenario.ts";
 import { ensureK8sBinaries, startApiServer } from "./apiserver.ts";
 import { ensureCniPlugins } from "./cniplugins.ts";
 import { isolated } from "./isolate.ts";
+import { prepareNodeBinaries } from "./node/binaries.ts";
+import { onRealNodes } from "./node/sim.ts";
 import { ensureAptPackages } from "./prereq.ts";
 import { repoRoot } from "./proc.ts";
-import { type Json, type Stack, startStack } from "./stack.ts";
+import { type Json, type PodLink, type Refusal, type Stack, startStack } from "./stack.ts";
 
 const isolatedEnv = "DANM_SIM_ISOLATED";
 
@@ -36,7 +42,7 @@ export interface Ping {
 
 const log = (s: string) => console.error(`[sim --real] ${s}`);
 
-export async function runReal(paths: ReadonlyArray<string>, json: boolean): Promise<number> {
+export async function runReal(paths: ReadonlyArray<string>, json: boolean, kubelet = false): Promise<number> {
   if (Deno.uid() !== 0) {
     console.error("sim --real needs root (network namespaces, links, a private mount namespace)");
     return 2;
@@ -45,6 +51,7 @@ export async function runReal(paths: ReadonlyArray<string>, json: boolean): Prom
     await ensureAptPackages(["ip", "openssl", "unshare", "nsenter", "ping"], log);
     log(`kube-apiserver + etcd in ${await ensureK8sBinaries()}`);
     log(`reference CNI plugins in ${await ensureCniPlugins()}`);
+    if (kubelet) await prepareNodeBinaries(log);
   }
   const outside = await isolated(isolatedEnv, `${repoRoot}/cmd/sim.ts`, Deno.args);
   if (outside !== undefined) return outside;
@@ -76,52 +83,43 @@ export async function runReal(paths: ReadonlyArray<string>, json: boolean): Prom
     cniConfigs[`${decoded.success.spec.NetworkID ?? o.name}.conf`] = JSON.stringify(real);
   }
 
-  log("starting etcd + kube-apiserver");
-  const api = await startApiServer();
-  let stack: Stack | undefined;
-  try {
-    stack = await startStack(api, {
+  const target = kubelet
+    ? await onRealNodes({
       nodes: nodeNames.length ? nodeNames : [...defaultNodes],
       cniConfigs,
-      nodeBridges: [...bridges],
-      onLog: () => {},
+      bridges: [...bridges],
+      log,
+    })
+    : await onFakeKubelets({
+      nodes: nodeNames.length ? nodeNames : [...defaultNodes],
+      cniConfigs,
+      bridges: [...bridges],
+      log,
     });
-    log(`stack up: ${stack.nodes.map((n) => n.name).join(", ")}`);
+  try {
+    log(`cluster up: ${target.nodeNames.join(", ")}`);
     const objects = scenario.objects.filter((o) => o.kind !== "Node").map((o) => o.raw as Json);
-    const applied = await stack.apply(objects);
-    const rejected = applied.refused.map((r) => {
+    const rejected = (await target.apply(objects)).map((r) => {
       const [kind, ref] = r.object.split(" ");
       const [namespace, name] = ref.includes("/") ? ref.split("/") : [undefined, ref];
       return { kind, ...(namespace ? { namespace } : {}), name, reason: r.message, source: "" };
     });
-    const wanted = stack.pods();
-    const running = await stack.waitForPods({ timeoutMs: 120_000 }).catch((e) => {
-      log(`not every pod came up: ${e instanceof Error ? e.message.split("\n")[0] : e}`);
-      return [];
-    });
-    const runningNames = new Set(running.map((p) => `${p.metadata.namespace}/${p.metadata.name}`));
-    const eps = await stack.kubeRun(Effect.gen(function* () {
+    const settled = await target.settle(120_000);
+    const eps = await target.kubeRun(Effect.gen(function* () {
       const kube = yield* Kube;
       return (yield* kube.list(DanmEpResource)).items;
     }));
     const pods: SimPod[] = [];
-    for (const p of wanted) {
-      const sb = stack.sandbox(p.namespace, p.name);
-      if (!runningNames.has(`${p.namespace}/${p.name}`) || !sb) {
-        pods.push({
-          ...p,
-          node: sb?.node ?? "",
-          owner: "",
-          status: "Failed",
-          error: "not Running/Ready in time",
-          interfaces: [],
-        });
+    for (const p of settled) {
+      if (!p.running) {
+        pods.push({ ...p, owner: "", status: "Failed", error: "not Running/Ready in time", interfaces: [] });
         continue;
       }
-      const links = await stack.podLinks(p.namespace, p.name);
+      const links = await target.podLinks(p.namespace, p.name);
       pods.push({
-        ...p,
-        node: sb.node,
+        namespace: p.namespace,
+        name: p.name,
+        node: p.node,
         owner: "",
         status: "Running",
         interfaces: [...links].sort((a, b) =>
@@ -155,7 +153,7 @@ export async function runReal(paths: ReadonlyArray<string>, json: boolean): Prom
       for (const src of members) {
         for (const dst of members) {
           if (src.pod === dst.pod || src.address.includes(":") !== dst.address.includes(":")) continue;
-          const ok = await stack.ping(src.pod.namespace, src.pod.name, dst.address, 2);
+          const ok = await target.ping(src.pod.namespace, src.pod.name, dst.address);
           pings.push({
             network,
             from: `${src.pod.namespace}/${src.pod.name}`,
@@ -166,7 +164,7 @@ export async function runReal(paths: ReadonlyArray<string>, json: boolean): Prom
         }
       }
     }
-    const endpoints = await stack.kubeRun(Effect.gen(function* () {
+    const endpoints = await target.kubeRun(Effect.gen(function* () {
       const kube = yield* Kube;
       return (yield* kube.list(EndpointsResource)).items;
     }));
@@ -178,16 +176,14 @@ export async function runReal(paths: ReadonlyArray<string>, json: boolean): Prom
       notReady: (e.subsets ?? []).flatMap((s) => (s.notReadyAddresses ?? []).map((a) => a.ip)),
       ports: (e.subsets ?? []).flatMap((s) => (s.ports ?? []).map((p) => p.port)),
     }));
-    const nodes = await Promise.all(stack.nodes.map(async (n) => ({
-      name: n.name,
-      hostInterfaces: (await stack!.nodeLinks(n.name)).filter((l: string) => /^vx_|\.\d+$/.test(l)).map((
-        name: string,
-      ) => ({
+    const nodes = (await target.nodes()).map(({ hostLinks, ...n }) => ({
+      ...n,
+      hostInterfaces: hostLinks.filter((l) => /^vx_|\.\d+$/.test(l)).map((name) => ({
         name,
         kind: name.startsWith("vx_") ? "vxlan" : "vlan",
       })),
-    })));
-    const networks = await stack.kubeRun(networkStatus);
+    }));
+    const networks = await target.kubeRun(networkStatus);
     const outcome: SimOutcome & { pings: Ping[] } = { pods, nodes, services, networks, rejected, errors, pings };
     const failedPings = pings.filter((p) => !p.ok).length;
     if (json) console.log(JSON.stringify(outcome, null, 2));
@@ -202,11 +198,80 @@ export async function runReal(paths: ReadonlyArray<string>, json: boolean): Prom
       );
     }
     log("tearing down");
-    await stack.teardown();
+    await target.teardown();
     return errors.length > 0 || failedPings > 0 || pods.some((p) => p.status === "Failed") ? 1 : 0;
   } finally {
-    await stack?.stop();
-    await api.stop();
-    await Deno.remove(api.dir, { recursive: true }).catch(() => {});
+    await target.stop();
   }
+}
+
+/** What the report needs of a real cluster: the stack of fake kubelets, or real nodes (--kubelet). */
+export interface RealTarget {
+  readonly nodeNames: ReadonlyArray<string>;
+  /** Creates the objects in order; refusals are collected, not thrown. */
+  apply(objects: ReadonlyArray<Json>): Promise<ReadonlyArray<Refusal>>;
+  /** Waits (up to timeoutMs) for the scenario's pods; each with its node and whether it runs. */
+  settle(timeoutMs: number): Promise<Array<{ namespace: string; name: string; node: string; running: boolean }>>;
+  podLinks(namespace: string, name: string): Promise<ReadonlyArray<PodLink>>;
+  ping(namespace: string, name: string, address: string): Promise<boolean>;
+  /** Each node's links (host interfaces), and what else the report says of it. */
+  nodes(): Promise<Array<{ name: string; hostLinks: ReadonlyArray<string> } & Record<string, unknown>>>;
+  kubeRun<A, E>(e: Effect.Effect<A, E, Kube>): Promise<A>;
+  teardown(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface TargetOptions {
+  readonly nodes: ReadonlyArray<string>;
+  /** Static delegate configurations for every node's CNI configuration directory. */
+  readonly cniConfigs: Readonly<Record<string, string>>;
+  /** Bridges joined across the nodes (bridge delegates). */
+  readonly bridges: ReadonlyArray<string>;
+  readonly log: (line: string) => void;
+}
+
+/** The fake kubelets of tests/harness/stack.ts on a real apiserver. */
+async function onFakeKubelets(o: TargetOptions): Promise<RealTarget> {
+  o.log("starting etcd + kube-apiserver");
+  const api = await startApiServer();
+  let stack: Stack;
+  try {
+    stack = await startStack(api, {
+      nodes: o.nodes,
+      cniConfigs: o.cniConfigs,
+      nodeBridges: o.bridges,
+      onLog: () => {},
+    });
+  } catch (e) {
+    await api.stop();
+    throw e;
+  }
+  return {
+    nodeNames: stack.nodes.map((n) => n.name),
+    apply: async (objects) => (await stack.apply(objects)).refused,
+    settle: async (timeoutMs) => {
+      const running = await stack.waitForPods({ timeoutMs }).catch((e) => {
+        o.log(`not every pod came up: ${e instanceof Error ? e.message.split("\n")[0] : e}`);
+        return [];
+      });
+      const names = new Set(running.map((p) => `${p.metadata.namespace}/${p.metadata.name}`));
+      return stack.pods().map((p) => {
+        const sb = stack.sandbox(p.namespace, p.name);
+        return { ...p, node: sb?.node ?? "", running: names.has(`${p.namespace}/${p.name}`) && sb !== undefined };
+      });
+    },
+    podLinks: (namespace, name) => stack.podLinks(namespace, name),
+    ping: (namespace, name, address) => stack.ping(namespace, name, address, 2),
+    nodes: () =>
+      Promise.all(stack.nodes.map(async (n) => ({ name: n.name, hostLinks: await stack.nodeLinks(n.name) }))),
+    kubeRun: (e) => stack.kubeRun(e),
+    teardown: async () => {
+      await stack.teardown();
+    },
+    stop: async () => {
+      await stack.stop();
+      await api.stop();
+      await Deno.remove(api.dir, { recursive: true }).catch(() => {});
+    },
+  };
 }
