@@ -34,7 +34,7 @@ import { createPki, type Pki } from "../pki.ts";
 import { repoRoot, run, sleep } from "../proc.ts";
 import { eventually, type Proc, spawn } from "../stack.ts";
 import { type NodeBinaries, pauseImage, prepareNodeBinaries } from "./binaries.ts";
-import { containerdConfig, containerdSocket, kubeletConfig, kubeProxyConfig, primaryCniConfig } from "./config.ts";
+import { containerdConfig, kubeletConfig, kubeProxyConfig, primaryCniConfig } from "./config.ts";
 
 export interface NodeClusterOptions {
   /** Node names, or how many nodes (`node-1` …). Default 2. */
@@ -246,9 +246,8 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     return p;
   };
   const inNode = (node: string, argv: ReadonlyArray<string>) => {
-    const n = nodes.find((x) => x.name === node) ?? nodeByName(node);
-    const st = nodeState.get(n.name)!;
-    return ["nsenter", `--net=${scope.path(n.netns)}`, `--mount=${st.mntFile}`, "--", ...argv];
+    const n = nodeByName(node);
+    return ["nsenter", `--net=${scope.path(n.netns)}`, `--mount=${nodeState.get(n.name)!.mntFile}`, "--", ...argv];
   };
   const nodeByName = (name: string) => {
     const n = nodes.find((x) => x.name === name);
@@ -739,5 +738,3 @@ async function deployDanm(c: NodeCluster, o: { log: (l: string) => void; timeout
   }
   o.log(`danm deployed in ${((Date.now() - t) / 1000).toFixed(0)}s`);
 }
-
-export { containerdSocket };

@@ -125,7 +125,7 @@ async function cni(
 
 const readConf = async (node: Node) => JSON.parse(await Deno.readTextFile(`${node.conf}/00-danm.conflist`));
 /** The plugin's configuration as a runtime hands it over from the list (libcni adds the list's name and version). */
-const asRuntimeSends = (list: { name: string; plugins: unknown[] }, cniVersion: string) => ({
+const asRuntimeSends = (list: { name: string; plugins: unknown[] }, cniVersion: string): Record<string, unknown> => ({
   ...(list.plugins[0] as Record<string, unknown>),
   name: list.name,
   cniVersion,
