@@ -8,6 +8,9 @@
 // The tests share one cluster, in order; the last one stops it.
 // @ts-types="npm:@types/js-yaml@4.0.9"
 import yaml from "js-yaml";
+import { Effect, References } from "effect";
+import { runEmbedded } from "../../adapters/sim/embedded.ts";
+import { parseScenarioText } from "../../core/sim/scenario.ts";
 import { DanmEpResource, type TenantNetwork, TenantNetworkResource } from "../../core/api/danm.ts";
 import { ipBlockResource, labels as ipamLabels } from "../../core/api/ipam.ts";
 import { EndpointSliceResource, EndpointsResource, type Pod, PodResource } from "../../core/api/k8s.ts";
@@ -251,6 +254,42 @@ Deno.test({
       [...view].flatMap(([name, v]) => v.links.map((l) => `${name} ${l.name} ${l.addresses[0]} ${v.node}`)).sort(),
       "DanmEps vs the pods' interfaces",
     );
+
+    // What the simulation says of the same manifests on two nodes with these NICs: the same interfaces on the same
+    // networks for every pod, and the static pods' addresses.
+    const scenario = [
+      ...["node-1", "node-2"].map((n) =>
+        `apiVersion: v1\nkind: Node\nmetadata:\n  name: ${n}\n  annotations:\n    sim.danm.io/host-interfaces: ens3,ens4\n`
+      ),
+      await Deno.readTextFile(`${manifests}/networks.yaml`),
+      await Deno.readTextFile(`${manifests}/workloads.yaml`),
+    ].map((text, i) => parseScenarioText(`doc-${i}`, text));
+    const sim = await Effect.runPromise(
+      Effect.scoped(runEmbedded({
+        objects: scenario.flatMap((d) => d.objects),
+        errors: scenario.flatMap((d) => d.errors),
+      })).pipe(Effect.provideService(References.MinimumLogLevel, "Error")),
+    );
+    assertEquals([sim.errors, sim.rejected], [[], []], "the simulation of the same manifests");
+    const signature = (interfaces: ReadonlyArray<{ name: string; kind: string; network: string; ips?: string }>) =>
+      interfaces.map((i) => `${i.name} ${i.kind} ${i.network}${i.ips ? ` ${i.ips}` : ""}`).sort().join(", ");
+    const staticIps = (pod: string, iface: string, ip: string) =>
+      /^static-/.test(pod) && /^(mv|vx)/.test(iface) ? ip : undefined;
+    const simulated = sim.pods.map((p) =>
+      signature(p.interfaces.map((i) => ({ ...i, ips: staticIps(p.name, i.name, i.ips.join(",")) })))
+    ).sort();
+    const real = [...view].map(([name, v]) =>
+      signature(v.links.map((l) => {
+        const ep = eps.find((e) => e.spec.Pod === name && e.spec.Interface.Name === l.name)!;
+        return {
+          name: l.name,
+          kind: ep.spec.apiType || "DanmNet",
+          network: ep.spec.NetworkName,
+          ips: staticIps(name, l.name, l.addresses.join(",")),
+        };
+      }))
+    ).sort();
+    assertEquals(real, simulated, "every pod's interfaces as the simulation has them");
 
     // Pings over every network: each pod to one pod on the other node and one on its own.
     const targets: Array<{ from: string; to: string; net: Net; address: string }> = [];
