@@ -1,5 +1,6 @@
 // The danm webhook plugged into the in-memory apiserver, with the registrations of k8s/webhook/webhooks.yaml:
-// networks are mutated (CREATE/UPDATE) and validated (CREATE/UPDATE/DELETE), TenantConfigs validated, pods
+// networks are mutated (CREATE/UPDATE) and validated (CREATE/UPDATE/DELETE), ReservedIPs validated (CREATE/UPDATE/
+// DELETE), TenantConfigs validated, pods
 // carrying danm or NPWG annotations validated on CREATE. Requests travel as real AdmissionReview documents
 // through the same handlers the HTTPS server uses.
 import { Effect } from "effect";
@@ -84,7 +85,7 @@ export function webhookHooks(admission: Admission, kube: Kube["Service"]): Admis
       phase: "validating",
       matches: (req) =>
         isDanm(req) &&
-        ((networkPlurals.has(req.resource.plural)) ||
+        ((networkPlurals.has(req.resource.plural)) || req.resource.plural === "reservedips" ||
           (req.resource.plural === "tenantconfigs" && req.operation !== "DELETE")),
       admit: (req) => decide(admission.validate, req, kube, false),
     },

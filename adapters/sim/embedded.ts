@@ -31,6 +31,7 @@ import {
   ServiceResource,
 } from "../../core/api/k8s.ts";
 import { serviceSelection } from "../../core/api/annotations.ts";
+import { reservedIpResource } from "../../core/api/reservedip.ts";
 import { makeHandler } from "../../core/cni/node.ts";
 import { simDevicePlugin } from "./devices.ts";
 import { status as networkStatus } from "../../core/ctl/commands.ts";
@@ -248,6 +249,15 @@ export const runEmbedded = (
         yield* createObject(o, rt, value as never);
       }
     }
+    for (const o of byKind(["ReservedIP"])) {
+      const v = yield* Effect.result(decodeWith(o, reservedIpResource));
+      if (v._tag === "Success") {
+        yield* createObject(o, reservedIpResource, {
+          ...v.success,
+          metadata: { ...v.success.metadata, namespace: o.namespace ?? "default" },
+        });
+      } else errors.push(v.failure);
+    }
     for (const o of byKind(["NetworkAttachmentDefinition"])) {
       const v = yield* Effect.result(decodeWith(o, NetworkAttachmentDefinitionResource));
       if (v._tag === "Success") {
@@ -272,6 +282,7 @@ export const runEmbedded = (
       "ClusterNetwork",
       "TenantNetwork",
       "DanmNet",
+      "ReservedIP",
       "NetworkAttachmentDefinition",
       "Service",
       "Node",

@@ -160,6 +160,15 @@ export const IfaceProfile = Schema.Struct({
 });
 export type IfaceProfile = typeof IfaceProfile.Type;
 
+/** What tenants may do with a ClusterNetwork (danm-spec Appendix A): today only `reservedIp`. */
+export const AllowedClusterNetwork = Schema.Struct({
+  name: Schema.String.annotate({ description: "a ClusterNetwork" }),
+  privileges: Schema.optionalKey(
+    Schema.Array(Schema.String).annotate({ description: "reservedIp: ReservedIPs may be made on it" }),
+  ),
+});
+export type AllowedClusterNetwork = typeof AllowedClusterNetwork.Type;
+
 export const DanmEpInterface = Schema.Struct({
   Name: Schema.String,
   Address: Schema.optionalKey(Schema.String.annotate({ description: 'IPv4 with prefix, "none" or ""' })),
@@ -227,6 +236,7 @@ const tenantConfigObject = <M extends Meta>(metadata: M) =>
         description: "NetworkType → NetworkID overrides for TenantNetworks",
       }),
     ),
+    allowedClusterNetworks: Schema.optionalKey(Schema.Array(AllowedClusterNetwork)),
   });
 
 const danmEpObject = <M extends Meta>(metadata: M) =>

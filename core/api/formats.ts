@@ -59,6 +59,9 @@ const ipv6Cidr: OpenApiFragment = { format: "cidr", pattern: ":" };
 
 export const IPv4Address = formatFilter(isIPv4, "an IPv4 address", { format: "ipv4" });
 export const IPv6Address = formatFilter(isIPv6, "an IPv6 address", { format: "ipv6" });
+export const IPAddress = formatFilter((s) => isIP(s), "an IPv4 or IPv6 address", {
+  anyOf: [{ format: "ipv4" }, { format: "ipv6" }],
+});
 export const IPv4Cidr = formatFilter((s) => isCidr(s, "ipv4"), "an IPv4 CIDR", ipv4Cidr);
 export const IPv6Cidr = formatFilter((s) => isCidr(s, "ipv6"), "an IPv6 CIDR", ipv6Cidr);
 

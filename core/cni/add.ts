@@ -142,7 +142,8 @@ const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
     const reserve = Effect.gen(function* () {
       if (!plan.ipam) return;
       p.ipam = plan.ipam.ref;
-      const got = yield* ipam.allocate(plan.ipam, owner, plan.ip, plan.ip6).pipe(step("reserve addresses"));
+      const network = yield* rt.withReservedIps(plan.ipam);
+      const got = yield* ipam.allocate(network, owner, plan.ip, plan.ip6).pipe(step("reserve addresses"));
       v4 = got.v4 ?? "";
       v6 = got.v6 ?? "";
       p.addresses = [v4, v6].filter((a) => a !== "" && a !== "none");

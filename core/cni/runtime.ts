@@ -12,6 +12,9 @@ import {
   TenantNetworkResource,
 } from "../api/danm.ts";
 import { type Pod, PodResource } from "../api/k8s.ts";
+import { type ReservedIP, reservedIpNetwork, reservedIpResource } from "../api/reservedip.ts";
+import type { IpamNetwork } from "../ipam/allocator.ts";
+import type { PoolOptions } from "../ipam/plan.ts";
 import {
   cachedNetworkDirectory,
   type DirectoryError,
@@ -76,6 +79,8 @@ export interface CniRuntimeService {
   readonly pod: (namespace: string, name: string, uid?: string) => Effect.Effect<Pod | undefined, DirectoryError>;
   /** This node's DanmEps as the informer sees them. */
   readonly nodeEndpoints: Effect.Effect<ReadonlyArray<DanmEp>>;
+  /** The network as the IPAM must see it: with the addresses its ReservedIPs keep from dynamic allocation. */
+  readonly withReservedIps: (network: IpamNetwork) => Effect.Effect<IpamNetwork>;
   /** Names of the caches that have not finished their first list. */
   readonly unsynced: Effect.Effect<ReadonlyArray<string>>;
   /** Serializes work on one sandbox (ADD racing DEL of the same container). */
@@ -113,6 +118,7 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
     const endpoints: Informer<DanmEp> = yield* kube.informer(DanmEpResource, {
       labelSelector: nodeSelector(config.nodeName),
     });
+    const reservedIps: Informer<ReservedIP> = yield* kube.informer(reservedIpResource);
 
     const directory = cachedNetworkDirectory(kube, { danmNets, tenantNets, clusterNets });
 
@@ -132,9 +138,38 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
         synced("ClusterNetworks", clusterNets),
         synced("Pods", pods),
         synced("DanmEps", endpoints),
+        synced("ReservedIPs", reservedIps),
       ]),
       (xs) => xs.filter((x): x is string => x !== undefined),
     );
+
+    // ReservedIP addresses per network, rebuilt when the informer's snapshot changes; the merged options object is
+    // kept per network options object and address list, so the IPAM's plan memo (keyed by options) keeps hitting.
+    let heldSnapshot: ReadonlyMap<string, ReservedIP> | undefined;
+    let heldByNetwork = new Map<string, ReadonlyArray<string>>();
+    const merged = new WeakMap<PoolOptions, { held: ReadonlyArray<string>; options: PoolOptions }>();
+    const networkKey = (n: { kind: string; namespace?: string; name: string }) =>
+      `${n.kind}/${n.kind === "ClusterNetwork" ? "" : n.namespace ?? ""}/${n.name}`;
+    const withReservedIps: CniRuntimeService["withReservedIps"] = (network) =>
+      Effect.map(SubscriptionRef.get(reservedIps.state), (state) => {
+        if (state.items !== heldSnapshot) {
+          heldSnapshot = state.items;
+          const byNetwork = new Map<string, string[]>();
+          for (const r of state.items.values()) {
+            const key = networkKey(reservedIpNetwork(r));
+            byNetwork.set(key, [...(byNetwork.get(key) ?? []), ...r.spec.ips.map((ip) => ip.address)]);
+          }
+          heldByNetwork = byNetwork;
+        }
+        const held = heldByNetwork.get(networkKey(network.ref));
+        if (!held) return network;
+        let entry = merged.get(network.options);
+        if (entry?.held !== held) {
+          entry = { held, options: { ...network.options, heldAddresses: held } };
+          merged.set(network.options, entry);
+        }
+        return { ...network, options: entry.options };
+      });
 
     const locks = new Map<string, { sem: Semaphore.Semaphore; users: number }>();
     const withSandboxLock = <A, E, R>(id: string, e: Effect.Effect<A, E, R>) =>
@@ -175,6 +210,7 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
       directory,
       pod,
       nodeEndpoints: endpoints.list,
+      withReservedIps,
       unsynced,
       withSandboxLock,
       busy: Effect.sync(() => new Set(locks.keys())),

@@ -184,15 +184,19 @@ function nodeHash(node: string): number {
 const compareBigint = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** What decides which addresses of a block dynamic allocation may use. */
-const poolKey = (p: FamilyPlan) => `${p.poolStart}-${p.poolEnd}/${p.blockBits} ${[...p.reserved].join(",")}`;
+const poolKey = (p: FamilyPlan) =>
+  `${p.poolStart}-${p.poolEnd}/${p.blockBits} ${[...p.reserved].join(",")} ${[...p.held].join(",")}`;
 
 /** poolKey(a) === poolKey(b), without building the strings (every request brings its own plan object). */
 function samePool(a: FamilyPlan, b: FamilyPlan): boolean {
   if (a === b) return true;
   if (a.poolStart !== b.poolStart || a.poolEnd !== b.poolEnd || a.blockBits !== b.blockBits) return false;
-  if (a.reserved.size !== b.reserved.size) return false;
-  const ra = [...a.reserved], rb = [...b.reserved];
-  return ra.every((r, i) => r === rb[i]);
+  const same = (x: ReadonlySet<bigint>, y: ReadonlySet<bigint>) => {
+    if (x.size !== y.size) return false;
+    const rx = [...x], ry = [...y];
+    return rx.every((r, i) => r === ry[i]);
+  };
+  return same(a.reserved, b.reserved) && same(a.held, b.held);
 }
 
 function sameOwner(r: Reservation, o: Owner): boolean {

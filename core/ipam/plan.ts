@@ -23,6 +23,8 @@ export interface PoolOptions {
   } | undefined;
   readonly routes?: Readonly<Record<string, string>> | undefined;
   readonly routes6?: Readonly<Record<string, string>> | undefined;
+  /** Addresses of the network's ReservedIPs: dynamic allocation skips them, a static request may take them. */
+  readonly heldAddresses?: ReadonlyArray<string> | undefined;
 }
 
 export interface FamilyPlan {
@@ -34,6 +36,8 @@ export interface FamilyPlan {
   readonly poolEnd: bigint;
   /** Addresses never handed out: network address, broadcast/last address, route gateways. */
   readonly reserved: ReadonlySet<bigint>;
+  /** Addresses kept by ReservedIPs: never handed out dynamically, but a pod may ask for them by address. */
+  readonly held: ReadonlySet<bigint>;
   /** log2 of the addresses per reservation block. */
   readonly blockBits: number;
 }
@@ -121,8 +125,13 @@ export function planFamily(
     const ip = parseIp(gw);
     if (ip && contains(network, ip)) reserved.add(ip.value);
   }
+  const held = new Set<bigint>();
+  for (const text of options.heldAddresses ?? []) {
+    const ip = parseIp(text);
+    if (ip && ip.family === family && contains(network, ip) && !reserved.has(ip.value)) held.add(ip.value);
+  }
   const effectiveBlockBits = Math.min(blockBits, familyBits(family) - network.prefix);
-  return { plan: { family, network, poolStart, poolEnd, reserved, blockBits: effectiveBlockBits } };
+  return { plan: { family, network, poolStart, poolEnd, reserved, held, blockBits: effectiveBlockBits } };
 }
 
 export function blockIndexOf(plan: FamilyPlan, value: bigint): bigint {
@@ -142,10 +151,11 @@ export function poolBlockRange(plan: FamilyPlan): { first: bigint; last: bigint 
   return { first: blockIndexOf(plan, plan.poolStart), last: blockIndexOf(plan, plan.poolEnd) };
 }
 
-/** Number of addresses dynamic allocation can hand out (the pool minus reserved addresses inside it). */
+/** Number of addresses dynamic allocation can hand out (the pool minus reserved and held addresses inside it). */
 export function poolCapacity(plan: FamilyPlan): bigint {
   let n = plan.poolEnd - plan.poolStart + 1n;
   for (const r of plan.reserved) if (r >= plan.poolStart && r <= plan.poolEnd) n--;
+  for (const r of plan.held) if (r >= plan.poolStart && r <= plan.poolEnd) n--;
   return n;
 }
 
@@ -166,7 +176,9 @@ export function lowestFree(plan: FamilyPlan, index: bigint, taken: TakenOffsets)
   const from = plan.poolStart > first ? Number(plan.poolStart - first) : 0;
   const to = plan.poolEnd < last ? Number(plan.poolEnd - first) : (1 << plan.blockBits) - 1;
   const reserved = new Set<number>();
-  for (const r of plan.reserved) if (r >= first && r <= last) reserved.add(Number(r - first));
+  for (const set of [plan.reserved, plan.held]) {
+    for (const r of set) if (r >= first && r <= last) reserved.add(Number(r - first));
+  }
   for (let off = from; off <= to; off++) {
     if (!taken.has(off) && !reserved.has(off)) return first + BigInt(off);
   }

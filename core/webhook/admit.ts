@@ -13,6 +13,7 @@
 // older rules stay editable.
 import { Cause, Effect, Exit, Predicate, Schema, SchemaParser } from "effect";
 import {
+  DanmGroup,
   type DanmKind,
   decodeDanmObject,
   isNetworkKind,
@@ -24,7 +25,11 @@ import {
 import { problemsOf, renderProblems } from "../api/formats.ts";
 import { Pod } from "../api/k8s.ts";
 import type { NamingScheme } from "../attach/naming.ts";
-import type { Kube } from "../ports/kube.ts";
+import { Kube } from "../ports/kube.ts";
+import { ReservedIP, reservedIpNetwork, reservedIpResource } from "../api/reservedip.ts";
+import type { DirectoryError } from "../attach/selection.ts";
+import { checkReservedIp, reservedIpHolders } from "./reservedips.ts";
+import { retryTransient } from "./retry.ts";
 import { type ClaimKey, type Claims, describeClaim, holderOfNetwork, newNonce, vniOf } from "./claims.ts";
 import type { WebhookMetrics } from "./metrics.ts";
 import {
@@ -390,7 +395,8 @@ export const makeAdmission = (
       if (req.operation === "UPDATE") {
         old = yield* decodeStored("TenantConfig", req.oldObject, ref);
         // Labels, annotations, finalizers: nothing the rules read changed (keeps DANM-era configs editable).
-        const content = (t: TenantConfig) => JSON.stringify([t.hostDevices ?? [], t.networkIds ?? {}]);
+        const content = (t: TenantConfig) =>
+          JSON.stringify([t.hostDevices ?? [], t.networkIds ?? {}, t.allowedClusterNetworks ?? []]);
         if (content(old) === content(tc)) return {};
         const active = yield* fromView(ref, view.tenantConfig);
         if (active?.metadata.name === tc.metadata.name) {
@@ -412,6 +418,48 @@ export const makeAdmission = (
         }
       }
       const problems = checkTenantConfig(tc, { operation: req.operation, inUse, ...(old ? { old } : {}) });
+      if (problems.length > 0) return yield* denied(ref, problems);
+      return {};
+    });
+
+  const validateReservedIp = (req: AdmissionRequest, ref: ObjectRef) =>
+    Effect.gen(function* () {
+      const decode = (input: unknown) =>
+        SchemaParser.decodeUnknownEffect(ReservedIP)(input, { errors: "all" }).pipe(
+          Effect.mapError((issue) => denied(ref, problemsOf(issue).map((p) => problem(p.path, "schema", p.message)))),
+        );
+      const kube = yield* Kube;
+      const networkOf = (r: ReservedIP) => {
+        const n = reservedIpNetwork(r);
+        const lookup: Effect.Effect<Network | undefined, DirectoryError> = n.kind === "DanmNet"
+          ? view.directory.danmNet(n.namespace ?? "", n.name)
+          : n.kind === "TenantNetwork"
+          ? view.directory.tenantNetwork(n.namespace ?? "", n.name)
+          : view.directory.clusterNetwork(n.name);
+        return fromView(ref, lookup);
+      };
+      if (req.operation === "DELETE") {
+        const r = yield* decode(req.oldObject);
+        const network = yield* networkOf(r);
+        if (network === undefined) return {};
+        const holders = yield* fromView(ref, reservedIpHolders(r, network, view.ipBlocks));
+        if (holders.length === 0) return {};
+        return yield* denied(ref, holders.map((h) => problem("spec.ips", "reservedip-in-use", h)));
+      }
+      if (req.operation !== "CREATE" && req.operation !== "UPDATE") return {};
+      const r = yield* decode(req.object);
+      const target = reservedIpNetwork(r);
+      const all = yield* fromView(ref, retryTransient(kube.list(reservedIpResource)));
+      const others = all.items.filter((o) => {
+        const n = reservedIpNetwork(o);
+        const self = o.metadata.namespace === r.metadata.namespace && o.metadata.name === r.metadata.name;
+        return !self && n.kind === target.kind && n.name === target.name && n.namespace === target.namespace;
+      });
+      const problems = checkReservedIp(r, {
+        network: yield* networkOf(r),
+        tenantConfig: yield* fromView(ref, view.tenantConfig),
+        others,
+      });
       if (problems.length > 0) return yield* denied(ref, problems);
       return {};
     });
@@ -491,6 +539,7 @@ export const makeAdmission = (
         const kind = req.kind.kind;
         if (isDanmGroup(req.kind.group) && isNetworkKind(kind)) return validateNetwork(req, kind, ref);
         if (isDanmGroup(req.kind.group) && kind === "TenantConfig") return validateTenantConfig(req, ref);
+        if (req.kind.group === DanmGroup && kind === "ReservedIP") return validateReservedIp(req, ref);
         if (req.kind.group === "" && kind === "Pod") return validatePod(req, ref);
         return Effect.succeed({});
       }),

@@ -117,6 +117,10 @@ export function webhookConfigurations(o: RegistrationOptions): {
           rules: [danmRule(["CREATE", "UPDATE"], ["tenantconfigs"])],
         },
         {
+          ...common(o, "reservedips.validate.danm.io", "/validate"),
+          rules: [danmRule(["CREATE", "UPDATE", "DELETE"], ["reservedips"])],
+        },
+        {
           ...common(o, "pods.validate.danm.io", "/validate"),
           rules: [{
             apiGroups: [""],

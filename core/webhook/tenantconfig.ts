@@ -16,6 +16,7 @@
 //   - host_device is set to the chosen profile when neither was given; a vniType means a VLAN/VNI comes from the
 //     profile's range (lowest free, claims.ts).
 //   - networkIds[NetworkType] (key matched case-insensitively) overrides NetworkID, for any NetworkType.
+import { ReservedIpPrivilege } from "../api/reservedip.ts";
 import type { IfaceProfile, TenantConfig, TenantNetwork } from "../api/danm.ts";
 import { interfaceNameProblem } from "../attach/naming.ts";
 import { DefaultNetworkType, isDynamicType, MaxDynamicNetworkIdLength } from "./networks.ts";
@@ -69,13 +70,48 @@ export interface TenantConfigContext {
   readonly inUse: ReadonlyArray<VniUse>;
 }
 
+/** What allowedClusterNetworks may grant on a ClusterNetwork (danm-spec Appendix A). */
+const clusterNetworkPrivileges = [ReservedIpPrivilege] as const;
+
 export function checkTenantConfig(tc: TenantConfig, c: TenantConfigContext): Problem[] {
   const out: Problem[] = [];
   const devices = tc.hostDevices ?? [];
   const ids = tc.networkIds ?? {};
-  if (devices.length === 0 && Object.keys(ids).length === 0) {
-    out.push(problem("hostDevices", "tenantconfig-not-empty", "hostDevices or networkIds must be given"));
+  const allowed = tc.allowedClusterNetworks ?? [];
+  if (devices.length === 0 && Object.keys(ids).length === 0 && allowed.length === 0) {
+    out.push(
+      problem(
+        "hostDevices",
+        "tenantconfig-not-empty",
+        "hostDevices, networkIds or allowedClusterNetworks must be given",
+      ),
+    );
   }
+  const grantedTo = new Map<string, number>();
+  allowed.forEach((a, i) => {
+    const at = `allowedClusterNetworks[${i}]`;
+    if (!nonEmpty(a.name)) out.push(problem(`${at}.name`, "allowed-network", "must name a ClusterNetwork"));
+    else if (grantedTo.has(a.name)) {
+      out.push(
+        problem(
+          `${at}.name`,
+          "allowed-network",
+          `${a.name} is already listed (allowedClusterNetworks[${grantedTo.get(a.name)}])`,
+        ),
+      );
+    } else grantedTo.set(a.name, i);
+    (a.privileges ?? []).forEach((p, j) => {
+      if (!(clusterNetworkPrivileges as ReadonlyArray<string>).includes(p)) {
+        out.push(
+          problem(
+            `${at}.privileges[${j}]`,
+            "allowed-network-privilege",
+            `"${p}" is no privilege (known: ${clusterNetworkPrivileges.join(", ")})`,
+          ),
+        );
+      }
+    });
+  });
   const oldProfiles = c.old?.hostDevices ?? [];
   devices.forEach((p, i) => {
     const at = `hostDevices[${i}]`;

@@ -33,7 +33,15 @@ export interface TestWebhook {
   readonly close: () => Promise<void>;
 }
 
-export type Kind = "DanmNet" | "TenantNetwork" | "ClusterNetwork" | "TenantConfig" | "DanmEp" | "Pod" | "Lease";
+export type Kind =
+  | "DanmNet"
+  | "TenantNetwork"
+  | "ClusterNetwork"
+  | "TenantConfig"
+  | "DanmEp"
+  | "ReservedIP"
+  | "Pod"
+  | "Lease";
 
 const paths: Record<Kind, (ns: string) => string> = {
   DanmNet: (ns) => `/apis/danm.io/v1/namespaces/${ns}/danmnets`,
@@ -41,6 +49,7 @@ const paths: Record<Kind, (ns: string) => string> = {
   ClusterNetwork: () => `/apis/danm.io/v1/clusternetworks`,
   TenantConfig: () => `/apis/danm.io/v1/tenantconfigs`,
   DanmEp: (ns) => `/apis/danm.io/v1/namespaces/${ns}/danmeps`,
+  ReservedIP: (ns) => `/apis/danm.io/v1/namespaces/${ns}/reservedips`,
   Pod: (ns) => `/api/v1/namespaces/${ns}/pods`,
   Lease: (ns) => `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`,
 };

@@ -18,7 +18,7 @@ const root = new URL("../../../", import.meta.url);
 
 Deno.test("crds/ holds exactly what `deno task gen:crds` generates (regenerate after changing core/api/danm.ts)", () => {
   const files = ok(renderDanmCrds);
-  assertEquals(files.length, 6);
+  assertEquals(files.length, 7);
   for (const f of files) {
     let committed: string;
     try {
@@ -93,6 +93,7 @@ Deno.test("DANM's names, scopes, short names and categories", () => {
       "tenantconfigs.danm.io Cluster tc/tconf all",
       "danmeps.danm.io Namespaced de/dep ",
       "ipblocks.danm.io Cluster ipb ",
+      "reservedips.danm.io Namespaced rip ",
     ],
   );
   for (const c of crds) {

@@ -34,6 +34,31 @@ Deno.test("dynamic IPv4 from a 3-address pool: .10 .11 .12, then exhausted, then
   }));
 });
 
+Deno.test("ReservedIP addresses: never handed out dynamically, taken when asked for; a new ReservedIP counts at once", async () => {
+  const pool = { cidr: "10.1.0.0/24", allocation_pool: { start: "10.1.0.10", end: "10.1.0.13" } };
+  const n = net({ ...pool, heldAddresses: ["10.1.0.11", "2001:db8::5", "10.9.9.9"] });
+  await runWith(Effect.gen(function* () {
+    const ipam = yield* Ipam;
+    const got = [];
+    for (const i of [1, 2, 3]) got.push((yield* ipam.allocate(n, owner(i), "dynamic", undefined)).v4);
+    assertEquals(got, ["10.1.0.10/24", "10.1.0.12/24", "10.1.0.13/24"]);
+    assertEquals((yield* Effect.flip(ipam.allocate(n, owner(4), "dynamic", undefined)))._tag, "PoolExhausted");
+    // A pod naming it gets it, and only one pod.
+    assertEquals((yield* ipam.allocate(n, owner(5), "10.1.0.11", undefined)).v4, "10.1.0.11/24");
+    assertEquals((yield* Effect.flip(ipam.allocate(n, owner(6), "10.1.0.11", undefined)))._tag, "AddressInUse");
+    // Freed, it is still kept from dynamic allocation.
+    yield* ipam.release(n, owner(5));
+    yield* ipam.release(n, owner(3));
+    assertEquals((yield* ipam.allocate(n, owner(7), "dynamic", undefined)).v4, "10.1.0.13/24");
+    assertEquals((yield* Effect.flip(ipam.allocate(n, owner(8), "dynamic", undefined)))._tag, "PoolExhausted");
+    // The same network with another ReservedIP added: the new options apply to the next request.
+    const more = net({ ...pool, heldAddresses: ["10.1.0.11", "10.1.0.10"] });
+    yield* ipam.release(more, owner(1));
+    assertEquals((yield* Effect.flip(ipam.allocate(more, owner(9), "dynamic", undefined)))._tag, "PoolExhausted");
+    assertEquals((yield* ipam.allocate(net(pool), owner(9), "dynamic", undefined)).v4, "10.1.0.10/24");
+  }));
+});
+
 Deno.test("a full block is skipped until it has room again: freed addresses in earlier blocks come back first", async () => {
   // 64-address blocks: .1–.63 fill block 0 (.0 is the network address), .64 opens block 1.
   const n = net({ cidr: "10.1.0.0/24" });

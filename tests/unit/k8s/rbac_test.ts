@@ -8,6 +8,7 @@
 import * as DanmApi from "../../../core/api/danm.ts";
 import * as IpamApi from "../../../core/api/ipam.ts";
 import * as K8sApi from "../../../core/api/k8s.ts";
+import * as ReservedIpApi from "../../../core/api/reservedip.ts";
 import * as WebhookKinds from "../../../core/webhook/kinds.ts";
 import { assert, assertEquals, fail } from "../../harness/assert.ts";
 import { moduleGraph } from "../../harness/modules.ts";
@@ -16,7 +17,7 @@ import { renderKustomization } from "./kustomize.ts";
 
 /** "group/plural" of every ResourceType exported by core/api, by its exported name. */
 const resources = new Map<string, string>();
-for (const mod of [DanmApi, IpamApi, K8sApi, WebhookKinds]) {
+for (const mod of [DanmApi, IpamApi, K8sApi, ReservedIpApi, WebhookKinds]) {
   for (const [name, value] of Object.entries(mod)) {
     if (typeof value === "object" && value !== null && "plural" in value && "group" in value) {
       const rt = value as { group: string; plural: string };
@@ -198,6 +199,8 @@ Deno.test("rbac: the curated list of the node agent's rights (review aid: change
     "danm.io/ipblocks get",
     "danm.io/ipblocks list",
     "danm.io/ipblocks update",
+    "danm.io/reservedips list",
+    "danm.io/reservedips watch",
     "danm.io/tenantnetworks get",
     "danm.io/tenantnetworks list",
     "danm.io/tenantnetworks watch",

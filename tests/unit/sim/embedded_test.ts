@@ -179,6 +179,57 @@ spec:
   assertEquals(o.services.map((s) => [s.name, [...s.endpoints].sort()]), [["lb-management", lb]]);
 });
 
+Deno.test("sim: a ReservedIP keeps its address from dynamic pods; the pod naming it gets it; a bad one is refused", async () => {
+  const o = await simulateYaml(`
+apiVersion: danm.io/v1
+kind: DanmNet
+metadata: {name: lb, namespace: default}
+spec:
+  NetworkID: lb
+  NetworkType: macvlan
+  Options: {host_device: ens4, cidr: 10.40.0.0/24, allocation_pool: {start: 10.40.0.10, end: 10.40.0.12}}
+---
+apiVersion: danm.io/v1
+kind: ReservedIP
+metadata: {name: vip, namespace: default}
+spec:
+  network: {name: lb, type: DanmNet}
+  ips: [{address: 10.40.0.10}]
+---
+apiVersion: danm.io/v1
+kind: ReservedIP
+metadata: {name: outside, namespace: default}
+spec:
+  network: {name: lb, type: DanmNet}
+  ips: [{address: 10.41.0.10}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations: {danm.io/interfaces: '[{"network":"lb","ip":"dynamic"}]'}
+    spec: {containers: [{name: c, image: busybox}]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vip-holder
+  namespace: default
+  annotations: {danm.io/interfaces: '[{"network":"lb","ip":"10.40.0.10"}]'}
+spec: {containers: [{name: c, image: busybox}]}
+`);
+  assertEquals(o.errors, []);
+  assertEquals(o.rejected.map((r) => `${r.kind} ${r.name}`), ["ReservedIP outside"]);
+  assert(/10\.41\.0\.10 is not inside cidr 10\.40\.0\.0\/24/.test(o.rejected[0].reason), o.rejected[0].reason);
+  const ips = Object.fromEntries(o.pods.map((p) => [p.name, p.interfaces[0]?.ips[0]]));
+  assertEquals(ips, { "web-0": "10.40.0.11/24", "web-1": "10.40.0.12/24", "vip-holder": "10.40.0.10/24" });
+});
+
 Deno.test("sim CLI: -o json prints one document with pods, nodes, services and rejected", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${repoRoot}/cmd/sim.ts`, "-o", "json"],

@@ -328,7 +328,7 @@ export const tenantConfigCases: ReadonlyArray<RuleCase> = [
     title: "an empty TenantConfig is refused",
     kind: "TenantConfig",
     body: {},
-    expect: { denied: /hostDevices: hostDevices or networkIds must be given/ },
+    expect: { denied: /hostDevices: hostDevices, networkIds or allowedClusterNetworks must be given/ },
   },
   {
     rule: "vni-type",
