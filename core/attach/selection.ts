@@ -256,7 +256,8 @@ export interface PodRef {
 const networkLabel = (kind: string, name: string, namespace?: string) =>
   namespace ? `${kind} ${namespace}/${name}` : `${kind} ${name}`;
 
-function allowedTenantsProblem(net: ClusterNetwork, namespace: string): string | undefined {
+/** Why a pod in `namespace` may not attach ClusterNetwork `net`, if it may not. */
+export function allowedTenantsProblem(net: ClusterNetwork, namespace: string): string | undefined {
   const allowed = net.spec.AllowedTenants ?? [];
   if (allowed.length === 0 || allowed.includes(namespace)) return undefined;
   return `namespace ${namespace} is not in the AllowedTenants of ClusterNetwork ${net.metadata.name ?? ""} ` +
@@ -267,7 +268,7 @@ function allowedTenantsProblem(net: ClusterNetwork, namespace: string): string |
  * A reference written as "<namespace>/<name>" (object names cannot hold a "/"): DanmNets and TenantNetworks are
  * attachable from their own namespace only, as in DANM, and ClusterNetworks have no namespace.
  */
-function namespaceLocalProblem(kind: NetworkKind, name: string, podNamespace: string): string | undefined {
+export function namespaceLocalProblem(kind: NetworkKind, name: string, podNamespace: string): string | undefined {
   const slash = name.indexOf("/");
   if (slash < 0) return undefined;
   const [namespace, rest] = [name.slice(0, slash), name.slice(slash + 1)];

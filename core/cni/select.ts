@@ -4,7 +4,9 @@
 import { Effect } from "effect";
 import type { ClusterNetwork, Network } from "../api/danm.ts";
 import {
+  allowedTenantsProblem,
   type DirectoryError,
+  namespaceLocalProblem,
   NetworkDirectory,
   type PodRef,
   podSelection,
@@ -12,15 +14,6 @@ import {
 } from "../attach/selection.ts";
 import { CniError, ErrorCode } from "./protocol.ts";
 import { describeNetwork } from "./plan.ts";
-
-const notAllowed = (net: ClusterNetwork, namespace: string) => {
-  const allowed = net.spec.AllowedTenants ?? [];
-  return allowed.length > 0 && !allowed.includes(namespace)
-    ? `namespace ${namespace} is not in the AllowedTenants of ClusterNetwork ${net.metadata.name ?? ""} (${
-      allowed.join(", ")
-    })`
-    : undefined;
-};
 
 export const explainSelection = (
   pod: PodRef,
@@ -47,13 +40,16 @@ export const explainSelection = (
         : r.network.kind === "TenantNetwork"
         ? dir.tenantNetwork(pod.namespace, r.network.name)
         : dir.clusterNetwork(r.network.name);
-      const found = yield* Effect.result(lookup);
-      const reason = found._tag === "Failure"
+      const crossNamespace = namespaceLocalProblem(r.network.kind, r.network.name, pod.namespace);
+      const found = crossNamespace ? undefined : yield* Effect.result(lookup);
+      const reason = found === undefined
+        ? crossNamespace
+        : found._tag === "Failure"
         ? found.failure.message
         : found.success === undefined
         ? "does not exist"
         : r.network.kind === "ClusterNetwork"
-        ? notAllowed(found.success as ClusterNetwork, pod.namespace)
+        ? allowedTenantsProblem(found.success as ClusterNetwork, pod.namespace)
         : undefined;
       if (reason !== undefined) {
         problems.push(`network ${label} (annotation ${annotation}, entry ${entry}): ${reason}`);
