@@ -122,6 +122,50 @@ Deno.test({
 });
 
 Deno.test({
+  name: "tenant: device_pool profiles — an SR-IOV TenantNetwork gets its pool's VLAN, a pool the TenantConfig lacks " +
+    "is refused, random choice never picks a pool",
+  ...opts,
+  fn: async () => {
+    const w = await webhook();
+    const pool = "nokia.k8s.io/sriov_ens1f0";
+    const withPool = async (add: boolean) => {
+      const tc = await w.get("TenantConfig", tcName);
+      const devices = (tc.hostDevices as Json[]).filter((d) => d.name !== pool);
+      const r = await w.rest.call("PUT", `/apis/danm.io/v1/tenantconfigs/${tcName}`, {
+        ...tc,
+        hostDevices: add ? [...devices, { name: pool, vniType: "vlan", vniRange: "3000-3001" }] : devices,
+      });
+      assertEquals(r.status, 200, messageOf(r));
+      await eventually(
+        "the TenantConfig cached",
+        async () =>
+          ((await w.run(Effect.orDie(w.running.view.tenantConfig)))?.hostDevices ?? []).some((d) => d.name === pool) ===
+            add,
+      );
+    };
+    await withPool(true);
+    const [sr, other, rnd] = ["sr", "other", "rnd"].map((n) => uniqueName(`pool-${n}`));
+    const vf = await w.mustCreate(
+      "TenantNetwork",
+      tnet(sr, { NetworkID: "sr", NetworkType: "sriov", Options: { device_pool: pool } }),
+    );
+    assertEquals([options(vf).device_pool, options(vf).vlan, options(vf).host_device], [pool, 3000, undefined]);
+    await cached(w, sr);
+    const refused = await w.create(
+      "TenantNetwork",
+      tnet(other, { NetworkID: "o", NetworkType: "sriov", Options: { device_pool: "nokia.k8s.io/sriov_ens9f9" } }),
+    );
+    assertEquals(refused.status, 403, messageOf(refused));
+    assertMatch(messageOf(refused), /spec\.Options\.device_pool: "nokia\.k8s\.io\/sriov_ens9f9" is not allowed/);
+    const picked = await w.mustCreate("TenantNetwork", tnet(rnd, { NetworkID: "rnd", NetworkType: "ipvlan" }));
+    assert(["ens4", "ens5"].includes(String(options(picked).host_device)), `chose ${options(picked).host_device}`);
+    assertEquals(options(picked).device_pool, undefined, "a device pool is never chosen for the tenant");
+    await deleteAll(w, [sr, rnd]);
+    await withPool(false);
+  },
+});
+
+Deno.test({
   name: "tenant: a refused request keeps no VNI — at once when the webhook refuses, after the grace period otherwise",
   ...opts,
   fn: async () => {
