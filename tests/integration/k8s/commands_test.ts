@@ -6,8 +6,15 @@
 // - install-cni.sh (the node's init container), both modes: launchers staged at a host path, compiled binaries
 //   copied; the installed `danm` reaches a daemon on the configured socket.
 // - the node agent (netwatcher + CNI daemon), with only the base's ClusterRole (a service-account token), answers
-//   CNI STATUS through the installed launcher.
+//   CNI STATUS through the installed launcher, and its periodic reclaim loop frees this node's reservations of pods
+//   that are gone (and keeps a live pod's).
 // - svcwatcher takes its Lease; the webhook bootstraps its certificate and becomes ready.
+import { Effect, Exit, Scope } from "effect";
+import { makeLiveKube } from "../../../adapters/kube/live.ts";
+import { DanmNetResource } from "../../../core/api/danm.ts";
+import { ipBlockResource, labels as ipamLabels } from "../../../core/api/ipam.ts";
+import { PodResource } from "../../../core/api/k8s.ts";
+import { blockName } from "../../../core/ipam/allocator.ts";
 import { assert, assertEquals, assertMatch, fail } from "../../harness/assert.ts";
 import { uniqueName, useCluster } from "../../harness/cluster.ts";
 import { freePort, repoRoot } from "../../harness/proc.ts";
@@ -299,14 +306,17 @@ async function healthy(port: number): Promise<true | undefined> {
 }
 
 Deno.test({
-  name: "commands: the node agent runs with the base's RBAC only and serves the CNI launchers install-cni.sh wrote",
+  name: "commands: the node agent runs with the base's RBAC only, serves the CNI launchers install-cni.sh wrote, " +
+    "and its reclaim loop frees the reservations of this node's gone pods",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
     const cluster = await useCluster();
     const api = apiClient(cluster.kubeConfig);
     const dir = await Deno.makeTempDir({ prefix: "danm-node-agent-" });
+    const scope = Scope.makeUnsafe();
     let cleanup = async () => {};
+    let cleanupObjects = async () => {};
     let agent: ReturnType<typeof start> | undefined;
     try {
       await installDanmCrds(cluster.kubeConfig);
@@ -318,15 +328,56 @@ Deno.test({
 
       const port = freePort();
       const nodeName = uniqueName("k8s-cmd-node");
+      // Two reservations this node made ten minutes ago (older than the loop's grace): one of a live pod, one of a
+      // pod that is gone.
+      const kube = await Effect.runPromise(
+        makeLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath } }).pipe(Scope.provide(scope)),
+      );
+      const net = await Effect.runPromise(kube.create(DanmNetResource, {
+        metadata: { name: uniqueName("reclaim"), namespace: "default" },
+        spec: { NetworkID: "rc", Options: { cidr: "10.242.0.0/24" } },
+      }));
+      const live = await Effect.runPromise(kube.create(PodResource, {
+        metadata: { name: uniqueName("alive"), namespace: "default" },
+        spec: { nodeName, containers: [{ name: "c", image: "pause" }] },
+      }));
+      const ref = {
+        kind: "DanmNet" as const,
+        namespace: "default",
+        name: net.metadata.name ?? "",
+        uid: net.metadata.uid ?? "",
+      };
+      const since = new Date(Date.now() - 600_000).toISOString().replace(/\.\d+Z$/, "Z");
+      const owner = { sandbox: "s", iface: "eth1", node: nodeName, since };
+      await Effect.runPromise(kube.create(ipBlockResource, {
+        metadata: { name: blockName(ref, 4, 0n), labels: { [ipamLabels.networkUid]: ref.uid } },
+        spec: {
+          network: ref,
+          family: "IPv4",
+          cidr: "10.242.0.0/26",
+          node: nodeName,
+          reservations: {
+            "5": { pod: `default/${live.metadata.name}`, podUid: live.metadata.uid ?? "", ...owner },
+            "6": { pod: "default/gone-pod", podUid: "uid-of-a-gone-pod", ...owner },
+          },
+        },
+      }));
+      cleanupObjects = async () => {
+        await Effect.runPromise(Effect.ignore(kube.delete(ipBlockResource, blockName(ref, 4, 0n))));
+        await Effect.runPromise(
+          Effect.ignore(kube.delete(PodResource, live.metadata.name ?? "", { namespace: "default" })),
+        );
+        await Effect.runPromise(Effect.ignore(kube.delete(DanmNetResource, ref.name, { namespace: "default" })));
+      };
       agent = start(localCommand(agentContainer as Container, {
         paths: { "/run/danm": `${node.root}/run/danm` },
         fields: { "spec.nodeName": nodeName },
         flags: {
           kubeconfig: sa.path,
           "metrics-port": String(port),
-          // Serve no network of the shared apiserver, reclaim nobody's addresses: only the wiring is under test.
+          // Serve no network of the shared apiserver; the reclaim loop frees only this node's reservations.
           "network-selector": `danm.test/k8s-commands=${nodeName}`,
-          "reclaim-period": "0s",
+          "reclaim-period": "1s",
         },
       }));
       await eventually("the agent's /healthz", () => healthy(port), { proc: agent });
@@ -348,11 +399,19 @@ Deno.test({
       assertMatch(log, /watching DanmNet, TenantNetwork, ClusterNetwork, NetworkAttachmentDefinition/);
       assert(!log.includes("cannot list Nodes"), log);
       assert(!/forbidden/i.test(log), `no request was forbidden:\n${log}`);
+      const left = await eventually("the reclaim loop to free the gone pod's reservation", async () => {
+        const b = await Effect.runPromise(kube.get(ipBlockResource, blockName(ref, 4, 0n)));
+        return Object.keys(b.spec.reservations).length === 1 ? b.spec.reservations : undefined;
+      }, { proc: agent, ms: 30_000 });
+      assertEquals(Object.values(left).map((r) => r.pod), [`default/${live.metadata.name}`], "the live pod's stays");
+      assertMatch(agent.output(), /reclaimed 1 reservation\(s\)/);
       assertEquals(await agent.stop(), 0, agent.output());
       agent = undefined;
     } finally {
       await agent?.stop();
+      await cleanupObjects();
       await cleanup();
+      await Effect.runPromise(Scope.close(scope, Exit.void));
       await Deno.remove(dir, { recursive: true });
       api.close();
       await cluster.release();
