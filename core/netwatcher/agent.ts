@@ -48,6 +48,8 @@ export interface NetwatcherConfig {
   readonly networkSelector?: string;
   /** Attempts of the startup probe per API (DANM: 5, 100 ms apart). */
   readonly probeAttempts?: number;
+  /** How long the startup probe waits for an apiserver it cannot reach (default 60 s; then the agent fails). */
+  readonly probeUnreachableMs?: number;
 }
 
 export interface NetworkOutcome {
@@ -124,16 +126,21 @@ const isRelevant = <A>(ev: InformerEvent<A>, view: (a: A) => unknown) =>
  * DANM's startup probe (spec §5.1): list each API a few times; the ones that answer are watched. A missing CRD
  * (404) is final at once; other errors are retried first.
  */
-const probe = <A, I>(rt: ResourceType<A, I>, attempts: number, labelSelector?: string) =>
+const probe = <A, I>(rt: ResourceType<A, I>, attempts: number, unreachableMs: number, labelSelector?: string) =>
   Effect.gen(function* () {
     const kube = yield* Kube;
     let last: KubeError | undefined;
-    for (let i = 0; i < attempts; i++) {
+    const started = Date.now();
+    for (let i = 0;; i++) {
       const r = yield* Effect.result(kube.list(rt, labelSelector ? { labelSelector } : {}));
       if (r._tag === "Success") return { ok: true as const };
       last = r.failure;
       if (last._tag === "KubeNotFound") break;
-      yield* Effect.sleep("100 millis");
+      // An apiserver not reachable yet (starting, the node's network coming up) says nothing about which APIs
+      // exist: wait for it (bounded) instead of dropping the kind for the agent's whole life.
+      const unreachable = last._tag === "KubeUnavailable" || last._tag === "KubeTimeout";
+      if (unreachable ? Date.now() - started >= unreachableMs : i + 1 >= attempts) break;
+      yield* Effect.sleep(unreachable ? `${Math.min(2_000, 100 * 2 ** Math.min(i, 5))} millis` : "100 millis");
     }
     return { ok: false as const, reason: last?.message ?? "unknown" };
   });
@@ -150,6 +157,7 @@ export const make = (
     const defaultMode = config.defaultVxlanMode ?? "multicast";
     const period = config.reconcilePeriod ?? "30 seconds";
     const attempts = config.probeAttempts ?? 5;
+    const unreachableMs = config.probeUnreachableMs ?? 60_000;
     const metrics = netwatcherMetrics(node);
     const events = new EventMemory();
 
@@ -157,11 +165,11 @@ export const make = (
     const apis: ApiName[] = [];
     const missing: string[] = [];
     for (const kind of NetworkKinds) {
-      const r = yield* probe(networkRt(kind), attempts, config.networkSelector);
+      const r = yield* probe(networkRt(kind), attempts, unreachableMs, config.networkSelector);
       if (r.ok) apis.push(kind);
       else missing.push(`${kind}: ${r.reason}`);
     }
-    const nadProbe = yield* probe(NetworkAttachmentDefinitionResource, attempts, config.networkSelector);
+    const nadProbe = yield* probe(NetworkAttachmentDefinitionResource, attempts, unreachableMs, config.networkSelector);
     if (nadProbe.ok) apis.push("NetworkAttachmentDefinition");
     else missing.push(`NetworkAttachmentDefinition: ${nadProbe.reason}`);
     if (apis.length === 0) {
@@ -176,7 +184,7 @@ export const make = (
         (missing.length > 0 ? `; not watching ${missing.join("; ")}` : ""),
     );
     // Nodes: optional (unicast peers, pruning records of deleted nodes); without them both are skipped.
-    const nodesUsable = (yield* probe(NodeResource, attempts)).ok;
+    const nodesUsable = (yield* probe(NodeResource, attempts, unreachableMs)).ok;
     if (!nodesUsable) yield* Effect.logWarning(`netwatcher ${node}: cannot list Nodes: no unicast peers, no pruning`);
 
     const failure = yield* Deferred.make<never, NetwatcherFailed>();

@@ -9,7 +9,7 @@ import { OwnerAlias } from "../../../core/netwatcher/host.ts";
 import { OriginalMasterAnnotation } from "../../../core/netwatcher/nad.ts";
 import { serveMetrics } from "../../../core/observability/metrics.ts";
 import { VxlanModeAnnotation } from "../../../core/netwatcher/plan.ts";
-import { KubeNotFound, type KubeService } from "../../../core/ports/kube.ts";
+import { KubeNotFound, type KubeService, KubeUnavailable } from "../../../core/ports/kube.ts";
 import type { NetnsHandle } from "../../../core/ports/netlink.ts";
 import { assert, assertEquals, assertMatch, fail } from "../../harness/assert.ts";
 import { danmNet, eventsFor, linkNames, nodes, run, setupCluster, underlay } from "./fixture.ts";
@@ -323,6 +323,39 @@ Deno.test("agents: API detection watches what exists and refuses to start with n
     });
     const failed = yield* Effect.flip(none.start(0, { probeAttempts: 2 }));
     assertMatch(String((failed as Error).message), /start netwatcher node node-a: no network API can be listed/);
+  })));
+
+// Found by the e2e stack once the agent started faster: its first lists ran before the node's path to the apiserver
+// was up, and after five quick failures the agent stopped watching DanmNets for the rest of its life.
+Deno.test("agents: an apiserver unreachable at start is waited for; only an API it does not serve is left out", () =>
+  run(Effect.gen(function* () {
+    let failures = 3;
+    const late = yield* setupCluster({
+      agents: false,
+      kube: (k) => ({
+        ...k,
+        list: (rt, o) =>
+          rt.kind === "DanmNet" && failures-- > 0
+            ? Effect.fail(new KubeUnavailable({ verb: "list", kind: rt.kind, detail: "connection refused" }))
+            : k.list(rt, o),
+      }),
+    });
+    const agent = yield* late.start(0, { probeAttempts: 2 });
+    assert(agent.apis.includes("DanmNet"), `DanmNet is watched after the outage: ${agent.apis}`);
+    assertEquals(failures, -1, "every failed list was retried");
+
+    const never = yield* setupCluster({
+      agents: false,
+      kube: (k) => ({
+        ...k,
+        list: (rt, o) =>
+          rt.plural === "nodes"
+            ? k.list(rt, o)
+            : Effect.fail(new KubeUnavailable({ verb: "list", kind: rt.kind, detail: "connection refused" })),
+      }),
+    });
+    const failed = yield* Effect.flip(never.start(0, { probeAttempts: 2, probeUnreachableMs: 300 }));
+    assertMatch(String((failed as Error).message), /no network API can be listed \(DanmNet: .*connection refused/);
   })));
 
 Deno.test("agents: metrics expose reconciles, durations, managed interfaces and changes", () =>
