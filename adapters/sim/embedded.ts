@@ -249,24 +249,22 @@ export const runEmbedded = (
         yield* createObject(o, rt, value as never);
       }
     }
-    for (const o of byKind(["ReservedIP"])) {
-      const v = yield* Effect.result(decodeWith(o, reservedIpResource));
-      if (v._tag === "Success") {
-        yield* createObject(o, reservedIpResource, {
-          ...v.success,
-          metadata: { ...v.success.metadata, namespace: o.namespace ?? "default" },
-        });
-      } else errors.push(v.failure);
-    }
-    for (const o of byKind(["NetworkAttachmentDefinition"])) {
-      const v = yield* Effect.result(decodeWith(o, NetworkAttachmentDefinitionResource));
-      if (v._tag === "Success") {
-        yield* createObject(o, NetworkAttachmentDefinitionResource, {
-          ...v.success,
-          metadata: { ...v.success.metadata, namespace: o.namespace ?? "default" },
-        });
-      } else errors.push(v.failure);
-    }
+    /** Objects of a namespaced kind the scenario may give without a namespace (as kubectl: `default`). */
+    const createNamespaced = <A extends { readonly metadata: { readonly namespace?: string } }, I>(
+      kind: string,
+      rt: ResourceType<A, I>,
+    ) =>
+      Effect.forEach(byKind([kind]), (o) =>
+        Effect.gen(function* () {
+          const v = yield* Effect.result(decodeWith(o, rt));
+          if (v._tag === "Failure") return void errors.push(v.failure);
+          yield* createObject(o, rt, {
+            ...v.success,
+            metadata: { ...v.success.metadata, namespace: o.namespace ?? "default" },
+          });
+        }), { discard: true });
+    yield* createNamespaced("ReservedIP", reservedIpResource);
+    yield* createNamespaced("NetworkAttachmentDefinition", NetworkAttachmentDefinitionResource);
     for (const o of byKind(["Service"])) {
       const v = yield* Effect.result(decodeWith(o, ServiceResource));
       if (v._tag === "Success") {
