@@ -11,14 +11,21 @@
 //   integration  a real etcd + kube-apiserver on loopback (one instance for the tier) and real network
 //                namespaces on the host kernel. Runs inside a private network + mount namespace so that
 //                nothing it creates can leak onto the machine.
-//   kernel       tests needing ipvlan / 802.1Q vlan / dummy, run in a QEMU guest (one boot per run).
+//   kernel       tests needing ipvlan / 802.1Q vlan / dummy, run in a QEMU guest (one boot per run), with a real
+//                apiserver on this side that the guest reaches through QEMU's user-mode network.
 //   e2e          the whole danm stack as real processes (webhook, svcwatcher, a node agent and a fake kubelet per
 //                network-namespace node) on an apiserver of its own, shared by its files like the integration tier's.
 //   peers        the real peers danm is compared with (DANM v4.3.0, Multus + Whereabouts), built from source, each
 //                test file on an apiserver of its own and in a mount namespace of its own (DANM logs to /var/log).
 //   node         real nodes: kubelet + containerd + kube-proxy per node, the real control plane, danm installed with
 //                `kubectl apply -k` from the images it builds (tests/harness/node); each file starts its cluster.
-import { ensureK8sBinaries, type SharedApiServer, sharedEnvKey, startApiServer } from "./harness/apiserver.ts";
+import {
+  ensureK8sBinaries,
+  guestHostAddress,
+  type SharedApiServer,
+  sharedEnvKey,
+  startApiServer,
+} from "./harness/apiserver.ts";
 import { cacheRoot, repoRoot, run } from "./harness/proc.ts";
 import { ensureCniPlugins } from "./harness/cniplugins.ts";
 import { isolated } from "./harness/isolate.ts";
@@ -188,6 +195,31 @@ async function staticTier(): Promise<TierResult> {
 async function kernelTier(files: string[]): Promise<TierResult> {
   const start = Date.now();
   if (files.length === 0) return { tier: "kernel", passed: 0, failed: 1, seconds: 0, note: "no kernel test files" };
+  // The guest's tests talk to a real apiserver on this side, at 10.0.2.2 (QEMU's user-mode network).
+  let api;
+  try {
+    api = await startApiServer({ servingIps: [guestHostAddress] });
+  } catch (e) {
+    return { tier: "kernel", passed: 0, failed: 1, seconds: 0, note: `apiserver did not start: ${e}` };
+  }
+  try {
+    return await guestTier(files, start, await guestApiServer(api));
+  } finally {
+    await api.stop();
+    await Deno.remove(api.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** The shared-apiserver handle as the guest sees it: same credentials, the host's address on QEMU's network. */
+async function guestApiServer(api: Awaited<ReturnType<typeof startApiServer>>): Promise<SharedApiServer> {
+  const url = new URL(api.url);
+  const guestUrl = `https://${guestHostAddress}:${url.port}`;
+  const kubeconfigPath = `${api.dir}/guest-kubeconfig`;
+  await Deno.writeTextFile(kubeconfigPath, (await Deno.readTextFile(api.kubeconfigPath)).replaceAll(api.url, guestUrl));
+  return { url: guestUrl, kubeconfigPath, pkiDir: api.pki.dir };
+}
+
+async function guestTier(files: string[], start: number, shared: SharedApiServer): Promise<TierResult> {
   const rel = files.map((f) => f.startsWith(repoRoot) ? f.slice(repoRoot.length + 1) : f);
   const denoDir = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`;
   const denoBinDir = Deno.execPath().replace(/\/[^/]+$/, "");
@@ -200,6 +232,7 @@ async function kernelTier(files: string[]): Promise<TierResult> {
       DENO_DIR: denoDir,
       DANM_TEST_TIER: "kernel",
       NO_COLOR: "1",
+      [sharedEnvKey]: JSON.stringify(shared),
     },
   }, {
     timeoutSec: 1500,
@@ -218,7 +251,7 @@ async function kernelTier(files: string[]): Promise<TierResult> {
 async function prepare(tiers: Tier[]): Promise<void> {
   await ensureAptPackages(needs(tiers), log);
   await cacheModules();
-  if (tiers.some((t) => t === "integration" || t === "e2e" || t === "peers" || t === "node")) {
+  if (tiers.some((t) => t === "integration" || t === "kernel" || t === "e2e" || t === "peers" || t === "node")) {
     const t = Date.now();
     const dir = await ensureK8sBinaries();
     log(`kube-apiserver + etcd in ${dir} (${((Date.now() - t) / 1000).toFixed(0)}s)`);

@@ -211,6 +211,12 @@ async function startApiServerOnce(opts: ApiServerOptions): Promise<ApiServer> {
   return { url, kubeconfigPath, pki, admin, dir, pids: { apiserver: apiserver.pid, etcd: etcd.pid }, stop };
 }
 
+/**
+ * The host's address as QEMU's user-mode network shows it to the kernel tier's guest (it forwards to the host's
+ * loopback): that tier's apiserver serves it too (servingIps).
+ */
+export const guestHostAddress = "10.0.2.2";
+
 /** Describes an apiserver started by the test runner, passed to test processes through the environment. */
 export interface SharedApiServer {
   readonly url: string;

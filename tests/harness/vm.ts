@@ -7,6 +7,7 @@ import { cacheRoot, repoRoot, run } from "./proc.ts";
 /** Modules the guest loads; their dependencies are resolved from modules.dep. */
 const guestModules = [
   "virtio_pci",
+  "virtio_net",
   "9pnet_virtio",
   "9p",
   "overlay",
@@ -45,6 +46,9 @@ mount -t tmpfs run /root/run
 mkdir -p /root/run/netns /root/tmp/results
 mount -t 9p -o trans=virtio,version=9p2000.L results /root/tmp/results || { echo DANM_VM_EXIT=98; poweroff -f; }
 ip link set lo up
+# QEMU's user-mode network: the host's loopback (the kernel tier's apiserver) is 10.0.2.2 from here. Named qemu0 so
+# that no test's eth0 can meet it.
+if ip link set eth0 name qemu0; then ip link set qemu0 up; ip addr add 10.0.2.15/24 dev qemu0; fi
 DENO=$(cat /root/tmp/results/deno-path)
 chroot /root "$DENO" run -A --cached-only ${repoRoot}/tests/harness/vm_guest.ts /tmp/results/job.json
 echo "DANM_VM_EXIT=$?"
@@ -208,6 +212,11 @@ export async function runInGuest(
       initrd,
       "-append",
       "console=ttyS0 quiet panic=-1",
+      // User-mode networking, outbound only: the guest reaches the host's loopback at 10.0.2.2 (the apiserver).
+      "-netdev",
+      "user,id=hostnet",
+      "-device",
+      "virtio-net-pci,netdev=hostnet,romfile=",
       "-virtfs",
       "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
       "-virtfs",

@@ -1,17 +1,21 @@
-// VLAN host interfaces on a real 802.1Q kernel (the QEMU guest; the host kernel has no vlan module). There is no
-// apiserver in the guest: the agent runs on the in-memory Kube layer and the live Netlink layer, managing a
-// network namespace whose `eth1` / `tenant-bond` are dummy links. iproute2 is the independent observer.
+// VLAN host interfaces on a real 802.1Q kernel (the QEMU guest; the host kernel has no vlan module), driven by a real
+// apiserver: the kernel tier's, on the host, reached through QEMU's user-mode network. The agent runs on the live
+// Kube and Netlink layers, managing a network namespace whose `eth1` / `tenant-bond` are dummy links. iproute2 is
+// the independent observer.
 import { Effect, Exit, Layer, Schema, Scope } from "effect";
-import { ClusterNetworkResource, DanmNetResource, TenantNetworkResource } from "../../../core/api/danm.ts";
+import { ClusterNetworkResource } from "../../../core/api/danm.ts";
 import { NetworkAttachmentDefinitionResource as NADs } from "../../../core/api/k8s.ts";
 import { make, type NetwatcherService } from "../../../core/netwatcher/agent.ts";
 import { OriginalMasterAnnotation } from "../../../core/netwatcher/nad.ts";
 import { Kube, type KubeService } from "../../../core/ports/kube.ts";
 import { Netlink, NetnsRef } from "../../../core/ports/netlink.ts";
-import { makeMemoryKube, MemoryApiServer } from "../../../adapters/kube/memory.ts";
+import { makeLiveKube } from "../../../adapters/kube/live.ts";
 import * as LiveNetlink from "../../../adapters/netlink/live.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
 import { type NetnsScope, netnsScope } from "../../harness/netns.ts";
+import { useCluster } from "../../harness/cluster.ts";
+import { installDanmCrds } from "../../integration/api/danm_crds.ts";
+import { ensureCrd } from "../../integration/kube/crds.ts";
 
 const IpLink = Schema.Struct({
   ifindex: Schema.Number,
@@ -58,11 +62,13 @@ async function setup(hostDevice: string): Promise<Env> {
     const ns = await scope.netns("nwk");
     await scope.ip(ns, "link", "add", hostDevice, "type", "dummy");
     // Left down on purpose: netwatcher brings the host device up first (DANM #44).
-    const server = new MemoryApiServer({
-      statusSubresources: [DanmNetResource, TenantNetworkResource, ClusterNetworkResource],
-    });
+    const cluster = await useCluster();
+    await installDanmCrds(cluster.kubeConfig);
     const run = <A, E>(e: Effect.Effect<A, E>) => Effect.runPromise(e);
-    const kube = await run(makeMemoryKube(server).pipe(Scope.provide(effectScope)));
+    const kube = await run(
+      makeLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath } }).pipe(Scope.provide(effectScope)),
+    );
+    await run(ensureCrd("k8s.cni.cncf.io_network-attachment-definitions.yaml").pipe(Effect.provideService(Kube, kube)));
     const netlink = await run(LiveNetlink.make().pipe(Scope.provide(effectScope)));
     const agent = await run(
       make({ nodeName: "guest", netns: NetnsRef.path(scope.path(ns)), reconcilePeriod: "500 millis" }).pipe(
@@ -77,7 +83,7 @@ async function setup(hostDevice: string): Promise<Env> {
   }
 }
 
-Deno.test("netwatcher (guest): a VLAN host interface is created, changed 500 → 501 and deleted", async () => {
+Deno.test("netwatcher (guest, real apiserver): a VLAN host interface is created, repaired, changed 500 → 501 and deleted", async () => {
   const env = await setup("eth1");
   const { scope, ns, kube, run } = env;
   try {
@@ -95,6 +101,15 @@ Deno.test("netwatcher (guest): a VLAN host interface is created, changed 500 →
     assertEquals(v500.mtu, 1400);
     assertEquals(v500.ifalias, "danm:netwatcher");
     assert((await links(scope, ns)).find((x) => x.ifname === "eth1")?.flags.includes("UP"), "host device brought up");
+
+    // Damage: the interface deleted by hand (DANM left it gone until netwatcher restarted, #257) comes back.
+    await scope.ip(ns, "link", "del", "external.500");
+    const repaired = await eventually("external.500 re-created", async () => {
+      const l = (await links(scope, ns)).find((x) => x.ifname === "external.500");
+      return l && l.flags.includes("UP") ? l : undefined;
+    });
+    assert(repaired.ifindex !== v500.ifindex, "a new interface");
+    assertEquals([repaired.linkinfo?.info_data?.id, repaired.link, repaired.mtu], [500, "eth1", 1400]);
 
     // No pods attached: the change is applied by replacing the interface.
     const stored = await run(kube.get(ClusterNetworkResource, "external"));
@@ -121,7 +136,7 @@ Deno.test("netwatcher (guest): a VLAN host interface is created, changed 500 →
   }
 });
 
-Deno.test("netwatcher (guest): DANM's NAD example — vlantest.500@tenant-bond exists and stays, master rewritten", async () => {
+Deno.test("netwatcher (guest, real apiserver): DANM's NAD example — vlantest.500@tenant-bond exists and stays, master rewritten", async () => {
   const env = await setup("tenant-bond");
   const { scope, ns, kube, run } = env;
   try {
