@@ -43,7 +43,9 @@ export interface Env {
   readonly dispose: () => Promise<void>;
 }
 
-export async function setup(opts: { readonly podDevices?: PodDevicesService } = {}): Promise<Env> {
+export async function setup(
+  opts: { readonly podDevices?: PodDevicesService; readonly kube?: KubeService } = {},
+): Promise<Env> {
   const scope = netnsScope();
   const effectScope = Scope.makeUnsafe();
   const id = crypto.randomUUID().slice(0, 5);
@@ -54,8 +56,9 @@ export async function setup(opts: { readonly podDevices?: PodDevicesService } = 
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   };
   try {
-    const server = new MemoryApiServer();
-    const kube = await Effect.runPromise(makeMemoryKube(server).pipe(Scope.provide(effectScope)));
+    // The in-memory apiserver unless the test brings a live one (the kernel tier's, on the host).
+    const kube = opts.kube ??
+      await Effect.runPromise(makeMemoryKube(new MemoryApiServer()).pipe(Scope.provide(effectScope)));
     const netlink = await Effect.runPromise(LiveNetlink.make().pipe(Scope.provide(effectScope)));
     const layers = Layer.mergeAll(
       Layer.succeed(Kube, kube),
