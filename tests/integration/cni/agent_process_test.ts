@@ -162,7 +162,7 @@ Deno.test("node agent: ADDs beyond --cni-max-concurrent + --cni-max-queue get CN
         })
       );
       const noAnswer = { code: -1, msg: "no answer within 60 s" };
-      let timer = 0;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const refusedFirst = await Promise.race([
         ...next,
         new Promise<typeof noAnswer>((r) => timer = setTimeout(() => r(noAnswer), 60_000)),
