@@ -11,6 +11,7 @@ import { Effect } from "effect";
 import type { Network, TenantConfig } from "../api/danm.ts";
 import type { IPBlock } from "../api/ipam.ts";
 import { type ReservedIP, reservedIpNetwork, ReservedIpPrivilege } from "../api/reservedip.ts";
+import { describeNetwork } from "../cni/plan.ts";
 import { blockName } from "../ipam/allocator.ts";
 import { blockIndexOf, offsetInBlock, planFamily } from "../ipam/plan.ts";
 import { contains, formatCidr, formatIp, parseIp } from "../net/ip.ts";
@@ -24,9 +25,6 @@ export interface ReservedIpContext {
   readonly others: ReadonlyArray<ReservedIP>;
 }
 
-const describe = (n: { kind: string; namespace?: string; name: string }) =>
-  `${n.kind} ${n.namespace ? `${n.namespace}/` : ""}${n.name}`;
-
 /** Whether the TenantConfig lets tenants make ReservedIPs on ClusterNetwork `name`. */
 export const grantsReservedIp = (tc: TenantConfig | undefined, name: string): boolean =>
   (tc?.allowedClusterNetworks ?? []).some((a) => a.name === name && (a.privileges ?? []).includes(ReservedIpPrivilege));
@@ -35,7 +33,7 @@ export function checkReservedIp(r: ReservedIP, c: ReservedIpContext): Problem[] 
   const out: Problem[] = [];
   const target = reservedIpNetwork(r);
   if (c.network === undefined) {
-    out.push(problem("spec.network.name", "reservedip-network", `${describe(target)} does not exist`));
+    out.push(problem("spec.network.name", "reservedip-network", `${describeNetwork(target)} does not exist`));
   } else if (target.kind === "ClusterNetwork" && !grantsReservedIp(c.tenantConfig, target.name)) {
     const why = c.tenantConfig
       ? `TenantConfig ${c.tenantConfig.metadata.name ?? ""} does not grant`
@@ -44,7 +42,7 @@ export function checkReservedIp(r: ReservedIP, c: ReservedIpContext): Problem[] 
       problem(
         "spec.network.name",
         "reservedip-privilege",
-        `${describe(target)}: ${why} the ${ReservedIpPrivilege} privilege on it (allowedClusterNetworks)`,
+        `${describeNetwork(target)}: ${why} the ${ReservedIpPrivilege} privilege on it (allowedClusterNetworks)`,
       ),
     );
   }
@@ -94,7 +92,7 @@ export function checkReservedIp(r: ReservedIP, c: ReservedIpContext): Problem[] 
         problem(
           `${field}.address`,
           "reservedip-l2",
-          `${describe(target)} has no ${cidrField}: it has no IPv${ip.family} address to reserve`,
+          `${describeNetwork(target)} has no ${cidrField}: it has no IPv${ip.family} address to reserve`,
         ),
       );
     } else if (!contains(plan.network, ip)) {
@@ -102,7 +100,7 @@ export function checkReservedIp(r: ReservedIP, c: ReservedIpContext): Problem[] 
         problem(
           `${field}.address`,
           "reservedip-outside",
-          `${shown} is not inside ${cidrField} ${formatCidr(plan.network)} of ${describe(target)}`,
+          `${shown} is not inside ${cidrField} ${formatCidr(plan.network)} of ${describeNetwork(target)}`,
         ),
       );
     } else if (plan.reserved.has(ip.value)) {
@@ -110,7 +108,7 @@ export function checkReservedIp(r: ReservedIP, c: ReservedIpContext): Problem[] 
         problem(
           `${field}.address`,
           "reservedip-reserved",
-          `${shown} is the network, broadcast or a route gateway address of ${describe(target)}`,
+          `${shown} is the network, broadcast or a route gateway address of ${describeNetwork(target)}`,
         ),
       );
     } else if (taken.has(shown)) {
