@@ -21,10 +21,11 @@
 //   deno task bench:scale [--kubelet]    --kubelet: on the real-node cluster (real kubelet + containerd)
 import { type ApiServer, startApiServer } from "../harness/apiserver.ts";
 import { isolated } from "../harness/isolate.ts";
+import { linkAddresses } from "../harness/netns.ts";
 import { startPeerNodes } from "../harness/peers/nodes.ts";
 import { adminRest } from "../harness/peers/install.ts";
 import { whereaboutsNamespace } from "../harness/peers/whereabouts.ts";
-import { run, sleep } from "../harness/proc.ts";
+import { sleep } from "../harness/proc.ts";
 import { decodeFakeletEvent, type FakeletEvent, startStack } from "../harness/stack.ts";
 import { pick, type Rest } from "../integration/api/rest.ts";
 import { apiRequestCounts, writesBetween } from "./api_metrics.ts";
@@ -89,16 +90,12 @@ class Tracker {
   }
 }
 
-const IpAddr = (raw: string) =>
-  (JSON.parse(raw || "[]") as Array<{ addr_info?: Array<{ local: string }> }>)
-    .flatMap((l) => (l.addr_info ?? []).map((a) => a.local));
-
 /** Duplicate addresses per secondary network across the attached pods, and pods missing one. */
 async function addressCheck(t: Tracker): Promise<{ duplicates: number; missing: number }> {
   const seen = { macvlan: new Set<string>(), bridge: new Set<string>() };
   let duplicates = 0, missing = 0;
   for (const { netns } of t.attached.values()) {
-    const addrs = IpAddr(await run(["ip", "-n", netns, "-json", "addr", "show"]).catch(() => "[]"));
+    const addrs = (await linkAddresses(netns).catch(() => [])).flatMap((l) => l.addresses.map((a) => a.split("/")[0]));
     for (const net of ["macvlan", "bridge"] as const) {
       const mine = addrs.filter((a) => a.startsWith(secondaryPrefixes[net]));
       if (mine.length === 0) missing++;

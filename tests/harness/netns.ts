@@ -3,6 +3,7 @@
 // The harness drives iproute2 (argv arrays, never a shell): it is the independent observer that
 // danm's own netlink code is checked against. Everything a scope creates is removed by dispose(),
 // which tests call in `finally` (or through `using`), so a failing test leaves nothing behind.
+import { Schema } from "effect";
 import { run } from "./proc.ts";
 
 export interface NetnsScope extends AsyncDisposable {
@@ -84,4 +85,18 @@ export async function ping(ns: string, target: string, count = 2): Promise<boole
     target,
   ];
   return await run(argv).then(() => true, () => false);
+}
+
+const LinkAddresses = Schema.Array(Schema.Struct({
+  ifname: Schema.String,
+  addr_info: Schema.optionalKey(Schema.Array(Schema.Struct({ local: Schema.String, prefixlen: Schema.Number }))),
+}));
+const decodeLinkAddresses = Schema.decodeUnknownSync(LinkAddresses);
+
+/** The links of namespace `ns` but lo, each with its addresses (`address/prefix`), as iproute2 reports them. */
+export async function linkAddresses(ns: string): Promise<Array<{ name: string; addresses: string[] }>> {
+  const raw = await run(["ip", "-n", ns, "-json", "addr", "show"]);
+  return decodeLinkAddresses(raw.trim() ? JSON.parse(raw) : [])
+    .filter((l) => l.ifname !== "lo")
+    .map((l) => ({ name: l.ifname, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`) }));
 }

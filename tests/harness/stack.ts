@@ -279,6 +279,7 @@ export async function forward(listener: Deno.Listener, connect: () => Promise<De
 
 /** What a fake kubelet process reports on stdout, one JSON object a line. */
 export const FakeletEvent = Schema.Union([
+  Schema.Struct({ event: Schema.Literal("forwarding") }),
   Schema.Struct({ event: Schema.Literal("ready") }),
   Schema.Struct({
     event: Schema.Literal("sandbox"),
@@ -409,6 +410,7 @@ async function fakeletMain(args: string[]): Promise<number> {
   const emit = (e: FakeletEvent) => console.log(JSON.stringify(e));
   const listener = Deno.listen({ hostname: "127.0.0.1", port: flags["api-port"] });
   const forwarding = forward(listener, () => Deno.connect({ transport: "unix", path: flags["api-socket"] }));
+  emit({ event: "forwarding" }); // the node's processes can reach the apiserver from now on
 
   const scope = Scope.makeUnsafe();
   const kube = await Effect.runPromise(
@@ -546,7 +548,7 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
   const sandboxes = new Map<string, PodSandbox & { removed: boolean }>();
   const sandboxFailures = new Map<string, { count: number; message: string }>();
   const delFailures: string[] = [];
-  const readyNodes = new Set<string>();
+  const readyNodes = new Set<string>(), forwardingNodes = new Set<string>();
   const svcwatcherIdentity = `stack-${runId}`;
   let kube: KubeService | undefined;
   let tornDown = false;
@@ -871,6 +873,9 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
       return; // an ordinary log line
     }
     switch (e.event) {
+      case "forwarding":
+        forwardingNodes.add(node);
+        break;
       case "ready":
         readyNodes.add(node);
         break;
@@ -963,6 +968,7 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
       cniDir,
       namingScheme: options.namingScheme ?? "",
     };
+    const startAgents: Array<() => Proc> = [];
     for (const [i, name] of nodeNames.entries()) {
       const ns = await scope.netns(`dn${runId}${i}`);
       const underlayIp = `${underlay}.${i + 1}`;
@@ -1019,38 +1025,47 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
         }),
         { logDir, onStdoutLine: onFakeletLine(name), ...(options.onLog ? { onLog: options.onLog } : {}) },
       ));
-      procs.push(spawn(
-        `agent-${name}`,
-        [
-          "ip",
-          "netns",
-          "exec",
-          ns,
-          deno,
-          "run",
-          "-A",
-          `${repoRoot}/cmd/netwatcher.ts`,
-          "--kubeconfig",
-          cluster.kubeconfigPath,
-          "--node-name",
-          name,
-          "--cni-socket",
-          socket,
-          "--cni-state-dir",
-          `${nodeDir}/sandboxes`,
-          "--vxlan-mode",
-          options.vxlanMode ?? "multicast",
-          "--peer-node-selector",
-          `${StackLabel}=${runId}`,
-          "--reconcile-period",
-          "5s",
-          // CNI DEL alone must free everything: the reclaimer would hide a leak.
-          "--reclaim-period",
-          "0s",
-        ],
-        { logDir, ...(options.onLog ? { onLog: options.onLog } : {}) },
-      ));
+      startAgents.push(() =>
+        spawn(
+          `agent-${name}`,
+          [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            deno,
+            "run",
+            "-A",
+            `${repoRoot}/cmd/netwatcher.ts`,
+            "--kubeconfig",
+            cluster.kubeconfigPath,
+            "--node-name",
+            name,
+            "--cni-socket",
+            socket,
+            "--cni-state-dir",
+            `${nodeDir}/sandboxes`,
+            "--vxlan-mode",
+            options.vxlanMode ?? "multicast",
+            "--peer-node-selector",
+            `${StackLabel}=${runId}`,
+            "--reconcile-period",
+            "5s",
+            // CNI DEL alone must free everything: the reclaimer would hide a leak.
+            "--reclaim-period",
+            "0s",
+          ],
+          { logDir, ...(options.onLog ? { onLog: options.onLog } : {}) },
+        )
+      );
     }
+    // A node agent gives up when it cannot list the network APIs at start (its DaemonSet would restart it): start
+    // it once its node's fake kubelet forwards the apiserver into the node's namespace.
+    await eventually("every node's fake kubelet to forward the apiserver", () => {
+      assertAlive();
+      return Promise.resolve(forwardingNodes.size === nodeNames.length ? true : undefined);
+    }, startTimeoutMs);
+    for (const start of startAgents) procs.push(start());
 
     // Register the webhook once it is listening, then wait until the apiserver calls it.
     const hooks = webhookConfigurations({

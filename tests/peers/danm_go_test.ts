@@ -9,15 +9,10 @@ import { PodResource } from "../../core/api/k8s.ts";
 import { startApiServer } from "../harness/apiserver.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import { Fakelet } from "../harness/fakelet.ts";
-import { netnsScope } from "../harness/netns.ts";
+import { linkAddresses, netnsScope } from "../harness/netns.ts";
 import { danmGoGroup, danmGoInterfacesAnnotation, installDanmGo } from "../harness/peers/danm_go.ts";
 import { adminRest } from "../harness/peers/install.ts";
 import { pick } from "../integration/api/rest.ts";
-
-const IpAddr = (raw: string) =>
-  (JSON.parse(raw) as Array<{ ifname: string; addr_info?: Array<{ local: string; prefixlen: number }> }>)
-    .filter((l) => l.ifname !== "lo")
-    .map((l) => ({ name: l.ifname, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`) }));
 
 Deno.test("DANM v4.3.0's real binaries attach three networks per pod and free them on DEL", async () => {
   const api = await startApiServer();
@@ -82,7 +77,7 @@ Deno.test("DANM v4.3.0's real binaries attach three networks per pod and free th
       const sb = await fakelet.runPod("default", name).catch(async (e) => {
         throw new Error(`${e.message}\n${await danm.logs()}`);
       });
-      const links = IpAddr(await net.ip(undefined, "-n", sb.netnsName, "-json", "addr", "show"));
+      const links = await linkAddresses(sb.netnsName);
       assertEquals(links.length, 3, JSON.stringify(links));
       const addresses = links.flatMap((l) => l.addresses);
       assert(addresses.some((a) => a.startsWith("10.250.0.")), `MACVLAN address from DANM's IPAM: ${addresses}`);

@@ -9,16 +9,11 @@ import { PodResource } from "../../core/api/k8s.ts";
 import { startApiServer } from "../harness/apiserver.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import { Fakelet } from "../harness/fakelet.ts";
-import { netnsScope } from "../harness/netns.ts";
+import { linkAddresses, netnsScope } from "../harness/netns.ts";
 import { adminRest, peerBinDir } from "../harness/peers/install.ts";
 import { installMultus, multusNetworksAnnotation, nadGroup } from "../harness/peers/multus.ts";
 import { installWhereabouts, whereaboutsNamespace } from "../harness/peers/whereabouts.ts";
 import { pick } from "../integration/api/rest.ts";
-
-const IpAddr = (raw: string) =>
-  (JSON.parse(raw) as Array<{ ifname: string; addr_info?: Array<{ local: string; prefixlen: number }> }>)
-    .filter((l) => l.ifname !== "lo")
-    .map((l) => ({ name: l.ifname, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`) }));
 
 Deno.test("Multus + Whereabouts attach the cluster network and two NADs per pod and free them on DEL", async () => {
   const api = await startApiServer();
@@ -95,7 +90,7 @@ Deno.test("Multus + Whereabouts attach the cluster network and two NADs per pod 
         spec: { nodeName: "peer-node", containers: [{ name: "c", image: "pause" }] },
       }));
       const sb = await fakelet.runPod("default", name);
-      const links = IpAddr(await net.ip(undefined, "-n", sb.netnsName, "-json", "addr", "show"));
+      const links = await linkAddresses(sb.netnsName);
       assertEquals(links.map((l) => l.name).sort(), ["eth0", "net1", "net2"], JSON.stringify(links));
       const addresses = links.flatMap((l) => l.addresses);
       assert(addresses.some((a) => a.startsWith("10.252.1.")), `cluster network address: ${addresses}`);
