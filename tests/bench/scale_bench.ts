@@ -3,9 +3,9 @@
 // and 2 secondary networks with cluster-wide IPAM (MACVLAN on ens4, a bridge joined across the nodes; same CIDRs
 // for every system), spread over BENCH_SCALE_NODES (default 10) network-namespace nodes. Each node runs the same
 // fake kubelet process (tests/harness/fakelet.ts via stack.ts), which sets sandboxes up in parallel as kubelet's
-// pod workers do, at most BENCH_SCALE_PARALLEL (default 16) at a time per node (kubelet has no bound; a thousand
-// concurrent CNI processes do not fit this machine's memory), and retries a failed sandbox with backoff until the
-// bound, as kubelet keeps retrying.
+// pod workers do, at most BENCH_SCALE_PARALLEL (default 4) at a time per node — kubelet has no bound, but here ten
+// nodes share two cores and every sandbox is several plugin processes (16 per node drove the load average to 90 and
+// every system into its timeouts) — and retries a failed sandbox with backoff until the bound, as kubelet does.
 //
 //   - danm: the whole stack (tests/harness/stack.ts): webhook, svcwatcher, a node agent per node;
 //   - DANM v4.3.0: its CNI and webhook as its manifests install them (tests/harness/peers/danm_go.ts);
@@ -46,7 +46,7 @@ if (outside !== undefined) Deno.exit(outside);
 
 const pods = Number(Deno.env.get("BENCH_SCALE_PODS") ?? 1000);
 const nodeCount = Number(Deno.env.get("BENCH_SCALE_NODES") ?? 10);
-const parallel = Number(Deno.env.get("BENCH_SCALE_PARALLEL") ?? 16);
+const parallel = Number(Deno.env.get("BENCH_SCALE_PARALLEL") ?? 4);
 const timeoutMs = Number(Deno.env.get("BENCH_SCALE_TIMEOUT_S") ?? 900) * 1000;
 const nodeNames = Array.from({ length: nodeCount }, (_, i) => `scale-${i + 1}`);
 // Enough attempts that only the time bound stops a system (backoff tops out at 10 s).

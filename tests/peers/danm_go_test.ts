@@ -10,7 +10,12 @@ import { startApiServer } from "../harness/apiserver.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import { Fakelet } from "../harness/fakelet.ts";
 import { linkAddresses, netnsScope } from "../harness/netns.ts";
-import { danmGoGroup, danmGoInterfacesAnnotation, installDanmGo } from "../harness/peers/danm_go.ts";
+import {
+  createDanmGoClusterNetwork,
+  danmGoGroup,
+  danmGoInterfacesAnnotation,
+  installDanmGo,
+} from "../harness/peers/danm_go.ts";
 import { adminRest } from "../harness/peers/install.ts";
 import { pick } from "../integration/api/rest.ts";
 
@@ -42,15 +47,7 @@ Deno.test("DANM v4.3.0's real binaries attach three networks per pod and free th
       { name: "br", spec: { NetworkID: "peerbr", NetworkType: "bridge", Options: {} } },
       { name: "dn", spec: { NetworkID: "peerdn", NetworkType: "bridge", Options: { cidr: "10.251.0.0/24" } } },
     ];
-    for (const n of networks) {
-      const r = await rest.call("POST", `/apis/${danmGoGroup}/v1/clusternetworks`, {
-        apiVersion: `${danmGoGroup}/v1`,
-        kind: "ClusterNetwork",
-        metadata: { name: n.name },
-        spec: n.spec,
-      });
-      assertEquals(r.status, 201, JSON.stringify(r.body));
-    }
+    for (const n of networks) await createDanmGoClusterNetwork(rest, n.name, n.spec);
     const allocOf = async (name: string) =>
       pick(
         (await rest.call("GET", `/apis/${danmGoGroup}/v1/clusternetworks/${name}`)).body,

@@ -12,7 +12,12 @@
 // makes the bench fail (no figures are invented).
 import { type CniOutcome, execCni, kubeletCniArgs } from "../../harness/fakelet.ts";
 import { adminRest, peerBinDir, type PeerCluster } from "../../harness/peers/install.ts";
-import { danmGoGroup, danmGoInterfacesAnnotation, installDanmGo } from "../../harness/peers/danm_go.ts";
+import {
+  createDanmGoClusterNetwork,
+  danmGoGroup,
+  danmGoInterfacesAnnotation,
+  installDanmGo,
+} from "../../harness/peers/danm_go.ts";
 import { installWhereabouts, whereaboutsNamespace } from "../../harness/peers/whereabouts.ts";
 import { run } from "../../harness/proc.ts";
 import { pick, type Rest } from "../../integration/api/rest.ts";
@@ -180,13 +185,11 @@ export async function danmGoIpam(
       kind: "Namespace",
       metadata: { name: namespace },
     });
-    const net = await rest.call("POST", `/apis/${danmGoGroup}/v1/clusternetworks`, {
-      apiVersion: `${danmGoGroup}/v1`,
-      kind: "ClusterNetwork",
-      metadata: { name: "bench-ipam-mv" },
-      spec: { NetworkID: "benchipam", NetworkType: "macvlan", Options: { host_device: hostDevice, cidr } },
+    await createDanmGoClusterNetwork(rest, "bench-ipam-mv", {
+      NetworkID: "benchipam",
+      NetworkType: "macvlan",
+      Options: { host_device: hostDevice, cidr },
     });
-    if (net.status !== 201) throw new Error(`DANM ClusterNetwork: ${JSON.stringify(net.body)}`);
     const names = Array.from(
       { length: load.requesters * load.rounds },
       (_, i) => `dg-${Math.floor(i / load.rounds)}-${i % load.rounds}`,

@@ -8,7 +8,7 @@
 //     IPVLAN needs a kernel module the host lacks);
 //   - Multus v4.3.0 (thin) + Whereabouts v0.9.2: the cluster network bridge + host-local (eth0) and two NADs,
 //     MACVLAN and bridge, both allocating from Whereabouts.
-import { danmGoGroup, danmGoInterfacesAnnotation, installDanmGo } from "../../harness/peers/danm_go.ts";
+import { createDanmGoClusterNetwork, danmGoInterfacesAnnotation, installDanmGo } from "../../harness/peers/danm_go.ts";
 import { adminRest, peerBinDir, type PeerCluster } from "../../harness/peers/install.ts";
 import { installMultus, multusNetworksAnnotation, nadGroup } from "../../harness/peers/multus.ts";
 import { installWhereabouts, type Whereabouts } from "../../harness/peers/whereabouts.ts";
@@ -78,14 +78,7 @@ export async function danmGoSetup(cluster: PeerCluster, nets: BenchNetworks): Pr
       { name: "br", spec: { NetworkID: "benchbr", NetworkType: "bridge", Options: {} } },
       { name: "dn", spec: { NetworkID: "benchdn", NetworkType: "bridge", Options: { cidr: nets.secondary.cidr } } },
     ];
-    for (const n of networks) {
-      await post(rest, `/apis/${danmGoGroup}/v1/clusternetworks`, {
-        apiVersion: `${danmGoGroup}/v1`,
-        kind: "ClusterNetwork",
-        metadata: { name: n.name },
-        spec: n.spec,
-      });
-    }
+    for (const n of networks) await createDanmGoClusterNetwork(rest, n.name, n.spec);
     const annotation = JSON.stringify([
       { clusterNetwork: "mv", ip: "dynamic" },
       { clusterNetwork: "br" },

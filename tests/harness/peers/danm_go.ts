@@ -30,7 +30,7 @@ import {
   serviceAccountToken,
   tokenKubeconfig,
 } from "./install.ts";
-import { pick } from "../../integration/api/rest.ts";
+import { pick, type Rest } from "../../integration/api/rest.ts";
 import { privateMountsEnv } from "../isolate.ts";
 
 export const danmGoGroup = "danm.k8s.io";
@@ -111,6 +111,21 @@ export function danmCrdV1(crd: Manifest): Manifest {
       versions: [{ name: String(spec.version), served: true, storage: true, schema: { openAPIV3Schema: schema } }],
     },
   };
+}
+
+/** Creates DANM ClusterNetwork `name` (its webhook fills in the allocation state); throws unless created. */
+export async function createDanmGoClusterNetwork(
+  rest: Rest,
+  name: string,
+  spec: Record<string, unknown>,
+): Promise<void> {
+  const r = await rest.call("POST", `/apis/${danmGoGroup}/v1/clusternetworks`, {
+    apiVersion: `${danmGoGroup}/v1`,
+    kind: "ClusterNetwork",
+    metadata: { name },
+    spec,
+  });
+  if (r.status !== 201) throw new Error(`creating DANM ClusterNetwork ${name}: ${JSON.stringify(r.body)}`);
 }
 
 const crdFiles = [
