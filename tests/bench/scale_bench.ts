@@ -48,7 +48,9 @@ const pods = Number(Deno.env.get("BENCH_SCALE_PODS") ?? 1000);
 const nodeCount = Number(Deno.env.get("BENCH_SCALE_NODES") ?? 10);
 const parallel = Number(Deno.env.get("BENCH_SCALE_PARALLEL") ?? 4);
 const timeoutMs = Number(Deno.env.get("BENCH_SCALE_TIMEOUT_S") ?? 900) * 1000;
-const nodeNames = Array.from({ length: nodeCount }, (_, i) => `scale-${i + 1}`);
+// Each system gets nodes of its own: a fake kubelet takes every pod bound to its node's name, and the pods of the
+// systems before it stay in the API.
+const nodesOf = (system: string) => Array.from({ length: nodeCount }, (_, i) => `${system}-${i + 1}`);
 // Enough attempts that only the time bound stops a system (backoff tops out at 10 s).
 const tuning = { maxParallelSandboxes: parallel, sandboxAttempts: Math.ceil(timeoutMs / 10_000) + 10 };
 const nets: BenchNetworks = {
@@ -116,6 +118,7 @@ async function count(rest: Rest, path: string): Promise<number> {
 /** Creates the pods (16 POSTs at a time, round-robin over the nodes) and waits until all are attached or the bound. */
 async function burst(
   label: string,
+  nodeNames: ReadonlyArray<string>,
   rest: Rest,
   t: Tracker,
   annotations: Record<string, string>,
@@ -187,8 +190,14 @@ async function burst(
   return result;
 }
 
+/** Removes a finished system's pods from the API at once (no kubelet is left to run their DEL). */
+async function deletePods(rest: Rest, namespace: string): Promise<void> {
+  await rest.call("DELETE", `/api/v1/namespaces/${namespace}/pods?gracePeriodSeconds=0`);
+}
+
 async function danmPhase(api: ApiServer, rest: Rest): Promise<ScaleResult> {
   const t = new Tracker("scale-danm");
+  const nodeNames = nodesOf("sd");
   const dataDir = await Deno.makeTempDir({ prefix: "scale-host-local-" });
   const stack = await startStack(api, {
     nodes: nodeNames,
@@ -247,28 +256,39 @@ async function danmPhase(api: ApiServer, rest: Rest): Promise<ScaleResult> {
       { clusterNetwork: "scale-mv", ip: "dynamic" },
       { clusterNetwork: "scale-dn", ip: "dynamic" },
     ]);
-    return await burst("danm", rest, t, { "danm.io/interfaces": annotation }, () => stack.assertAlive(), async () => ({
-      danmeps: await count(rest, `/apis/danm.io/v1/namespaces/${t.namespace}/danmeps`),
-      ipblocks: await count(rest, "/apis/danm.io/v1/ipblocks"),
-    }));
+    return await burst(
+      "danm",
+      nodeNames,
+      rest,
+      t,
+      { "danm.io/interfaces": annotation },
+      () => stack.assertAlive(),
+      async () => ({
+        danmeps: await count(rest, `/apis/danm.io/v1/namespaces/${t.namespace}/danmeps`),
+        ipblocks: await count(rest, "/apis/danm.io/v1/ipblocks"),
+      }),
+    );
   } catch (e) {
     throw new Error(`danm: ${(e as Error).message}\n${await stack.logs(10)}`);
   } finally {
     // The pods are not deleted one by one (teardown would run a thousand DELs): stop() removes namespaces and
     // processes; the apiserver objects stay, in a namespace of their own.
     await stack.stop();
+    await deletePods(rest, t.namespace);
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
 }
 
 async function peerPhase(
   api: ApiServer,
+  system: string,
   rest: Rest,
   setup: Promise<PeerSetup>,
   objects: (p: PeerSetup) => Promise<Record<string, number>>,
 ): Promise<ScaleResult> {
   const peer = await setup;
   const t = new Tracker(peer.namespace);
+  const nodeNames = nodesOf(system);
   try {
     // Whereabouts' DaemonSet runs its ip-control-loop on every node.
     await Promise.all(nodeNames.map((n) => peer.whereabouts?.startControlLoop(n)));
@@ -281,11 +301,20 @@ async function peerPhase(
       onEvent: (_node, e) => t.on(e),
     });
     try {
-      return await burst(peer.label, rest, t, peer.annotations, () => nodes.assertAlive(), () => objects(peer));
+      return await burst(
+        peer.label,
+        nodeNames,
+        rest,
+        t,
+        peer.annotations,
+        () => nodes.assertAlive(),
+        () => objects(peer),
+      );
     } catch (e) {
       throw new Error(`${(e as Error).message}\n${await nodes.logs(10)}`);
     } finally {
       await nodes.stop();
+      await deletePods(rest, t.namespace);
     }
   } catch (e) {
     throw new Error(`${peer.label}: ${(e as Error).message}\n${await peer.logs()}`);
@@ -303,10 +332,10 @@ try {
       `≤ ${parallel} sandboxes at a time per node, bound ${timeoutMs / 1000}s per system`,
   );
   const danm = await danmPhase(api, rest);
-  const go = await peerPhase(api, rest, danmGoSetup(api, nets), async (p) => ({
+  const go = await peerPhase(api, "sg", rest, danmGoSetup(api, nets), async (p) => ({
     danmeps: await count(rest, `/apis/danm.k8s.io/v1/namespaces/${p.namespace}/danmeps`),
   }));
-  const mw = await peerPhase(api, rest, multusWhereaboutsSetup(api, nets), async () => ({
+  const mw = await peerPhase(api, "sm", rest, multusWhereaboutsSetup(api, nets), async () => ({
     ippools: await count(rest, `/apis/whereabouts.cni.cncf.io/v1alpha1/namespaces/${whereaboutsNamespace}/ippools`),
     overlappingrangeipreservations: await count(
       rest,
