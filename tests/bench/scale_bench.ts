@@ -28,7 +28,7 @@ import { whereaboutsNamespace } from "../harness/peers/whereabouts.ts";
 import { sleep } from "../harness/proc.ts";
 import { decodeFakeletEvent, type FakeletEvent, startStack } from "../harness/stack.ts";
 import { pick, type Rest } from "../integration/api/rest.ts";
-import { apiRequestCounts, writesBetween } from "./api_metrics.ts";
+import { apiRequestCounts, processCpuMs, writesBetween } from "./accounting.ts";
 import { type BenchNetworks, danmGoSetup, multusWhereaboutsSetup, type PeerSetup } from "./peers/setup.ts";
 
 if (Deno.args.includes("--kubelet")) {
@@ -74,6 +74,8 @@ interface ScaleResult {
   readonly missing: number;
   readonly writes: Record<string, number>;
   readonly objects: Record<string, number>;
+  /** CPU per pod of each party during the burst, in ms. */
+  readonly cpuMsPerPod: Record<string, number>;
 }
 
 /** What the fake kubelets reported for one system. */
@@ -115,15 +117,39 @@ async function count(rest: Rest, path: string): Promise<number> {
   return Array.isArray(items) ? items.length : 0;
 }
 
+/** Processes whose CPU counts for a party: their own, or that of the children they reaped (the CNI processes). */
+type Party = ReadonlyArray<{ readonly pid: number; readonly reaped?: boolean }>;
+
+const partyCpuMs = (parties: Readonly<Record<string, Party>>): Record<string, number> =>
+  Object.fromEntries(
+    Object.entries(parties).map(([name, procs]) => [
+      name,
+      procs.reduce((a, p) => a + (p.reaped ? processCpuMs(p.pid, true) - processCpuMs(p.pid) : processCpuMs(p.pid)), 0),
+    ]),
+  );
+
+/** The control plane's parties, and the CNI processes the fake kubelets (and node daemons) exec and reap. */
+const commonParties = (api: ApiServer, kubelets: ReadonlyArray<number>, daemons: ReadonlyArray<number> = []) => ({
+  apiserver: [{ pid: api.pids.apiserver }],
+  etcd: [{ pid: api.pids.etcd }],
+  "fake kubelets": kubelets.map((pid) => ({ pid })),
+  "CNI processes": [...kubelets, ...daemons].map((pid) => ({ pid, reaped: true })),
+});
+
+interface BurstOptions {
+  readonly annotations: Record<string, string>;
+  readonly alive: () => void;
+  readonly objects: () => Promise<Record<string, number>>;
+  readonly parties: Readonly<Record<string, Party>>;
+}
+
 /** Creates the pods (16 POSTs at a time, round-robin over the nodes) and waits until all are attached or the bound. */
 async function burst(
   label: string,
   nodeNames: ReadonlyArray<string>,
   rest: Rest,
   t: Tracker,
-  annotations: Record<string, string>,
-  alive: () => void,
-  objects: () => Promise<Record<string, number>>,
+  { annotations, alive, objects, parties }: BurstOptions,
 ): Promise<ScaleResult> {
   await rest.call("POST", "/api/v1/namespaces", {
     apiVersion: "v1",
@@ -131,6 +157,7 @@ async function burst(
     metadata: { name: t.namespace },
   });
   const before = await apiRequestCounts(rest);
+  const cpuBefore = partyCpuMs(parties);
   const started = performance.now();
   let next = 0;
   await Promise.all(Array.from({ length: 16 }, async () => {
@@ -161,6 +188,7 @@ async function burst(
     }
     await sleep(100);
   }
+  const cpuAfter = partyCpuMs(parties);
   const ends = [...t.attached.values()].map((a) => a.at);
   const seconds = ((stalled ? performance.now() : Math.max(...ends)) - started) / 1000;
   await sleep(1000); // the last status patches land
@@ -177,6 +205,9 @@ async function burst(
     missing,
     writes,
     objects: await objects(),
+    cpuMsPerPod: Object.fromEntries(
+      Object.entries(cpuAfter).map(([k, v]) => [k, fmt((v - cpuBefore[k]) / Math.max(1, t.attached.size))]),
+    ),
   };
   const total = Object.values(writes).reduce((a, n) => a + n, 0);
   console.log(
@@ -185,7 +216,9 @@ async function burst(
     }, ${result.failures} sandbox failures${result.firstFailure ? ` (first: ${result.firstFailure})` : ""}, ` +
       `${duplicates} duplicate and ${missing} missing secondary addresses; ${total} API writes (${
         Object.entries(writes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v} ${k}`).join(", ")
-      }); objects: ${Object.entries(result.objects).map(([k, v]) => `${v} ${k}`).join(", ")}`,
+      }); objects: ${Object.entries(result.objects).map(([k, v]) => `${v} ${k}`).join(", ")}; CPU per pod: ${
+        Object.entries(result.cpuMsPerPod).map(([k, v]) => `${k} ${v} ms`).join(", ")
+      }`,
   );
   return result;
 }
@@ -256,18 +289,21 @@ async function danmPhase(api: ApiServer, rest: Rest): Promise<ScaleResult> {
       { clusterNetwork: "scale-mv", ip: "dynamic" },
       { clusterNetwork: "scale-dn", ip: "dynamic" },
     ]);
-    return await burst(
-      "danm",
-      nodeNames,
-      rest,
-      t,
-      { "danm.io/interfaces": annotation },
-      () => stack.assertAlive(),
-      async () => ({
+    const procs = stack.processes();
+    const pidsOf = (prefix: string) => procs.filter((p) => p.name.startsWith(prefix)).map((p) => p.pid);
+    return await burst("danm", nodeNames, rest, t, {
+      annotations: { "danm.io/interfaces": annotation },
+      alive: () => stack.assertAlive(),
+      objects: async () => ({
         danmeps: await count(rest, `/apis/danm.io/v1/namespaces/${t.namespace}/danmeps`),
         ipblocks: await count(rest, "/apis/danm.io/v1/ipblocks"),
       }),
-    );
+      parties: {
+        ...commonParties(api, pidsOf("fakelet-"), pidsOf("agent-")),
+        "node agents": pidsOf("agent-").map((pid) => ({ pid })),
+        "webhook + svcwatcher": [...pidsOf("webhook"), ...pidsOf("svcwatcher")].map((pid) => ({ pid })),
+      },
+    });
   } catch (e) {
     throw new Error(`danm: ${(e as Error).message}\n${await stack.logs(10)}`);
   } finally {
@@ -301,15 +337,15 @@ async function peerPhase(
       onEvent: (_node, e) => t.on(e),
     });
     try {
-      return await burst(
-        peer.label,
-        nodeNames,
-        rest,
-        t,
-        peer.annotations,
-        () => nodes.assertAlive(),
-        () => objects(peer),
-      );
+      return await burst(peer.label, nodeNames, rest, t, {
+        annotations: peer.annotations,
+        alive: () => nodes.assertAlive(),
+        objects: () => objects(peer),
+        parties: {
+          ...commonParties(api, nodes.processes().map((p) => p.pid)),
+          "in-cluster processes": peer.processes().map((p) => ({ pid: p.pid })),
+        },
+      });
     } catch (e) {
       throw new Error(`${(e as Error).message}\n${await nodes.logs(10)}`);
     } finally {
@@ -357,6 +393,7 @@ try {
     danm_missing: danm.missing,
     danm_api_writes: writes(danm),
     danm_objects: danm.objects,
+    danm_cpu_ms_per_pod: danm.cpuMsPerPod,
     danm_go_s: fmt(go.seconds),
     danm_go_completed: go.completed,
     danm_go_stalled: go.stalled,
@@ -364,6 +401,7 @@ try {
     danm_go_duplicates: go.duplicates,
     danm_go_api_writes: writes(go),
     danm_go_objects: go.objects,
+    danm_go_cpu_ms_per_pod: go.cpuMsPerPod,
     multus_whereabouts_s: fmt(mw.seconds),
     multus_whereabouts_completed: mw.completed,
     multus_whereabouts_stalled: mw.stalled,
@@ -371,6 +409,7 @@ try {
     multus_whereabouts_duplicates: mw.duplicates,
     multus_whereabouts_api_writes: writes(mw),
     multus_whereabouts_objects: mw.objects,
+    multus_whereabouts_cpu_ms_per_pod: mw.cpuMsPerPod,
     // Peer time / danm time; a stalled peer's is a lower bound (its time is the bound).
     ratio_multus_whereabouts: fmt(mw.seconds / danm.seconds),
     ratio_danm_go: fmt(go.seconds / danm.seconds),

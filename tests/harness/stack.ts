@@ -167,6 +167,8 @@ export interface Stack extends AsyncDisposable {
   teardown(opts?: { readonly timeoutMs?: number }): Promise<TeardownReport>;
   /** The last lines of every process's log. */
   logs(lines?: number): Promise<string>;
+  /** The stack's processes (webhook, svcwatcher, per node the fake kubelet and the agent), for CPU accounting. */
+  processes(): ReadonlyArray<{ readonly name: string; readonly pid: number }>;
   /** Throws when a process of the stack exited on its own. */
   assertAlive(): void;
   /** Best-effort teardown (if none ran), then stops every process and removes namespaces, links and files. */
@@ -1137,6 +1139,7 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
     },
     teardown: (opts) => teardown(opts),
     logs,
+    processes: () => procs.map((p) => ({ name: p.name, pid: p.pid })),
     assertAlive,
     stop,
     [Symbol.asyncDispose]: stop,

@@ -35,6 +35,8 @@ export interface PeerSetup {
   readonly annotations: Record<string, string>;
   /** Whereabouts, when the peer uses it (its ip-control-loop runs per node). */
   readonly whereabouts?: Whereabouts;
+  /** The peer's long-running processes (its webhook, Whereabouts' control loops), for CPU accounting. */
+  processes(): ReadonlyArray<{ readonly name: string; readonly pid: number }>;
   /** What the peer logged last, for a failure's message. */
   logs(): Promise<string>;
   stop(): Promise<void>;
@@ -90,6 +92,7 @@ export async function danmGoSetup(cluster: PeerCluster, nets: BenchNetworks): Pr
       binDir: danm.binDir,
       netconf: danm.netconf,
       annotations: { [danmGoInterfacesAnnotation]: annotation },
+      processes: () => [danm.webhook],
       logs: () => danm.logs(10),
       stop: () => danm.stop(),
     };
@@ -152,6 +155,7 @@ export async function multusWhereaboutsSetup(cluster: PeerCluster, nets: BenchNe
       netconf,
       annotations: { [multusNetworksAnnotation]: "mv,dn" },
       whereabouts,
+      processes: () => whereabouts.processes(),
       logs: () => Promise.resolve(""),
       stop,
     };

@@ -155,6 +155,7 @@ export async function peerBinDir(dir: string, own: Readonly<Record<string, strin
 /** A process of a peer running as its pod would; stop() ends it. */
 export interface PeerProcess {
   readonly name: string;
+  readonly pid: number;
   readonly logFile: string;
   /** Resolves when the process exits on its own or is stopped. */
   readonly status: Promise<Deno.CommandStatus>;
@@ -235,6 +236,7 @@ export async function runInCluster(o: InClusterOptions): Promise<PeerProcess> {
   globalThis.addEventListener("unload", kill);
   return {
     name: o.name,
+    pid: child.pid,
     logFile,
     status,
     exited: () => done,

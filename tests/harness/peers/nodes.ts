@@ -32,6 +32,8 @@ export interface PeerNodesOptions {
 export interface PeerNodes {
   /** Name of each node's network namespace (`ip netns` name), by node. */
   readonly netns: ReadonlyMap<string, string>;
+  /** The fake kubelets, for CPU accounting (the CNI processes they exec count as theirs once reaped). */
+  processes(): ReadonlyArray<{ readonly name: string; readonly pid: number }>;
   /** Throws when a fake kubelet exited on its own. */
   assertAlive(): void;
   logs(lines?: number): Promise<string>;
@@ -154,5 +156,5 @@ export async function startPeerNodes(cluster: PeerCluster, o: PeerNodesOptions):
     await stop();
     throw new Error(`starting the peer's nodes: ${e instanceof Error ? e.message : e}\n${detail}`);
   }
-  return { netns, assertAlive, logs, stop };
+  return { netns, processes: () => procs.map((p) => ({ name: p.name, pid: p.pid })), assertAlive, logs, stop };
 }

@@ -27,6 +27,8 @@ export interface Whereabouts {
   ipam(range: string): Record<string, unknown>;
   /** ip-control-loop for one node, as the DaemonSet's container runs it. */
   startControlLoop(nodeName: string): Promise<PeerProcess>;
+  /** The control loops started. */
+  processes(): ReadonlyArray<PeerProcess>;
   /** Stops the control loops, removes the directory. CRDs, RBAC and pools stay. */
   stop(): Promise<void>;
 }
@@ -79,6 +81,7 @@ export async function installWhereabouts(
         loops.push(p);
         return p;
       },
+      processes: () => [...loops],
       stop: async () => {
         await Promise.all(loops.map((p) => p.stop()));
         await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -1,4 +1,5 @@
-// The apiserver's own request counters (its /metrics), for benchmarks that say what API traffic each system made.
+// What a benchmark's parties cost: the apiserver's own request counters (its /metrics), for the API traffic each
+// system made, and the CPU time of processes.
 import type { Rest } from "../integration/api/rest.ts";
 
 /** apiserver_request_total by "VERB resource". */
@@ -27,4 +28,20 @@ export function writesBetween(
     if (delta > 0 && writeVerb.test(key)) out[key] = delta;
   }
   return out;
+}
+
+/**
+ * CPU time (user + system) process `pid` has used, in ms; with `reaped`, also that of the children it has waited for
+ * (and theirs): a fake kubelet's CNI processes, a daemon's delegate plugins. 0 when the process is gone.
+ */
+export function processCpuMs(pid: number, reaped = false): number {
+  let stat: string;
+  try {
+    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch {
+    return 0;
+  }
+  const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ").map(Number);
+  // utime, stime, cutime, cstime are fields 14-17 (state is field 3 = index 0), in USER_HZ (100) ticks.
+  return ((f[11] + f[12] + (reaped ? f[13] + f[14] : 0)) * 1000) / 100;
 }
