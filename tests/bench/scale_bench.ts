@@ -76,6 +76,8 @@ interface ScaleResult {
   readonly objects: Record<string, number>;
   /** CPU per pod of each party during the burst, in ms. */
   readonly cpuMsPerPod: Record<string, number>;
+  /** The machine's 1-minute load average at the end of the burst (other work on a shared machine shows here). */
+  readonly loadAverage: number;
 }
 
 /** What the fake kubelets reported for one system. */
@@ -205,6 +207,7 @@ async function burst(
     missing,
     writes,
     objects: await objects(),
+    loadAverage: Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]),
     cpuMsPerPod: Object.fromEntries(
       Object.entries(cpuAfter).map(([k, v]) => [k, fmt((v - cpuBefore[k]) / Math.max(1, t.attached.size))]),
     ),
@@ -216,7 +219,9 @@ async function burst(
     }, ${result.failures} sandbox failures${result.firstFailure ? ` (first: ${result.firstFailure})` : ""}, ` +
       `${duplicates} duplicate and ${missing} missing secondary addresses; ${total} API writes (${
         Object.entries(writes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v} ${k}`).join(", ")
-      }); objects: ${Object.entries(result.objects).map(([k, v]) => `${v} ${k}`).join(", ")}; CPU per pod: ${
+      }); objects: ${
+        Object.entries(result.objects).map(([k, v]) => `${v} ${k}`).join(", ")
+      }; load average ${result.loadAverage}; CPU per pod: ${
         Object.entries(result.cpuMsPerPod).map(([k, v]) => `${k} ${v} ms`).join(", ")
       }`,
   );
@@ -326,8 +331,6 @@ async function peerPhase(
   const t = new Tracker(peer.namespace);
   const nodeNames = nodesOf(system);
   try {
-    // Whereabouts' DaemonSet runs its ip-control-loop on every node.
-    await Promise.all(nodeNames.map((n) => peer.whereabouts?.startControlLoop(n)));
     const nodes = await startPeerNodes(api, {
       names: nodeNames,
       nodeBridge: nets.secondary.bridge,
@@ -337,9 +340,16 @@ async function peerPhase(
       onEvent: (_node, e) => t.on(e),
     });
     try {
+      // Whereabouts' DaemonSet runs its ip-control-loop on every node (it looks its Node up at start).
+      await Promise.all(nodeNames.map((n) => peer.whereabouts?.startControlLoop(n)));
+      const alive = () => {
+        nodes.assertAlive();
+        const dead = peer.processes().filter((p) => p.exited());
+        if (dead.length) throw new Error(`exited: ${dead.map((p) => p.name).join(", ")}`);
+      };
       return await burst(peer.label, nodeNames, rest, t, {
         annotations: peer.annotations,
-        alive: () => nodes.assertAlive(),
+        alive,
         objects: () => objects(peer),
         parties: {
           ...commonParties(api, nodes.processes().map((p) => p.pid)),
@@ -394,6 +404,7 @@ try {
     danm_api_writes: writes(danm),
     danm_objects: danm.objects,
     danm_cpu_ms_per_pod: danm.cpuMsPerPod,
+    danm_load_average: danm.loadAverage,
     danm_go_s: fmt(go.seconds),
     danm_go_completed: go.completed,
     danm_go_stalled: go.stalled,
@@ -402,6 +413,7 @@ try {
     danm_go_api_writes: writes(go),
     danm_go_objects: go.objects,
     danm_go_cpu_ms_per_pod: go.cpuMsPerPod,
+    danm_go_load_average: go.loadAverage,
     multus_whereabouts_s: fmt(mw.seconds),
     multus_whereabouts_completed: mw.completed,
     multus_whereabouts_stalled: mw.stalled,
@@ -410,6 +422,7 @@ try {
     multus_whereabouts_api_writes: writes(mw),
     multus_whereabouts_objects: mw.objects,
     multus_whereabouts_cpu_ms_per_pod: mw.cpuMsPerPod,
+    multus_whereabouts_load_average: mw.loadAverage,
     // Peer time / danm time; a stalled peer's is a lower bound (its time is the bound).
     ratio_multus_whereabouts: fmt(mw.seconds / danm.seconds),
     ratio_danm_go: fmt(go.seconds / danm.seconds),

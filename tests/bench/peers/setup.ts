@@ -9,7 +9,7 @@
 //   - Multus v4.3.0 (thin) + Whereabouts v0.9.2: the cluster network bridge + host-local (eth0) and two NADs,
 //     MACVLAN and bridge, both allocating from Whereabouts.
 import { createDanmGoClusterNetwork, danmGoInterfacesAnnotation, installDanmGo } from "../../harness/peers/danm_go.ts";
-import { adminRest, peerBinDir, type PeerCluster } from "../../harness/peers/install.ts";
+import { adminRest, peerBinDir, type PeerCluster, type PeerProcess } from "../../harness/peers/install.ts";
 import { installMultus, multusNetworksAnnotation, nadGroup } from "../../harness/peers/multus.ts";
 import { installWhereabouts, type Whereabouts } from "../../harness/peers/whereabouts.ts";
 import type { Rest } from "../../integration/api/rest.ts";
@@ -36,7 +36,7 @@ export interface PeerSetup {
   /** Whereabouts, when the peer uses it (its ip-control-loop runs per node). */
   readonly whereabouts?: Whereabouts;
   /** The peer's long-running processes (its webhook, Whereabouts' control loops), for CPU accounting. */
-  processes(): ReadonlyArray<{ readonly name: string; readonly pid: number }>;
+  processes(): ReadonlyArray<PeerProcess>;
   /** What the peer logged last, for a failure's message. */
   logs(): Promise<string>;
   stop(): Promise<void>;
