@@ -33,8 +33,8 @@ import { type BenchNetworks, danmGoSetup, multusWhereaboutsSetup, type PeerSetup
 
 if (Deno.args.includes("--kubelet")) {
   console.error(
-    "bench:scale --kubelet runs on the real-node cluster (real kubelet + containerd, issue #16), whose harness is " +
-      "not in this tree yet; without --kubelet it runs on fake kubelets",
+    "bench:scale --kubelet (the same bursts on the real-node cluster of tests/harness/node: kubelet + containerd) " +
+      "is not implemented yet; without --kubelet it runs on fake kubelets",
   );
   Deno.exit(2);
 }
