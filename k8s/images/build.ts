@@ -59,6 +59,7 @@ export const components: ReadonlyArray<Component> = [
       "--allow-net",
       "--allow-env",
       "--allow-read",
+      "--allow-write=/var/run/danm-webhook/tls",
       "/opt/danm/cmd/webhook.ts",
     ],
   },

@@ -34,7 +34,15 @@ interface RunResult {
   readonly readyP50Ms: number;
   readonly readyP99Ms: number;
   readonly perNode: Record<string, number>;
+  /** Restarts of danm's node agent during the run (its probes failing on a starved machine). */
+  readonly agentRestarts: number;
 }
+
+const agentRestarts = async (c: NodeCluster) =>
+  (JSON.parse(
+    await c.kubectl(["get", "pods", "-n", "kube-system", "-l", "app.kubernetes.io/name=danm-netwatcher", "-o", "json"]),
+  ).items as Array<{ status: { containerStatuses?: Array<{ restartCount: number }> } }>)
+    .flatMap((p) => p.status.containerStatuses ?? []).reduce((n, s) => n + s.restartCount, 0);
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
@@ -58,6 +66,7 @@ async function measure(c: NodeCluster, namespace: string, interfaces: string | u
     )),
   );
   await sleep(500); // the watch is established
+  const restartsBefore = await agentRestarts(c);
   const deployments = 4, per = Math.ceil(pods / deployments);
   const start = performance.now();
   const items = Array.from({ length: deployments }, (_, d) => ({
@@ -90,6 +99,7 @@ async function measure(c: NodeCluster, namespace: string, interfaces: string | u
     100,
   );
   const allRunningS = (performance.now() - start) / 1000;
+  const restarts = (await agentRestarts(c)) - restartsBefore;
   await Fiber.interrupt(watch).pipe(Effect.runPromise);
   const latencies = [...sandboxReady].map(([uid, t]) => t - (created.get(uid) ?? t)).sort((a, b) => a - b);
   const perNode: Record<string, number> = {};
@@ -111,6 +121,7 @@ async function measure(c: NodeCluster, namespace: string, interfaces: string | u
     readyP50Ms: percentile(latencies, 50),
     readyP99Ms: percentile(latencies, 99),
     perNode,
+    agentRestarts: restarts,
   };
 }
 
@@ -182,7 +193,7 @@ try {
       danm.podsPerS.toFixed(2)
     } pods/s), ` +
       `PodReadyToStartContainers p50 ${danm.readyP50Ms.toFixed(0)} ms, p99 ${danm.readyP99Ms.toFixed(0)} ms, ` +
-      `per node ${JSON.stringify(danm.perNode)}`,
+      `per node ${JSON.stringify(danm.perNode)}, node agent restarts ${danm.agentRestarts}`,
   );
   const primary = await measure(cluster, base, undefined);
   log(
@@ -206,6 +217,7 @@ try {
     baseline_ready_p50_ms: round(primary.readyP50Ms, 0),
     baseline_ready_p99_ms: round(primary.readyP99Ms, 0),
     ratio: round(danm.allRunningS / primary.allRunningS),
+    agent_restarts: danm.agentRestarts + primary.agentRestarts,
     kubelet: nodeInfo.kubeletVersion,
     runtime: nodeInfo.containerRuntimeVersion,
   }));

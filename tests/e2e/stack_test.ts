@@ -10,8 +10,6 @@
 // pairs); svcwatcher's Endpoints and EndpointSlices list exactly the selected pods' addresses; a network in use
 // cannot be deleted; deleting everything leaves no DanmEp, no IPBlock, no pod namespace and no host interface, and
 // the consistency checker finds nothing.
-// @ts-types="npm:@types/js-yaml@4.0.9"
-import yaml from "js-yaml";
 import { Schema } from "effect";
 import { DanmEpResource, type TenantNetwork, TenantNetworkResource } from "../../core/api/danm.ts";
 import { ipBlockResource, labels as ipamLabels } from "../../core/api/ipam.ts";
@@ -19,31 +17,9 @@ import { EndpointSliceResource, EndpointsResource } from "../../core/api/k8s.ts"
 import { checkClusterConsistency, type ConsistencyReport } from "../../core/ipam/consistency.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { useCluster } from "../harness/cluster.ts";
-import { repoRoot, run } from "../harness/proc.ts";
-import { eventually, type Json, type PodLink, type Stack, startStack } from "../harness/stack.ts";
-
-const manifests = `${repoRoot}/tests/e2e/manifests`;
-const NS = "danm-e2e";
-
-const load = (file: string): Json[] =>
-  (yaml.loadAll(Deno.readTextFileSync(`${manifests}/${file}`)) as unknown[]).filter(
-    (d): d is Json => typeof d === "object" && d !== null,
-  );
-
-/** The secondary networks by interface prefix (manifests/networks.yaml), and the default network on eth0. */
-const networks = {
-  eth: { label: "ClusterNetwork default", subnet: "10.89.0.", kind: "veth" },
-  mv: { label: `DanmNet ${NS}/mv`, subnet: "10.89.1.", kind: "macvlan" },
-  br: { label: `DanmNet ${NS}/br`, subnet: "10.89.2.", kind: "veth" },
-  vx: { label: `DanmNet ${NS}/vx`, subnet: "10.89.3.", kind: "macvlan" },
-  tn: { label: `TenantNetwork ${NS}/tn`, subnet: "10.89.4.", kind: "macvlan" },
-} as const;
-type Net = keyof typeof networks;
-const netOf = (ifname: string): Net => {
-  const prefix = ifname.replace(/\d+$/, "");
-  assert(prefix in networks, `unexpected interface ${ifname}`);
-  return prefix as Net;
-};
+import { run } from "../harness/proc.ts";
+import { eventually, type PodLink, type Stack, startStack } from "../harness/stack.ts";
+import { bare, load, manifests, type Net, netOf, networks, NS, pool } from "./manifests/manifests.ts";
 
 const VxlanLinks = Schema.Array(Schema.Struct({
   ifname: Schema.String,
@@ -70,16 +46,6 @@ async function vxlanOn(stack: Stack, node: string, ifname: string) {
   const flood = fdb.filter((e) => e.mac === "00:00:00:00:00:00" && e.dst).map((e) => e.dst!).sort();
   return { ...link.linkinfo.info_data, flood };
 }
-
-/** Runs `f` over `items`, `width` at a time. */
-async function pool<T>(items: ReadonlyArray<T>, width: number, f: (t: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await f(items[next++]);
-  }));
-}
-
-const bare = (cidr: string) => cidr.split("/")[0];
 
 /**
  * The static configurations with host-local's state in `dir`: danm replaces their IPAM with its own (fakeipam),

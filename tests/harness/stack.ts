@@ -251,6 +251,31 @@ export function spawn(
   return proc;
 }
 
+/** Throws, naming each one and its log, when a process exited that nobody stopped. */
+export function assertProcsAlive(procs: ReadonlyArray<Proc>, what: string): void {
+  const dead = procs.filter((p) => p.exited && !p.stopping);
+  if (dead.length > 0) {
+    throw new Error(
+      `${what} process(es) exited: ${
+        dead.map((p) => `${p.name} (code ${p.exited!.code}, log ${p.logFile})`).join(", ")
+      }`,
+    );
+  }
+}
+
+/** The last lines of every process's log, under a header each. */
+export async function procLogs(procs: ReadonlyArray<Proc>, lines: number): Promise<string> {
+  const out: string[] = [];
+  for (const p of procs) {
+    const text = await Deno.readTextFile(p.logFile).catch(() => "");
+    out.push(
+      `--- ${p.name}${p.exited ? ` (exited ${p.exited.code})` : ""} ---`,
+      ...text.trimEnd().split("\n").slice(-lines),
+    );
+  }
+  return out.join("\n");
+}
+
 /** Copies bytes both ways until either side ends, then closes both. */
 async function splice(a: Deno.Conn, b: Deno.Conn): Promise<void> {
   await Promise.race([
@@ -562,28 +587,8 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
   const killOnUnload = () => procs.forEach((p) => p.kill());
   globalThis.addEventListener("unload", killOnUnload);
 
-  const assertAlive = () => {
-    const dead = procs.filter((p) => p.exited && !p.stopping);
-    if (dead.length > 0) {
-      throw new Error(
-        `stack process(es) exited: ${
-          dead.map((p) => `${p.name} (code ${p.exited!.code}, log ${p.logFile})`).join(", ")
-        }`,
-      );
-    }
-  };
-
-  const logs = async (lines = 30) => {
-    const out: string[] = [];
-    for (const p of procs) {
-      const text = await Deno.readTextFile(p.logFile).catch(() => "");
-      out.push(
-        `--- ${p.name}${p.exited ? ` (exited ${p.exited.code})` : ""} ---`,
-        ...text.trimEnd().split("\n").slice(-lines),
-      );
-    }
-    return out.join("\n");
-  };
+  const assertAlive = () => assertProcsAlive(procs, "stack");
+  const logs = (lines = 30) => procLogs(procs, lines);
 
   const kubeRun = <A, E>(e: Effect.Effect<A, E, Kube>) => Effect.runPromise(Effect.provideService(e, Kube, kube!));
 

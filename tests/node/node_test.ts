@@ -6,8 +6,6 @@
 // lifecycle through it: delete, kubelet restart, the node agent killed and restarted by its DaemonSet.
 //
 // The tests share one cluster, in order; the last one stops it.
-// @ts-types="npm:@types/js-yaml@4.0.9"
-import yaml from "js-yaml";
 import { Effect, References } from "effect";
 import { runEmbedded } from "../../adapters/sim/embedded.ts";
 import { parseScenarioText } from "../../core/sim/scenario.ts";
@@ -19,18 +17,12 @@ import { checkClusterConsistency } from "../../core/ipam/consistency.ts";
 import { assert, assertEquals, assertMatch, fail } from "../harness/assert.ts";
 import { pauseImage } from "../harness/node/binaries.ts";
 import { type ClusterNode, type NodeCluster, type PodLink, startNodeCluster } from "../harness/node/cluster.ts";
-import { repoRoot, run, sleep } from "../harness/proc.ts";
+import { run, sleep } from "../harness/proc.ts";
 import { eventually, type Json } from "../harness/stack.ts";
+import { bare, load, manifests, type Net, netOf, networks, NS, pool } from "../e2e/manifests/manifests.ts";
 
-const manifests = `${repoRoot}/tests/e2e/manifests`;
-const NS = "danm-e2e";
 const t0 = performance.now();
 const lap = (what: string) => console.log(`[node] ${what}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-
-const load = (file: string): Json[] =>
-  (yaml.loadAll(Deno.readTextFileSync(`${manifests}/${file}`)) as unknown[]).filter(
-    (d): d is Json => typeof d === "object" && d !== null,
-  );
 
 /** The e2e's workloads with every container on the local pause image (nothing is pulled: there is no registry). */
 function onPauseImage(obj: Json): Json {
@@ -47,29 +39,6 @@ function onPauseImage(obj: Json): Json {
 }
 
 const list = (items: ReadonlyArray<Json>) => JSON.stringify({ apiVersion: "v1", kind: "List", items });
-
-/** The networks by interface prefix (tests/e2e/manifests/networks.yaml). */
-const networks = {
-  eth: { subnet: "10.89.0.", kind: "veth" },
-  mv: { subnet: "10.89.1.", kind: "macvlan" },
-  br: { subnet: "10.89.2.", kind: "veth" },
-  vx: { subnet: "10.89.3.", kind: "macvlan" },
-  tn: { subnet: "10.89.4.", kind: "macvlan" },
-} as const;
-type Net = keyof typeof networks;
-const netOf = (ifname: string): Net => {
-  const prefix = ifname.replace(/\d+$/, "");
-  assert(prefix in networks, `unexpected interface ${ifname}`);
-  return prefix as Net;
-};
-const bare = (cidr: string) => cidr.split("/")[0];
-
-async function pool<T>(items: ReadonlyArray<T>, width: number, f: (t: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await f(items[next++]);
-  }));
-}
 
 let cluster: NodeCluster | undefined;
 const c = () => cluster ?? fail("the cluster did not start");

@@ -32,7 +32,7 @@ import { ensureCniPlugins } from "../cniplugins.ts";
 import { type NetnsScope, netnsScope } from "../netns.ts";
 import { createPki, type Pki } from "../pki.ts";
 import { repoRoot, run, sleep } from "../proc.ts";
-import { eventually, type Proc, spawn } from "../stack.ts";
+import { assertProcsAlive, eventually, type Proc, procLogs, spawn } from "../stack.ts";
 import { type NodeBinaries, pauseImage, prepareNodeBinaries } from "./binaries.ts";
 import { containerdConfig, kubeletConfig, kubeProxyConfig, primaryCniConfig } from "./config.ts";
 
@@ -268,28 +268,8 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   };
   globalThis.addEventListener("unload", killOnUnload);
 
-  const assertAlive = () => {
-    const dead = procs.filter((p) => p.exited && !p.stopping);
-    if (dead.length > 0) {
-      throw new Error(
-        `cluster process(es) exited: ${
-          dead.map((p) => `${p.name} (code ${p.exited!.code}, log ${p.logFile})`).join(", ")
-        }`,
-      );
-    }
-  };
-
-  const logs = async (lines = 30) => {
-    const out: string[] = [];
-    for (const p of procs) {
-      const text = await Deno.readTextFile(p.logFile).catch(() => "");
-      out.push(
-        `--- ${p.name}${p.exited ? ` (exited ${p.exited.code})` : ""} ---`,
-        ...text.trimEnd().split("\n").slice(-lines),
-      );
-    }
-    return out.join("\n");
-  };
+  const assertAlive = () => assertProcsAlive(procs, "cluster");
+  const logs = (lines = 30) => procLogs(procs, lines);
 
   const adminKubeconfig = `${dir}/admin.kubeconfig`;
   const kubectl = (args: ReadonlyArray<string>, stdin?: string) =>

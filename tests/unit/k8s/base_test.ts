@@ -219,6 +219,7 @@ Deno.test("base: one image per component, one layout — /opt/danm, DENO_DIR, --
       const file = script.slice("/opt/danm/cmd/".length);
       assert(component.entries.includes(`cmd/${file}`), `${image} carries cmd/${file}`);
       assertEquals(command.slice(3, -1), perms[file] ?? fail(`${where}: no permission set for ${file}`), where);
+      assertEquals(command, component.entrypoint, `${where}: the image's own entry point`);
       seen.add(file);
     }
   }
