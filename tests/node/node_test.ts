@@ -259,6 +259,22 @@ Deno.test({
       }))
     ).sort();
     assertEquals(real, simulated, "every pod's interfaces as the simulation has them");
+    // Routes: none of these networks has routes or a gateway, and the simulation gives their pods none; the kernel
+    // has exactly each interface's connected subnet.
+    assert(sim.pods.every((p) => p.interfaces.every((i) => i.routes.length === 0)), "no routes in the simulation");
+    await pool([...view], 4, async ([name, v]) => {
+      const routes = JSON.parse(
+        await k.podExec(NS, name, ["ip", "-4", "-json", "route", "show", "table", "all"]),
+      ) as Array<
+        { dst: string; dev: string; table?: string; type?: string }
+      >;
+      const main = routes.filter((r) => (r.table ?? "main") === "main" && (r.type ?? "unicast") === "unicast");
+      assertEquals(
+        main.map((r) => `${r.dst} ${r.dev}`).sort(),
+        v.links.map((l) => `${l.addresses[0].replace(/\.\d+\/24$/, ".0/24")} ${l.name}`).sort(),
+        `${name}: routes`,
+      );
+    });
 
     // Pings over every network: each pod to one pod on the other node and one on its own.
     const targets: Array<{ from: string; to: string; net: Net; address: string }> = [];
