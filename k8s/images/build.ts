@@ -111,6 +111,8 @@ export interface BuildOptions {
   readonly keep?: number;
   /** Put compiled CNI clients into danm-node (needs DENORT_BIN, see `deno task compile`). */
   readonly compiled?: boolean;
+  /** Only find the tag already built; fail instead of building (no network: `deno cache` could not download). */
+  readonly offline?: boolean;
 }
 
 const repoRoot = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -279,6 +281,12 @@ export async function buildDanmImages(opts: BuildOptions): Promise<BuiltImages> 
   const built = await Deno.stat(`${dir}/refs.json`).then(() => true, () => false);
   if (built && JSON.stringify(JSON.parse(await Deno.readTextFile(`${dir}/refs.json`))) === JSON.stringify(refs)) {
     return { tag: inputs.tag, archive, refs, buildSeconds: 0 };
+  }
+  if (opts.offline) {
+    throw new Error(
+      `danm images ${inputs.tag} are not built in ${opts.outDir} and cannot be built here (no network): build them ` +
+        "first (deno task images --out <dir>; deno task test and the benches do it before they isolate themselves)",
+    );
   }
   const started = Date.now();
   log(`building danm images ${inputs.tag} (${components.map((c) => c.name).join(", ")})`);

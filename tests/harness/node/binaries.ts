@@ -58,15 +58,21 @@ export async function ensurePauseImage(binDir: string): Promise<string> {
   return archive;
 }
 
-/** Everything a real-node cluster needs on this machine, built or installed; logs what took time. */
-export async function prepareNodeBinaries(log: (line: string) => void): Promise<NodeBinaries> {
-  await ensureAptPackages(nodeCommands, log);
+/**
+ * Everything a real-node cluster needs on this machine, built or installed; logs what took time. `offline` (inside
+ * a private network namespace) only finds what was prepared: a build there could not download anything.
+ */
+export async function prepareNodeBinaries(
+  log: (line: string) => void,
+  opts: { readonly offline?: boolean } = {},
+): Promise<NodeBinaries> {
+  if (!opts.offline) await ensureAptPackages(nodeCommands, log);
   let t = Date.now();
   const dir = await ensureNodeBinaries();
   log(`kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, crictl in ${dir} (${secs(t)})`);
   t = Date.now();
   const pauseArchive = await ensurePauseImage(dir);
-  const danm = await buildDanmImages({ outDir: `${cacheRoot()}/images/danm`, log });
+  const danm = await buildDanmImages({ outDir: `${cacheRoot()}/images/danm`, log, offline: opts.offline ?? false });
   log(`images: ${pauseImage}, ${Object.values(danm.refs).join(", ")} (${secs(t)})`);
   return { dir, pauseArchive, danm };
 }

@@ -48,7 +48,7 @@ export interface NodeClusterOptions {
   readonly maxPods?: number;
   /** Deploy danm (`kubectl apply -k`). Default true. */
   readonly deployDanm?: boolean;
-  /** Prepared outside the private namespace (builds need the network); prepared here when absent. */
+  /** Prepared outside the private namespace (builds need the network); else found in the caches, or a failure. */
   readonly binaries?: NodeBinaries;
   readonly log?: (line: string) => void;
   /** For everything to come up. Default 300 s. */
@@ -223,7 +223,8 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   const podSubnets = options.podSubnets ?? "10.244";
   const startTimeoutMs = options.startTimeoutMs ?? 300_000;
   const primaryNetwork = "k8s-pods";
-  const binaries = options.binaries ?? await prepareNodeBinaries(log);
+  // The cluster runs in a private network namespace: what needs downloading was prepared before (prepareNodeBinaries).
+  const binaries = options.binaries ?? await prepareNodeBinaries(log, { offline: true });
   const bin = (name: string) => `${binaries.dir}/${name}`;
 
   const dir = await Deno.makeTempDir({ prefix: `danm-node-${runId}-` });
