@@ -111,8 +111,6 @@ export interface BuildOptions {
   readonly keep?: number;
   /** Put compiled CNI clients into danm-node (needs DENORT_BIN, see `deno task compile`). */
   readonly compiled?: boolean;
-  /** Only find the tag already built; fail instead of building (no network: `deno cache` could not download). */
-  readonly offline?: boolean;
 }
 
 const repoRoot = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -278,16 +276,9 @@ export async function buildDanmImages(opts: BuildOptions): Promise<BuiltImages> 
   const refs = Object.fromEntries(components.map((c) => [c.name, `${registry}/${c.name}:${inputs.tag}`]));
   const dir = `${opts.outDir}/${inputs.tag}`;
   const archive = `${dir}/danm-images.tar`;
-  const built = await Deno.stat(`${dir}/refs.json`).then(() => true, () => false);
-  if (built && JSON.stringify(JSON.parse(await Deno.readTextFile(`${dir}/refs.json`))) === JSON.stringify(refs)) {
-    return { tag: inputs.tag, archive, refs, buildSeconds: 0 };
-  }
-  if (opts.offline) {
-    throw new Error(
-      `danm images ${inputs.tag} are not built in ${opts.outDir} and cannot be built here (no network): build them ` +
-        "first (deno task images --out <dir>; deno task test and the benches do it before they isolate themselves)",
-    );
-  }
+  // Leased before it is looked for: from here on no other process's prune removes it (see leaseTag).
+  await leaseTag(opts.outDir, inputs.tag);
+  if (await sameRefs(dir, refs)) return { tag: inputs.tag, archive, refs, buildSeconds: 0 };
   const started = Date.now();
   log(`building danm images ${inputs.tag} (${components.map((c) => c.name).join(", ")})`);
   await Deno.mkdir(opts.outDir, { recursive: true });
@@ -316,9 +307,12 @@ export async function buildDanmImages(opts: BuildOptions): Promise<BuiltImages> 
     await writeOciLayout(`${work}/layout`, images);
     await archiveOciLayout(`${work}/layout`, `${out}/danm-images.tar`);
     await Deno.writeTextFile(`${out}/refs.json`, JSON.stringify(refs, null, 2) + "\n");
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-    // Another build of the same tag may have landed meanwhile: both are the same bytes, either one will do.
-    await Deno.rename(out, dir).catch(() => {});
+    // Another build of the same tag may have landed meanwhile: the same bytes, and maybe in use already, so it stays.
+    // Only one built for another registry (other refs) is replaced.
+    if (!await Deno.rename(out, dir).then(() => true, () => false) && !await sameRefs(dir, refs)) {
+      await Deno.remove(dir, { recursive: true });
+      await Deno.rename(out, dir);
+    }
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
@@ -328,8 +322,31 @@ export async function buildDanmImages(opts: BuildOptions): Promise<BuiltImages> 
   return { tag: inputs.tag, archive, refs, buildSeconds };
 }
 
-/** Removes all but the newest `keep` other tags. */
-async function prune(outDir: string, current: string, keep: number): Promise<void> {
+async function sameRefs(dir: string, refs: Readonly<Record<string, string>>): Promise<boolean> {
+  const text = await Deno.readTextFile(`${dir}/refs.json`).catch(() => undefined);
+  return text !== undefined && JSON.stringify(JSON.parse(text)) === JSON.stringify(refs);
+}
+
+const leases = new Map<string, Deno.FsFile>();
+
+/**
+ * Leases a tag of `outDir` to this process until it exits: a shared flock on `<outDir>/.leases/<tag>`. A prune
+ * removes only tags it can lock exclusively, so a tag that a process found (or built) and is about to use — e.g. a
+ * test run that prepared it before moving into its private namespace — stays, whatever other worktrees build
+ * meanwhile. The lease files stay (empty): removing one could let a later prune lock a new file while the tag is
+ * still leased through the old one.
+ */
+export async function leaseTag(outDir: string, tag: string): Promise<void> {
+  const path = `${outDir}/.leases/${tag}`;
+  if (leases.has(path)) return;
+  await Deno.mkdir(`${outDir}/.leases`, { recursive: true });
+  const file = await Deno.open(path, { create: true, write: true });
+  await file.lock(false);
+  leases.set(path, file);
+}
+
+/** Removes all but the newest `keep` other tags, except the ones a process holds a lease on (leaseTag). */
+export async function prune(outDir: string, current: string, keep: number): Promise<void> {
   const tags: Array<{ name: string; mtime: number }> = [];
   for await (const e of Deno.readDir(outDir)) {
     if (!e.isDirectory || e.name === current || e.name.startsWith(".")) continue;
@@ -337,7 +354,18 @@ async function prune(outDir: string, current: string, keep: number): Promise<voi
     tags.push({ name: e.name, mtime: st.mtime?.getTime() ?? 0 });
   }
   tags.sort((a, b) => b.mtime - a.mtime);
-  for (const t of tags.slice(keep)) await Deno.remove(`${outDir}/${t.name}`, { recursive: true }).catch(() => {});
+  for (const t of tags.slice(keep)) {
+    const path = `${outDir}/.leases/${t.name}`;
+    if (leases.has(path)) continue; // this process's own
+    await Deno.mkdir(`${outDir}/.leases`, { recursive: true });
+    const file = await Deno.open(path, { create: true, write: true });
+    try {
+      if (!await file.tryLock(true)) continue; // leased: in use by another process
+      await Deno.remove(`${outDir}/${t.name}`, { recursive: true }).catch(() => {});
+    } finally {
+      file.close();
+    }
+  }
 }
 
 if (import.meta.main) {

@@ -1,7 +1,7 @@
 // What a real node needs besides the control plane: the Kubernetes node binaries (built from the Go tools module,
 // cached like kube-apiserver), containerd + runc + nft from Debian, the pause image and danm's own images. Each is
 // built or installed once and cached; any failure throws with the reason.
-import { buildDanmImages, type BuiltImages } from "../../../k8s/images/build.ts";
+import { buildDanmImages, type BuiltImages, leaseTag } from "../../../k8s/images/build.ts";
 import { archiveOciLayout, writeOciLayout } from "../../../k8s/images/oci.ts";
 import { ensureAptPackages } from "../prereq.ts";
 import { cacheRoot, repoRoot, run } from "../proc.ts";
@@ -58,23 +58,62 @@ export async function ensurePauseImage(binDir: string): Promise<string> {
   return archive;
 }
 
+/** Where prepareNodeBinaries hands what it prepared (JSON NodeBinaries) to the processes it starts. */
+export const preparedEnv = "DANM_NODE_PREPARED";
+
 /**
- * Everything a real-node cluster needs on this machine, built or installed; logs what took time. `offline` (inside
- * a private network namespace) only finds what was prepared: a build there could not download anything.
+ * Everything a real-node cluster needs on this machine, built or installed; logs what took time. Needs the network
+ * (apt, the Go module proxy, npm): call it before moving into a private network namespace. What it prepared is handed
+ * to every process started after it through the environment (`DANM_NODE_PREPARED`), and the danm images' tag is
+ * leased to this process (k8s/images/build.ts leaseTag) until it exits, so no other worktree's build prunes it.
  */
-export async function prepareNodeBinaries(
-  log: (line: string) => void,
-  opts: { readonly offline?: boolean } = {},
-): Promise<NodeBinaries> {
-  if (!opts.offline) await ensureAptPackages(nodeCommands, log);
+export async function prepareNodeBinaries(log: (line: string) => void): Promise<NodeBinaries> {
+  await ensureAptPackages(nodeCommands, log);
   let t = Date.now();
   const dir = await ensureNodeBinaries();
   log(`kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, crictl in ${dir} (${secs(t)})`);
   t = Date.now();
   const pauseArchive = await ensurePauseImage(dir);
-  const danm = await buildDanmImages({ outDir: `${cacheRoot()}/images/danm`, log, offline: opts.offline ?? false });
+  const danm = await buildDanmImages({ outDir: danmImagesDir(), log });
   log(`images: ${pauseImage}, ${Object.values(danm.refs).join(", ")} (${secs(t)})`);
-  return { dir, pauseArchive, danm };
+  const binaries: NodeBinaries = { dir, pauseArchive, danm };
+  Deno.env.set(preparedEnv, JSON.stringify(binaries));
+  return binaries;
 }
+
+const danmImagesDir = () => `${cacheRoot()}/images/danm`;
+
+/**
+ * What prepareNodeBinaries prepared before this process was started (inside a private network namespace nothing can
+ * be downloaded, so nothing is built here): exactly those files, or an error saying what is missing.
+ */
+export async function preparedNodeBinaries(): Promise<NodeBinaries> {
+  const handed = Deno.env.get(preparedEnv);
+  if (!handed) {
+    throw new Error(
+      `${preparedEnv} is not set: the real-node cluster uses what prepareNodeBinaries() built before the run moved ` +
+        "into its private network namespace (deno task test node, bench:node, sim --real --kubelet and harness:node " +
+        "do it); it builds nothing itself, as it has no network",
+    );
+  }
+  const binaries = JSON.parse(handed) as NodeBinaries;
+  const danmDir = binaries.danm.archive.replace(/\/[^/]+\/[^/]+$/, "");
+  // The preparing process leases the tag; leased here too, for a run that outlives it.
+  await leaseTag(danmDir, binaries.danm.tag);
+  const missing: string[] = [];
+  for (const name of ["kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl", "crictl"]) {
+    if (!await exists(`${binaries.dir}/${name}`)) missing.push(`${binaries.dir}/${name}`);
+  }
+  for (const f of [binaries.pauseArchive, binaries.danm.archive]) if (!await exists(f)) missing.push(f);
+  if (missing.length) {
+    throw new Error(
+      `what was prepared for the real nodes is gone (${missing.join(", ")}; danm images ${binaries.danm.tag}): ` +
+        "not rebuilt here, as this private network namespace cannot download; run the preparation again",
+    );
+  }
+  return binaries;
+}
+
+const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
 
 const secs = (since: number) => `${((Date.now() - since) / 1000).toFixed(0)}s`;

@@ -33,7 +33,7 @@ import { type NetnsScope, netnsScope } from "../netns.ts";
 import { createPki, type Pki } from "../pki.ts";
 import { repoRoot, run, sleep } from "../proc.ts";
 import { assertProcsAlive, eventually, type Proc, procLogs, spawn } from "../stack.ts";
-import { type NodeBinaries, pauseImage, prepareNodeBinaries } from "./binaries.ts";
+import { type NodeBinaries, pauseImage, preparedNodeBinaries } from "./binaries.ts";
 import { containerdConfig, kubeletConfig, kubeProxyConfig, primaryCniConfig } from "./config.ts";
 
 export interface NodeClusterOptions {
@@ -48,7 +48,7 @@ export interface NodeClusterOptions {
   readonly maxPods?: number;
   /** Deploy danm (`kubectl apply -k`). Default true. */
   readonly deployDanm?: boolean;
-  /** Prepared outside the private namespace (builds need the network); else found in the caches, or a failure. */
+  /** Prepared outside the private namespace (builds need the network). Default: what prepareNodeBinaries handed over. */
   readonly binaries?: NodeBinaries;
   readonly log?: (line: string) => void;
   /** For everything to come up. Default 300 s. */
@@ -224,7 +224,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   const startTimeoutMs = options.startTimeoutMs ?? 300_000;
   const primaryNetwork = "k8s-pods";
   // The cluster runs in a private network namespace: what needs downloading was prepared before (prepareNodeBinaries).
-  const binaries = options.binaries ?? await prepareNodeBinaries(log, { offline: true });
+  const binaries = options.binaries ?? await preparedNodeBinaries();
   const bin = (name: string) => `${binaries.dir}/${name}`;
 
   const dir = await Deno.makeTempDir({ prefix: `danm-node-${runId}-` });
