@@ -270,17 +270,32 @@ export const makeKube = (
         return { _tag: "Pending", object } as DeleteResult<A>;
       });
 
+    // Decoded watch objects per resource type object (its schema), by the raw object they came from.
+    const decodeCaches = new WeakMap<object, WeakMap<JsonObject, Keyed<unknown>>>();
+    const decodeCache = <A, I>(rt: ResourceType<A, I>): WeakMap<JsonObject, Keyed<A>> => {
+      let c = decodeCaches.get(rt);
+      if (!c) decodeCaches.set(rt, c = new WeakMap());
+      return c as WeakMap<JsonObject, Keyed<A>>;
+    };
+
     /** The resilient watch over keyed objects; `watch` and informers both use it. */
     const watchKeyed = <A, I>(rt: ResourceType<A, I>, opts: WatchOptions): Stream.Stream<
       WatchEvent<Keyed<A>>,
       KubeError
     > => {
       const namespace = rt.namespaced ? opts.namespace : undefined;
-      const keyed = (verb: string) => (raw: unknown) =>
-        Effect.map(decodeWith(rt, verb)(raw), (object): Keyed<A> => {
+      const decoded = decodeCache(rt);
+      const keyed = (verb: string) => (raw: unknown): Effect.Effect<Keyed<A>, KubeError> => {
+        const hit = isJsonObject(raw) ? decoded.get(raw) : undefined;
+        if (hit) return Effect.succeed(hit);
+        return Effect.map(decodeWith(rt, verb)(raw), (object): Keyed<A> => {
           const m = metaOf(raw);
-          return { key: objectKey(m.namespace, m.name ?? ""), object, resourceVersion: m.resourceVersion ?? "" };
+          const k = { key: objectKey(m.namespace, m.name ?? ""), object, resourceVersion: m.resourceVersion ?? "" };
+          // A frozen object (the memory store's) never changes: every watch and relist seeing it shares one decode.
+          if (isJsonObject(raw) && Object.isFrozen(raw)) decoded.set(raw, k);
+          return k;
         });
+      };
       const toEvent = (ev: RawWatchEvent): Effect.Effect<WatchEvent<Keyed<A>>, KubeError> => {
         const resourceVersion = metaOf(ev.object).resourceVersion ?? "";
         if (ev.type === "BOOKMARK") return Effect.succeed({ _tag: "Bookmark", resourceVersion });

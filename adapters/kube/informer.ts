@@ -4,6 +4,7 @@ import { Deferred, Effect, PubSub, type Scope, Semaphore, Stream, SubscriptionRe
 import type { Informer, InformerEvent, InformerState, KubeError, WatchEvent } from "../../core/ports/kube.ts";
 import { objectKey } from "../../core/ports/kube.ts";
 import { deepEqual } from "./patch.ts";
+import { SnapshotMap } from "./snapshot_map.ts";
 
 /** A decoded object with the key the informer files it under (A itself is opaque here). */
 export interface Keyed<A> {
@@ -20,11 +21,9 @@ export const makeInformer = <A>(
   describe: string,
 ): Effect.Effect<Informer<A>, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const state = yield* SubscriptionRef.make<InformerState<A>>({
-      synced: false,
-      resourceVersion: "",
-      items: new Map(),
-    });
+    // Snapshots are persistent maps: applying an event costs O(log n), not a copy of the whole cache.
+    let items = SnapshotMap.empty<A>();
+    const state = yield* SubscriptionRef.make<InformerState<A>>({ synced: false, resourceVersion: "", items });
     const hub = yield* PubSub.unbounded<Item<A>>();
     yield* Effect.addFinalizer(() => PubSub.shutdown(hub));
     // Applying a batch and taking a subscription + snapshot exclude each other, so a subscriber sees every
@@ -37,7 +36,6 @@ export const makeInformer = <A>(
     const applyBatch = (batch: ReadonlyArray<WatchEvent<Keyed<A>>>) =>
       lock.withPermit(Effect.gen(function* () {
         const cur = yield* SubscriptionRef.get(state);
-        const items = new Map(cur.items);
         let resourceVersion = cur.resourceVersion, isSynced = cur.synced;
         const out: Item<A>[] = [];
         for (const ev of batch) {
@@ -46,7 +44,7 @@ export const makeInformer = <A>(
             case "Modified": {
               const { key, object } = ev.object;
               const previous = items.get(key);
-              items.set(key, object);
+              items = items.set(key, object);
               versions.set(key, ev.object.resourceVersion);
               out.push(
                 previous === undefined ? { _tag: "Added", key, object } : { _tag: "Updated", key, object, previous },
@@ -55,7 +53,7 @@ export const makeInformer = <A>(
             }
             case "Deleted": {
               const { key, object } = ev.object;
-              items.delete(key);
+              items = items.delete(key);
               versions.delete(key);
               out.push({ _tag: "Deleted", key, object });
               break;
@@ -77,14 +75,11 @@ export const makeInformer = <A>(
                   }
                 }
               }
-              items.clear();
+              items = SnapshotMap.from(ev.items.map((k) => [k.key, k.object] as const));
               versions.clear();
-              for (const k of ev.items) {
-                items.set(k.key, k.object);
-                versions.set(k.key, k.resourceVersion);
-              }
+              for (const k of ev.items) versions.set(k.key, k.resourceVersion);
               isSynced = true;
-              out.push({ _tag: "Synced", items: new Map(items), resourceVersion: ev.resourceVersion });
+              out.push({ _tag: "Synced", items, resourceVersion: ev.resourceVersion });
               break;
             }
           }

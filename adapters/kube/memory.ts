@@ -36,15 +36,16 @@ import {
   serverSideApply,
 } from "./patch.ts";
 import {
+  fieldReader,
   type FieldRequirement,
   type LabelRequirement,
-  matchesFields,
   matchesLabels,
   parseFieldSelector,
   parseLabelSelector,
   SelectorParseError,
   supportedFieldLabels,
 } from "./selectors.ts";
+import { deepFreeze, IndexedBucket, labelsOf, type Selection } from "./memory_index.ts";
 import { errorFromStatus, failureStatus, type RequestTarget, type StatusBody } from "./status.ts";
 
 // --- Admission ------------------------------------------------------------------------------------------
@@ -104,6 +105,7 @@ class ApiFailure extends Error {
 }
 
 interface Stored {
+  /** Deep-frozen: handed out as is by reads, lists and watches (never a mutable alias of the store). */
   readonly raw: JsonObject;
   readonly owners: Ownership;
 }
@@ -118,8 +120,7 @@ interface HistoryEntry {
 
 interface Watcher {
   readonly bucket: string;
-  readonly namespace?: string;
-  readonly matches: (obj: JsonObject) => boolean;
+  readonly selection: Selection;
   readonly queue: Queue.Queue<RawWatchEvent, KubeError | Cause.Done>;
 }
 
@@ -231,9 +232,10 @@ export class MemoryApiServer {
   private rv = 100;
   /** Every resourceVersion above this one is still in `history`. */
   private compactedRv = 100;
-  private readonly buckets = new Map<string, Map<string, Stored>>();
+  private readonly buckets = new Map<string, IndexedBucket<Stored>>();
   private history: HistoryEntry[] = [];
-  private readonly watchers = new Set<Watcher>();
+  /** Open watches by bucket. */
+  private readonly watchers = new Map<string, Set<Watcher>>();
   private readonly hooks: AdmissionHook[];
   private readonly statusKinds: Set<string>;
   private readonly historyLimit: number;
@@ -265,15 +267,17 @@ export class MemoryApiServer {
 
   /** Ends every open watch connection, as an apiserver restart or a load balancer would. Returns how many. */
   dropWatches(): number {
-    const n = this.watchers.size;
-    for (const w of this.watchers) Queue.endUnsafe(w.queue);
+    const n = this.openWatches;
+    for (const ws of this.watchers.values()) for (const w of ws) Queue.endUnsafe(w.queue);
     this.watchers.clear();
     return n;
   }
 
   /** How many watch connections are open. */
   get openWatches(): number {
-    return this.watchers.size;
+    let n = 0;
+    for (const ws of this.watchers.values()) n += ws.size;
+    return n;
   }
 
   /** Forgets all watch history: every resourceVersion before now answers 410 Gone. */
@@ -289,9 +293,7 @@ export class MemoryApiServer {
 
   /** Raw stored objects of one resource (copies), sorted by namespace/name. */
   objects(rt: { readonly group: string; readonly plural: string }): JsonObject[] {
-    return [...(this.buckets.get(bucketOf(rt))?.entries() ?? [])]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([, s]) => clone(s.raw));
+    return [...(this.buckets.get(bucketOf(rt))?.entries() ?? [])].map(([, s]) => clone(s.raw));
   }
 
   // --- Plumbing -----------------------------------------------------------------------------------------
@@ -307,10 +309,12 @@ export class MemoryApiServer {
     });
   }
 
-  private bucket(rt: AnyResourceType): Map<string, Stored> {
+  private bucket(rt: AnyResourceType): IndexedBucket<Stored> {
     const key = bucketOf(rt);
     let b = this.buckets.get(key);
-    if (!b) this.buckets.set(key, b = new Map());
+    if (!b) {
+      this.buckets.set(key, b = new IndexedBucket(["metadata.name", "metadata.namespace", ...indexedFields(key)]));
+    }
     return b;
   }
 
@@ -329,16 +333,14 @@ export class MemoryApiServer {
     const e: HistoryEntry = { ...entry, rv };
     this.history.push(e);
     while (this.history.length > this.historyLimit) this.compactedRv = this.history.shift()!.rv;
-    for (const w of this.watchers) this.deliver(w, e);
+    for (const w of this.watchers.get(e.bucket) ?? []) this.deliver(w, e);
     return rv;
   }
 
   private deliver(w: Watcher, e: HistoryEntry): void {
     if (w.bucket !== e.bucket) return;
-    if (w.namespace && metaOf(e.object).namespace !== w.namespace) return;
-    const cur = w.matches(e.object), prev = e.previous !== undefined && w.matches(e.previous);
-    const offer = (type: RawWatchEvent["type"], object: JsonObject) =>
-      Queue.offerUnsafe(w.queue, { type, object: clone(object) });
+    const cur = w.selection.matches(e.object), prev = e.previous !== undefined && w.selection.matches(e.previous);
+    const offer = (type: RawWatchEvent["type"], object: JsonObject) => Queue.offerUnsafe(w.queue, { type, object });
     if (e.type === "ADDED") {
       if (cur) offer("ADDED", e.object);
     } else if (e.type === "DELETED") {
@@ -348,9 +350,11 @@ export class MemoryApiServer {
     else if (prev) {
       // Leaving the selection looks like a deletion: the old state with the new resourceVersion (as the
       // apiserver's watch cache does).
-      const old = clone(e.previous!);
-      (old.metadata as JsonObject).resourceVersion = String(e.rv);
-      offer("DELETED", old);
+      const old = e.previous!;
+      offer(
+        "DELETED",
+        deepFreeze({ ...old, metadata: { ...old.metadata as JsonObject, resourceVersion: String(e.rv) } }),
+      );
     }
   }
 
@@ -389,19 +393,31 @@ export class MemoryApiServer {
     }
   }
 
-  private parseSelectors(rt: AnyResourceType, q: { labelSelector?: string; fieldSelector?: string }) {
+  private parseSelectors(
+    rt: AnyResourceType,
+    namespace: string | undefined,
+    q: { labelSelector?: string; fieldSelector?: string },
+  ): Selection {
     try {
       const labels: ReadonlyArray<LabelRequirement> = q.labelSelector ? parseLabelSelector(q.labelSelector) : [];
       const fields: ReadonlyArray<FieldRequirement> = q.fieldSelector ? parseFieldSelector(q.fieldSelector) : [];
-      const allowed = ["metadata.name", "metadata.namespace", ...(supportedFieldLabels[bucketOf(rt)] ?? [])];
+      const allowed = ["metadata.name", "metadata.namespace", ...indexedFields(bucketOf(rt))];
       for (const f of fields) {
         if (!allowed.includes(f.path)) throw badRequest(`field label not supported: ${f.path}`);
       }
-      return (obj: JsonObject) => {
-        const m = isJsonObject(obj.metadata) && isJsonObject(obj.metadata.labels) ? obj.metadata.labels : {};
-        const labelsOf: Record<string, string> = {};
-        for (const [k, v] of Object.entries(m)) if (Predicate.isString(v)) labelsOf[k] = v;
-        return matchesLabels(labels, labelsOf) && matchesFields(fields, obj);
+      const ns = rt.namespaced ? namespace : undefined;
+      const tests = [
+        ...(ns ? [{ read: fieldReader("metadata.namespace"), value: ns, equal: true }] : []),
+        ...fields.map((f) => ({ read: fieldReader(f.path), value: f.value, equal: f.op === "=" })),
+      ];
+      return {
+        ...(ns ? { namespace: ns } : {}),
+        labels,
+        fields,
+        // Label values are strings: validateMeta refuses anything else on every write.
+        matches: (obj) =>
+          tests.every((t) => (t.read(obj) === t.value) === t.equal) &&
+          (labels.length === 0 || matchesLabels(labels, labelsOf(obj))),
       };
     } catch (e) {
       if (e instanceof SelectorParseError) throw badRequest(e.message);
@@ -574,7 +590,7 @@ export class MemoryApiServer {
         ...(params.subresource ? { subresource: params.subresource } : {}),
         ...(ref.namespace ? { namespace: ref.namespace } : {}),
         name: ref.name,
-        oldObject: clone(cur.raw),
+        oldObject: cur.raw,
         dryRun: params.dryRun ?? false,
       };
       const mutated = (yield* this.admit("mutating", { ...base, object: next }, t)) ?? next;
@@ -587,12 +603,12 @@ export class MemoryApiServer {
       return yield* this.run(t, () => {
         if (this.bucket(ref.rt).get(this.key(ref)) !== cur) return undefined; // raced: recompute
         const curMeta = cur.raw.metadata as JsonObject;
-        const candidate = clone(prepared);
-        (candidate.metadata as JsonObject).resourceVersion = curMeta.resourceVersion;
-        if (deepEqual(candidate, cur.raw) && (owners === undefined || ownersEqual(owners, cur.owners))) {
-          return clone(cur.raw); // no-op: no new resourceVersion, no event
+        // prepared is this request's own copy: it carries the stored version until committed.
+        (prepared.metadata as JsonObject).resourceVersion = curMeta.resourceVersion;
+        if (deepEqual(prepared, cur.raw) && (owners === undefined || ownersEqual(owners, cur.owners))) {
+          return cur.raw; // no-op: no new resourceVersion, no event
         }
-        if (params.dryRun) return candidate;
+        if (params.dryRun) return prepared;
         return this.commitUpdate(ref, cur, prepared, owners ?? cur.owners);
       });
     });
@@ -617,16 +633,19 @@ export class MemoryApiServer {
     const bucket = bucketOf(ref.rt);
     const rv = this.rv + 1;
     meta.resourceVersion = String(rv);
+    deepFreeze(next);
     this.bucket(ref.rt).set(this.key(ref), { raw: next, owners });
-    this.record({ bucket, type: "MODIFIED", object: clone(next), previous: clone(cur.raw) });
-    return clone(next);
+    this.record({ bucket, type: "MODIFIED", object: next, previous: cur.raw });
+    return next;
   }
 
   private remove(ref: ObjectRef, last: JsonObject): JsonObject {
-    const obj = clone(last);
-    (obj.metadata as JsonObject).resourceVersion = String(this.rv + 1);
+    const obj = deepFreeze({
+      ...last,
+      metadata: { ...last.metadata as JsonObject, resourceVersion: String(this.rv + 1) },
+    });
     this.bucket(ref.rt).delete(this.key(ref));
-    this.record({ bucket: bucketOf(ref.rt), type: "DELETED", object: clone(obj) });
+    this.record({ bucket: bucketOf(ref.rt), type: "DELETED", object: obj });
     return obj;
   }
 
@@ -636,7 +655,7 @@ export class MemoryApiServer {
     get: (ref) =>
       this.run(
         { verb: "get", kind: ref.rt.kind, namespace: ref.namespace, name: ref.name },
-        () => clone(this.lookup(ref).raw),
+        () => this.lookup(ref).raw,
       ),
 
     list: (ref, q) =>
@@ -666,7 +685,7 @@ export class MemoryApiServer {
   };
 
   private listNow(ref: CollectionRef, q: ListQuery): RawList {
-    const matches = this.parseSelectors(ref.rt, q);
+    const selection = this.parseSelectors(ref.rt, ref.namespace, q);
     let listRv = this.rv, after: string | undefined;
     if (q.continue) {
       let token: unknown;
@@ -690,17 +709,10 @@ export class MemoryApiServer {
       listRv = token.rv;
       after = token.after;
     }
-    const ns = ref.rt.namespaced ? ref.namespace : undefined;
-    const entries = [...this.bucket(ref.rt).entries()]
-      .filter(([k, s]) =>
-        (after === undefined || k > after) && (!ns || metaOf(s.raw).namespace === ns) && matches(s.raw)
-      )
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    const limit = q.limit && q.limit > 0 ? q.limit : entries.length;
-    const page = entries.slice(0, limit);
-    const more = entries.length > limit;
+    const limit = q.limit && q.limit > 0 ? q.limit : Infinity;
+    const { items: page, more } = this.bucket(ref.rt).select(selection, after, limit);
     return {
-      items: page.map(([, s]) => clone(s.raw)),
+      items: page.map(([, s]) => s.raw),
       resourceVersion: String(listRv),
       ...(more ? { continue: btoa(JSON.stringify({ rv: listRv, after: page[page.length - 1][0] })) } : {}),
     };
@@ -741,9 +753,10 @@ export class MemoryApiServer {
           }
           if (params.dryRun) return prepared;
           (prepared.metadata as JsonObject).resourceVersion = String(this.rv + 1);
+          deepFreeze(prepared);
           this.bucket(ref.rt).set(key, { raw: prepared, owners: owners ?? new Map() });
-          this.record({ bucket: bucketOf(ref.rt), type: "ADDED", object: clone(prepared) });
-          return clone(prepared);
+          this.record({ bucket: bucketOf(ref.rt), type: "ADDED", object: prepared });
+          return prepared;
         });
         if (done !== undefined) return done;
       }
@@ -839,7 +852,7 @@ export class MemoryApiServer {
         resource: { group: ref.rt.group, version: ref.rt.version, kind: ref.rt.kind, plural: ref.rt.plural },
         ...(ref.namespace ? { namespace: ref.namespace } : {}),
         name: ref.name,
-        oldObject: clone(cur.raw),
+        oldObject: cur.raw,
         dryRun: options.dryRun ?? false,
       };
       yield* this.admit("mutating", request, t);
@@ -847,7 +860,7 @@ export class MemoryApiServer {
       return yield* this.run(t, () => {
         const s = this.lookup(ref);
         if (s !== cur) throw conflict(ref.rt, ref.name, "the object was modified during deletion; try again");
-        if (options.dryRun) return clone(s.raw);
+        if (options.dryRun) return s.raw;
         const next = clone(s.raw);
         const meta = next.metadata as JsonObject;
         const finalizers = Array.isArray(meta.finalizers) ? [...meta.finalizers] : [];
@@ -868,7 +881,7 @@ export class MemoryApiServer {
             if (finalizers.length === 0 && grace === 0) return this.remove(ref, next);
             return this.commitUpdate(ref, s, next, s.owners);
           }
-          return clone(s.raw);
+          return s.raw;
         }
         if (finalizers.length === 0 && grace === 0) {
           this.remove(ref, next);
@@ -885,9 +898,10 @@ export class MemoryApiServer {
         if (finalizers.length === 0) delete meta.finalizers;
         const bucket = bucketOf(ref.rt);
         meta.resourceVersion = String(this.rv + 1);
+        deepFreeze(next);
         this.bucket(ref.rt).set(this.key(ref), { raw: next, owners: s.owners });
-        this.record({ bucket, type: "MODIFIED", object: clone(next), previous: clone(s.raw) });
-        return clone(next);
+        this.record({ bucket, type: "MODIFIED", object: next, previous: s.raw });
+        return next;
       });
     });
   }
@@ -908,9 +922,9 @@ export class MemoryApiServer {
     const t: RequestTarget = { verb: "watch", kind: ref.rt.kind, namespace: ref.namespace };
     return Stream.callback<RawWatchEvent, KubeError>((queue) =>
       Effect.gen({ self: this }, function* () {
-        const matches = yield* this.run(t, () => this.parseSelectors(ref.rt, q));
-        const namespace = ref.rt.namespaced ? ref.namespace : undefined;
-        const watcher: Watcher = { bucket: bucketOf(ref.rt), ...(namespace ? { namespace } : {}), matches, queue };
+        const selection = yield* this.run(t, () => this.parseSelectors(ref.rt, ref.namespace, q));
+        const bucket = bucketOf(ref.rt);
+        const watcher: Watcher = { bucket, selection, queue };
         const fromNow = q.resourceVersion === "" || q.resourceVersion === "0";
         const from = fromNow ? this.rv : Number(q.resourceVersion);
         yield* this.run(t, () => {
@@ -925,17 +939,17 @@ export class MemoryApiServer {
         yield* Effect.acquireRelease(
           Effect.sync(() => {
             if (fromNow) {
-              for (const obj of this.objects(ref.rt)) {
-                if ((!namespace || metaOf(obj).namespace === namespace) && matches(obj)) {
-                  Queue.offerUnsafe(queue, { type: "ADDED", object: obj });
-                }
+              for (const [, s] of this.bucket(ref.rt).select(selection, undefined, Infinity).items) {
+                Queue.offerUnsafe(queue, { type: "ADDED", object: s.raw });
               }
             } else {
               for (const e of this.history) if (e.rv > from) this.deliver(watcher, e);
             }
-            this.watchers.add(watcher);
+            let open = this.watchers.get(bucket);
+            if (!open) this.watchers.set(bucket, open = new Set());
+            open.add(watcher);
           }),
-          () => Effect.sync(() => this.watchers.delete(watcher)),
+          () => Effect.sync(() => this.watchers.get(bucket)?.delete(watcher)),
         );
         if (q.bookmarks) {
           yield* Effect.sync(() =>
@@ -957,6 +971,9 @@ export class MemoryApiServer {
     );
   }
 }
+
+/** Field labels of a bucket beyond metadata.name and metadata.namespace. */
+const indexedFields = (bucket: string): ReadonlyArray<string> => supportedFieldLabels[bucket] ?? [];
 
 function ownersEqual(a: Ownership, b: Ownership): boolean {
   if (a.size !== b.size) return false;

@@ -169,14 +169,22 @@ export function parseFieldSelector(selector: string): ReadonlyArray<FieldRequire
 
 /** Reads a dotted path of an object as the apiserver's field label conversion does: absent = "". */
 export function fieldValue(obj: unknown, path: string): string {
-  let cur: unknown = obj;
-  for (const part of path.split(".")) {
-    if (!Predicate.isObject(cur)) return "";
-    cur = cur[part];
-  }
-  if (Predicate.isString(cur)) return cur;
-  if (Predicate.isNumber(cur) || Predicate.isBoolean(cur)) return String(cur);
-  return "";
+  return fieldReader(path)(obj);
+}
+
+/** fieldValue with the path split once, for a selector or an index applied to many objects. */
+export function fieldReader(path: string): (obj: unknown) => string {
+  const parts = path.split(".");
+  return (obj) => {
+    let cur: unknown = obj;
+    for (const part of parts) {
+      if (!Predicate.isObject(cur)) return "";
+      cur = cur[part];
+    }
+    if (Predicate.isString(cur)) return cur;
+    if (Predicate.isNumber(cur) || Predicate.isBoolean(cur)) return String(cur);
+    return "";
+  };
 }
 
 export function matchesFields(reqs: ReadonlyArray<FieldRequirement>, obj: unknown): boolean {
