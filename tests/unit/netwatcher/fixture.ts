@@ -1,7 +1,7 @@
 // A three-node cluster on the in-memory layers: one MemoryApiServer (with the networks' status subresource), one
 // MemoryKernel holding a namespace per node with an `eth1` underlay, Node objects with the underlay addresses, and
 // a netwatcher per node built with `make` (three agents in one process, as the integration tier does for real).
-import { Effect, Exit, Layer, Scope } from "effect";
+import { Effect, Exit, Layer, Scope, SubscriptionRef } from "effect";
 import {
   ClusterNetworkResource,
   type DanmNet,
@@ -10,7 +10,13 @@ import {
 } from "../../../core/api/danm.ts";
 import { type Event, EventResource, NodeResource } from "../../../core/api/k8s.ts";
 import { make, type NetwatcherConfig, type NetwatcherService } from "../../../core/netwatcher/agent.ts";
-import { Kube, type KubeService } from "../../../core/ports/kube.ts";
+import {
+  type Informer,
+  type InformerOptions,
+  Kube,
+  type KubeService,
+  type ResourceType,
+} from "../../../core/ports/kube.ts";
 import { Netlink, type NetnsHandle, NetnsRef } from "../../../core/ports/netlink.ts";
 import { makeMemoryKube, MemoryApiServer } from "../../../adapters/kube/memory.ts";
 import * as MemNetlink from "../../../adapters/netlink/memory.ts";
@@ -34,16 +40,64 @@ export interface Cluster {
   ) => Effect.Effect<NetwatcherService, unknown, Scope.Scope>;
   /** Stops node i's agent, as if the node went away. */
   readonly stop: (i: number) => Effect.Effect<void>;
-  /** settle, then one pass of node i's agent. */
+  /** Waits until the agents' informers hold what the server has (they see writes asynchronously). */
+  readonly caughtUp: Effect.Effect<void>;
+  /** caughtUp, then one pass of node i's agent. */
   readonly reconcile: (i: number) => NetwatcherService["reconcileNow"];
-  /**
-   * Lets the agents' informers see the latest writes (the memory twin delivers watch events asynchronously, in
-   * well under a millisecond), then one reconcile pass on every started agent, in node order.
-   */
+  /** caughtUp, then one reconcile pass on every started agent, in node order. */
   readonly reconcileAll: Effect.Effect<void, unknown>;
 }
 
-export const settle = Effect.sleep("50 millis");
+type Versioned = {
+  readonly metadata?: { readonly namespace?: string; readonly name?: string; resourceVersion?: string };
+};
+const versions = (items: Iterable<unknown>) =>
+  [...items].map((o) => {
+    const m = (o as Versioned).metadata;
+    return `${m?.namespace ?? ""}/${m?.name ?? ""}@${m?.resourceVersion ?? ""}`;
+  }).sort().join(" ");
+
+/**
+ * Wraps `kube` so that `caughtUp` can wait until every informer made through it (the agents' caches) holds exactly
+ * what the server (`truth`: the memory twin itself, not a test's faulty wrapper) lists for the same query: the memory
+ * twin delivers watch events asynchronously, and on a loaded machine "a moment" is no bound.
+ */
+const trackInformers = (kube: KubeService, truth: KubeService) => {
+  const queries: Array<{ rt: ResourceType<unknown>; options: InformerOptions; informer: Informer<unknown> }> = [];
+  const tracked: KubeService = {
+    ...kube,
+    informer: (rt, options) =>
+      Effect.tap(kube.informer(rt, options), (informer) =>
+        Effect.sync(() =>
+          void queries.push({
+            rt: rt as ResourceType<unknown>,
+            options: options ?? {},
+            informer: informer as Informer<unknown>,
+          })
+        )),
+  };
+  const behind = Effect.gen(function* () {
+    const lagging: string[] = [];
+    for (const q of queries) {
+      const state = yield* SubscriptionRef.get(q.informer.state);
+      // An informer that never synced (an API the test left out) has nothing to catch up with.
+      if (!state.synced) continue;
+      const listed = yield* Effect.orDie(truth.list(q.rt, q.options));
+      if (versions(state.items.values()) !== versions(listed.items)) lagging.push(q.rt.kind);
+    }
+    return lagging;
+  });
+  const caughtUp = Effect.gen(function* () {
+    const deadline = Date.now() + 30_000;
+    while (true) {
+      const lagging = yield* behind;
+      if (lagging.length === 0) return;
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`informers still behind after 30 s: ${lagging}`));
+      yield* Effect.sleep("5 millis");
+    }
+  });
+  return { kube: tracked, caughtUp };
+};
 
 export const statusKinds = [DanmNetResource, TenantNetworkResource, ClusterNetworkResource];
 
@@ -54,7 +108,7 @@ export const setupCluster = (
     const server = new MemoryApiServer({ statusSubresources: statusKinds });
     const kernel = new MemNetlink.MemoryKernel();
     const base = yield* makeMemoryKube(server);
-    const kube = opts.kube ? opts.kube(base) : base;
+    const { kube, caughtUp } = trackInformers(opts.kube ? opts.kube(base) : base, base);
     const netlink = MemNetlink.make(kernel);
     const refs: NetnsRef[] = [];
     const ns: NetnsHandle[] = [];
@@ -107,8 +161,9 @@ export const setupCluster = (
       agents,
       start,
       stop,
-      reconcile: (i) => Effect.andThen(settle, byNode.get(i)!.agent.reconcileNow),
-      reconcileAll: Effect.andThen(settle, Effect.forEach(agents, (a) => a.reconcileNow, { discard: true })),
+      caughtUp,
+      reconcile: (i) => Effect.andThen(caughtUp, byNode.get(i)!.agent.reconcileNow),
+      reconcileAll: Effect.andThen(caughtUp, Effect.forEach(agents, (a) => a.reconcileNow, { discard: true })),
     };
     if (opts.agents ?? true) { for (const i of nodes.keys()) yield* start(i); }
     return cluster;
