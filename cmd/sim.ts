@@ -1,6 +1,8 @@
-// `deno task sim [path…] [-o json]`: runs a scenario (Kubernetes YAML, files or directories) through danm's
-// core programs on the in-memory layers and prints what every pod, node and Service ends up with. With no path it
-// runs k8s/examples/demo.yaml. Needs neither root nor a cluster.
+// `deno task sim [path…] [-o json] [--progress]`: runs a scenario (Kubernetes YAML, files or directories) through
+// danm's core programs on the in-memory layers and prints what every pod, node and Service ends up with. With no
+// path it runs k8s/examples/demo.yaml. Needs neither root nor a cluster. While it runs, a progress line goes to
+// stderr when stderr is a terminal (not with -o json unless --progress); Ctrl-C stops before the next pod and
+// prints what was done so far (exit code 130); a second Ctrl-C exits at once.
 // `--real` runs the scenario on a real apiserver with real processes and network namespaces (root; default
 // scenario k8s/examples/real.yaml), see tests/harness/simreal.ts; `--real --kubelet` on real nodes (kubelet +
 // containerd) with danm deployed from its images.
@@ -8,6 +10,7 @@ import "../adapters/runtime/effect_without_async_context.ts";
 import { Effect, References } from "effect";
 import { layerLiveFs } from "../adapters/fs/live.ts";
 import { runEmbedded } from "../adapters/sim/embedded.ts";
+import { renderProgress, type SimProgress } from "../core/sim/progress.ts";
 import { renderOutcome } from "../core/sim/report.ts";
 import { loadScenario } from "../core/sim/scenario.ts";
 
@@ -15,6 +18,7 @@ const args = [...Deno.args];
 let json = false;
 let real = false;
 let kubelet = false;
+let progressFlag = false;
 const paths: string[] = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
@@ -29,8 +33,12 @@ for (let i = 0; i < args.length; i++) {
     real = true;
   } else if (a === "--kubelet") {
     kubelet = true;
+  } else if (a === "--progress") {
+    progressFlag = true;
   } else if (a.startsWith("-")) {
-    console.error(`sim: unknown flag ${a}\nusage: deno task sim [path…] [-o json|table] [--real [--kubelet]]`);
+    console.error(
+      `sim: unknown flag ${a}\nusage: deno task sim [path…] [-o json|table] [--progress] [--real [--kubelet]]`,
+    );
     Deno.exit(2);
   } else paths.push(a);
 }
@@ -45,9 +53,36 @@ if (real) {
 }
 const defaultScenario = new URL("../k8s/examples/demo.yaml", import.meta.url).pathname;
 
+// Progress: the latest state is kept and drawn on a timer, so a fast run pays nothing per pod for it. On a
+// terminal the line is redrawn in place; elsewhere (--progress into a file or pipe) a line every few seconds.
+const tty = Deno.stderr.isTerminal();
+const showProgress = progressFlag || (tty && !json);
+const started = performance.now();
+let latest: SimProgress | undefined;
+const encoder = new TextEncoder();
+const drawProgress = (final = false) => {
+  if (!latest) return;
+  const line = renderProgress(latest, performance.now() - started);
+  Deno.stderr.writeSync(encoder.encode(tty ? `\r\x1b[K${line}${final ? "\n" : ""}` : `${line}\n`));
+};
+const timer = showProgress ? setInterval(drawProgress, tty ? 200 : 2000) : undefined;
+
+// Ctrl-C: no further pod starts; the report covers what was done. A second one exits at once.
+let stopRequested = false;
+const onInterrupt = () => {
+  if (stopRequested) Deno.exit(130);
+  stopRequested = true;
+  if (showProgress && tty) Deno.stderr.writeSync(encoder.encode("\n"));
+  console.error("sim: interrupted: finishing the pod in progress (Ctrl-C again to quit at once)");
+};
+Deno.addSignalListener("SIGINT", onInterrupt);
+
 const program = Effect.gen(function* () {
   const scenario = yield* loadScenario(paths.length ? paths : [defaultScenario]).pipe(Effect.provide(layerLiveFs));
-  return yield* Effect.scoped(runEmbedded(scenario));
+  return yield* Effect.scoped(runEmbedded(scenario, {
+    ...(showProgress ? { onProgress: (p: SimProgress) => latest = p } : {}),
+    stopRequested: () => stopRequested,
+  }));
 });
 
 // The simulation's components log as they would in a cluster; what matters here is in the report.
@@ -57,5 +92,9 @@ const outcome = await Effect.runPromise(
   console.error(`sim: ${e instanceof Error ? e.message : String(e)}`);
   Deno.exit(1);
 });
+if (timer !== undefined) {
+  clearInterval(timer);
+  drawProgress(true);
+}
 console.log(json ? JSON.stringify(outcome, null, 2) : renderOutcome(outcome));
-Deno.exit(outcome.errors.length > 0 ? 1 : 0);
+Deno.exit(outcome.stopped ? 130 : outcome.errors.length > 0 ? 1 : 0);

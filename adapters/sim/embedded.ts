@@ -33,6 +33,7 @@ import {
 import { serviceSelection } from "../../core/api/annotations.ts";
 import { reservedIpResource } from "../../core/api/reservedip.ts";
 import { makeHandler } from "../../core/cni/node.ts";
+import { EpLabels, labelValue } from "../../core/cni/endpoints.ts";
 import { simDevicePlugin } from "./devices.ts";
 import { status as networkStatus } from "../../core/ctl/commands.ts";
 import { make as makeNetwatcher } from "../../core/netwatcher/agent.ts";
@@ -55,6 +56,7 @@ import {
   simNodes,
 } from "../../core/sim/scenario.ts";
 import type { SimOutcome, SimPod, SimPodInterface } from "../../core/sim/report.ts";
+import { initialProgress, type SimProgress } from "../../core/sim/progress.ts";
 
 const binDir = "/opt/cni/bin";
 const cniDir = "/etc/cni/net.d";
@@ -73,6 +75,20 @@ interface NodeCtx {
 }
 
 const settle = Effect.sleep("15 millis");
+
+/** Scenario kinds the simulation creates as they are (besides the Nodes, which it makes from the scenario). */
+const clusterObjectKinds = new Set([
+  "Namespace",
+  "TenantConfig",
+  "ClusterNetwork",
+  "TenantNetwork",
+  "DanmNet",
+  "ReservedIP",
+  "NetworkAttachmentDefinition",
+  "Service",
+]);
+/** Kinds that become pods. */
+const workloadKinds = new Set(["Node", "Pod", "Deployment", "StatefulSet", "ReplicaSet", "DaemonSet"]);
 
 const isObject = (v: unknown): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -107,6 +123,10 @@ export function defaultDelegateConfig(n: Network, index: number): Record<string,
 export interface EmbeddedOptions {
   /** Wait this long at most for Services to settle. */
   readonly serviceSettleMs?: number;
+  /** Told every time an object or a pod is done (cheap: keep the latest, draw it on a timer). */
+  readonly onProgress?: (progress: SimProgress) => void;
+  /** Asked before every pod: once it answers true, no further pod starts and the outcome covers what was done. */
+  readonly stopRequested?: () => boolean;
 }
 
 export const runEmbedded = (
@@ -130,6 +150,17 @@ export const runEmbedded = (
     // Nodes: a simulated kernel each, with the host NICs, and the Node object.
     const nodes = simNodes(scenario.objects);
     errors.push(...nodes.flatMap((n) => n.problems.map((e) => e.message)));
+    const expanded = expandPods(scenario.objects, nodes);
+    const started = performance.now();
+    let progress = initialProgress(
+      nodes.length + scenario.objects.filter((o) => clusterObjectKinds.has(o.kind)).length,
+      expanded.pods.length,
+    );
+    const advance = (change: Partial<SimProgress>) => {
+      progress = { ...progress, ...change };
+      options.onProgress?.(progress);
+    };
+    const objectDone = () => advance({ objectsApplied: progress.objectsApplied + 1 });
     const fsState = new MemoryFileSystem();
     const fsLayer = layerMemoryFs(fsState);
     const ctxs = new Map<string, NodeCtx>();
@@ -151,6 +182,7 @@ export const runEmbedded = (
           conditions: [{ type: "Ready", status: "True" }],
         },
       }).pipe(Effect.ignore);
+      objectDone();
       const proc = new MemoryProcess();
       registerSimulatedDelegates(proc, netlink, { binDir, nodeIndex: index });
       const services = Layer.mergeAll(
@@ -192,6 +224,7 @@ export const runEmbedded = (
     const createObject = <A, I>(o: ScenarioObject, rt: ResourceType<A, I>, value: A) =>
       kube.create(rt, value).pipe(
         Effect.asVoid,
+        Effect.ensuring(Effect.sync(objectDone)),
         Effect.catch((e) =>
           Effect.sync(() =>
             rejected.push({
@@ -208,6 +241,7 @@ export const runEmbedded = (
     const decodeWith = <A, I>(o: ScenarioObject, rt: ResourceType<A, I>) =>
       Schema.decodeUnknownEffect(rt.schema)(o.raw).pipe(
         Effect.mapError((e) => `${o.source.file}: ${describeObject(o)}: ${e.message}`),
+        Effect.tapError(() => Effect.sync(objectDone)),
       );
 
     for (const o of byKind(["Namespace"])) {
@@ -233,6 +267,7 @@ export const runEmbedded = (
             reason: v.failure.message,
             source: o.source.file,
           });
+          objectDone();
           continue;
         }
         const value = {
@@ -274,24 +309,8 @@ export const runEmbedded = (
         } as Service);
       } else errors.push(v.failure);
     }
-    const handled = new Set([
-      "Namespace",
-      "TenantConfig",
-      "ClusterNetwork",
-      "TenantNetwork",
-      "DanmNet",
-      "ReservedIP",
-      "NetworkAttachmentDefinition",
-      "Service",
-      "Node",
-      "Pod",
-      "Deployment",
-      "StatefulSet",
-      "ReplicaSet",
-      "DaemonSet",
-    ]);
     for (const o of scenario.objects) {
-      if (!handled.has(o.kind)) {
+      if (!clusterObjectKinds.has(o.kind) && !workloadKinds.has(o.kind)) {
         errors.push(`${o.source.file}: ${describeObject(o)}: kind ${o.kind} is not simulated (skipped)`);
       }
     }
@@ -321,87 +340,98 @@ export const runEmbedded = (
     for (const c of ctxs.values()) yield* c.reconcile.pipe(Effect.ignore);
 
     // Pods: admission, then a sandbox on the node and a CNI ADD the way a runtime sends it.
-    const expanded = expandPods(scenario.objects, nodes);
     errors.push(...expanded.errors.map((e) => e.message));
     const pods: SimPod[] = [];
-    for (const p of expanded.pods) {
-      const meta = isObject(p.pod.metadata) ? p.pod.metadata : {};
-      const name = String(meta.name), namespace = String(meta.namespace ?? "default");
-      const nodeName = String((p.pod.spec as JsonObject).nodeName);
-      const decoded = yield* Effect.result(Schema.decodeUnknownEffect(Pod)(p.pod));
-      if (decoded._tag === "Failure") {
-        errors.push(`${p.source.file}: Pod ${namespace}/${name}: ${decoded.failure.message}`);
-        continue;
-      }
-      const created = yield* Effect.result(kube.create(PodResource, decoded.success));
-      if (created._tag === "Failure") {
-        rejected.push({ kind: "Pod", namespace, name, reason: reason(created.failure), source: p.source.file });
-        continue;
-      }
-      yield* settle;
-      const ctx = ctxs.get(nodeName);
-      if (!ctx) {
+    /** One pod through admission and its node's CNI ADD; true when it came up with its interfaces. */
+    const simulatePod = (p: (typeof expanded.pods)[number]) =>
+      Effect.gen(function* () {
+        const meta = isObject(p.pod.metadata) ? p.pod.metadata : {};
+        const name = String(meta.name), namespace = String(meta.namespace ?? "default");
+        const nodeName = String((p.pod.spec as JsonObject).nodeName);
+        const decoded = yield* Effect.result(Schema.decodeUnknownEffect(Pod)(p.pod));
+        if (decoded._tag === "Failure") {
+          errors.push(`${p.source.file}: Pod ${namespace}/${name}: ${decoded.failure.message}`);
+          return false;
+        }
+        const created = yield* Effect.result(kube.create(PodResource, decoded.success));
+        if (created._tag === "Failure") {
+          rejected.push({ kind: "Pod", namespace, name, reason: reason(created.failure), source: p.source.file });
+          return false;
+        }
+        const ctx = ctxs.get(nodeName);
+        if (!ctx) {
+          pods.push({
+            namespace,
+            name,
+            node: nodeName,
+            owner: p.owner,
+            status: "Failed",
+            error: `no node ${nodeName} in the scenario`,
+            interfaces: [],
+          });
+          return false;
+        }
+        const sandbox = Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0"))
+          .join("");
+        const netnsPath = yield* ctx.netlink.createNetns(`${namespace}-${name}`.slice(0, 60)).pipe(Effect.orDie);
+        const response = yield* ctx.handle({
+          program: "danm",
+          env: {
+            CNI_COMMAND: "ADD",
+            CNI_CONTAINERID: sandbox,
+            CNI_NETNS: netnsPath,
+            CNI_IFNAME: "eth0",
+            CNI_PATH: binDir,
+            CNI_ARGS:
+              `IgnoreUnknown=1;K8S_POD_NAMESPACE=${namespace};K8S_POD_NAME=${name};K8S_POD_INFRA_CONTAINER_ID=${sandbox};K8S_POD_UID=${created.success.metadata.uid}`,
+          },
+          stdin: JSON.stringify({ cniVersion: "1.0.0", name: "danm", type: "danm", cniDir }),
+        });
+        if (response.code !== 0) {
+          let msg = response.stdout;
+          try {
+            const e = JSON.parse(response.stdout) as { msg?: string; details?: string };
+            msg = e.details ? `${e.msg}: ${e.details}` : e.msg ?? msg;
+          } catch { /* keep the raw text */ }
+          pods.push({ namespace, name, node: nodeName, owner: p.owner, status: "Failed", error: msg, interfaces: [] });
+          return false;
+        }
+        const result = JSON.parse(response.stdout) as { ips?: Array<{ address: string }> };
+        const ips = (result.ips ?? []).map((i) => i.address.split("/")[0]);
+        const now = new Date().toISOString();
+        yield* kube.patch(PodResource, name, {
+          type: "merge",
+          patch: {
+            status: {
+              phase: "Running",
+              ...(ips.length ? { podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } : {}),
+              conditions: ["PodScheduled", "Initialized", "ContainersReady", "Ready"].map((type) => ({
+                type,
+                status: "True",
+                lastTransitionTime: now,
+              })),
+            },
+          },
+        }, { namespace, subresource: "status" }).pipe(Effect.ignore);
         pods.push({
           namespace,
           name,
           node: nodeName,
           owner: p.owner,
-          status: "Failed",
-          error: `no node ${nodeName} in the scenario`,
-          interfaces: [],
+          status: "Running",
+          interfaces: yield* podInterfaces(kube, ctx, NetnsRef.path(netnsPath), created.success),
         });
-        continue;
-      }
-      const sandbox = Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0"))
-        .join("");
-      const netnsPath = yield* ctx.netlink.createNetns(`${namespace}-${name}`.slice(0, 60)).pipe(Effect.orDie);
-      const response = yield* ctx.handle({
-        program: "danm",
-        env: {
-          CNI_COMMAND: "ADD",
-          CNI_CONTAINERID: sandbox,
-          CNI_NETNS: netnsPath,
-          CNI_IFNAME: "eth0",
-          CNI_PATH: binDir,
-          CNI_ARGS:
-            `IgnoreUnknown=1;K8S_POD_NAMESPACE=${namespace};K8S_POD_NAME=${name};K8S_POD_INFRA_CONTAINER_ID=${sandbox};K8S_POD_UID=${created.success.metadata.uid}`,
-        },
-        stdin: JSON.stringify({ cniVersion: "1.0.0", name: "danm", type: "danm", cniDir }),
+        return true;
       });
-      if (response.code !== 0) {
-        let msg = response.stdout;
-        try {
-          const e = JSON.parse(response.stdout) as { msg?: string; details?: string };
-          msg = e.details ? `${e.msg}: ${e.details}` : e.msg ?? msg;
-        } catch { /* keep the raw text */ }
-        pods.push({ namespace, name, node: nodeName, owner: p.owner, status: "Failed", error: msg, interfaces: [] });
-        continue;
+    let stopped = false;
+    for (const p of expanded.pods) {
+      if (options.stopRequested?.()) {
+        stopped = true;
+        break;
       }
-      const result = JSON.parse(response.stdout) as { ips?: Array<{ address: string }> };
-      const ips = (result.ips ?? []).map((i) => i.address.split("/")[0]);
-      const now = new Date().toISOString();
-      yield* kube.patch(PodResource, name, {
-        type: "merge",
-        patch: {
-          status: {
-            phase: "Running",
-            ...(ips.length ? { podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } : {}),
-            conditions: ["PodScheduled", "Initialized", "ContainersReady", "Ready"].map((type) => ({
-              type,
-              status: "True",
-              lastTransitionTime: now,
-            })),
-          },
-        },
-      }, { namespace, subresource: "status" }).pipe(Effect.ignore);
-      pods.push({
-        namespace,
-        name,
-        node: nodeName,
-        owner: p.owner,
-        status: "Running",
-        interfaces: yield* podInterfaces(kube, ctx, NetnsRef.path(netnsPath), namespace, name),
-      });
+      if (progress.podsStartedMs === undefined) progress = { ...progress, podsStartedMs: performance.now() - started };
+      const attached = yield* simulatePod(p);
+      advance(attached ? { podsAttached: progress.podsAttached + 1 } : { podsFailed: progress.podsFailed + 1 });
     }
 
     // svcwatcher: run the controller until the danm Services' Endpoints stop changing.
@@ -411,7 +441,7 @@ export const runEmbedded = (
         Effect.map((sel) => sel !== undefined),
         Effect.orElseSucceed(() => false),
       ));
-    if (services.length > 0) {
+    if (services.length > 0 && !stopped) {
       yield* Effect.forkScoped(withKube(runController({ identity: "danm-sim" })).pipe(Effect.ignore));
       const snapshot = Effect.map(
         kube.list(EndpointsResource).pipe(Effect.orDie),
@@ -438,15 +468,18 @@ export const runEmbedded = (
       networks: yield* withKube(networkStatus).pipe(Effect.orDie),
       rejected,
       errors,
+      ...(stopped ? { stopped: { podsPlanned: expanded.pods.length } } : {}),
     };
     return outcome;
   });
 
 /** What the pod's namespace holds, labelled with the network each interface belongs to (from its DanmEps). */
-const podInterfaces = (kube: KubeService, ctx: NodeCtx, ref: NetnsRef, namespace: string, pod: string) =>
+const podInterfaces = (kube: KubeService, ctx: NodeCtx, ref: NetnsRef, pod: Pod) =>
   Effect.scoped(Effect.gen(function* () {
-    const eps = (yield* kube.list(DanmEpResource, { namespace }).pipe(Effect.orDie)).items
-      .filter((e: DanmEp) => e.spec.Pod === pod);
+    const eps = (yield* kube.list(DanmEpResource, {
+      namespace: pod.metadata.namespace ?? "default",
+      labelSelector: `${EpLabels.podUid}=${labelValue(pod.metadata.uid ?? "")}`,
+    }).pipe(Effect.orDie)).items.filter((e: DanmEp) => e.spec.Pod === pod.metadata.name);
     const ns = yield* ctx.netlink.netns(ref).pipe(Effect.orDie);
     const links = (yield* ns.links().pipe(Effect.orDie)).filter((l) => l.kind !== "loopback");
     const addrs = yield* ns.addresses({}).pipe(Effect.orDie);
@@ -485,6 +518,7 @@ const hostInterfaces = (c: NodeCtx) =>
       name: c.node.name,
       hostInterfaces: links
         .filter((l) => l.kind === "vlan" || l.kind === "vxlan")
+        .sort((a, b) => a.name.localeCompare(b.name, "en"))
         .map((l) => ({
           name: l.name,
           kind: l.kind,

@@ -53,6 +53,8 @@ export interface SimOutcome {
   >;
   /** Problems with the scenario itself (file, object, field). */
   readonly errors: ReadonlyArray<string>;
+  /** Present when the run was stopped (Ctrl-C) before every pod was started: `pods` holds those that were. */
+  readonly stopped?: { readonly podsPlanned: number };
 }
 
 const qualified = (ns: string | undefined, name: string) => (ns ? `${ns}/${name}` : name);
@@ -149,5 +151,11 @@ export function renderOutcome(o: SimOutcome): string {
       )
       : "  none",
   );
+  if (o.stopped) {
+    section(
+      "STOPPED",
+      `  interrupted after ${o.pods.length} of ${o.stopped.podsPlanned} pods; the tables above show what was done`,
+    );
+  }
   return out.join("\n\n");
 }
