@@ -24,6 +24,8 @@ class Failure extends Error {
 
 export class MemoryFileSystem {
   private readonly nodes = new Map<string, Node>([["/", { kind: "directory", mode: 0o755, mtimeMs: Date.now() }]]);
+  /** Each directory's entries (full paths): a listing or a removal reads its own directory, not every path. */
+  private readonly entries = new Map<string, Set<string>>();
   private readonly locks = new Map<string, Semaphore.Semaphore>();
   private readonly listeners = new Set<(change: FsChange) => void>();
 
@@ -80,7 +82,7 @@ export class MemoryFileSystem {
   private put(path: string, data: string | Uint8Array, mode: number): void {
     const existed = this.nodes.has(path);
     const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data.slice();
-    this.nodes.set(path, { kind: "file", data: bytes, mode, mtimeMs: Date.now() });
+    this.setNode(path, { kind: "file", data: bytes, mode, mtimeMs: Date.now() });
     this.notify(existed ? "modify" : "create", path);
   }
 
@@ -98,17 +100,32 @@ export class MemoryFileSystem {
         );
       }
       if (!n) {
-        this.nodes.set(cur, { kind: "directory", mode, mtimeMs: Date.now() });
+        this.setNode(cur, { kind: "directory", mode, mtimeMs: Date.now() });
         this.notify("create", cur);
       }
     }
   }
 
   private children(path: string): string[] {
-    const prefix = path === "/" ? "/" : `${path}/`;
-    return [...this.nodes.keys()].filter((p) =>
-      p !== path && p.startsWith(prefix) && !p.slice(prefix.length).includes("/")
-    );
+    return [...this.entries.get(path) ?? []];
+  }
+
+  private setNode(path: string, node: Node): void {
+    if (!this.nodes.has(path)) {
+      const parent = parentOf(path);
+      let siblings = this.entries.get(parent);
+      if (!siblings) this.entries.set(parent, siblings = new Set());
+      siblings.add(path);
+    }
+    this.nodes.set(path, node);
+  }
+
+  /** Removes a path and everything below it. */
+  private deleteTree(path: string): void {
+    for (const child of this.entries.get(path) ?? []) this.deleteTree(child);
+    this.entries.delete(path);
+    this.entries.get(parentOf(path))?.delete(path);
+    this.nodes.delete(path);
   }
 
   private run<A>(f: () => A): Effect.Effect<A, FsError> {
@@ -158,12 +175,10 @@ export class MemoryFileSystem {
           this.node("remove", p);
         }
         if (p === "/") throw new Failure(new FsIoError({ op: "remove", path, detail: "cannot remove /" }));
-        const below = [...this.nodes.keys()].filter((k) => k.startsWith(`${p}/`));
-        if (below.length > 0 && !options.recursive) {
+        if ((this.entries.get(p)?.size ?? 0) > 0 && !options.recursive) {
           throw new Failure(new FsIoError({ op: "remove", path, detail: "directory not empty" }));
         }
-        for (const k of below) this.nodes.delete(k);
-        this.nodes.delete(p);
+        this.deleteTree(p);
         this.notify("remove", p);
       }),
     mkdir: (path, options = {}) =>
