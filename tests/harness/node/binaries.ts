@@ -66,8 +66,16 @@ export const preparedEnv = "DANM_NODE_PREPARED";
  * (apt, the Go module proxy, npm): call it before moving into a private network namespace. What it prepared is handed
  * to every process started after it through the environment (`DANM_NODE_PREPARED`), and the danm images' tag is
  * leased to this process (k8s/images/build.ts leaseTag) until it exits, so no other worktree's build prunes it.
+ * Started by such a process (the variable set), it returns what that one prepared.
  */
 export async function prepareNodeBinaries(log: (line: string) => void): Promise<NodeBinaries> {
+  if (Deno.env.get(preparedEnv)) {
+    // Started by a run that prepared them (e.g. `sim --real --kubelet` inside the node tier, whose sources may have
+    // changed since): exactly those, and nothing built here.
+    const binaries = await preparedNodeBinaries();
+    log(`using what was prepared before (${preparedEnv}): ${binaries.dir}, danm images ${binaries.danm.tag}`);
+    return binaries;
+  }
   await ensureAptPackages(nodeCommands, log);
   let t = Date.now();
   const dir = await ensureNodeBinaries();
