@@ -1,6 +1,7 @@
 // netwatcher: danm's node agent. It keeps the node's VLAN/VXLAN host interfaces in line with the networks
 // (core/netwatcher), serves the danm CNI to the thin `danm`/`fakeipam` clients on a unix socket (core/cni/node.ts:
-// warm caches instead of a Kubernetes client per pod) and reclaims IP reservations of this node's pods that are gone.
+// warm caches instead of a Kubernetes client per pod) and reclaims what pods that are gone left behind without a DEL:
+// their sandboxes on this node (core/cni/reclaim.ts) and IP reservations of this node and of removed nodes.
 // A thin composition root: flags → live layers → agent + CNI daemon → metrics endpoint.
 //
 //   deno run -A cmd/netwatcher.ts [--kubeconfig PATH] [--node-name NAME] [--reconcile-period 30s]
@@ -8,6 +9,7 @@
 //                                 [--peer-node-selector LABELS] [--network-selector LABELS] [--netns PATH]
 //                                 [--cni-socket /run/danm/danm.sock ("" = no CNI daemon)]
 //                                 [--cni-state-dir /run/danm/sandboxes] [--reclaim-period 5m ("0s" = never)]
+//                                 [--reclaim-grace 2m] [--cni-bin-dir /opt/cni/bin]
 //                                 [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
 //                                 [--cni-max-concurrent 32] [--cni-max-queue 128] [--cni-drain-timeout 20s]
 import "../adapters/runtime/effect_without_async_context.ts";
@@ -47,6 +49,8 @@ const Flags = Schema.Struct({
   "cni-socket": Schema.String,
   "cni-state-dir": Schema.String.check(Schema.isNonEmpty()),
   "reclaim-period": DurationText,
+  "reclaim-grace": DurationText,
+  "cni-bin-dir": Schema.String.check(Schema.isNonEmpty()),
   "pod-resources-socket": Schema.String.check(Schema.isNonEmpty()),
   "cni-max-concurrent": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1)),
   "cni-max-queue": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
@@ -73,6 +77,10 @@ const { values } = parseArgs({
     "cni-socket": { type: "string", default: Deno.env.get("DANM_SOCKET") ?? defaultDaemonSocket },
     "cni-state-dir": { type: "string", default: "/run/danm/sandboxes" },
     "reclaim-period": { type: "string", default: "5m" },
+    // What the reclaimer leaves alone: younger reservations may belong to an ADD still in flight.
+    "reclaim-grace": { type: "string", default: "2m" },
+    // The plugins, for teardowns without the runtime's CNI_PATH (the runtime's own directory, mounted).
+    "cni-bin-dir": { type: "string", default: "/opt/cni/bin" },
     "pod-resources-socket": { type: "string", default: defaultPodResourcesSocket },
     "cni-max-concurrent": { type: "string", default: "32" },
     "cni-max-queue": { type: "string", default: "128" },
@@ -101,6 +109,9 @@ const cni = flags["cni-socket"]
     drainTimeoutMs: Duration.toMillis(toDuration(flags["cni-drain-timeout"])),
     // Delegates get the agent's PATH: plugins may need iptables, ip … from it.
     ...(Deno.env.get("PATH") ? { delegatePath: Deno.env.get("PATH")! } : {}),
+    cniPath: flags["cni-bin-dir"].split(":"),
+    reclaimPeriodMs: Duration.toMillis(toDuration(flags["reclaim-period"])),
+    reclaimGraceSeconds: Duration.toSeconds(toDuration(flags["reclaim-grace"])),
   })
   : Layer.empty;
 const platform = Layer.mergeAll(
@@ -120,7 +131,8 @@ const platform = Layer.mergeAll(
 const reclaimLoop = (period: ReturnType<typeof toDuration>) =>
   Effect.gen(function* () {
     const directory = yield* kubeOwnerDirectory;
-    const round = reclaimOrphans(directory, { graceSeconds: 120, node: flags["node-name"] }).pipe(
+    const graceSeconds = Duration.toSeconds(toDuration(flags["reclaim-grace"]));
+    const round = reclaimOrphans(directory, { graceSeconds, node: flags["node-name"] }).pipe(
       Effect.provide(blockStoreFromKube),
       Effect.tap((r) =>
         r.freed.length || r.deletedBlocks.length

@@ -268,7 +268,9 @@ export const delSandbox = (input: DelSandboxInput) =>
       containerId: input.containerId,
       netns: input.netns || record?.netns || ep0?.netns || "",
       pod,
-      cniPath: input.cniPath && input.cniPath.length > 0 ? input.cniPath : record?.cniPath ?? [],
+      // The runtime's CNI_PATH, else the ADD's; a teardown no runtime asked for (retry, reclaim) of a sandbox known
+      // only from its DanmEps has neither: the node's plugin directory then, or its delegates could not run.
+      cniPath: [input.cniPath, record?.cniPath].find((p) => p !== undefined && p.length > 0) ?? cfg.cniPath,
       cniArgs: input.cniArgs ?? record?.cniArgs ?? "",
       items,
     };

@@ -16,6 +16,7 @@ import type { Process } from "../ports/process.ts";
 import { busyResponse, type DaemonResponse, handleRequest, isFakeIpamRequest } from "./daemon.ts";
 import { type GateStats, makeRequestGate } from "./gate.ts";
 import { delSandbox } from "./del.ts";
+import { reclaimGoneSandboxes } from "./reclaim.ts";
 import { noPodDevices, PodDevices, type PodDevicesService } from "./devices.ts";
 import { CniListener, type CniListenerError } from "./listener.ts";
 import { type CniNodeConfig, CniRuntime, defaultNodeConfig, makeCniRuntime } from "./runtime.ts";
@@ -29,6 +30,13 @@ export interface CniNodeOptions extends Partial<CniNodeConfig> {
   readonly podDevices?: PodDevicesService;
   /** How often unfinished teardowns are retried. Default 10 s. */
   readonly retryPeriodMs?: number;
+  /**
+   * How often sandboxes whose pod is gone are torn down without a DEL (reclaim.ts); 0 = never. Default 0: the node
+   * agent sets it from --reclaim-period.
+   */
+  readonly reclaimPeriodMs?: number;
+  /** Sandboxes younger than this are left to the runtime's DEL. Default 120 s. */
+  readonly reclaimGraceSeconds?: number;
 }
 
 export interface CniNodeService {
@@ -52,7 +60,7 @@ export const makeHandler = (
   options: CniNodeOptions,
 ): Effect.Effect<CniNodeService, never, Kube | Netlink | Process | Fs | Scope.Scope> =>
   Effect.gen(function* () {
-    const { podDevices, retryPeriodMs, ...partial } = options;
+    const { podDevices, retryPeriodMs, reclaimPeriodMs, reclaimGraceSeconds, ...partial } = options;
     const config = defaultNodeConfig(partial);
     const fs = yield* Fs;
     yield* fs.mkdir(config.stateDir, { mode: 0o700 }).pipe(
@@ -107,6 +115,20 @@ export const makeHandler = (
     yield* Effect.forkScoped(
       Effect.forever(Effect.andThen(Effect.sleep(`${retryPeriodMs ?? 10_000} millis`), retry)),
     );
+    // Sandboxes of pods that are gone, which no DEL (and no CNI GC) came for.
+    if (reclaimPeriodMs) {
+      const reclaim = reclaimGoneSandboxes({
+        graceSeconds: reclaimGraceSeconds ?? 120,
+        cniDir: DefaultCniDir,
+      }).pipe(
+        Effect.tap((r) => r.problems.length > 0 ? Effect.logWarning(`reclaim: ${r.problems.join("; ")}`) : Effect.void),
+        Effect.provideContext(context),
+        Effect.catchCause((c) => Effect.logWarning("reclaiming sandboxes of gone pods failed", c)),
+      );
+      yield* Effect.forkScoped(
+        Effect.forever(Effect.andThen(Effect.sleep(`${reclaimPeriodMs} millis`), reclaim)),
+      );
+    }
     return {
       config,
       handle,

@@ -38,6 +38,8 @@ export interface CniNodeConfig {
   readonly delegateTimeoutMs: number;
   /** PATH for delegates. */
   readonly delegatePath: string;
+  /** Where the CNI plugins are, for teardowns no runtime asked for (retry, reclaim) that lack the ADD's CNI_PATH. */
+  readonly cniPath: ReadonlyArray<string>;
   /** GC leaves sandboxes and reservations younger than this alone (an ADD may be racing the runtime's list). */
   readonly gcGraceSeconds: number;
   /** DanmEp.Host (DANM: the hostname). */
@@ -62,6 +64,7 @@ export const defaultNodeConfig = (
   attachTimeoutMs: 30_000,
   delegateTimeoutMs: 30_000,
   delegatePath: defaultDelegatePath,
+  cniPath: ["/opt/cni/bin"],
   gcGraceSeconds: 60,
   host: o.nodeName,
   statusProbeTtlMs: 2_000,

@@ -171,6 +171,16 @@ export function renderLeaks(r: ConsistencyReport): string {
     r.unreservedEndpoints.map((o) => [o.endpoint, o.network, o.address]),
   );
   section("BLOCKS OF DELETED NETWORKS", ["IPBLOCK"], r.staleBlocks.map((b) => [b]));
+  section(
+    "NETWORK-STATUS DISAGREEING WITH DANMEPS",
+    ["POD", "PROBLEM"],
+    r.statusMismatches.map((m) => [m.pod, m.problem]),
+  );
+  section(
+    "PODS WITH DANMEPS OF SEVERAL SANDBOXES",
+    ["POD", "SANDBOXES"],
+    r.sandboxMismatches.map((m) => [m.pod, m.sandboxes.join(", ")]),
+  );
   return sections.length ? sections.join("\n\n") : "no duplicates, no leaks";
 }
 

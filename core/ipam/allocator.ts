@@ -551,10 +551,15 @@ export const makeIpam = (options: IpamOptions = {}) =>
               const fresh = yield* Effect.result(
                 store.get(base?.metadata.name ?? blockName(lane.ref, lane.family, index)),
               );
-              setBlock(lane, index, fresh._tag === "Success" ? fresh.success : undefined);
+              // A read that failed (apiserver away) tells nothing: the stale copy stays, so the retry conflicts and
+              // reads again. Dropping it would make the block's reservations look gone — a release would then
+              // "succeed" freeing nothing.
+              if (fresh._tag === "Success") {
+                setBlock(lane, index, fresh.success);
+              }
               for (const op of w.ops) {
                 retryOps.add(op);
-                if (err.kind === "exists") {
+                if (err.kind === "exists" && fresh._tag === "Success") {
                   lostCreate.add(op);
                 }
               }

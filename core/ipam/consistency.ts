@@ -1,6 +1,8 @@
-// The consistency checker behind `danmctl leaks`: compares IPBlock reservations, DanmEps, pods and networks
-// and reports duplicates and leaks across all networks. Read-only; the reclaimer does the freeing.
+// The consistency checker behind `danmctl leaks`: compares IPBlock reservations, DanmEps, pods, their network-status
+// and networks, and reports duplicates, leaks and disagreements across all networks. Read-only; the reclaimers do
+// the freeing. (What only a node can see — links, namespaces, sandbox records — the chaos run checks on top.)
 import { Effect } from "effect";
+import { NetworkStatusAnnotation, type NetworkStatusEntry, parseNetworkStatus } from "../api/annotations.ts";
 import { type DanmEp, DanmEpResource, type Network, type NetworkKind, networkResources } from "../api/danm.ts";
 import { type IPBlock, ipBlockResource, type Reservation } from "../api/ipam.ts";
 import { PodResource } from "../api/k8s.ts";
@@ -16,6 +18,11 @@ export interface ConsistencyInput {
   /** Reservations younger than this are in-flight ADDs, not leaks. */
   readonly graceSeconds: number;
   readonly nowMs: number;
+  /**
+   * Running pods past the grace period → their network-status entries (a string: why the annotation is unusable).
+   * Each DanmEp of such a pod must appear there with the same addresses.
+   */
+  readonly networkStatus?: ReadonlyMap<string, ReadonlyArray<NetworkStatusEntry> | string>;
 }
 
 export interface ConsistencyReport {
@@ -33,6 +40,10 @@ export interface ConsistencyReport {
   readonly unreservedEndpoints: ReadonlyArray<{ endpoint: string; network: string; address: string }>;
   /** Blocks of networks that no longer exist. */
   readonly staleBlocks: ReadonlyArray<string>;
+  /** Running pods whose network-status disagrees with their DanmEps. */
+  readonly statusMismatches: ReadonlyArray<{ pod: string; problem: string }>;
+  /** Live pods with DanmEps of more than one sandbox (an earlier sandbox's were never removed). */
+  readonly sandboxMismatches: ReadonlyArray<{ pod: string; sandboxes: ReadonlyArray<string> }>;
 }
 
 const networkLabel = (kind: string, namespace: string | undefined, name: string) =>
@@ -72,6 +83,8 @@ export function checkConsistency(input: ConsistencyInput): ConsistencyReport {
   const unreservedEndpoints: { endpoint: string; network: string; address: string }[] = [];
   const recorded = new Set<string>();
   const holders = new Map<string, Set<string>>();
+  /** Live pod → the sandboxes its DanmEps name, and the DanmEps. */
+  const podEndpoints = new Map<string, { sandboxes: Set<string>; eps: DanmEp[] }>();
   for (const ep of input.endpoints) {
     const ns = ep.metadata.namespace ?? "";
     const kind: NetworkKind = ep.spec.apiType === "" || ep.spec.apiType === undefined ? "DanmNet" : ep.spec.apiType;
@@ -81,6 +94,11 @@ export function checkConsistency(input: ConsistencyInput): ConsistencyReport {
     const podUid = input.pods.get(podKey);
     if (podUid === undefined || (ep.spec.PodUID && ep.spec.PodUID !== podUid)) {
       orphanEndpoints.push({ endpoint: epName, pod: podKey, network: label });
+    } else {
+      const mine = podEndpoints.get(podKey) ?? { sandboxes: new Set<string>(), eps: [] };
+      mine.sandboxes.add(ep.spec.CID ?? "");
+      mine.eps.push(ep);
+      podEndpoints.set(podKey, mine);
     }
     const net = networkByKey.get(label);
     for (const address of [bare(ep.spec.Interface.Address), bare(ep.spec.Interface.AddressIPv6)]) {
@@ -133,6 +151,34 @@ export function checkConsistency(input: ConsistencyInput): ConsistencyReport {
       }
     }
   }
+  const sandboxMismatches = [...podEndpoints].filter(([, m]) => m.sandboxes.size > 1).map(([pod, m]) => ({
+    pod,
+    sandboxes: [...m.sandboxes].sort(),
+  }));
+  const statusMismatches: { pod: string; problem: string }[] = [];
+  for (const [pod, status] of input.networkStatus ?? []) {
+    const eps = podEndpoints.get(pod)?.eps ?? [];
+    if (typeof status === "string") {
+      if (eps.length > 0) statusMismatches.push({ pod, problem: status });
+      continue;
+    }
+    for (const ep of eps) {
+      const iface = ep.spec.Interface.Name;
+      const want = [bare(ep.spec.Interface.Address), bare(ep.spec.Interface.AddressIPv6)]
+        .filter((a): a is string => a !== undefined).sort();
+      const entry = status.find((e) => e.interface === iface);
+      const got = [...(entry?.ips ?? [])].sort();
+      if (!entry) statusMismatches.push({ pod, problem: `${iface} (DanmEp ${ep.metadata.name}) is not listed` });
+      else if (want.join() !== got.join()) {
+        statusMismatches.push({
+          pod,
+          problem: `${iface} lists ${got.join(",") || "no address"}, its DanmEp ${ep.metadata.name} ${
+            want.join(",") || "none"
+          }`,
+        });
+      }
+    }
+  }
   return {
     duplicates,
     leakedReservations,
@@ -140,12 +186,15 @@ export function checkConsistency(input: ConsistencyInput): ConsistencyReport {
     orphanEndpoints,
     unreservedEndpoints,
     staleBlocks,
+    statusMismatches,
+    sandboxMismatches,
   };
 }
 
 export const isConsistent = (r: ConsistencyReport): boolean =>
   r.duplicates.length + r.leakedReservations.length + r.unrecordedReservations.length + r.orphanEndpoints.length +
-      r.unreservedEndpoints.length + r.staleBlocks.length === 0;
+      r.unreservedEndpoints.length + r.staleBlocks.length + r.statusMismatches.length +
+      r.sandboxMismatches.length === 0;
 
 /** Gathers everything from the API and checks it. */
 export const checkClusterConsistency = (opts: { graceSeconds: number }) =>
@@ -166,9 +215,27 @@ export const checkClusterConsistency = (opts: { graceSeconds: number }) =>
       for (const network of list.items) networks.push({ kind, network });
     }
     const live = new Map<string, string>();
+    const networkStatus = new Map<string, ReadonlyArray<NetworkStatusEntry> | string>();
+    const nowMs = Date.now();
     for (const p of pods.items) {
       if (p.status?.phase === "Succeeded" || p.status?.phase === "Failed") continue;
-      live.set(`${p.metadata.namespace}/${p.metadata.name}`, p.metadata.uid ?? "");
+      const key = `${p.metadata.namespace}/${p.metadata.name}`;
+      live.set(key, p.metadata.uid ?? "");
+      // Running and Ready for longer than the grace period: its ADD finished, network-status is written.
+      const ready = p.status?.conditions?.find((c) => c.type === "Ready" && c.status === "True");
+      const since = Date.parse(ready?.lastTransitionTime ?? "");
+      if (
+        p.status?.phase !== "Running" || p.metadata.deletionTimestamp || !(nowMs - since >= opts.graceSeconds * 1000)
+      ) {
+        continue;
+      }
+      const value = p.metadata.annotations?.[NetworkStatusAnnotation];
+      networkStatus.set(
+        key,
+        value === undefined
+          ? `no ${NetworkStatusAnnotation} annotation`
+          : yield* parseNetworkStatus(value).pipe(Effect.catch((e) => Effect.succeed(e.message))),
+      );
     }
     return checkConsistency({
       blocks: blocks.items,
@@ -176,6 +243,7 @@ export const checkClusterConsistency = (opts: { graceSeconds: number }) =>
       pods: live,
       networks,
       graceSeconds: opts.graceSeconds,
-      nowMs: Date.now(),
+      nowMs,
+      networkStatus,
     });
   });

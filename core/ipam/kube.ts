@@ -3,7 +3,7 @@
 import { Effect, Layer, Schedule } from "effect";
 import { type Network, type NetworkKind, networkResources } from "../api/danm.ts";
 import { type IPBlock, ipBlockResource, labels, type NetworkRef } from "../api/ipam.ts";
-import { PodResource } from "../api/k8s.ts";
+import { NodeResource, PodResource } from "../api/k8s.ts";
 import { isTransient, Kube, type KubeError, type ResourceType } from "../ports/kube.ts";
 import type { OwnerDirectory } from "./reclaim.ts";
 import { BlockRace, BlockStore, BlockStoreFailure } from "./store.ts";
@@ -92,6 +92,12 @@ export const kubeOwnerDirectory = Effect.gen(function* () {
         Effect.map((n) => n.metadata.uid === ref.uid),
         Effect.catchTag("KubeNotFound", () => Effect.succeed(false)),
         Effect.mapError(failure("get network", `${ref.kind} ${ref.name}`)),
+      ),
+    nodeExists: (name) =>
+      kube.get(NodeResource, name).pipe(
+        Effect.as(true),
+        Effect.catchTag("KubeNotFound", () => Effect.succeed(false)),
+        Effect.mapError(failure("get node", name)),
       ),
   };
   return directory;

@@ -3,6 +3,8 @@
 // Owners are identified by pod UID and sandbox, never by name alone: a pod recreated under the same name
 // has a new UID, so the old reservation is reclaimable while the new pod's is not. Reservations younger than
 // the grace period are left alone, which covers the window where a pod's ADD races the reclaimer's view.
+// A node agent reclaims what was reserved on its own node, and what was reserved on nodes that no longer exist
+// (a node removed for good has no agent left to do it; every agent may, compare-and-swap keeps them apart).
 import { Effect } from "effect";
 import type { IPBlock, Reservation } from "../api/ipam.ts";
 import { BlockRace, BlockStore, type BlockStoreFailure } from "./store.ts";
@@ -14,6 +16,8 @@ export interface OwnerDirectory {
   readonly networkExists: (
     ref: IPBlock["spec"]["network"],
   ) => Effect.Effect<boolean, BlockStoreFailure>;
+  /** Whether a Node of this name exists. */
+  readonly nodeExists: (name: string) => Effect.Effect<boolean, BlockStoreFailure>;
 }
 
 export interface ReclaimReport {
@@ -80,7 +84,10 @@ const makeRound = () => {
  */
 export const reclaimOrphans = (
   directory: OwnerDirectory,
-  /** `node`: only reservations made on that node (each node agent reclaims its own; a cluster tool all). */
+  /**
+   * `node`: only reservations made on that node or on nodes that no longer exist (each node agent reclaims its own
+   * and the dead's; a cluster tool all).
+   */
   opts: { graceSeconds: number; nowMs?: number; node?: string },
 ) =>
   Effect.gen(function* () {
@@ -88,6 +95,13 @@ export const reclaimOrphans = (
     const nowMs = opts.nowMs ?? Date.now();
     const round = makeRound();
     const uidCache = new Map<string, string | undefined>();
+    const nodeCache = new Map<string, boolean>();
+    const mine = (node: string) =>
+      Effect.gen(function* () {
+        if (opts.node === undefined || node === opts.node) return true;
+        if (!nodeCache.has(node)) nodeCache.set(node, yield* directory.nodeExists(node));
+        return !nodeCache.get(node);
+      });
     for (const block of yield* store.listAll()) {
       const name = block.metadata.name ?? "";
       if (!(yield* directory.networkExists(block.spec.network))) {
@@ -98,7 +112,7 @@ export const reclaimOrphans = (
       const reasons: string[] = [];
       for (const [off, r] of Object.entries(block.spec.reservations)) {
         if (ageSeconds(r, nowMs) < opts.graceSeconds) continue;
-        if (opts.node !== undefined && r.node !== opts.node) continue;
+        if (!(yield* mine(r.node))) continue;
         if (!uidCache.has(r.pod)) {
           const [ns, pod] = r.pod.split("/");
           uidCache.set(r.pod, yield* directory.podUid(ns, pod));

@@ -12,8 +12,16 @@ export interface ApiServer {
   readonly admin: KeyPair;
   /** The directory holding certificates, logs and etcd data of this instance. */
   readonly dir: string;
-  /** Process IDs, for benchmarks that account the control plane's CPU. */
+  /** Process IDs, for benchmarks that account the control plane's CPU (they change with restart()). */
   readonly pids: { readonly apiserver: number; readonly etcd: number };
+  /**
+   * Stops one component with `signal` (default SIGKILL), keeps it down for `downMs`, starts it again with the same
+   * flags, ports and data (etcd keeps its data directory), and waits until the apiserver answers /readyz again.
+   */
+  restart(
+    component: "apiserver" | "etcd",
+    opts?: { readonly signal?: Deno.Signal; readonly downMs?: number },
+  ): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -24,7 +32,8 @@ export async function ensureK8sBinaries(): Promise<string> {
 }
 
 function spawnLogged(bin: string, args: string[], logFile: string): Deno.ChildProcess {
-  const log = Deno.openSync(logFile, { write: true, create: true, truncate: true });
+  // Appends: a restarted component keeps the log of its earlier runs.
+  const log = Deno.openSync(logFile, { write: true, create: true, append: true });
   const child = new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
   const pump = async (s: ReadableStream<Uint8Array>) => {
     for await (const chunk of s) log.writeSync(chunk);
@@ -115,7 +124,7 @@ async function startApiServerOnce(opts: ApiServerOptions): Promise<ApiServer> {
   await run(["openssl", "rsa", "-in", `${dir}/sa.key`, "-pubout", "-out", `${dir}/sa.pub`]);
 
   const etcdPort = freePort(), peerPort = freePort(), apiPort = freePort();
-  const etcd = spawnLogged(`${bin}/etcd`, [
+  const etcdArgs = [
     "--data-dir",
     `${dir}/etcd`,
     "--listen-client-urls",
@@ -131,38 +140,37 @@ async function startApiServerOnce(opts: ApiServerOptions): Promise<ApiServer> {
     "--unsafe-no-fsync",
     "--log-level",
     "warn",
-  ], `${dir}/etcd.log`);
+  ];
   // A flag of extraArgs replaces the default's (list flags such as --authorization-mode would append otherwise).
   const flagName = (a: string) => a.split("=")[0];
   const overridden = new Set((opts.extraArgs ?? []).map(flagName));
-  const apiserver = spawnLogged(
-    `${bin}/kube-apiserver`,
-    [
-      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
-      `--secure-port=${apiPort}`,
-      `--tls-cert-file=${serving.certFile}`,
-      `--tls-private-key-file=${serving.keyFile}`,
-      `--client-ca-file=${pki.ca.certFile}`,
-      "--authorization-mode=RBAC",
-      "--disable-admission-plugins=ServiceAccount",
-      "--service-account-issuer=https://kubernetes.default.svc",
-      `--service-account-key-file=${dir}/sa.pub`,
-      `--service-account-signing-key-file=${dir}/sa.key`,
-      "--service-cluster-ip-range=10.0.0.0/24",
-      "--allow-privileged=true",
-      // DANM_APISERVER_PROFILING=1 serves /debug/pprof, for finding where the apiserver's time goes in a benchmark.
-      `--profiling=${Deno.env.get("DANM_APISERVER_PROFILING") === "1"}`,
-      "--v=1",
-    ].filter((a) => !overridden.has(flagName(a))).concat(opts.extraArgs ?? []),
-    `${dir}/apiserver.log`,
-  );
+  const apiserverArgs = [
+    `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+    "--bind-address=127.0.0.1",
+    "--advertise-address=127.0.0.1",
+    `--secure-port=${apiPort}`,
+    `--tls-cert-file=${serving.certFile}`,
+    `--tls-private-key-file=${serving.keyFile}`,
+    `--client-ca-file=${pki.ca.certFile}`,
+    "--authorization-mode=RBAC",
+    "--disable-admission-plugins=ServiceAccount",
+    "--service-account-issuer=https://kubernetes.default.svc",
+    `--service-account-key-file=${dir}/sa.pub`,
+    `--service-account-signing-key-file=${dir}/sa.key`,
+    "--service-cluster-ip-range=10.0.0.0/24",
+    "--allow-privileged=true",
+    // DANM_APISERVER_PROFILING=1 serves /debug/pprof, for finding where the apiserver's time goes in a benchmark.
+    `--profiling=${Deno.env.get("DANM_APISERVER_PROFILING") === "1"}`,
+    "--v=1",
+  ].filter((a) => !overridden.has(flagName(a))).concat(opts.extraArgs ?? []);
+  const spawnEtcd = () => spawnLogged(`${bin}/etcd`, etcdArgs, `${dir}/etcd.log`);
+  const spawnApiserver = () => spawnLogged(`${bin}/kube-apiserver`, apiserverArgs, `${dir}/apiserver.log`);
+  const children = { etcd: spawnEtcd(), apiserver: spawnApiserver() };
 
   // If the test process exits without calling stop() (Deno.exit, an uncaught error), take the control plane
   // down with it instead of leaving orphans behind.
   const killOnExit = () => {
-    for (const c of [apiserver, etcd]) {
+    for (const c of [children.apiserver, children.etcd]) {
       try {
         c.kill("SIGKILL");
       } catch { /* already gone */ }
@@ -174,41 +182,68 @@ async function startApiServerOnce(opts: ApiServerOptions): Promise<ApiServer> {
   const stop = async () => {
     globalThis.removeEventListener("unload", killOnExit);
     client.close();
-    await stopChild(apiserver);
-    await stopChild(etcd);
+    await stopChild(children.apiserver);
+    await stopChild(children.etcd);
   };
-  let exited = "";
-  for (const [name, c] of [["etcd", etcd], ["kube-apiserver", apiserver]] as const) {
-    c.status.then((st) => exited ||= `${name} exited with ${st.code}`);
-  }
-  const deadline = Date.now() + 120_000;
-  let last = "";
-  while (true) {
-    if (exited) {
-      const logs = `${await tail(`${dir}/etcd.log`)}\n${await tail(`${dir}/apiserver.log`)}`;
-      await stop();
-      if (logs.includes("address already in use")) throw new PortTaken(`${exited}: a port was taken`);
-      throw new Error(`${exited} before it was ready\n${logs}`);
+  /** Waits for /readyz; `exited` says whether a component died meanwhile (with why). */
+  const waitReady = async (exited: () => string) => {
+    const deadline = Date.now() + 120_000;
+    let last = "";
+    while (true) {
+      if (exited()) {
+        const logs = `${await tail(`${dir}/etcd.log`)}\n${await tail(`${dir}/apiserver.log`)}`;
+        await stop();
+        if (logs.includes("address already in use")) throw new PortTaken(`${exited()}: a port was taken`);
+        throw new Error(`${exited()} before it was ready\n${logs}`);
+      }
+      try {
+        const res = await fetch(`${url}/readyz`, { client });
+        last = `${res.status} ${await res.text()}`;
+        if (res.status === 200) return;
+      } catch (e) {
+        last = String(e);
+      }
+      if (Date.now() > deadline) {
+        const logs = `--- etcd ---\n${await tail(`${dir}/etcd.log`)}\n--- apiserver ---\n${await tail(
+          `${dir}/apiserver.log`,
+        )}`;
+        await stop();
+        throw new Error(`kube-apiserver not ready after 120 s (last: ${last})\n${logs}`);
+      }
+      await sleep(250);
     }
+  };
+  const watchExit = (cs: ReadonlyArray<readonly [string, Deno.ChildProcess]>) => {
+    let exited = "";
+    for (const [name, c] of cs) c.status.then((st) => exited ||= `${name} exited with ${st.code}`);
+    return () => exited;
+  };
+  await waitReady(watchExit([["etcd", children.etcd], ["kube-apiserver", children.apiserver]]));
+  const restart: ApiServer["restart"] = async (component, opts = {}) => {
+    const child = children[component];
     try {
-      const res = await fetch(`${url}/readyz`, { client });
-      last = `${res.status} ${await res.text()}`;
-      if (res.status === 200) break;
-    } catch (e) {
-      last = String(e);
-    }
-    if (Date.now() > deadline) {
-      const logs = `--- etcd ---\n${await tail(`${dir}/etcd.log`)}\n--- apiserver ---\n${await tail(
-        `${dir}/apiserver.log`,
-      )}`;
-      await stop();
-      throw new Error(`kube-apiserver not ready after 120 s (last: ${last})\n${logs}`);
-    }
-    await sleep(250);
-  }
+      child.kill(opts.signal ?? "SIGKILL");
+    } catch { /* already gone */ }
+    await child.status;
+    await sleep(opts.downMs ?? 0);
+    const fresh = component === "etcd" ? spawnEtcd() : spawnApiserver();
+    children[component] = fresh;
+    await waitReady(watchExit([[component, fresh]]));
+  };
   const kubeconfigPath = `${dir}/kubeconfig`;
   await Deno.writeTextFile(kubeconfigPath, kubeconfigYaml(url, pki.ca.certPem, admin));
-  return { url, kubeconfigPath, pki, admin, dir, pids: { apiserver: apiserver.pid, etcd: etcd.pid }, stop };
+  return {
+    url,
+    kubeconfigPath,
+    pki,
+    admin,
+    dir,
+    get pids() {
+      return { apiserver: children.apiserver.pid, etcd: children.etcd.pid };
+    },
+    restart,
+    stop,
+  };
 }
 
 /**

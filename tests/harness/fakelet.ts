@@ -5,9 +5,13 @@
 // and `prevResult` injected), and reports the pod Running/Ready with its IPs. Deleting reverses that.
 //
 // Used directly (runPod/stopPod) by tests and benchmarks, or as a controller (start) watching this node's pods.
+//
+// `persistent` makes it behave like kubelet under trouble: a sandbox that fails is retried (backoff up to 5 s) for as
+// long as the pod exists, and a DEL that fails is retried until it succeeds before the namespace goes. Pods can ask
+// for runtime faults through annotations (the chaos run, tests/chaos): FaultAnnotations.
 import { Effect, Fiber, Stream } from "effect";
 import { type Pod, PodResource } from "../../core/api/k8s.ts";
-import type { KubeService } from "../../core/ports/kube.ts";
+import { isTransient, type KubeService } from "../../core/ports/kube.ts";
 import { run } from "./proc.ts";
 
 export interface FakeletOptions {
@@ -23,7 +27,37 @@ export interface FakeletOptions {
   readonly maxParallelSandboxes?: number;
   /** Attempts at a pod's sandbox before the controller gives up on it (backoff 200 ms doubling, at most 10 s). Default 5. */
   readonly sandboxAttempts?: number;
+  /** Retry failed sandboxes while the pod exists and failed DELs until they succeed, as kubelet does. */
+  readonly persistent?: boolean;
+  /** Every CNI ADD/DEL this fakelet runs, when it starts and when it ends. */
+  readonly onCni?: (e: CniEvent) => void;
 }
+
+export interface CniEvent {
+  readonly command: "ADD" | "DEL";
+  /** "namespace/name" */
+  readonly pod: string;
+  readonly containerId: string;
+  readonly phase: "start" | "end";
+  /** Exit code (phase "end"). */
+  readonly code?: number;
+}
+
+/**
+ * Runtime faults a pod asks for (value "true"), for the chaos run: the runtime loses the pod's DEL (the namespace
+ * goes, no CNI DEL ever comes); the namespace is gone before the DEL; the ADD is run twice for the same sandbox.
+ */
+export const FaultAnnotations = {
+  dropDel: "fault.danm.test/drop-del",
+  netnsGoneBeforeDel: "fault.danm.test/netns-gone",
+  repeatAdd: "fault.danm.test/repeat-add",
+} as const;
+
+/** The pod namespaces a fakelet creates are named after its node: a node that vanishes takes exactly those along. */
+export const podNetnsPrefix = (node: string) => `fl-${node}-`;
+const podNetnsName = (node: string, containerId: string) => `${podNetnsPrefix(node)}${containerId.slice(0, 12)}`;
+
+const wants = (pod: Pod | undefined, fault: string) => pod?.metadata.annotations?.[fault] === "true";
 
 export interface Sandbox {
   readonly pod: { readonly namespace: string; readonly name: string; readonly uid: string };
@@ -125,6 +159,10 @@ export class Fakelet {
   private readonly busy = new Map<string, Promise<unknown>>();
   private running = 0;
   private readonly waiting: Array<() => void> = [];
+  /** UIDs of pods being deleted: a persistent sandbox retry stops for them. */
+  private readonly terminating = new Set<string>();
+  /** Fault annotations of the pod of each sandbox, as they were when its ADD ran. */
+  private readonly faults = new Map<string, Pod>();
   private watcher: Fiber.Fiber<unknown, unknown> | undefined;
 
   constructor(readonly options: FakeletOptions) {}
@@ -154,13 +192,27 @@ export class Fakelet {
     return kubeletCniArgs(pod, containerId);
   }
 
+  /** exec with the start and end reported to onCni. */
+  private async execReported(
+    plugin: Conf,
+    command: "ADD" | "DEL",
+    env: { containerId: string; netns: string; ifName: string; args: string },
+    pod: Sandbox["pod"],
+  ): Promise<CniOutcome> {
+    const base = { command, pod: `${pod.namespace}/${pod.name}`, containerId: env.containerId };
+    this.options.onCni?.({ ...base, phase: "start" });
+    const out = await this.exec(plugin, command, env);
+    this.options.onCni?.({ ...base, phase: "end", code: out.code });
+    return out;
+  }
+
   /** ADD through the whole configuration; throws CniCallFailed (after the runtime's cleanup DEL) on failure. */
   async add(pod: Sandbox["pod"], containerId: string, netns: string): Promise<{ result: unknown; ms: number }> {
     const env = { containerId, netns, ifName: "eth0", args: this.kubeletArgs(pod, containerId) };
     let prev: unknown = undefined;
     let ms = 0;
     for (const p of this.plugins) {
-      const out = await this.exec(prev === undefined ? p : { ...p, prevResult: prev }, "ADD", env);
+      const out = await this.execReported(prev === undefined ? p : { ...p, prevResult: prev }, "ADD", env, pod);
       ms += out.ms;
       if (out.code !== 0) throw new CniCallFailed("ADD", out);
       prev = out.json ?? prev;
@@ -174,9 +226,25 @@ export class Fakelet {
     const withPrev = prevResult !== undefined && !this.cniVersion.startsWith("0.3");
     const outs: CniOutcome[] = [];
     for (const p of [...this.plugins].reverse()) {
-      outs.push(await this.exec(withPrev ? { ...p, prevResult } : p, "DEL", env));
+      outs.push(await this.execReported(withPrev ? { ...p, prevResult } : p, "DEL", env, pod));
     }
     return outs;
+  }
+
+  /** DEL, and for a persistent fakelet again (backoff up to 2 s, for at most `forMs`) until every plugin succeeds. */
+  private async delUntilDone(
+    pod: Sandbox["pod"],
+    containerId: string,
+    netns: string,
+    prevResult?: unknown,
+    forMs = 300_000,
+  ): Promise<CniOutcome[]> {
+    const deadline = Date.now() + forMs;
+    for (let attempt = 0;; attempt++) {
+      const outs = await this.del(pod, containerId, netns, prevResult);
+      if (!this.options.persistent || outs.every((o) => o.code === 0) || Date.now() > deadline) return outs;
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+    }
   }
 
   async check(sb: Sandbox): Promise<CniOutcome[]> {
@@ -214,24 +282,34 @@ export class Fakelet {
     const pod = await this.kubeRun(this.options.kube.get(PodResource, name, { namespace }));
     const ref = { namespace, name, uid: pod.metadata.uid ?? "" };
     const containerId = randomHex(32);
-    const netnsName = `fl-${containerId.slice(0, 12)}`;
+    const netnsName = podNetnsName(this.options.nodeName, containerId);
     await run(["ip", "netns", "add", netnsName]);
     const netns = `/run/netns/${netnsName}`;
     await run(["ip", "-n", netnsName, "link", "set", "lo", "up"]);
     let added;
     try {
       added = await this.add(ref, containerId, netns);
+      // A runtime retrying an ADD it gave up on: the same sandbox again (the fault a pod can ask for).
+      if (wants(pod, FaultAnnotations.repeatAdd)) added = await this.add(ref, containerId, netns);
     } catch (e) {
       // As kubelet: a failed sandbox is torn down (DEL) and its namespace removed.
-      await this.del(ref, containerId, netns).catch(() => {});
+      await this.delUntilDone(ref, containerId, netns).catch(() => {});
       await run(["ip", "netns", "del", netnsName]).catch(() => {});
       throw e;
     }
+    this.faults.set(`${namespace}/${name}`, pod);
     const sb: Sandbox = { pod: ref, containerId, netnsName, netns, result: added.result };
     this.sandboxes.set(`${namespace}/${name}`, sb);
-    await this.kubeRun(this.reportRunning(pod, added.result)).catch((e) =>
-      console.error(`fakelet: status of ${namespace}/${name}: ${e}`)
-    );
+    // As kubelet's status manager, through apiserver outages (a persistent fakelet).
+    for (let attempt = 0;; attempt++) {
+      const r = await this.kubeRun(Effect.result(this.reportRunning(pod, added.result)));
+      if (r._tag === "Success") break;
+      if (!this.options.persistent || !isTransient(r.failure) || attempt >= 60) {
+        console.error(`fakelet: status of ${namespace}/${name}: ${r.failure.message}`);
+        break;
+      }
+      await new Promise((res) => setTimeout(res, Math.min(2000, 100 * 2 ** attempt)));
+    }
     return { ...sb, addMs: added.ms };
   }
 
@@ -254,10 +332,22 @@ export class Fakelet {
 
   /** CNI DEL and namespace removal for the pod's sandbox. Returns the DEL outcomes (empty if none ran). */
   async stopPod(namespace: string, name: string): Promise<CniOutcome[]> {
-    const sb = this.sandboxes.get(`${namespace}/${name}`);
+    const key = `${namespace}/${name}`;
+    const sb = this.sandboxes.get(key);
     if (!sb) return [];
-    this.sandboxes.delete(`${namespace}/${name}`);
-    const outs = await this.del(sb.pod, sb.containerId, sb.netns, sb.result);
+    this.sandboxes.delete(key);
+    const pod = this.faults.get(key);
+    this.faults.delete(key);
+    if (wants(pod, FaultAnnotations.dropDel)) {
+      console.error(`fakelet ${this.options.nodeName}: fault: dropping the DEL of ${key} (${sb.containerId})`);
+      await run(["ip", "netns", "del", sb.netnsName]).catch(() => {});
+      return [];
+    }
+    if (wants(pod, FaultAnnotations.netnsGoneBeforeDel)) {
+      console.error(`fakelet ${this.options.nodeName}: fault: namespace of ${key} gone before its DEL`);
+      await run(["ip", "netns", "del", sb.netnsName]).catch(() => {});
+    }
+    const outs = await this.delUntilDone(sb.pod, sb.containerId, sb.netns, sb.result);
     await run(["ip", "netns", "del", sb.netnsName]).catch(() => {});
     return outs;
   }
@@ -291,24 +381,49 @@ export class Fakelet {
     if (this.lost.has(key)) return;
     const phase = pod.status?.phase;
     if (deleted || pod.metadata.deletionTimestamp) {
+      const uid = pod.metadata.uid ?? "";
+      this.terminating.add(uid);
       void this.serial(key, async () => {
         await this.stopPod(namespace, name);
-        if (!deleted) {
-          await this.kubeRun(this.options.kube.delete(PodResource, name, { namespace, gracePeriodSeconds: 0 }))
-            .catch(() => {});
+        // As kubelet's status manager: the pod object goes once its sandbox is gone, retried through apiserver
+        // outages (no later event would come for a pod that stays Terminating).
+        for (let attempt = 0; !deleted; attempt++) {
+          const outcome = await this.kubeRun(
+            Effect.result(this.options.kube.delete(PodResource, name, {
+              namespace,
+              gracePeriodSeconds: 0,
+              ...(uid ? { preconditions: { uid } } : {}),
+            })),
+          );
+          if (outcome._tag === "Success" || !isTransient(outcome.failure) || attempt >= 60) break;
+          await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
         }
+      }).finally(() => {
+        if (deleted) this.terminating.delete(uid);
       });
       return;
     }
     if (this.sandboxes.has(key) || phase === "Succeeded" || phase === "Failed") return;
+    const uid = pod.metadata.uid ?? "";
     void this.serial(key, async () => {
-      const attempts = this.options.sandboxAttempts ?? 5;
-      for (let attempt = 0; attempt < attempts && !this.sandboxes.has(key); attempt++) {
+      const attempts = this.options.persistent ? Infinity : this.options.sandboxAttempts ?? 5;
+      for (let attempt = 0; attempt < attempts && !this.sandboxes.has(key) && !this.terminating.has(uid); attempt++) {
         try {
           await this.inSlot(() => this.runPod(namespace, name));
         } catch (e) {
           console.error(`fakelet ${this.options.nodeName}: FailedCreatePodSandBox ${key}: ${(e as Error).message}`);
-          await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 10_000)));
+          if (this.options.persistent) {
+            // Retried while the pod exists: a deleted pod's sandbox is nobody's business any more.
+            const still = await this.kubeRun(Effect.result(this.options.kube.get(PodResource, name, { namespace })));
+            if (
+              still._tag === "Failure" ? still.failure._tag === "KubeNotFound" : (
+                still.success.metadata.uid !== uid || still.success.metadata.deletionTimestamp !== undefined
+              )
+            ) break;
+          }
+          await new Promise((r) =>
+            setTimeout(r, Math.min(200 * 2 ** attempt, this.options.persistent ? 5000 : 10_000))
+          );
         }
       }
     });

@@ -33,7 +33,14 @@ import { webhookConfigurations } from "../../core/webhook/manifests.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
 import { pick, type Rest, restClient, type RestResponse } from "../integration/api/rest.ts";
 import { makeCniBin } from "./cnibin.ts";
-import { type CniOutcome, Fakelet, type FakeletOptions, type Sandbox } from "./fakelet.ts";
+import {
+  type CniEvent,
+  type CniOutcome,
+  Fakelet,
+  type FakeletOptions,
+  podNetnsPrefix,
+  type Sandbox,
+} from "./fakelet.ts";
 import { type NetnsScope, netnsScope, ping as pingIn } from "./netns.ts";
 import type { Pki } from "./pki.ts";
 import { freePort, repoRoot, run, sleep } from "./proc.ts";
@@ -66,8 +73,12 @@ export interface StackOptions {
   readonly onLog?: (line: string) => void;
   /** For everything to come up. Default 180 s. */
   readonly startTimeoutMs?: number;
-  /** How the nodes' fake kubelets set sandboxes up (parallelism, attempts). */
+  /** How the nodes' fake kubelets set sandboxes up (parallelism, attempts, kubelet-like persistence). */
   readonly fakelet?: FakeletTuning;
+  /** Node agent flags that replace the stack's defaults or add to them, e.g. `{ "reclaim-period": "5s" }`. */
+  readonly agentFlags?: Readonly<Record<string, string>>;
+  /** Every CNI ADD/DEL the fake kubelets run, as it starts and ends. */
+  readonly onCni?: (node: string, e: CniEvent) => void;
 }
 
 export interface StackNode {
@@ -171,6 +182,21 @@ export interface Stack extends AsyncDisposable {
   processes(): ReadonlyArray<{ readonly name: string; readonly pid: number }>;
   /** Throws when a process of the stack exited on its own. */
   assertAlive(): void;
+  /**
+   * Sends `sig` to a process of the stack (`webhook`, `svcwatcher`, `agent-<node>`, `fakelet-<node>`) and waits
+   * until it exited (SIGKILL after `graceMs` for another signal, default 10 s). It stays down until respawn().
+   */
+  signal(process: string, sig: Deno.Signal, graceMs?: number): Promise<void>;
+  /** Starts a process that signal() stopped again, with the same command line (a DaemonSet's restart). */
+  respawn(process: string): void;
+  /** A node more: namespace, NICs, Node object, node agent and fake kubelet; resolves when its CNI is ready. */
+  addNode(name: string): Promise<StackNode>;
+  /**
+   * The machine is gone for good: its agent and fake kubelet are killed (-9), its pods' namespaces and its own
+   * namespace vanish, and its Node object is deleted. Its pods stay in the API (deleting them is the pod garbage
+   * collector's job, kube-controller-manager's, which the stack does not run).
+   */
+  removeNode(name: string): Promise<void>;
   /** Best-effort teardown (if none ran), then stops every process and removes namespaces, links and files. */
   stop(): Promise<void>;
 }
@@ -187,7 +213,8 @@ export interface Proc {
   readonly status: Promise<Deno.CommandStatus>;
   exited: Deno.CommandStatus | undefined;
   stopping: boolean;
-  stop(graceMs?: number): Promise<void>;
+  /** `sig` (default SIGTERM), then SIGKILL after `graceMs`. */
+  stop(graceMs?: number, sig?: Deno.Signal): Promise<void>;
   /** SIGKILL, synchronously (for the process's unload handler). */
   kill(): void;
 }
@@ -228,11 +255,11 @@ export function spawn(
       log.close();
       return s;
     }),
-    async stop(graceMs = 10_000) {
+    async stop(graceMs = 10_000, sig: Deno.Signal = "SIGTERM") {
       proc.stopping = true;
       if (proc.exited) return;
       try {
-        child.kill("SIGTERM");
+        child.kill(sig);
       } catch { /* already gone */ }
       const timer = setTimeout(() => {
         try {
@@ -316,6 +343,14 @@ export const FakeletEvent = Schema.Union([
   }),
   Schema.Struct({ event: Schema.Literal("failed"), pod: Schema.String, message: Schema.String }),
   Schema.Struct({
+    event: Schema.Literal("cni"),
+    command: Schema.Literals(["ADD", "DEL"]),
+    pod: Schema.String,
+    containerId: Schema.String,
+    phase: Schema.Literals(["start", "end"]),
+    code: Schema.optionalKey(Schema.Number),
+  }),
+  Schema.Struct({
     event: Schema.Literal("removed"),
     pod: Schema.String,
     netns: Schema.String,
@@ -384,6 +419,8 @@ const fakeletFlagNames = [
 export interface FakeletTuning {
   readonly maxParallelSandboxes?: number;
   readonly sandboxAttempts?: number;
+  /** Retry failed sandboxes (while the pod exists), DELs and status writes as kubelet does (fakelet.ts). */
+  readonly persistent?: boolean;
 }
 
 /** The `stack.ts fakelet …` command line of a node's fake kubelet. */
@@ -423,6 +460,7 @@ export function fakeletArgv(o: {
     o.apiSocket,
     ...(o.tuning?.maxParallelSandboxes ? ["--max-parallel", String(o.tuning.maxParallelSandboxes)] : []),
     ...(o.tuning?.sandboxAttempts ? ["--attempts", String(o.tuning.sandboxAttempts)] : []),
+    ...(o.tuning?.persistent ? ["--persistent"] : []),
   ];
 }
 
@@ -430,10 +468,14 @@ export function fakeletArgv(o: {
 async function fakeletMain(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: Object.fromEntries(fakeletFlagNames.map((k) => [k, { type: "string" as const }])),
+    options: {
+      ...Object.fromEntries(fakeletFlagNames.map((k) => [k, { type: "string" as const }])),
+      persistent: { type: "boolean" as const },
+    },
     strict: true,
   });
-  const flags = Schema.decodeUnknownSync(FakeletFlags)(values);
+  const { persistent, ...stringFlags } = values;
+  const flags = Schema.decodeUnknownSync(FakeletFlags)(stringFlags);
   const emit = (e: FakeletEvent) => console.log(JSON.stringify(e));
   const listener = Deno.listen({ hostname: "127.0.0.1", port: flags["api-port"] });
   const forwarding = forward(listener, () => Deno.connect({ transport: "unix", path: flags["api-socket"] }));
@@ -453,6 +495,8 @@ async function fakeletMain(args: string[]): Promise<number> {
     ...(Deno.env.get("PATH") ? { path: Deno.env.get("PATH")! } : {}),
     ...(flags["max-parallel"] ? { maxParallelSandboxes: flags["max-parallel"] } : {}),
     ...(flags.attempts ? { sandboxAttempts: flags.attempts } : {}),
+    persistent: persistent === true,
+    onCni: (e) => emit({ event: "cni", ...e }),
   }, emit);
 
   let stopping: Promise<void> | undefined;
@@ -560,6 +604,20 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
   for (const [file, text] of cniConfigs) await Deno.writeTextFile(`${cniDir}/${file}`, text);
 
   const procs: Proc[] = [];
+  /** How each process was started, so signal() + respawn() can restart it. */
+  const launches = new Map<string, { argv: ReadonlyArray<string>; onStdoutLine?: (line: string) => void }>();
+  const launch = (name: string, argv: ReadonlyArray<string>, onStdoutLine?: (line: string) => void) => {
+    launches.set(name, { argv, ...(onStdoutLine ? { onStdoutLine } : {}) });
+    const i = procs.findIndex((p) => p.name === name);
+    const proc = spawn(name, argv, {
+      logDir,
+      ...(onStdoutLine ? { onStdoutLine } : {}),
+      ...(options.onLog ? { onLog: options.onLog } : {}),
+    });
+    if (i >= 0) procs[i] = proc;
+    else procs.push(proc);
+    return proc;
+  };
   const scope: NetnsScope = netnsScope();
   const kubeScope = Scope.makeUnsafe();
   const kubeConfig = new k8s.KubeConfig();
@@ -892,6 +950,9 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
         sandboxFailures.delete(e.pod);
         break;
       }
+      case "cni":
+        options.onCni?.(node, e);
+        break;
       case "failed":
         sandboxFailures.set(e.pod, { count: (sandboxFailures.get(e.pod)?.count ?? 0) + 1, message: e.message });
         break;
@@ -903,6 +964,122 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
       }
     }
   };
+
+  const underlayBridge = `hu${runId}`, lanBridge = `he${runId}`;
+  const bridges = options.nodeBridges ?? [];
+  const netconf = {
+    cniVersion: options.cniVersion ?? "1.1.0",
+    name: "danm_meta_cni",
+    type: "danm",
+    cniDir,
+    namingScheme: options.namingScheme ?? "",
+  };
+  let nodeSeq = 0;
+  /**
+   * Builds node `name` (namespace, NICs, Node object, fake kubelet) and answers with the start of its agent: a node
+   * agent gives up when it cannot list the network APIs at start (its DaemonSet would restart it), so it starts once
+   * the node's fake kubelet forwards the apiserver into the node's namespace.
+   */
+  const buildNode = async (name: string): Promise<{ node: StackNode; startAgent: () => void }> => {
+    const i = nodeSeq++;
+    const ns = await scope.netns(`dn${runId}${i}`);
+    const underlayIp = `${underlay}.${i + 1}`;
+    await scope.veth({ name: `u${runId}${i}` }, { name: "ens3", ns });
+    await scope.ip(undefined, "link", "set", `u${runId}${i}`, "master", underlayBridge);
+    await scope.ip(ns, "addr", "add", `${underlayIp}/24`, "dev", "ens3");
+    await scope.veth({ name: `e${runId}${i}` }, { name: "ens4", ns });
+    await scope.ip(undefined, "link", "set", `e${runId}${i}`, "master", lanBridge);
+    for (const [b, bridge] of bridges.entries()) {
+      await scope.bridge(bridge, ns);
+      await scope.veth({ name: `b${b}${runId}${i}` }, { name: `bup${b}`, ns });
+      await scope.ip(ns, "link", "set", `bup${b}`, "master", bridge);
+      await scope.ip(undefined, "link", "set", `b${b}${runId}${i}`, "master", `hb${b}${runId}`);
+    }
+    const k = kube!;
+    await kubeRun(Effect.gen(function* () {
+      yield* k.create(NodeResource, { metadata: { name, labels: { [StackLabel]: runId } } });
+      // Node status is a subresource, as kubelet writes it.
+      yield* k.patch(NodeResource, name, {
+        type: "merge",
+        patch: {
+          status: {
+            addresses: [{ type: "InternalIP", address: underlayIp }, { type: "Hostname", address: name }],
+            conditions: [{
+              type: "Ready",
+              status: "True",
+              reason: "KubeletReady",
+              message: "fake kubelet",
+              lastHeartbeatTime: new Date().toISOString(),
+              lastTransitionTime: new Date().toISOString(),
+            }],
+          },
+        },
+      }, { subresource: "status" });
+    }));
+
+    const nodeDir = `${dir}/${name}`;
+    await Deno.mkdir(nodeDir);
+    const socket = `${nodeDir}/danm.sock`;
+    const bin = await makeCniBin({ socket, dir: `${nodeDir}/bin` });
+    const netconfFile = `${nodeDir}/00-danm.conf`;
+    await Deno.writeTextFile(netconfFile, JSON.stringify({ ...netconf, daemonSocket: socket }));
+    const node: StackNode = { name, netns: ns, underlayIp, cniSocket: socket, binDir: bin.dir };
+    nodes.push(node);
+    launch(
+      `fakelet-${name}`,
+      fakeletArgv({
+        netnsPath: scope.path(ns),
+        node: name,
+        kubeconfig: cluster.kubeconfigPath,
+        binDir: bin.dir,
+        netconfFile,
+        apiPort,
+        apiSocket,
+        ...(options.fakelet ? { tuning: options.fakelet } : {}),
+      }),
+      onFakeletLine(name),
+    );
+    const startAgent = () =>
+      void launch(
+        `agent-${name}`,
+        [
+          "ip",
+          "netns",
+          "exec",
+          ns,
+          deno,
+          "run",
+          "-A",
+          `${repoRoot}/cmd/netwatcher.ts`,
+          "--kubeconfig",
+          cluster.kubeconfigPath,
+          "--node-name",
+          name,
+          "--cni-socket",
+          socket,
+          "--cni-state-dir",
+          `${nodeDir}/sandboxes`,
+          "--cni-bin-dir",
+          bin.dir,
+          "--vxlan-mode",
+          options.vxlanMode ?? "multicast",
+          "--peer-node-selector",
+          `${StackLabel}=${runId}`,
+          "--reconcile-period",
+          "5s",
+          // CNI DEL alone must free everything: the reclaimer would hide a leak.
+          "--reclaim-period",
+          "0s",
+          ...Object.entries(options.agentFlags ?? {}).flatMap(([k, v]) => [`--${k}`, v]),
+        ],
+      );
+    return { node, startAgent };
+  };
+  const forwardingOf = (names: ReadonlyArray<string>) =>
+    eventually("the nodes' fake kubelets to forward the apiserver", () => {
+      assertAlive();
+      return Promise.resolve(names.every((n) => forwardingNodes.has(n)) ? true : undefined);
+    }, startTimeoutMs);
 
   try {
     await installDanmCrds(kubeConfig);
@@ -919,12 +1096,11 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
       makeLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath }, userAgent: `stack/${runId}` })
         .pipe(Scope.provide(kubeScope)),
     );
-    const k = kube;
 
     // Webhook and svcwatcher first: they load while the nodes are being built.
     const serving = await cluster.pki.server(`danm-webhook-${runId}`, { dns: ["localhost"], ips: ["127.0.0.1"] });
     const webhookPort = freePort();
-    procs.push(spawn("webhook", [
+    launch("webhook", [
       deno,
       "run",
       "-A",
@@ -941,8 +1117,8 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
       cluster.kubeconfigPath,
       "--namespace",
       "kube-system",
-    ], { logDir, ...(options.onLog ? { onLog: options.onLog } : {}) }));
-    procs.push(spawn("svcwatcher", [
+    ]);
+    launch("svcwatcher", [
       deno,
       "run",
       "-A",
@@ -957,123 +1133,18 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
       `danm-svcwatcher-${runId}`,
       "--identity",
       svcwatcherIdentity,
-    ], { logDir, ...(options.onLog ? { onLog: options.onLog } : {}) }));
+    ]);
 
     // Shared segments: the underlay (VXLAN multicast must flood like on a plain switch), ens4's LAN, one per
     // node bridge.
-    const underlayBridge = `hu${runId}`, lanBridge = `he${runId}`;
     await scope.bridge(underlayBridge);
     await scope.ip(undefined, "link", "set", underlayBridge, "type", "bridge", "mcast_snooping", "0");
     await scope.bridge(lanBridge);
-    const bridges = options.nodeBridges ?? [];
     for (const [b] of bridges.entries()) await scope.bridge(`hb${b}${runId}`);
-
-    const netconf = {
-      cniVersion: options.cniVersion ?? "1.1.0",
-      name: "danm_meta_cni",
-      type: "danm",
-      cniDir,
-      namingScheme: options.namingScheme ?? "",
-    };
-    const startAgents: Array<() => Proc> = [];
-    for (const [i, name] of nodeNames.entries()) {
-      const ns = await scope.netns(`dn${runId}${i}`);
-      const underlayIp = `${underlay}.${i + 1}`;
-      await scope.veth({ name: `u${runId}${i}` }, { name: "ens3", ns });
-      await scope.ip(undefined, "link", "set", `u${runId}${i}`, "master", underlayBridge);
-      await scope.ip(ns, "addr", "add", `${underlayIp}/24`, "dev", "ens3");
-      await scope.veth({ name: `e${runId}${i}` }, { name: "ens4", ns });
-      await scope.ip(undefined, "link", "set", `e${runId}${i}`, "master", lanBridge);
-      for (const [b, bridge] of bridges.entries()) {
-        await scope.bridge(bridge, ns);
-        await scope.veth({ name: `b${b}${runId}${i}` }, { name: `bup${b}`, ns });
-        await scope.ip(ns, "link", "set", `bup${b}`, "master", bridge);
-        await scope.ip(undefined, "link", "set", `b${b}${runId}${i}`, "master", `hb${b}${runId}`);
-      }
-      await kubeRun(Effect.gen(function* () {
-        yield* k.create(NodeResource, { metadata: { name, labels: { [StackLabel]: runId } } });
-        // Node status is a subresource, as kubelet writes it.
-        yield* k.patch(NodeResource, name, {
-          type: "merge",
-          patch: {
-            status: {
-              addresses: [{ type: "InternalIP", address: underlayIp }, { type: "Hostname", address: name }],
-              conditions: [{
-                type: "Ready",
-                status: "True",
-                reason: "KubeletReady",
-                message: "fake kubelet",
-                lastHeartbeatTime: new Date().toISOString(),
-                lastTransitionTime: new Date().toISOString(),
-              }],
-            },
-          },
-        }, { subresource: "status" });
-      }));
-
-      const nodeDir = `${dir}/${name}`;
-      await Deno.mkdir(nodeDir);
-      const socket = `${nodeDir}/danm.sock`;
-      const bin = await makeCniBin({ socket, dir: `${nodeDir}/bin` });
-      const netconfFile = `${nodeDir}/00-danm.conf`;
-      await Deno.writeTextFile(netconfFile, JSON.stringify({ ...netconf, daemonSocket: socket }));
-      nodes.push({ name, netns: ns, underlayIp, cniSocket: socket, binDir: bin.dir });
-      procs.push(spawn(
-        `fakelet-${name}`,
-        fakeletArgv({
-          netnsPath: scope.path(ns),
-          node: name,
-          kubeconfig: cluster.kubeconfigPath,
-          binDir: bin.dir,
-          netconfFile,
-          apiPort,
-          apiSocket,
-          ...(options.fakelet ? { tuning: options.fakelet } : {}),
-        }),
-        { logDir, onStdoutLine: onFakeletLine(name), ...(options.onLog ? { onLog: options.onLog } : {}) },
-      ));
-      startAgents.push(() =>
-        spawn(
-          `agent-${name}`,
-          [
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            deno,
-            "run",
-            "-A",
-            `${repoRoot}/cmd/netwatcher.ts`,
-            "--kubeconfig",
-            cluster.kubeconfigPath,
-            "--node-name",
-            name,
-            "--cni-socket",
-            socket,
-            "--cni-state-dir",
-            `${nodeDir}/sandboxes`,
-            "--vxlan-mode",
-            options.vxlanMode ?? "multicast",
-            "--peer-node-selector",
-            `${StackLabel}=${runId}`,
-            "--reconcile-period",
-            "5s",
-            // CNI DEL alone must free everything: the reclaimer would hide a leak.
-            "--reclaim-period",
-            "0s",
-          ],
-          { logDir, ...(options.onLog ? { onLog: options.onLog } : {}) },
-        )
-      );
-    }
-    // A node agent gives up when it cannot list the network APIs at start (its DaemonSet would restart it): start
-    // it once its node's fake kubelet forwards the apiserver into the node's namespace.
-    await eventually("every node's fake kubelet to forward the apiserver", () => {
-      assertAlive();
-      return Promise.resolve(forwardingNodes.size === nodeNames.length ? true : undefined);
-    }, startTimeoutMs);
-    for (const start of startAgents) procs.push(start());
-
+    const built = [];
+    for (const name of nodeNames) built.push(await buildNode(name));
+    await forwardingOf(nodeNames);
+    for (const b of built) b.startAgent();
     // Register the webhook once it is listening, then wait until the apiserver calls it.
     const hooks = webhookConfigurations({
       name: `danm-webhook-${runId}`,
@@ -1119,6 +1190,55 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
     throw new Error(`starting the stack: ${e instanceof Error ? e.message : e}\n${detail}`);
   }
 
+  const procOf = (name: string) => {
+    const p = procs.find((x) => x.name === name);
+    if (!p) throw new Error(`no process ${name} in this stack`);
+    return p;
+  };
+  const signal: Stack["signal"] = async (name, sig, graceMs = 10_000) => {
+    const p = procOf(name);
+    p.stopping = true;
+    if (sig === "SIGKILL") p.kill();
+    else await p.stop(graceMs, sig);
+    await p.status;
+  };
+  const respawn: Stack["respawn"] = (name) => {
+    const spec = launches.get(name);
+    if (!spec || !procOf(name).exited) throw new Error(`${name} is not a stopped process of this stack`);
+    launch(name, spec.argv, spec.onStdoutLine);
+  };
+  const addNode: Stack["addNode"] = async (name) => {
+    if (nodeNames.includes(name)) throw new Error(`node ${name} exists`);
+    nodeNames.push(name);
+    const { node, startAgent } = await buildNode(name);
+    await forwardingOf([name]);
+    startAgent();
+    await eventually(`node ${name}'s CNI to be ready`, () => {
+      assertAlive();
+      return Promise.resolve(readyNodes.has(name) ? true : undefined);
+    }, startTimeoutMs);
+    return node;
+  };
+  const removeNode: Stack["removeNode"] = async (name) => {
+    const node = nodeOf(name);
+    await Promise.all([signal(`agent-${name}`, "SIGKILL"), signal(`fakelet-${name}`, "SIGKILL")]);
+    for (const [key, sb] of sandboxes) {
+      if (sb.node === name && !sb.removed) sandboxes.set(key, { ...sb, removed: true });
+    }
+    // Every pod namespace of the node, including those of sandboxes still being created.
+    for (const line of (await run(["ip", "netns", "list"])).split("\n")) {
+      const ns = line.split(" ")[0];
+      if (ns.startsWith(podNetnsPrefix(name))) await run(["ip", "netns", "del", ns]).catch(() => {});
+    }
+    // Its NICs' host ends go with the namespace.
+    await run(["ip", "netns", "del", node.netns]).catch(() => {});
+    await kubeRun(Effect.ignore(kube!.delete(NodeResource, name)));
+    nodes.splice(nodes.indexOf(node), 1);
+    nodeNames.splice(nodeNames.indexOf(name), 1);
+    readyNodes.delete(name);
+    forwardingNodes.delete(name);
+  };
+
   const stack: Stack = {
     run: runId,
     nodes,
@@ -1146,6 +1266,10 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
     logs,
     processes: () => procs.map((p) => ({ name: p.name, pid: p.pid })),
     assertAlive,
+    signal,
+    respawn,
+    addNode,
+    removeNode,
     stop,
     [Symbol.asyncDispose]: stop,
   };

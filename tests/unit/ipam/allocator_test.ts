@@ -1,6 +1,7 @@
 import { Effect, Layer } from "effect";
 import { assert, assertEquals } from "../../harness/assert.ts";
-import { Ipam, ipamLayer, type IpamNetwork, type Owner } from "../../../core/ipam/allocator.ts";
+import { Ipam, ipamLayer, type IpamNetwork, makeIpam, type Owner } from "../../../core/ipam/allocator.ts";
+import { BlockStore, BlockStoreFailure } from "../../../core/ipam/store.ts";
 import { memoryStore } from "./memory_store.ts";
 
 const net = (options: IpamNetwork["options"], name = "n1"): IpamNetwork => ({
@@ -179,4 +180,34 @@ Deno.test("concurrent allocators on several nodes never hand out an address twic
   assertEquals(new Set(addrs).size, 240);
   // Group commit: far fewer writes than allocations.
   assert(store.writes < 240, `expected batched writes, got ${store.writes}`);
+});
+
+Deno.test("a release whose block changed meanwhile and cannot be re-read at once still frees the address", async () => {
+  // One /26 = one block, shared by two nodes; node A's copy goes stale when node B writes it.
+  const n = net({ cidr: "10.1.0.0/26" });
+  const store = memoryStore();
+  let failGets = 0;
+  const flaky = Layer.effect(
+    BlockStore,
+    Effect.gen(function* () {
+      const s = yield* BlockStore;
+      return BlockStore.of({
+        ...s,
+        get: (name) =>
+          failGets-- > 0
+            ? Effect.fail(new BlockStoreFailure({ operation: "get", name, cause: "apiserver restarting (injected)" }))
+            : s.get(name),
+      });
+    }),
+  ).pipe(Layer.provide(store.layer));
+  await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+    const a = yield* makeIpam().pipe(Effect.provide(flaky));
+    const b = yield* makeIpam().pipe(Effect.provide(store.layer));
+    yield* a.allocate(n, owner(1, "node-a"), "dynamic", undefined);
+    yield* b.allocate(n, owner(2, "node-b"), "dynamic", undefined);
+    failGets = 1;
+    assertEquals(yield* a.release(n, owner(1, "node-a")), 1, "the address was released");
+  })));
+  const left = store.blocks().flatMap((blk) => Object.values(blk.spec.reservations).map((r) => r.pod));
+  assertEquals(left, ["default/pod-2"]);
 });
