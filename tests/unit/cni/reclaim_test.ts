@@ -131,7 +131,10 @@ Deno.test("reclaim: a sandbox known only from its DanmEps (record lost) runs its
     await until("its DanmEp to go", async () => (await endpoints(w)).length === 0);
     await until(
       "the delegate's DEL",
-      async () => w.process.calls.some((i) => i.env.CNI_COMMAND === "DEL" && i.env.CNI_CONTAINERID === sb.containerId),
+      () =>
+        Promise.resolve(
+          w.process.calls.some((i) => i.env.CNI_COMMAND === "DEL" && i.env.CNI_CONTAINERID === sb.containerId),
+        ),
     );
     assertEquals(await links(w, sb.netns), ["lo"]);
     await sleep(200);
