@@ -88,7 +88,8 @@ async function hitAgent(ctx: FaultContext, command: "ADD" | "DEL" | undefined, s
     if (!ctx.inFlight.nodes(command).includes(node)) continue;
     const downMs = ctx.rng.int(300, 3000);
     ctx.log(`${sig} agent-${node} with ${command ?? "a request"} in flight; back in ${downMs} ms`);
-    await ctx.stack.signal(`agent-${node}`, sig);
+    // A SIGTERMed agent may drain what is in flight (--cni-drain-timeout, 20 s) before the SIGKILL.
+    await ctx.stack.signal(`agent-${node}`, sig, 30_000);
     ctx.inFlight.forget(node);
     await sleep(downMs);
     ctx.stack.respawn(`agent-${node}`);
