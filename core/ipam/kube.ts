@@ -93,12 +93,10 @@ export const kubeOwnerDirectory = Effect.gen(function* () {
         Effect.catchTag("KubeNotFound", () => Effect.succeed(false)),
         Effect.mapError(failure("get network", `${ref.kind} ${ref.name}`)),
       ),
-    nodeExists: (name) =>
-      kube.get(NodeResource, name).pipe(
-        Effect.as(true),
-        Effect.catchTag("KubeNotFound", () => Effect.succeed(false)),
-        Effect.mapError(failure("get node", name)),
-      ),
+    liveNodes: kube.list(NodeResource).pipe(
+      Effect.map((l): ReadonlySet<string> => new Set(l.items.map((n) => n.metadata.name ?? ""))),
+      Effect.mapError(failure("list", "nodes")),
+    ),
   };
   return directory;
 });

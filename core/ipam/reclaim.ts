@@ -16,8 +16,8 @@ export interface OwnerDirectory {
   readonly networkExists: (
     ref: IPBlock["spec"]["network"],
   ) => Effect.Effect<boolean, BlockStoreFailure>;
-  /** Whether a Node of this name exists. */
-  readonly nodeExists: (name: string) => Effect.Effect<boolean, BlockStoreFailure>;
+  /** The names of the Nodes that exist. */
+  readonly liveNodes: Effect.Effect<ReadonlySet<string>, BlockStoreFailure>;
 }
 
 export interface ReclaimReport {
@@ -95,12 +95,13 @@ export const reclaimOrphans = (
     const nowMs = opts.nowMs ?? Date.now();
     const round = makeRound();
     const uidCache = new Map<string, string | undefined>();
-    const nodeCache = new Map<string, boolean>();
+    // One list per round, and only once another node's reservation comes up.
+    let liveNodes: ReadonlySet<string> | undefined;
     const mine = (node: string) =>
       Effect.gen(function* () {
         if (opts.node === undefined || node === opts.node) return true;
-        if (!nodeCache.has(node)) nodeCache.set(node, yield* directory.nodeExists(node));
-        return !nodeCache.get(node);
+        liveNodes ??= yield* directory.liveNodes;
+        return !liveNodes.has(node);
       });
     for (const block of yield* store.listAll()) {
       const name = block.metadata.name ?? "";

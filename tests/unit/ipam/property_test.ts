@@ -91,7 +91,7 @@ for (const seed of [1, 2, 3, 4, 5]) {
     const directory = {
       podUid: (ns: string, name: string) => Effect.succeed(livePods.get(`${ns}/${name}`)),
       networkExists: () => Effect.succeed(true),
-      nodeExists: () => Effect.succeed(true),
+      liveNodes: Effect.succeed(new Set<string>()),
     };
     const report = await Effect.runPromise(
       Effect.provide(reclaimOrphans(directory, { graceSeconds: 0 }), store.layer),

@@ -33,7 +33,7 @@ Deno.test("a node agent reclaims what pods that are gone held on its node and on
   const directory = {
     podUid: () => Effect.succeed(undefined),
     networkExists: () => Effect.succeed(true),
-    nodeExists: (name: string) => Effect.succeed(name !== "removed"),
+    liveNodes: Effect.succeed(new Set(["self", "live-other"])),
   };
   const report = await Effect.runPromise(
     Effect.provide(reclaimOrphans(directory, { graceSeconds: 0, node: "self" }), store.layer),

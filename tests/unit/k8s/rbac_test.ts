@@ -175,7 +175,6 @@ Deno.test("rbac: the curated list of the node agent's rights (review aid: change
   const have = [...granted(nodeAgentRules())].sort();
   assertEquals(have, [
     "/events create",
-    "/nodes get",
     "/nodes list",
     "/nodes watch",
     "/pods get",
