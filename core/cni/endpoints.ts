@@ -55,6 +55,11 @@ export function buildEndpoint(i: EndpointInput): DanmEp {
     metadata: {
       name: i.name,
       namespace: i.pod.metadata.namespace ?? "",
+      // Owned by the pod: the Kubernetes garbage collector deletes the DanmEps of a pod that is gone even where no
+      // node agent is left to (a node removed for good). No blockOwnerDeletion: a pod's deletion never waits on them.
+      ...(podUid
+        ? { ownerReferences: [{ apiVersion: "v1", kind: "Pod", name: i.pod.metadata.name ?? "", uid: podUid }] }
+        : {}),
       labels: {
         ...(i.pod.metadata.labels ?? {}),
         [EpLabels.node]: labelValue(i.node),

@@ -117,9 +117,11 @@ export const makeHandler = (
     );
     // Sandboxes of pods that are gone, which no DEL (and no CNI GC) came for.
     if (reclaimPeriodMs) {
+      const removedNodes = new Set<string>();
       const reclaim = reclaimGoneSandboxes({
         graceSeconds: reclaimGraceSeconds ?? 120,
         cniDir: DefaultCniDir,
+        removedNodes,
       }).pipe(
         Effect.tap((r) => r.problems.length > 0 ? Effect.logWarning(`reclaim: ${r.problems.join("; ")}`) : Effect.void),
         Effect.provideContext(context),

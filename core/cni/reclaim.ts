@@ -5,12 +5,17 @@
 //      under another UID) is torn down completely, as DEL would (delSandbox: links, delegates, rules, reservations,
 //      DanmEps, the record);
 //   2. a DanmEp of a node that no longer exists (removed for good: no agent is left there) whose pod is gone is
-//      deleted; nothing of it is on this node to undo, and the IPAM reclaimer frees its reservations.
+//      deleted; nothing of it is on this node to undo, and the IPAM reclaimer frees its reservations. Such nodes are
+//      found among the nodes IPAM reservations name (a list of the IPBlocks, as the IPAM reclaimer makes; never a
+//      list of every DanmEp of the cluster), and remembered until none of their DanmEps is left — the IPAM
+//      reclaimer may free their last reservation first. (A removed node's DanmEps on networks without danm's IPAM
+//      are left to the Kubernetes garbage collector: the pod is their owner.)
 // A pod is gone only when the apiserver says so (the node's pod cache only spares the look-up of pods it holds);
 // sandboxes younger than the grace period or with an operation in flight are left alone.
 import { Effect } from "effect";
 import { DanmEpResource } from "../api/danm.ts";
 import { NodeResource } from "../api/k8s.ts";
+import { BlockStore } from "../ipam/store.ts";
 import { Kube } from "../ports/kube.ts";
 import { delSandbox } from "./del.ts";
 import { deleteEndpoint, EpLabels, labelValue } from "./endpoints.ts";
@@ -32,7 +37,12 @@ interface Candidate {
   readonly uid: string;
 }
 
-export const reclaimGoneSandboxes = (opts: { graceSeconds: number; cniDir: string }) =>
+export const reclaimGoneSandboxes = (opts: {
+  graceSeconds: number;
+  cniDir: string;
+  /** Removed nodes whose DanmEps are still being swept (kept from round to round). */
+  removedNodes: Set<string>;
+}) =>
   Effect.gen(function* () {
     const rt = yield* CniRuntime;
     const kube = yield* Kube;
@@ -88,21 +98,43 @@ export const reclaimGoneSandboxes = (opts: { graceSeconds: number; cniDir: strin
 
     // 2. DanmEps of nodes that no longer exist.
     const endpoints: string[] = [];
-    const listed = yield* Effect.result(
-      Effect.all([kube.list(NodeResource), kube.list(DanmEpResource, { labelSelector: EpLabels.node })]),
-    );
-    if (listed._tag === "Failure") problems.push(`listing nodes and DanmEps: ${listed.failure.message}`);
+    const listed = yield* Effect.result(Effect.all([kube.list(NodeResource), (yield* BlockStore).listAll()]));
+    if (listed._tag === "Failure") problems.push(`listing nodes and IPBlocks: ${listed.failure.message}`);
     else {
-      const [nodes, eps] = listed.success;
-      const live = new Set([cfg.nodeName, ...nodes.items.map((n) => n.metadata.name ?? "")].map(labelValue));
-      for (const ep of eps.items) {
-        const node = ep.metadata.labels?.[EpLabels.node];
-        if (node === undefined || live.has(node) || !old(ep.metadata.creationTimestamp)) continue;
-        const namespace = ep.metadata.namespace ?? "";
-        if ((yield* gone(namespace, ep.spec.Pod, ep.spec.PodUID ?? "")) !== true) continue;
-        const r = yield* Effect.result(deleteEndpoint(namespace, ep.metadata.name ?? ""));
-        if (r._tag === "Success") endpoints.push(`${namespace}/${ep.metadata.name}`);
-        else problems.push(`DanmEp ${namespace}/${ep.metadata.name}: ${r.failure.message}`);
+      const [nodes, blocks] = listed.success;
+      const live = new Set([cfg.nodeName, ...nodes.items.map((n) => n.metadata.name ?? "")]);
+      for (const b of blocks) {
+        for (const r of Object.values(b.spec.reservations)) if (!live.has(r.node)) opts.removedNodes.add(r.node);
+      }
+      for (const node of [...opts.removedNodes]) {
+        if (live.has(node)) { // it came back
+          opts.removedNodes.delete(node);
+          continue;
+        }
+        const eps = yield* Effect.result(
+          kube.list(DanmEpResource, { labelSelector: `${EpLabels.node}=${labelValue(node)}` }),
+        );
+        if (eps._tag === "Failure") {
+          problems.push(`DanmEps of removed node ${node}: ${eps.failure.message}`);
+          continue;
+        }
+        let left = 0;
+        for (const ep of eps.success.items) {
+          const namespace = ep.metadata.namespace ?? "";
+          if (
+            !old(ep.metadata.creationTimestamp) || (yield* gone(namespace, ep.spec.Pod, ep.spec.PodUID ?? "")) !== true
+          ) {
+            left++;
+            continue;
+          }
+          const r = yield* Effect.result(deleteEndpoint(namespace, ep.metadata.name ?? ""));
+          if (r._tag === "Success") endpoints.push(`${namespace}/${ep.metadata.name}`);
+          else {
+            left++;
+            problems.push(`DanmEp ${namespace}/${ep.metadata.name}: ${r.failure.message}`);
+          }
+        }
+        if (left === 0) opts.removedNodes.delete(node);
       }
     }
     if (sandboxes.length + endpoints.length > 0) {

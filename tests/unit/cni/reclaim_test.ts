@@ -54,6 +54,10 @@ Deno.test("reclaim: a pod deleted without a DEL loses its sandbox (interface, Da
     await Effect.runPromise(w.kube.delete(PodResource, "lose", { namespace: "default", gracePeriodSeconds: 0 }));
     await until("the lost pod's DanmEp to go", async () => (await endpoints(w)).length === 1);
     assertEquals((await endpoints(w)).map((e) => e.spec.Pod), ["keep"]);
+    // Where no agent is left, the Kubernetes garbage collector removes them: the pod owns its DanmEps.
+    assertEquals((await endpoints(w))[0].metadata.ownerReferences, [
+      { apiVersion: "v1", kind: "Pod", name: "keep", uid: keep.metadata.uid! },
+    ]);
     await until("its reservation to go", async () => (await reservations(w)).length === 1);
     assertEquals((await reservations(w)).map((r) => r.sandbox), [a.containerId]);
     assertEquals(await links(w, b.netns), ["lo"], "its interface is deleted");
@@ -104,6 +108,25 @@ Deno.test("reclaim: DanmEps of a removed node whose pod is gone are deleted; a l
         ep("other-gone", "other", "gone", "uid-gone"),
       ]
     ) await Effect.runPromise(w.kube.create(DanmEpResource, e));
+    // The removed node is known from what its pods still hold in danm's IPAM.
+    await Effect.runPromise(w.kube.create(ipBlockResource, {
+      metadata: { name: "uid-int-4-0" },
+      spec: {
+        network: { kind: "DanmNet", namespace: "default", name: "int", uid: "uid-int" },
+        family: "IPv4",
+        cidr: "10.10.0.0/26",
+        reservations: {
+          "9": {
+            pod: "default/gone",
+            podUid: "uid-gone",
+            sandbox: "cid-removed-gone",
+            iface: "eth0",
+            node: "removed",
+            since: new Date().toISOString(),
+          },
+        },
+      },
+    }));
     await until("the removed node's orphan to go", async () => (await endpoints(w)).length === 2);
     await sleep(200); // a few more rounds: nothing else goes
     assertEquals((await endpoints(w)).map((e) => e.metadata.name).sort(), ["other-gone", "removed-alive"]);
