@@ -1,6 +1,7 @@
 // `deno task chaos [--cycles N] [--seed S] [--nodes N] [--pods-per-node N] [--cycles-per-fault N]`: the chaos run
 // (run.ts) as root inside a private network and mount namespace; readable lines, then one JSON object as the last
-// line. Exit code 1 when any violation was found.
+// line. Exit code 1 when any violation was found. SIGINT (Ctrl-C) ends the churn early: the settle and the checks
+// still run and the report counts the cycles done.
 import { parseArgs } from "node:util";
 import { ensureK8sBinaries } from "../harness/apiserver.ts";
 import { ensureCniPlugins } from "../harness/cniplugins.ts";
@@ -39,15 +40,25 @@ if (!Deno.env.get(marker)) {
   await run([Deno.execPath(), "cache", `${repoRoot}/tests/chaos/main.ts`, `${repoRoot}/cmd/netwatcher.ts`]);
   // The seed is fixed here, so the isolated run prints and uses the same one.
   const args = [...Deno.args.filter((a, i, all) => a !== "--seed" && all[i - 1] !== "--seed"), "--seed", `${seed}`];
+  // Ctrl-C reaches the isolated run too, which ends its churn and reports: wait for it.
+  Deno.addSignalListener("SIGINT", () => {});
   Deno.exit((await isolated(marker, import.meta.filename!, args))!);
 }
 await isolated(marker, import.meta.filename!, Deno.args);
+const stop = new AbortController();
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(sig, () => {
+    if (!stop.signal.aborted) console.log(`[chaos] ${sig}: ending the churn, then settling and checking`);
+    stop.abort();
+  });
+}
 const report = await runChaos({
   cycles: int("cycles", values.cycles),
   seed,
   nodes: int("nodes", values.nodes),
   podsPerNode: int("pods-per-node", values["pods-per-node"]),
   cyclesPerFault: int("cycles-per-fault", values["cycles-per-fault"]),
+  stop: stop.signal,
 });
 const { evidence: _evidence, ...figures } = report;
 console.log(JSON.stringify(figures));

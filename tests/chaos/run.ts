@@ -34,6 +34,8 @@ export interface ChaosOptions {
   readonly reclaimGraceS?: number;
   /** Longest settle before the check counts what is left. Default 120 s. */
   readonly settleTimeoutS?: number;
+  /** Ends the churn early (the settle and the checks still run, the report says how many cycles were done). */
+  readonly stop?: AbortSignal;
   readonly log?: (line: string) => void;
 }
 
@@ -183,7 +185,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     let done = false;
     const busy = new Set<string>();
     const worker = async () => {
-      while (!done && cycles + busy.size < o.cycles) {
+      while (!done && !o.stop?.aborted && cycles + busy.size < o.cycles) {
         const candidates = [...pods].filter(([n, p]) => p.running && !busy.has(n)).map(([n]) => n).sort();
         if (candidates.length === 0) {
           await sleep(100);
