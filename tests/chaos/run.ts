@@ -52,6 +52,8 @@ export interface ChaosReport {
   readonly stray_records: number;
   readonly mismatches: number;
   readonly pods_not_running: number;
+  /** Stack processes that exited on their own (restarted, as Kubernetes would): not a violation, but evidence. */
+  readonly process_exits: ReadonlyArray<string>;
   /** From the end of churn until the check with pods running found nothing (or the settle timeout). */
   readonly settle_s: number;
   /** From the deletion of every pod until nothing of them was left (or the settle timeout). */
@@ -222,6 +224,19 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       armPodFault: (kind, annotation) => armed.push({ kind, annotation }),
       nextNodeName: () => `node-${++nodeSeq}`,
     };
+    // Kubernetes restarts a component that exits (the node agent gives up after 60 s without an apiserver): so does
+    // the run, counting each.
+    const exits: string[] = [];
+    const supervisor = (async () => {
+      while (polling) {
+        for (const c of s.crashed()) {
+          exits.push(c.name);
+          log(`${c.name} exited on its own (code ${c.code}); restarting it`);
+          s.respawn(c.name);
+        }
+        await sleep(1000);
+      }
+    })();
     // The pod garbage collector (kube-controller-manager's, which the stack does not run): pods bound to a node that
     // no longer exists are deleted at once, every second (the real one waits 40 s after the node went).
     const podGc = (async () => {
@@ -287,7 +302,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
 
     // ---- Delete every pod; nothing of them may remain.
     polling = false;
-    await Promise.all([poller, podGc]);
+    await Promise.all([poller, podGc, supervisor]);
     const all = await s.kubeRun(s.kube.list(PodResource, { namespace: Namespace }));
     await Promise.all(all.items.map((p) => deletePodDirect(s, p.metadata.name ?? "")));
     await eventually(
@@ -322,6 +337,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       stray_records: byKind("stray_records"),
       mismatches: byKind("mismatches"),
       pods_not_running: byKind("pods_not_running") + stuck,
+      process_exits: exits,
       settle_s: Number(running.seconds.toFixed(1)),
       settle_empty_s: Number(empty.seconds.toFixed(1)),
       violations: ViolationKinds.reduce((a, k) => a + counts[k], 0) + stuck,

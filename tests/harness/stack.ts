@@ -187,8 +187,10 @@ export interface Stack extends AsyncDisposable {
    * until it exited (SIGKILL after `graceMs` for another signal, default 10 s). It stays down until respawn().
    */
   signal(process: string, sig: Deno.Signal, graceMs?: number): Promise<void>;
-  /** Starts a process that signal() stopped again, with the same command line (a DaemonSet's restart). */
+  /** Starts a process that signal() stopped or that exited on its own again, with the same command line. */
   respawn(process: string): void;
+  /** Processes that exited on their own (what assertAlive() throws for), with their exit codes. */
+  crashed(): ReadonlyArray<{ readonly name: string; readonly code: number }>;
   /** A node more: namespace, NICs, Node object, node agent and fake kubelet; resolves when its CNI is ready. */
   addNode(name: string): Promise<StackNode>;
   /**
@@ -278,9 +280,12 @@ export function spawn(
   return proc;
 }
 
+/** Processes that exited without being stopped. */
+export const crashedProcs = (procs: ReadonlyArray<Proc>): Proc[] => procs.filter((p) => p.exited && !p.stopping);
+
 /** Throws, naming each one and its log, when a process exited that nobody stopped. */
 export function assertProcsAlive(procs: ReadonlyArray<Proc>, what: string): void {
-  const dead = procs.filter((p) => p.exited && !p.stopping);
+  const dead = crashedProcs(procs);
   if (dead.length > 0) {
     throw new Error(
       `${what} process(es) exited: ${
@@ -645,6 +650,7 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
   const killOnUnload = () => procs.forEach((p) => p.kill());
   globalThis.addEventListener("unload", killOnUnload);
 
+  const crashed = () => crashedProcs(procs);
   const assertAlive = () => assertProcsAlive(procs, "stack");
   const logs = (lines = 30) => procLogs(procs, lines);
 
@@ -1268,6 +1274,7 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
     assertAlive,
     signal,
     respawn,
+    crashed: () => crashed().map((p) => ({ name: p.name, code: p.exited!.code })),
     addNode,
     removeNode,
     stop,
