@@ -1,6 +1,7 @@
-// A seeded pseudo-random source (mulberry32): the same seed gives the same fault schedule, pod mix and delays, so a
-// chaos run can be repeated from the seed its report prints. (Timing on a shared machine still varies, so two runs
-// agree on what was decided, not on exactly when each fault landed inside an ADD.)
+// A seeded pseudo-random source (mulberry32), so a chaos run can be repeated from the seed its report prints.
+// Concurrent users take independent streams (substream): how far one of them got, which depends on timing, does not
+// shift what another decides. (Timing on a shared machine still varies, so two runs agree on what was decided, not on
+// exactly when each fault landed inside an ADD.)
 export interface Rng {
   readonly seed: number;
   /** Uniform in [0, 1). */
@@ -37,4 +38,13 @@ export function makeRng(seed: number): Rng {
       return out;
     },
   };
+}
+
+/** An independent stream for `key`, derived from `seed` alone (a murmur3-style mix of the two). */
+export function substream(seed: number, key: number): Rng {
+  let h = Math.imul((seed >>> 0) ^ 0x85ebca6b, 0xcc9e2d51) ^ Math.imul((key >>> 0) + 0x27d4eb2f, 0x165667b1);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d);
+  h ^= h >>> 12;
+  return makeRng(h >>> 0);
 }

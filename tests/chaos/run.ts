@@ -16,7 +16,7 @@ import { sleep } from "../harness/proc.ts";
 import { eventually, type Stack, startStack } from "../harness/stack.ts";
 import { checkStack, countByKind, type Violation, type ViolationKind, ViolationKinds } from "./check.ts";
 import { type FaultContext, type FaultKind, FaultKinds, InFlight, inject, podFaultAnnotation } from "./faults.ts";
-import { makeRng } from "./rng.ts";
+import { makeRng, substream } from "./rng.ts";
 import { bridgeConf, BridgeName, Namespace, networks, podManifest } from "./scenario.ts";
 
 export interface ChaosOptions {
@@ -71,7 +71,10 @@ const isRunning = (p: { status?: { phase?: string; conditions?: ReadonlyArray<{ 
 export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const t0 = Date.now();
   const log = o.log ?? ((l: string) => console.log(`[chaos] ${l}`));
+  // Churn (which node a pod goes to, which pod ends next) and faults (which kind after how many cycles; each fault's
+  // own choices) draw from separate streams of the seed, so the fault schedule does not depend on the churn's timing.
   const rng = makeRng(o.seed);
+  const schedule = substream(o.seed, 0);
   const podsPerNode = o.podsPerNode ?? 3;
   const statics = o.statics ?? 4;
   const population = o.nodes * podsPerNode;
@@ -215,10 +218,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       }
     };
     let nodeSeq = o.nodes;
-    const ctx: FaultContext = {
+    const ctx: Omit<FaultContext, "rng"> = {
       stack: s,
       api,
-      rng,
       inFlight,
       log: (l) => log(`fault: ${l}`),
       armPodFault: (kind, annotation) => armed.push({ kind, annotation }),
@@ -256,22 +258,22 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     })();
     const injector = async () => {
       let bag: FaultKind[] = [];
-      let nextAt = rng.int(1, cyclesPerFault);
+      let nextAt = schedule.int(1, cyclesPerFault), faultNo = 0;
       while (!done) {
         if (cycles < nextAt) {
           await sleep(50);
           continue;
         }
-        if (bag.length === 0) bag = rng.shuffle(FaultKinds);
+        if (bag.length === 0) bag = schedule.shuffle(FaultKinds);
         const kind = bag.shift()!;
-        const applied = await inject(ctx, kind);
+        const applied = await inject({ ...ctx, rng: substream(o.seed, ++faultNo) }, kind);
         // Pod faults are counted when a pod carries them (createPod).
         if (applied && podFaultAnnotation[kind] === undefined) faults[kind]++;
         if (!applied) {
           log(`fault ${kind} could not be applied now; later`);
           bag.push(kind);
         }
-        nextAt = cycles + rng.int(Math.ceil(cyclesPerFault / 2), Math.ceil(cyclesPerFault * 1.5));
+        nextAt = cycles + schedule.int(Math.ceil(cyclesPerFault / 2), Math.ceil(cyclesPerFault * 1.5));
       }
     };
     const workers = Array.from({ length: Math.max(2, Math.ceil(o.nodes / 2)) }, () => worker());
