@@ -68,7 +68,33 @@ const serveConnection = (conn: Deno.UnixConn, handle: (request: unknown) => Effe
     })),
   );
 
+/** One request, as the thin client sends it, and the answer (bounded in time). */
+async function roundTrip(path: string, request: unknown, timeoutMs: number): Promise<unknown> {
+  const conn = await Deno.connect({ transport: "unix", path });
+  const deadline = setTimeout(() => {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }, timeoutMs);
+  try {
+    await writeAll(conn, new TextEncoder().encode(JSON.stringify(request) + "\n"));
+    await conn.closeWrite();
+    const answer = await readRequest(conn);
+    return JSON.parse(answer);
+  } finally {
+    clearTimeout(deadline);
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+}
+
 export const makeLiveCniListener = (): CniListenerService => ({
+  probe: (path, request) =>
+    Effect.tryPromise({
+      try: () => roundTrip(path, request, 2_000),
+      catch: (e) => new CniListenerError({ path, reason: `no answer: ${e instanceof Error ? e.message : e}` }),
+    }),
   serve: (path, handle): Effect.Effect<void, CniListenerError, Scope.Scope> =>
     Effect.gen(function* () {
       const fail = (reason: string) => new CniListenerError({ path, reason });

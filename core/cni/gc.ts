@@ -10,6 +10,7 @@ import { chainGc, type DelegateChain } from "./attach/delegate.ts";
 import { delSandbox } from "./del.ts";
 import type { ValidAttachment } from "./netconf.ts";
 import { CniError, ErrorCode, type Invocation } from "./protocol.ts";
+import { CurrentCniMetrics, CurrentRequest } from "./metrics.ts";
 import { CniRuntime } from "./runtime.ts";
 import { listRecords, readRecord, type SandboxRecord } from "./state.ts";
 
@@ -87,10 +88,13 @@ export const gc = (inv: Invocation, valid: ReadonlyArray<ValidAttachment> | unde
       if (r._tag === "Failure") problems.push(`delegate ${chain.source}: ${r.failure.message}`);
       else if (r.success) delegates++;
     }
-    if (freed.length + reservations.length > 0) {
-      yield* Effect.logInfo(
-        `GC on ${cfg.nodeName}: freed ${freed.length} sandbox(es), ${reservations.length} reservation(s)`,
-      );
+    const request = yield* CurrentRequest;
+    if (request) {
+      request.details.freed_sandboxes = freed.length;
+      request.details.freed_reservations = reservations.length;
     }
+    const metrics = yield* CurrentCniMetrics;
+    if (freed.length > 0) metrics?.gcFreed.inc({ kind: "sandbox" }, freed.length);
+    if (reservations.length > 0) metrics?.gcFreed.inc({ kind: "reservation" }, reservations.length);
     return { sandboxes: freed, reservations, delegates, problems } satisfies GcReport;
   });
