@@ -50,8 +50,8 @@ export interface CniNodeService {
   /** The exposition of `metrics` after refreshing what is read at scrape time (IPAM pools, pending teardowns). */
   readonly renderMetrics: Effect.Effect<string>;
   /**
-   * Why the daemon is not ready for ADDs, or undefined: its caches have not listed everything, its socket does not
-   * answer, or the apiserver does not (readiness probe).
+   * Why the daemon is not ready for ADDs, or undefined: its caches have not listed everything, the apiserver does not
+   * answer, or (served on a socket: `make`) its socket does not (readiness probe).
    */
   readonly notReady: ReadinessCheck;
   /** The request handler the socket serves, for in-process callers. */
@@ -153,7 +153,6 @@ export const makeHandler = (
           (w) => (w.length > 0 ? `waiting for the first list of ${w.join(", ")}` : undefined),
         ),
         apiserver: runtime.apiReachable,
-        socket: Effect.succeed("not serving yet"),
       }),
       handle,
       unsynced: runtime.unsynced,

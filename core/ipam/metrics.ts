@@ -40,11 +40,6 @@ export function ipamMetrics(r: Registry) {
       "What the reclaimer freed: reservations whose pod or network is gone (kind=reservation), empty blocks " +
         "(kind=block).",
     ),
-    orphans: r.gauge(
-      "danm_ipam_orphaned_reservations",
-      "Reservations of this node whose pod or network is gone that the last reclaim pass left in place (younger " +
-        "than the grace period, or freeing them failed): the reclaim backlog.",
-    ),
   };
 }
 export type IpamMetrics = ReturnType<typeof ipamMetrics>;
