@@ -21,6 +21,7 @@ function populated(): Registry[] {
   cni.attachments.observe(0.02, { ...net, backend: "macvlan", result: "success" });
   cni.ticketWait.observe(0.001, { result: "success" });
   cni.gcFreed.inc({ kind: "sandbox" });
+  cni.rejected.inc({ command: "ADD" });
   cni.events.inc({ reason: "NetworkSetupFailed" });
   cni.ipam.allocationDuration.observe(0.005, { result: "success" });
   cni.ipam.allocations.inc({ family: "4" });

@@ -170,3 +170,26 @@ Deno.test("observability: readiness names what is missing (here: the apiserver d
     await w.dispose();
   }
 });
+
+Deno.test("observability: a request the daemon has no room for is counted and logged once, as refused", async () => {
+  const logLines: string[] = [];
+  const w = await makeWorld({ logLines, maxConcurrent: 1, maxQueued: 0 });
+  try {
+    w.fs.seed({ [`${cniDir}/slow.conf`]: JSON.stringify({ cniVersion: "1.0.0", name: "slow", type: "sleeper" }) });
+    await createNetwork(w, "DanmNet", "slow", { NetworkID: "slow", NetworkType: "sleeper" });
+    const pod = await createPod(w, "s1", { "danm.io/interfaces": JSON.stringify([{ network: "slow" }]) });
+    const running = w.call("danm", cniEnv("ADD", sandbox(w), pod), danmConf());
+    await eventually(
+      "the first ADD in its slot",
+      async () => (w.node.metrics.inFlight.get({ command: "ADD" }) === 1 ? true : undefined),
+    );
+    const refused = await w.call("danm", cniEnv("ADD", sandbox(w), pod), danmConf());
+    assertEquals([refused.code, (refused.json as { code: number }).code], [1, 11]);
+    assertEquals(w.node.metrics.rejected.get({ command: "ADD" }), 1);
+    const busy = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.result === "busy");
+    assertEquals(busy.map((l) => [l.msg, l.pod, l.level]), [["danm ADD refused: busy", "default/s1", "warn"]]);
+    await running; // the sleeper times out (attachTimeoutMs) and the ADD is rolled back
+  } finally {
+    await w.dispose();
+  }
+});
