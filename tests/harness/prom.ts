@@ -86,13 +86,15 @@ export async function exprMetrics(exprs: ReadonlyArray<string>): Promise<Readonl
 
 /**
  * Evaluates every alert of `rulesFile` at `at` (e.g. "30m") over `series` (promqltest's `load <interval>` notation):
- * alert name → the label sets it has results for (its `for:` is not applied).
+ * alert name → the results of its expression (its `for:` is not applied).
  */
 export async function evalAlerts(
   rulesFile: string,
   at: string,
   series: string,
-): Promise<Readonly<Record<string, ReadonlyArray<Record<string, string>>>>> {
+): Promise<
+  Readonly<Record<string, ReadonlyArray<{ readonly labels: Record<string, string>; readonly value: number }>>>
+> {
   return JSON.parse(await run([await ensurePromTool(), "eval", rulesFile, at], { stdin: series }));
 }
 
@@ -107,3 +109,31 @@ export function family(parsed: ParsedExposition, name: string): PromFamily {
 export function samples(parsed: ParsedExposition, name: string, labels: Record<string, string> = {}): PromSample[] {
   return family(parsed, name).samples.filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
 }
+
+/**
+ * The q-quantile of a histogram's cumulative buckets (upper bound → count, "+Inf" included) as PromQL's
+ * histogram_quantile estimates it: linear interpolation inside the bucket the rank falls in, from 0 for the first.
+ */
+export function histogramQuantile(q: number, buckets: Readonly<Record<string, number>>): number {
+  const sorted = Object.entries(buckets).map(([le, n]) => [le === "+Inf" ? Infinity : Number(le), n] as const)
+    .sort((a, b) => a[0] - b[0]);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  if (total === 0) return NaN;
+  const rank = q * total;
+  let lower = 0, below = 0;
+  for (const [le, n] of sorted) {
+    if (n >= rank) {
+      // In the +Inf bucket PromQL answers the highest finite bound.
+      if (le === Infinity) return lower;
+      return lower + (le - lower) * ((rank - below) / (n - below || 1));
+    }
+    [lower, below] = [le, n];
+  }
+  return lower;
+}
+
+/** Per bucket, `after` minus `before` (a histogram's observations between two scrapes). */
+export const bucketDelta = (
+  after: Readonly<Record<string, number>>,
+  before: Readonly<Record<string, number>> = {},
+): Record<string, number> => Object.fromEntries(Object.entries(after).map(([le, n]) => [le, n - (before[le] ?? 0)]));

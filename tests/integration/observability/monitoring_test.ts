@@ -7,7 +7,7 @@ import type { Registry } from "../../../core/observability/metrics.ts";
 import { SvcwatcherMetrics } from "../../../core/svcwatcher/metrics.ts";
 import { WebhookMetrics } from "../../../core/webhook/metrics.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
-import { checkRules, evalAlerts, exprMetrics, parseExposition } from "../../harness/prom.ts";
+import { checkRules, evalAlerts, exprMetrics, histogramQuantile, parseExposition } from "../../harness/prom.ts";
 import { repoRoot } from "../../harness/proc.ts";
 
 const rulesFile = `${repoRoot}/k8s/monitoring/rules.yaml`;
@@ -132,7 +132,7 @@ load 1m
 `;
   const firing = await evalAlerts(rulesFile, "30m", series);
   const where = Object.fromEntries(
-    Object.entries(firing).map(([alert, sets]) => [alert, sets.map((l) => l.node ?? l.network).sort()]),
+    Object.entries(firing).map(([alert, rs]) => [alert, rs.map((r) => r.labels.node ?? r.labels.network).sort()]),
   );
   const rules = await checkRules(rulesFile);
   const expected: Record<string, string[]> = {
@@ -167,4 +167,29 @@ Deno.test("the Grafana dashboard's queries parse as PromQL and read only exporte
   // Every CNI and IPAM family is on it.
   const onDashboard = new Set(read.flat().map((n) => n.replace(/_(bucket|count|sum)$/, "")));
   for (const f of cniMetrics("n").registry.families()) assert(onDashboard.has(f.name), `${f.name} is on the dashboard`);
+});
+
+Deno.test("histogramQuantile (bench:cni's daemon percentiles) gives what PromQL's histogram_quantile gives", async () => {
+  const buckets = { "0.05": 10, "0.1": 60, "0.25": 95, "1": 99, "+Inf": 100 };
+  const quantiles = [0.05, 0.5, 0.9, 0.97, 0.995];
+  const series = `
+load 1m
+${Object.entries(buckets).map(([le, n]) => `  h_bucket{le="${le}"} 0+${n}x2`).join("\n")}
+`;
+  const rules = await Deno.makeTempFile({ suffix: ".yaml" });
+  try {
+    await Deno.writeTextFile(
+      rules,
+      "groups:\n  - name: q\n    rules:\n" +
+        quantiles.map((q, i) => `      - alert: Q${i}\n        expr: histogram_quantile(${q}, rate(h_bucket[2m]))\n`)
+          .join(""),
+    );
+    const promql = await evalAlerts(rules, "2m", series);
+    for (const [i, q] of quantiles.entries()) {
+      const theirs = promql[`Q${i}`][0].value, ours = histogramQuantile(q, buckets);
+      assert(Math.abs(theirs - ours) < 1e-9, `q ${q}: PromQL ${theirs}, ours ${ours}`);
+    }
+  } finally {
+    await Deno.remove(rules);
+  }
 });

@@ -6,7 +6,8 @@
 //	                              `promtool check rules` runs), print every rule with the metrics it reads as JSON
 //	prom exprs < ["expr", ...]    parse PromQL expressions (a dashboard's), print the metrics each reads as JSON
 //	prom eval RULES AT < series   load series in promqltest's `load` notation, evaluate every alert's expression
-//	                              at AT (a duration after the start), print the alerts that have results as JSON
+//	                              at AT (a duration after the start), print the alerts that have results (label
+//	                              sets and values) as JSON
 package main
 
 import (
@@ -210,7 +211,11 @@ func eval(file, at string) {
 			fail("load: %v", err)
 		}
 	})
-	firing := map[string][]map[string]string{}
+	type result struct {
+		Labels map[string]string `json:"labels"`
+		Value  float64           `json:"value"`
+	}
+	firing := map[string][]result{}
 	for _, r := range loadRules([]string{file}) {
 		if r.Alert == "" {
 			continue
@@ -228,7 +233,7 @@ func eval(file, at string) {
 			fail("%s: %v", r.Alert, err)
 		}
 		for _, s := range vec {
-			firing[r.Alert] = append(firing[r.Alert], s.Metric.Map())
+			firing[r.Alert] = append(firing[r.Alert], result{Labels: s.Metric.Map(), Value: s.F})
 		}
 		q.Close()
 	}
