@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { Effect, Fiber, Layer, Schema } from "effect";
 import { decodeFlagsOrExit } from "../adapters/cli/main.ts";
 import { logFlagFields, logFlagOptions, logFlagsUsage, loggingLayer } from "../adapters/cli/logging.ts";
-import { ServiceResource } from "../core/api/k8s.ts";
+import { LeaseResource } from "../core/api/k8s.ts";
 import { allReady, makeApiProbe } from "../core/observability/readiness.ts";
 import { Kube } from "../core/ports/kube.ts";
 import { layerLiveHttp } from "../adapters/http/live.ts";
@@ -74,9 +74,9 @@ const metrics = new SvcwatcherMetrics();
 const main = Effect.gen(function* () {
   if (metricsPort > 0) {
     const kube = yield* Kube;
-    // A read of a Service that never exists: NotFound proves the apiserver answers.
+    // A read of its own Lease (the one object it may get; NotFound counts too): the apiserver answers.
     const apiserver = yield* makeApiProbe(() =>
-      kube.get(ServiceResource, "danm-readiness-probe", { namespace: values["lease-namespace"] })
+      kube.get(LeaseResource, values["lease-name"], { namespace: values["lease-namespace"] })
     );
     const ready = allReady({ apiserver, controller: Effect.sync(() => metrics.notLeadingOrLoaded()) });
     const server = yield* serveMetrics({ port: metricsPort, ready }, Effect.sync(() => metrics.render()));
