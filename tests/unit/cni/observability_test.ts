@@ -181,7 +181,7 @@ Deno.test("observability: a request the daemon has no room for is counted and lo
     const running = w.call("danm", cniEnv("ADD", sandbox(w), pod), danmConf());
     await eventually(
       "the first ADD in its slot",
-      async () => (w.node.metrics.inFlight.get({ command: "ADD" }) === 1 ? true : undefined),
+      () => Promise.resolve(w.node.metrics.inFlight.get({ command: "ADD" }) === 1 ? true : undefined),
     );
     const refused = await w.call("danm", cniEnv("ADD", sandbox(w), pod), danmConf());
     assertEquals([refused.code, (refused.json as { code: number }).code], [1, 11]);
