@@ -24,7 +24,7 @@ import { apiRequestCounts, processCpuMs, writesBetween } from "./accounting.ts";
 import { type BenchNetworks, danmGoSetup, multusWhereaboutsSetup, type PeerSetup } from "./peers/setup.ts";
 import { isolated } from "../harness/isolate.ts";
 import { freePort, repoRoot, run } from "../harness/proc.ts";
-import { bucketDelta, histogramQuantile, parseExposition, samples } from "../harness/prom.ts";
+import { bucketDelta, ensurePromTool, histogramQuantile, parseExposition, samples } from "../harness/prom.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
 import { restClient } from "../integration/api/rest.ts";
 
@@ -39,6 +39,8 @@ if (!Number.isInteger(pods) || pods < 1) {
 const concurrentPods = Number(Deno.env.get("BENCH_CONCURRENT_PODS") ?? 160);
 const concurrency = 16;
 
+// Prometheus' parser reads the daemon's /metrics; built out here, where the Go module proxy is reachable.
+if (!Deno.env.get(isolatedEnv)) await ensurePromTool();
 const outside = await isolated(isolatedEnv, import.meta.filename!, Deno.args).catch((e) => {
   console.error(`bench:cni: ${e instanceof Error ? e.message : e}`);
   return 1;
