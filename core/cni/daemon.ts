@@ -2,7 +2,7 @@
 // adapters/cniclient/client.ts) → the answer it relays to the runtime ({code, stdout, stderr}). Every input is
 // decoded here; every failure becomes CNI error JSON on stdout with a non-zero code, and no failure, not even a
 // defect, escapes to the listener.
-import { Cause, Effect, Schema } from "effect";
+import { Cause, Effect, LogLevel, Schema } from "effect";
 import { parseCidr } from "../net/ip.ts";
 import { add } from "./add.ts";
 import { check } from "./check.ts";
@@ -204,8 +204,23 @@ const logCall = (
     readonly observation?: RequestObservation;
     readonly error?: CniError;
   },
+) =>
+  Effect.gen(function* () {
+    const command = commandOf(env);
+    const quiet = outcome.result === "success" &&
+      (program !== "danm" || command === "STATUS" || command === "VERSION");
+    // Most calls at debug level are fakeipam's, on every delegated ADD: not even their line is built unless shown.
+    if (quiet && !(yield* LogLevel.isEnabled("Debug"))) return;
+    yield* callLine(program, command, env, outcome, quiet);
+  });
+
+const callLine = (
+  program: string,
+  command: string,
+  env: Readonly<Record<string, string>>,
+  outcome: Parameters<typeof logCall>[2],
+  quiet: boolean,
 ) => {
-  const command = commandOf(env);
   const args = parseCniArgs(env.CNI_ARGS);
   const pod = args instanceof CniError ? undefined : args;
   const networks = outcome.observation?.networks ?? [];
@@ -224,7 +239,6 @@ const logCall = (
   const message = `${program} ${command} ${
     outcome.result === "success" ? "done" : outcome.result === "busy" ? "refused: busy" : "failed"
   }`;
-  const quiet = program !== "danm" || command === "STATUS" || command === "VERSION";
   return (outcome.result !== "success"
     ? Effect.logWarning(message)
     : quiet
