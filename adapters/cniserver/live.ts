@@ -12,15 +12,22 @@ const closeGraceMs = 2_000;
 /** A client that does not finish sending its request within this is dropped. */
 const readTimeoutMs = 10_000;
 
+/** Closes `conn` once `ms` have passed; the returned function cancels that. */
+function closeAfter(conn: Deno.UnixConn, ms: number): () => void {
+  const timer = setTimeout(() => {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }, ms);
+  return () => clearTimeout(timer);
+}
+
+/** One request (or, for the probe, one answer): up to a newline or the end, bounded in size and time. */
 async function readRequest(conn: Deno.UnixConn): Promise<string> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   const buf = new Uint8Array(16 << 10);
-  const deadline = setTimeout(() => {
-    try {
-      conn.close();
-    } catch { /* closed */ }
-  }, readTimeoutMs);
+  const cancel = closeAfter(conn, readTimeoutMs);
   try {
     while (true) {
       const n = await conn.read(buf);
@@ -32,7 +39,7 @@ async function readRequest(conn: Deno.UnixConn): Promise<string> {
       if (buf.subarray(0, n).includes(10)) break;
     }
   } finally {
-    clearTimeout(deadline);
+    cancel();
   }
   const all = new Uint8Array(size);
   let off = 0;
@@ -71,18 +78,14 @@ const serveConnection = (conn: Deno.UnixConn, handle: (request: unknown) => Effe
 /** One request, as the thin client sends it, and the answer (bounded in time). */
 async function roundTrip(path: string, request: unknown, timeoutMs: number): Promise<unknown> {
   const conn = await Deno.connect({ transport: "unix", path });
-  const deadline = setTimeout(() => {
-    try {
-      conn.close();
-    } catch { /* closed */ }
-  }, timeoutMs);
+  const cancel = closeAfter(conn, timeoutMs);
   try {
     await writeAll(conn, new TextEncoder().encode(JSON.stringify(request) + "\n"));
     await conn.closeWrite();
     const answer = await readRequest(conn);
     return JSON.parse(answer);
   } finally {
-    clearTimeout(deadline);
+    cancel();
     try {
       conn.close();
     } catch { /* closed */ }

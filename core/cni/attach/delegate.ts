@@ -234,18 +234,22 @@ const resolveBinary = (type: string, cniPath: ReadonlyArray<string>) =>
 
 const pluginLabel = (plugin: PluginConfig) => String(plugin.type);
 
+type PluginCommand = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS";
+/** GC and STATUS name no sandbox or interface. */
+type PluginInvocation = Omit<Invocation, "ifName" | "containerId" | "netns"> & {
+  readonly ifName?: string;
+  readonly containerId?: string;
+  readonly netns?: string;
+};
+
 /**
  * Runs one plugin; the parsed stdout on success (undefined when it printed nothing). Its time goes into the delegate
  * histogram and the current request's delegate time (core/cni/metrics.ts).
  */
 export const execPlugin = (
   plugin: PluginConfig,
-  command: "ADD" | "DEL" | "CHECK" | "GC" | "STATUS",
-  inv: Omit<Invocation, "ifName" | "containerId" | "netns"> & {
-    readonly ifName?: string;
-    readonly containerId?: string;
-    readonly netns?: string;
-  },
+  command: PluginCommand,
+  inv: PluginInvocation,
 ): Effect.Effect<unknown, DelegateError, Process | Fs> =>
   Effect.gen(function* () {
     const metrics = yield* CurrentCniMetrics;
@@ -268,12 +272,8 @@ export const execPlugin = (
 
 const runPlugin = (
   plugin: PluginConfig,
-  command: "ADD" | "DEL" | "CHECK" | "GC" | "STATUS",
-  inv: Omit<Invocation, "ifName" | "containerId" | "netns"> & {
-    readonly ifName?: string;
-    readonly containerId?: string;
-    readonly netns?: string;
-  },
+  command: PluginCommand,
+  inv: PluginInvocation,
 ): Effect.Effect<unknown, DelegateError, Process | Fs> =>
   Effect.gen(function* () {
     const type = pluginLabel(plugin);

@@ -17,6 +17,7 @@ import { CniCallFailed, Fakelet } from "../../harness/fakelet.ts";
 import { parseExposition, samples } from "../../harness/prom.ts";
 import { freePort, repoRoot, run } from "../../harness/proc.ts";
 import { installDanmCrds } from "../api/danm_crds.ts";
+import { eventually } from "../netwatcher/cluster.ts";
 
 const sanitize = { sanitizeOps: false, sanitizeResources: false };
 
@@ -79,21 +80,6 @@ const get = async (port: number, path: string) => {
   return { status: r.status, body: await r.text() };
 };
 
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last})` : ""}`);
-}
-
 /** Waits for /readyz to answer 200; the last answer and the agent's log otherwise. */
 async function ready(a: Agent): Promise<void> {
   let last = "";
@@ -101,7 +87,7 @@ async function ready(a: Agent): Promise<void> {
     const r = await get(a.port, "/readyz");
     last = `${r.status} ${r.body}`;
     return r.status === 200 || undefined;
-  }).catch((e) => {
+  }, 90_000).catch((e) => {
     throw new Error(`${e.message}; last answer: ${last}\n${a.lines().slice(-30).join("\n")}`);
   });
 }
@@ -228,7 +214,7 @@ Deno.test({
         const all = (await k(kube.list(EventResource, { namespace: "default" }))).items;
         const mine = all.filter((e: Event) => e.involvedObject.uid === uid);
         return mine.length > 0 ? mine : undefined;
-      });
+      }, 30_000);
       assertEquals(events.map((e) => [e.type, e.reason, e.count, e.source?.host]), [
         ["Warning", NetworkSetupFailed, 1, nodeName],
       ]);

@@ -12,7 +12,7 @@ import {
 } from "../../../core/api/danm.ts";
 import { type Pod, PodResource } from "../../../core/api/k8s.ts";
 import { type CniNodeOptions, type CniNodeService, makeHandler } from "../../../core/cni/node.ts";
-import { Kube, type KubeError, type KubeService } from "../../../core/ports/kube.ts";
+import { Kube, type KubeError, type KubeService, KubeUnavailable } from "../../../core/ports/kube.ts";
 import { Netlink, NetnsRef } from "../../../core/ports/netlink.ts";
 import { Process } from "../../../core/ports/process.ts";
 import { layerMemoryFs, MemoryFileSystem } from "../../../adapters/fs/memory.ts";
@@ -144,6 +144,21 @@ export interface WorldOptions extends Partial<CniNodeOptions> {
   readonly wrapKube?: (k: KubeService) => KubeService;
   /** Collects the node's log as the daemons write it (JSON lines). */
   readonly logLines?: string[];
+}
+
+/** A `wrapKube` whose GETs fail as an unreachable apiserver's while `down` is set (STATUS, readiness). */
+export function getOutage(): { down: boolean; readonly wrapKube: (k: KubeService) => KubeService } {
+  const outage = {
+    down: false,
+    wrapKube: (k: KubeService): KubeService => ({
+      ...k,
+      get: (rt, name, o) =>
+        outage.down
+          ? Effect.fail(new KubeUnavailable({ verb: "get", kind: rt.kind, detail: "injected outage" }))
+          : k.get(rt, name, o),
+    }),
+  };
+  return outage;
 }
 
 export async function makeWorld(opts: WorldOptions = {}): Promise<World> {

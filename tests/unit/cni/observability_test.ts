@@ -5,9 +5,18 @@ import { Effect } from "effect";
 import { EventResource } from "../../../core/api/k8s.ts";
 import { NetworkSetupFailed } from "../../../core/cni/add.ts";
 import { showAlloc } from "../../../core/ctl/commands.ts";
-import { KubeUnavailable } from "../../../core/ports/kube.ts";
 import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
-import { cniDir, cniEnv, createNetwork, createPod, danmConf, eventually, makeWorld, sandbox } from "./fixture.ts";
+import {
+  cniDir,
+  cniEnv,
+  createNetwork,
+  createPod,
+  danmConf,
+  eventually,
+  getOutage,
+  makeWorld,
+  sandbox,
+} from "./fixture.ts";
 
 const mv = { network_kind: "DanmNet", network_namespace: "default", network: "mv" };
 
@@ -146,25 +155,16 @@ Deno.test("observability: a restarted daemon reports the pools its node's pods h
 });
 
 Deno.test("observability: readiness names what is missing (here: the apiserver does not answer)", async () => {
-  let down = false;
-  const w = await makeWorld({
-    statusProbeTtlMs: 0,
-    wrapKube: (k) => ({
-      ...k,
-      get: (rt, name, o) =>
-        down
-          ? Effect.fail(new KubeUnavailable({ verb: "get", kind: rt.kind, detail: "injected outage" }))
-          : k.get(rt, name, o),
-    }),
-  });
+  const outage = getOutage();
+  const w = await makeWorld({ statusProbeTtlMs: 0, wrapKube: outage.wrapKube });
   try {
     assertEquals(await Effect.runPromise(w.node.notReady), undefined);
-    down = true;
+    outage.down = true;
     assertMatch(
       await Effect.runPromise(w.node.notReady) ?? "",
       /^apiserver: the apiserver does not answer: .*injected outage/,
     );
-    down = false;
+    outage.down = false;
     assertEquals(await Effect.runPromise(w.node.notReady), undefined);
   } finally {
     await w.dispose();
