@@ -170,9 +170,16 @@ export function busyResponse(raw: unknown, reason: string): DaemonResponse {
   return { code: 1, stdout: encodeError(e, requestedVersion(stdin)), stderr: "" };
 }
 
-/** fakeipam calls come from delegates of ADDs already running: they never wait behind other requests. */
-export const isFakeIpamRequest = (raw: unknown): boolean =>
-  typeof raw === "object" && raw !== null && "program" in raw && raw.program === "fakeipam";
+/**
+ * Requests that never wait behind others: fakeipam calls come from delegates of ADDs already running, and VERSION
+ * (which thin clients answer themselves) is the readiness probe's, which must not be refused as busy.
+ */
+export const bypassesGate = (raw: unknown): boolean =>
+  typeof raw === "object" && raw !== null && (
+    ("program" in raw && raw.program === "fakeipam") ||
+    ("env" in raw && typeof raw.env === "object" && raw.env !== null && "CNI_COMMAND" in raw.env &&
+      raw.env.CNI_COMMAND === "VERSION")
+  );
 
 /** The error a failed request answers with: its CniError, or an internal error naming the defect. */
 const failureOf = (program: string, command: string, cause: Cause.Cause<unknown>) =>

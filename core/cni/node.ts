@@ -18,7 +18,7 @@ import { Fs } from "../ports/filesystem.ts";
 import type { Kube } from "../ports/kube.ts";
 import type { Netlink } from "../ports/netlink.ts";
 import type { Process } from "../ports/process.ts";
-import { busyResponse, type DaemonResponse, handleRequest, isFakeIpamRequest, refusedBusy } from "./daemon.ts";
+import { busyResponse, bypassesGate, type DaemonResponse, handleRequest, refusedBusy } from "./daemon.ts";
 import { type GateStats, makeRequestGate, type RequestGate } from "./gate.ts";
 import { delSandbox } from "./del.ts";
 import { noPodDevices, PodDevices, type PodDevicesService } from "./devices.ts";
@@ -107,7 +107,7 @@ export const makeHandler = (
     const gate = yield* makeRequestGate(config);
     const handle = (request: unknown) => {
       const work = handleRequest(request).pipe(Effect.provideContext(context));
-      if (isFakeIpamRequest(request)) return work;
+      if (bypassesGate(request)) return work;
       let busy: string | undefined;
       return gate.admit(work, (reason) => {
         busy = reason;

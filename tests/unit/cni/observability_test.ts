@@ -186,6 +186,8 @@ Deno.test("observability: a request the daemon has no room for is counted and lo
     const refused = await w.call("danm", cniEnv("ADD", sandbox(w), pod), danmConf());
     assertEquals([refused.code, (refused.json as { code: number }).code], [1, 11]);
     assertEquals(w.node.metrics.rejected.get({ command: "ADD" }), 1);
+    // VERSION (the readiness probe's request) is never refused: busy is not broken.
+    assertEquals((await w.call("danm", { CNI_COMMAND: "VERSION" }, { cniVersion: "1.1.0" })).code, 0);
     const busy = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.result === "busy");
     assertEquals(busy.map((l) => [l.msg, l.pod, l.level]), [["danm ADD refused: busy", "default/s1", "warn"]]);
     await running; // the sleeper times out (attachTimeoutMs) and the ADD is rolled back
