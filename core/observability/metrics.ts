@@ -182,10 +182,6 @@ export class Registry {
   }
 }
 
-/** Exponential histogram buckets: `count` bounds from `start`, each `factor` times the last. */
-export const exponentialBuckets = (start: number, factor: number, count: number): number[] =>
-  Array.from({ length: count }, (_, i) => Number((start * factor ** i).toPrecision(6)));
-
 /** A readiness check: undefined when ready, else why not. */
 export type ReadinessCheck = Effect.Effect<string | undefined>;
 

@@ -3,12 +3,7 @@
 import { Effect } from "effect";
 import { layerMemoryHttp, MemoryHttpNetwork } from "../../../adapters/http/memory.ts";
 import { netwatcherMetrics } from "../../../core/netwatcher/metrics.ts";
-import {
-  exponentialBuckets,
-  ExpositionContentType,
-  Registry,
-  serveMetrics,
-} from "../../../core/observability/metrics.ts";
+import { ExpositionContentType, Registry, serveMetrics } from "../../../core/observability/metrics.ts";
 import { SvcwatcherMetrics } from "../../../core/svcwatcher/metrics.ts";
 import { WebhookMetrics } from "../../../core/webhook/metrics.ts";
 import { assertEquals, assertThrows } from "../../harness/assert.ts";
@@ -79,10 +74,6 @@ Deno.test("registry: two registries keep their series apart (one node agent per 
   assertEquals(a.render().includes('node="b"'), false);
 });
 
-Deno.test("exponentialBuckets: start, factor, count", () => {
-  assertEquals(exponentialBuckets(0.001, 2, 5), [0.001, 0.002, 0.004, 0.008, 0.016]);
-});
-
 Deno.test("registry: refuses bad names, a second family of one name, reserved labels, decreasing counters", () => {
   const r = new Registry();
   assertThrows(() => r.counter("1bad", "x"), 'invalid metric name "1bad"');
@@ -149,13 +140,14 @@ Deno.test("the metric sets of webhook, netwatcher and svcwatcher keep their name
   ) assertEquals(text.split("\n").includes(line), true, line);
 });
 
-Deno.test("serveMetrics: /metrics renders on every scrape with the exposition content type; /healthz; 404", () =>
+Deno.test("serveMetrics: /metrics on every scrape with the exposition content type; /healthz; /readyz; 404", () =>
   Effect.runPromise(Effect.scoped(Effect.gen(function* () {
     const network = new MemoryHttpNetwork();
     const r = new Registry();
     const scrapes = r.counter("scrapes_total", "Scrapes.");
+    let problem: string | undefined = "caches: waiting for the first list of Pods";
     const server = yield* serveMetrics(
-      { port: 9100 },
+      { port: 9100, ready: Effect.sync(() => problem) },
       Effect.sync(() => {
         scrapes.inc();
         return r.render();
@@ -173,6 +165,14 @@ Deno.test("serveMetrics: /metrics renders on every scrape with the exposition co
       ExpositionContentType,
       "# HELP scrapes_total Scrapes.\n# TYPE scrapes_total counter\nscrapes_total 2\n",
     ]);
+    assertEquals((yield* get("/healthz")).slice(0, 1), [200]);
+    assertEquals(yield* get("/readyz"), [
+      503,
+      "text/plain;charset=UTF-8",
+      "not ready: caches: waiting for the first list of Pods\n",
+    ]);
+    problem = undefined;
+    assertEquals(yield* get("/readyz"), [200, "text/plain;charset=UTF-8", "ok\n"]);
     assertEquals((yield* get("/healthz")).slice(0, 1), [200]);
     assertEquals((yield* get("/other")).slice(0, 1), [404]);
   }))));
