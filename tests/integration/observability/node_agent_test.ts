@@ -21,31 +21,22 @@ import { eventually } from "../netwatcher/cluster.ts";
 
 const sanitize = { sanitizeOps: false, sanitizeResources: false };
 
-interface Agent {
+/** A danm daemon run as a process: the port of its /metrics, /healthz and /readyz, and its output. */
+interface Daemon {
   readonly port: number;
-  readonly socket: string;
-  /** The agent's stdout so far, one log entry a line. */
+  /** The daemon's stdout and stderr so far, one log entry a line. */
   readonly lines: () => string[];
   readonly stop: () => Promise<void>;
 }
 
-/** cmd/netwatcher.ts as a DaemonSet runs it (JSON logs, metrics on `port`), serving no network of other tests. */
-function startAgent(o: { kubeconfig: string; nodeName: string; dir: string; selector: string }): Agent {
-  const port = freePort(), socket = `${o.dir}/danm.sock`;
+interface Agent extends Daemon {
+  readonly socket: string;
+}
+
+/** `deno run -A cmd/<script>` with `args`, its output collected line by line. */
+function spawnDaemon(script: string, port: number, args: string[]): Daemon {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${repoRoot}/cmd/netwatcher.ts`,
-      `--kubeconfig=${o.kubeconfig}`,
-      `--node-name=${o.nodeName}`,
-      `--metrics-port=${port}`,
-      `--cni-socket=${socket}`,
-      `--cni-state-dir=${o.dir}/sandboxes`,
-      `--network-selector=${o.selector}`,
-      "--reclaim-period=0s",
-      "--log-format=json",
-    ],
+    args: ["run", "-A", `${repoRoot}/cmd/${script}`, `--metrics-port=${port}`, "--log-format=json", ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -63,7 +54,6 @@ function startAgent(o: { kubeconfig: string; nodeName: string; dir: string; sele
   const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
   return {
     port,
-    socket,
     lines: () => [...out],
     stop: async () => {
       try {
@@ -75,15 +65,29 @@ function startAgent(o: { kubeconfig: string; nodeName: string; dir: string; sele
   };
 }
 
+/** cmd/netwatcher.ts as a DaemonSet runs it (JSON logs, metrics on `port`), serving no network of other tests. */
+function startAgent(o: { kubeconfig: string; nodeName: string; dir: string; selector: string }): Agent {
+  const socket = `${o.dir}/danm.sock`;
+  const daemon = spawnDaemon("netwatcher.ts", freePort(), [
+    `--kubeconfig=${o.kubeconfig}`,
+    `--node-name=${o.nodeName}`,
+    `--cni-socket=${socket}`,
+    `--cni-state-dir=${o.dir}/sandboxes`,
+    `--network-selector=${o.selector}`,
+    "--reclaim-period=0s",
+  ]);
+  return { ...daemon, socket };
+}
+
 const get = async (port: number, path: string) => {
   const r = await fetch(`http://127.0.0.1:${port}${path}`);
   return { status: r.status, body: await r.text() };
 };
 
-/** Waits for /readyz to answer 200; the last answer and the agent's log otherwise. */
-async function ready(a: Agent): Promise<void> {
+/** Waits for /readyz to answer 200; the last answer and the daemon's log otherwise. */
+async function ready(a: Daemon): Promise<void> {
   let last = "";
-  await eventually("the agent's /readyz", async () => {
+  await eventually("/readyz", async () => {
     const r = await get(a.port, "/readyz");
     last = `${r.status} ${r.body}`;
     return r.status === 200 || undefined;
@@ -248,7 +252,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "node agent: /readyz is 503 naming the apiserver while it is stopped, 200 once it is back; /healthz stays 200",
+  name: "node agent and svcwatcher: /readyz is 503 naming the apiserver while it is stopped, 200 once it is back; " +
+    "/healthz stays 200",
   ...sanitize,
   fn: async () => {
     // An apiserver of its own: stopping the shared one would stall every other test.
@@ -256,28 +261,46 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "danm-obs-ready-" });
     const kubeConfig = new k8s.KubeConfig();
     kubeConfig.loadFromFile(api.kubeconfigPath);
-    let agent: Agent | undefined;
+    const daemons: Daemon[] = [];
     let stopped = false;
     try {
       await installDanmCrds(kubeConfig);
-      agent = startAgent({ kubeconfig: api.kubeconfigPath, nodeName: "ready-node", dir, selector: "danm.test/none=x" });
-      await ready(agent);
+      const agent = startAgent({
+        kubeconfig: api.kubeconfigPath,
+        nodeName: "ready-node",
+        dir,
+        selector: "danm.test/none=x",
+      });
+      daemons.push(agent);
+      // svcwatcher as its Deployment runs it: ready when the apiserver answers and, leading, its view is loaded.
+      const svcwatcher = spawnDaemon("svcwatcher.ts", freePort(), [
+        `--kubeconfig=${api.kubeconfigPath}`,
+        "--lease-namespace=default",
+        "--identity=ready-test",
+      ]);
+      daemons.push(svcwatcher);
+      const named = { "node agent": agent, svcwatcher };
+      for (const d of daemons) await ready(d);
       // Stopped, not killed: connections hang as with an apiserver that froze or a partitioned node.
       Deno.kill(api.pids.apiserver, "SIGSTOP");
       stopped = true;
-      const down = await eventually("/readyz 503", async () => {
-        const r = await get(agent!.port, "/readyz");
-        return r.status === 503 ? r.body : undefined;
-      }, 30_000);
-      assertMatch(down, /apiserver: the apiserver does not answer/);
-      assertEquals((await get(agent.port, "/healthz")).status, 200, "liveness is not readiness");
+      for (const [name, d] of Object.entries(named)) {
+        const down = await eventually(`${name}'s /readyz 503`, async () => {
+          const r = await get(d.port, "/readyz");
+          return r.status === 503 ? r.body : undefined;
+        }, 30_000);
+        assertMatch(down, /apiserver: the apiserver does not answer/, name);
+        assertEquals((await get(d.port, "/healthz")).status, 200, `${name}: liveness is not readiness`);
+      }
       Deno.kill(api.pids.apiserver, "SIGCONT");
       stopped = false;
-      await ready(agent);
-      assertEquals((await get(agent.port, "/readyz")).body, "ok\n");
+      for (const [name, d] of Object.entries(named)) {
+        await ready(d);
+        assertEquals((await get(d.port, "/readyz")).body, "ok\n", name);
+      }
     } finally {
       if (stopped) Deno.kill(api.pids.apiserver, "SIGCONT");
-      await agent?.stop();
+      for (const d of daemons) await d.stop();
       await api.stop();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       await Deno.remove(api.dir, { recursive: true }).catch(() => {});
