@@ -3,7 +3,7 @@
 // the answer. Connections are served concurrently; closing the scope stops accepting, gives the connections that are
 // still writing their answers a moment to finish, then closes the rest and removes the socket.
 import { Effect, FiberSet, Layer, type Scope } from "effect";
-import { CniListener, CniListenerError, type CniListenerService } from "../../core/cni/listener.ts";
+import { CniListener, CniListenerError, type CniListenerService } from "../../core/ports/cni_listener.ts";
 
 /** Largest request accepted: a CNI config with a big prevResult is a few KiB, a GC list of a full node some 10s. */
 const maxRequestBytes = 1 << 20;

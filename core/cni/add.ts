@@ -29,7 +29,7 @@ import {
 import { createDpdkInterface, dpdkDrivers } from "./attach/dpdk.ts";
 import { createIpvlan } from "./attach/ipvlan.ts";
 import { findParent } from "./attach/parent.ts";
-import { PodDevices } from "./devices.ts";
+import { PodDevices } from "../ports/pod_devices.ts";
 import { delSandbox, teardown, type TeardownItem } from "./del.ts";
 import { buildEndpoint, createEndpoint, patchNetworkStatus } from "./endpoints.ts";
 import { AttachmentError, attachmentsFailed, cniError, step, StepError } from "./errors.ts";

@@ -21,8 +21,8 @@ import type { Process } from "../ports/process.ts";
 import { busyResponse, bypassesGate, type DaemonResponse, handleRequest, refusedBusy } from "./daemon.ts";
 import { type GateStats, makeRequestGate, type RequestGate } from "./gate.ts";
 import { delSandbox } from "./del.ts";
-import { noPodDevices, PodDevices, type PodDevicesService } from "./devices.ts";
-import { CniListener, type CniListenerError } from "./listener.ts";
+import { noPodDevices, PodDevices, type PodDevicesService } from "../ports/pod_devices.ts";
+import { CniListener, type CniListenerError } from "../ports/cni_listener.ts";
 import { type CniMetrics, cniMetrics, CurrentCniMetrics } from "./metrics.ts";
 import {
   type CniNodeConfig,

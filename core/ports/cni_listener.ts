@@ -27,4 +27,5 @@ export interface CniListenerService {
   readonly probe: (path: string, request: unknown) => Effect.Effect<unknown, CniListenerError>;
 }
 
-export class CniListener extends Context.Service<CniListener, CniListenerService>()("danm/core/cni/CniListener") {}
+export class CniListener
+  extends Context.Service<CniListener, CniListenerService>()("danm/core/ports/cni_listener/CniListener") {}
