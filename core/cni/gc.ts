@@ -4,7 +4,7 @@
 //   2. IPAM reservations of this node whose sandbox is not valid (the reservation outlived both record and DanmEp);
 //   3. each delegate list that speaks 1.1.0 gets its own GC with the attachments still valid for it.
 // Sandboxes with an operation in flight and anything younger than the grace period are left alone.
-import { Effect } from "effect";
+import { Clock, Effect } from "effect";
 import { reclaimSandboxes } from "../ipam/reclaim.ts";
 import { chainGc, type DelegateChain } from "./attach/delegate.ts";
 import { delSandbox } from "./del.ts";
@@ -36,7 +36,7 @@ export const gc = (inv: Invocation, valid: ReadonlyArray<ValidAttachment> | unde
     const cfg = rt.config;
     const validIds = new Set(valid.map((v) => v.containerID));
     const busy = yield* rt.busy;
-    const now = Date.now();
+    const now = yield* Clock.currentTimeMillis;
     const old = (iso: string | undefined) => iso === undefined || (now - Date.parse(iso)) / 1000 >= cfg.gcGraceSeconds;
     const problems: string[] = [];
 
