@@ -1,13 +1,9 @@
-// danmctl: the operator's tool. Thin composition root; the commands live in core/ctl.
-//
-//   danmctl status                               networks, host interface readiness, pool usage
-//   danmctl showalloc <network> [-n ns] [--kind K] addresses reserved on a network
-//   danmctl leaks [--release [--yes]] [--grace S]  duplicates and leaks across all networks (exit 3 if any)
-//   danmctl migrate [--dry-run]                   copy danm.k8s.io objects to danm.io, reserve running pods' addresses
-//   danmctl dry-run <pod.yaml> [-n ns]            interfaces, addresses, routes the pod would get (changes nothing)
-//   global: -o table|json, --kubeconfig PATH (default $KUBECONFIG, else in-cluster)
+// danmctl: the operator's tool. Thin composition root; the commands live in core/ctl. Each command's name, usage
+// and run are one entry of `commands` below (`danmctl --help` prints them).
 import "../adapters/runtime/effect_without_async_context.ts";
-import { Effect, Layer, Schema } from "effect";
+import { parseArgs } from "node:util";
+import { Effect, type Layer, type Result, Schema } from "effect";
+import { decodeFlagsOrExit } from "../adapters/cli/main.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import { NetworkKinds } from "../core/api/danm.ts";
 import {
@@ -26,15 +22,6 @@ import { isConsistent } from "../core/ipam/consistency.ts";
 // @ts-types="npm:@types/js-yaml@4.0.9"
 import yaml from "js-yaml";
 
-const usage = `usage: danmctl <status|showalloc|leaks|migrate|dry-run> [flags]
-  status                                 networks, host interface readiness, pool usage
-  showalloc <network> [-n NS] [--kind K] addresses reserved on one network (no -n: a ClusterNetwork)
-  leaks [--release [--yes]] [--grace S]  duplicates and leaks; --release frees leaked reservations
-  migrate [--dry-run]                    copy danm.k8s.io objects to danm.io; reserve the running pods'
-                                         addresses in danm's IPAM (exit 3 if one cannot be)
-  dry-run <pod.yaml> [-n NS]             interfaces, addresses and routes a pod (or workload) would get
-flags: -o table|json   --kubeconfig PATH`;
-
 const Flags = Schema.Struct({
   output: Schema.Literals(["table", "json"]),
   namespace: Schema.optionalKey(Schema.String),
@@ -42,34 +29,11 @@ const Flags = Schema.Struct({
   kubeconfig: Schema.optionalKey(Schema.String),
   release: Schema.Boolean,
   yes: Schema.Boolean,
-  dryRun: Schema.Boolean,
-  grace: Schema.Number.check(Schema.isGreaterThanOrEqualTo(0)),
+  "dry-run": Schema.Boolean,
+  grace: Schema.NumberFromString.check(Schema.isFinite(), Schema.isGreaterThanOrEqualTo(0)),
+  help: Schema.Boolean,
 });
-
-function parseArgs(argv: ReadonlyArray<string>): { command: string; positional: string[]; flags: unknown } {
-  const raw: Record<string, unknown> = { output: "table", release: false, yes: false, dryRun: false, grace: 120 };
-  const positional: string[] = [];
-  const takes: Record<string, string> = {
-    "-o": "output",
-    "--output": "output",
-    "-n": "namespace",
-    "--namespace": "namespace",
-    "--kind": "kind",
-    "--kubeconfig": "kubeconfig",
-    "--grace": "grace",
-  };
-  const bools: Record<string, string> = { "--release": "release", "--yes": "yes", "-y": "yes", "--dry-run": "dryRun" };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a in takes) {
-      const v = argv[++i];
-      raw[takes[a]] = takes[a] === "grace" ? Number(v) : v;
-    } else if (a in bools) raw[bools[a]] = true;
-    else if (a.startsWith("-")) throw new Error(`unknown flag ${a}\n${usage}`);
-    else positional.push(a);
-  }
-  return { command: positional.shift() ?? "", positional, flags: raw };
-}
+type Flags = typeof Flags.Type;
 
 function confirm(question: string): boolean {
   if (!Deno.stdin.isTerminal()) return false;
@@ -80,45 +44,64 @@ function confirm(question: string): boolean {
 const print = (json: boolean, data: unknown, text: string) =>
   console.log(json ? JSON.stringify(data, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2) : text);
 
-async function main(): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs(Deno.args);
-  } catch (e) {
-    console.error(e instanceof Error ? e.message : String(e));
-    return 2;
-  }
-  const decoded = Schema.decodeUnknownResult(Flags)(parsed.flags);
-  if (decoded._tag === "Failure") {
-    console.error(`danmctl: invalid flags: ${decoded.failure.message}\n${usage}`);
-    return 2;
-  }
-  const flags = decoded.success;
-  const json = flags.output === "json";
+const kubeLayer = (flags: Flags) => {
   const kubeconfig = flags.kubeconfig ?? Deno.env.get("KUBECONFIG");
-  const kube = layerLiveKube({ config: kubeconfig ? { _tag: "Kubeconfig", path: kubeconfig } : { _tag: "InCluster" } });
-  const run = <A, E>(program: Effect.Effect<A, E, Layer.Success<typeof kube>>) =>
-    Effect.runPromise(Effect.result(Effect.provide(program, kube)));
+  return layerLiveKube({ config: kubeconfig ? { _tag: "Kubeconfig", path: kubeconfig } : { _tag: "InCluster" } });
+};
+type Kube = Layer.Success<ReturnType<typeof kubeLayer>>;
+type KubeSetupError = Layer.Error<ReturnType<typeof kubeLayer>>;
 
-  switch (parsed.command) {
-    case "status": {
+/** What a command gets: its positional arguments, the flags, and a runner of programs against the cluster. */
+interface Invocation {
+  readonly args: ReadonlyArray<string>;
+  readonly flags: Flags;
+  readonly json: boolean;
+  readonly run: <A, E>(program: Effect.Effect<A, E, Kube>) => Promise<Result.Result<A, E | KubeSetupError>>;
+}
+
+interface Command {
+  /** Arguments and flags after the command's name, as the usage shows them. */
+  readonly synopsis: string;
+  /** One line or more, aligned by `usage`. */
+  readonly about: ReadonlyArray<string>;
+  /** The exit code: 0 done, 1 failed, 2 misused, 3 problems found. */
+  readonly run: (i: Invocation) => Promise<number>;
+}
+
+/** The first positional argument, or a usage error naming what is missing. */
+const required = (command: string, i: Invocation, what: string): string | undefined => {
+  const value = i.args[0];
+  if (!value) console.error(`danmctl ${command}: ${what}?\n${usage()}`);
+  return value;
+};
+
+const commands: Readonly<Record<string, Command>> = {
+  status: {
+    synopsis: "",
+    about: ["networks, host interface readiness, pool usage"],
+    run: async ({ json, run }) => {
       const r = await run(status);
       if (r._tag === "Failure") return fail(r.failure);
       print(json, r.success, renderStatus(r.success));
       return 0;
-    }
-    case "showalloc": {
-      const name = parsed.positional[0];
-      if (!name) {
-        console.error(`danmctl showalloc: which network?\n${usage}`);
-        return 2;
-      }
-      const r = await run(showAlloc(name, flags.namespace, flags.kind));
+    },
+  },
+  showalloc: {
+    synopsis: "<network> [-n NS] [--kind K]",
+    about: ["addresses reserved on one network (no -n: a ClusterNetwork)"],
+    run: async (i) => {
+      const name = required("showalloc", i, "which network");
+      if (!name) return 2;
+      const r = await i.run(showAlloc(name, i.flags.namespace, i.flags.kind));
       if (r._tag === "Failure") return fail(r.failure);
-      print(json, r.success, renderShowAlloc(r.success));
+      print(i.json, r.success, renderShowAlloc(r.success));
       return 0;
-    }
-    case "leaks": {
+    },
+  },
+  leaks: {
+    synopsis: "[--release [--yes]] [--grace S]",
+    about: ["duplicates and leaks (exit 3 if any); --release frees leaked reservations"],
+    run: async ({ flags, json, run }) => {
       const r = await run(leaks({ graceSeconds: flags.grace }));
       if (r._tag === "Failure") return fail(r.failure);
       if (!flags.release) {
@@ -139,35 +122,96 @@ async function main(): Promise<number> {
       if (rel._tag === "Failure") return fail(rel.failure);
       print(json, rel.success, renderReclaim(rel.success));
       return 0;
-    }
-    case "dry-run": {
-      const file = parsed.positional[0];
-      if (!file) {
-        console.error(`danmctl dry-run: which manifest?\n${usage}`);
-        return 2;
-      }
+    },
+  },
+  migrate: {
+    synopsis: "[--dry-run]",
+    about: [
+      "copy danm.k8s.io objects to danm.io; reserve the running pods'",
+      "addresses in danm's IPAM (exit 3 if one cannot be)",
+    ],
+    run: async ({ flags, json, run }) => {
+      const r = await run(migrate({ dryRun: flags["dry-run"] }));
+      if (r._tag === "Failure") return fail(r.failure);
+      print(json, r.success, renderMigration(r.success));
+      // Some running pod's address could not be reserved: danm might hand it out again. Exit as `leaks` does.
+      return migrationComplete(r.success) ? 0 : 3;
+    },
+  },
+  "dry-run": {
+    synopsis: "<pod.yaml> [-n NS]",
+    about: ["interfaces, addresses and routes a pod (or workload) would get (changes nothing)"],
+    run: async (i) => {
+      const file = required("dry-run", i, "which manifest");
+      if (!file) return 2;
       let manifest: unknown;
       try {
         manifest = yaml.load(await Deno.readTextFile(file));
       } catch (e) {
         return fail(`${file}: ${e instanceof Error ? e.message : String(e)}`);
       }
-      const r = await run(dryRun(manifest, flags.namespace ? { namespace: flags.namespace } : {}));
+      const r = await i.run(dryRun(manifest, i.flags.namespace ? { namespace: i.flags.namespace } : {}));
       if (r._tag === "Failure") return fail(r.failure);
-      print(json, r.success, renderDryRun(r.success));
+      print(i.json, r.success, renderDryRun(r.success));
       return 0;
-    }
-    case "migrate": {
-      const r = await run(migrate({ dryRun: flags.dryRun }));
-      if (r._tag === "Failure") return fail(r.failure);
-      print(json, r.success, renderMigration(r.success));
-      // Some running pod's address could not be reserved: danm might hand it out again. Exit as `leaks` does.
-      return migrationComplete(r.success) ? 0 : 3;
-    }
-    default:
-      console.error(usage);
-      return 2;
+    },
+  },
+};
+
+function usage(): string {
+  const rows = Object.entries(commands).map(([name, c]) => [`${name} ${c.synopsis}`.trim(), c.about] as const);
+  const width = Math.max(...rows.map(([left]) => left.length)) + 2;
+  const lines = rows.flatMap(([left, about]) =>
+    about.map((line, n) => `  ${(n === 0 ? left : "").padEnd(width)}${line}`)
+  );
+  return [
+    `usage: danmctl <${Object.keys(commands).join("|")}> [flags]`,
+    ...lines,
+    "flags: -o table|json   --kubeconfig PATH (default $KUBECONFIG, else in-cluster)   -h, --help",
+  ].join("\n");
+}
+
+async function main(): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        output: { type: "string", short: "o", default: "table" },
+        namespace: { type: "string", short: "n" },
+        kind: { type: "string" },
+        kubeconfig: { type: "string" },
+        grace: { type: "string", default: "120" },
+        release: { type: "boolean", default: false },
+        yes: { type: "boolean", short: "y", default: false },
+        "dry-run": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (e) {
+    console.error(`danmctl: ${e instanceof Error ? e.message : String(e)}\n${usage()}`);
+    return 2;
   }
+  const flags = decodeFlagsOrExit("danmctl", Flags, parsed.values);
+  if (flags.help) {
+    console.log(usage());
+    return 0;
+  }
+  const [name, ...args] = parsed.positionals;
+  const command = name !== undefined && Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) {
+    console.error(usage());
+    return 2;
+  }
+  const kube = kubeLayer(flags);
+  return await command.run({
+    args,
+    flags,
+    json: flags.output === "json",
+    run: (program) => Effect.runPromise(Effect.result(Effect.provide(program, kube))),
+  });
 }
 
 function fail(e: unknown): number {

@@ -5,9 +5,13 @@
 //                            [--state-dir /run/danm/sandboxes] [--attach-timeout-ms 30000] [--gc-grace-seconds 60]
 //                            [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
 //                            [--max-concurrent 32] [--max-queue 128] [--drain-timeout-ms 20000]
+//                            [--metrics-port 0 (off)] [--log-level info] [--log-format auto|json|text]
 import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
+import { serveMetrics } from "../core/observability/metrics.ts";
+import { layerLiveHttp } from "../adapters/http/live.ts";
+import { logFlagFields, logFlagOptions, loggingLayer } from "../adapters/cli/logging.ts";
 import * as CniNode from "../core/cni/node.ts";
 import { defaultDaemonSocket } from "../core/cni/versions.ts";
 import { layerLiveCniListener } from "../adapters/cniserver/live.ts";
@@ -19,6 +23,7 @@ import { defaultPodResourcesSocket, layerPodResourcesDevices } from "../adapters
 import { layerLiveProcess } from "../adapters/process/live.ts";
 
 const Count = Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0));
+const Port = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 65535 }));
 
 const Flags = Schema.Struct({
   kubeconfig: Schema.optionalKey(Schema.String),
@@ -31,6 +36,8 @@ const Flags = Schema.Struct({
   "max-concurrent": Count.check(Schema.isGreaterThanOrEqualTo(1)),
   "max-queue": Count,
   "drain-timeout-ms": Count,
+  "metrics-port": Port,
+  ...logFlagFields,
 });
 
 const { values } = parseArgs({
@@ -46,6 +53,8 @@ const { values } = parseArgs({
     "max-concurrent": { type: "string", default: "32" },
     "max-queue": { type: "string", default: "128" },
     "drain-timeout-ms": { type: "string", default: "20000" },
+    "metrics-port": { type: "string", default: "0" },
+    ...logFlagOptions,
   },
   strict: true,
 });
@@ -61,6 +70,7 @@ const platform = Layer.mergeAll(
   layerLiveProcess,
   layerLiveFs,
   layerLiveCniListener,
+  layerLiveHttp,
   layerPodResourcesDevices({ socket: flags["pod-resources-socket"] }),
 );
 
@@ -79,10 +89,23 @@ const node = CniNode.layer({
 
 const main = Effect.gen(function* () {
   const cni = yield* CniNode.CniNode;
+  if (flags["metrics-port"] > 0) {
+    // /metrics, /healthz, /readyz, as the node agent serves them (on loopback: danmd is for tests and development).
+    const server = yield* serveMetrics(
+      { port: flags["metrics-port"], hostname: "127.0.0.1", ready: cni.notReady },
+      cni.renderMetrics,
+    );
+    yield* Effect.logInfo(`danmd: metrics on 127.0.0.1:${server.address.port}/metrics`);
+  }
   // Readiness for scripts: one line on stdout once the caches are synced.
   while ((yield* cni.unsynced).length > 0) yield* Effect.sleep("20 millis");
   console.log(`danmd ready: node ${cni.config.nodeName}, socket ${cni.config.socketPath}`);
   return yield* Effect.never;
-}).pipe(Effect.provide(node), Effect.provide(platform));
+}).pipe(
+  Effect.scoped,
+  Effect.provide(node),
+  Effect.provide(platform),
+  Effect.provide(loggingLayer(flags["log-level"], flags["log-format"])),
+);
 
 await runUntilSignal("danmd", main);

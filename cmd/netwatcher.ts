@@ -12,9 +12,13 @@
 //                                 [--reclaim-grace 2m] [--cni-bin-dir /opt/cni/bin]
 //                                 [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
 //                                 [--cni-max-concurrent 32] [--cni-max-queue 128] [--cni-drain-timeout 20s]
+//                                 [--log-level info] [--log-format auto|json|text]
+//
+// :<metrics-port> serves /metrics (netwatcher's and the CNI daemon's), /healthz (liveness: the process serves) and
+// /readyz (readiness: caches listed, the CNI socket answering, the apiserver reachable).
 import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
-import { Duration, Effect, Layer, Schema } from "effect";
+import { Duration, Effect, Layer, Option, Schema } from "effect";
 import * as Netwatcher from "../core/netwatcher/agent.ts";
 import { VxlanMode } from "../core/netwatcher/plan.ts";
 import { serveMetrics } from "../core/observability/metrics.ts";
@@ -22,12 +26,14 @@ import { NetnsRef } from "../core/ports/netlink.ts";
 import * as CniNode from "../core/cni/node.ts";
 import { defaultDaemonSocket } from "../core/cni/versions.ts";
 import { blockStoreFromKube, kubeOwnerDirectory } from "../core/ipam/kube.ts";
-import { reclaimOrphans } from "../core/ipam/reclaim.ts";
+import { reclaimLoop } from "../core/ipam/reclaim.ts";
+import { allReady } from "../core/observability/readiness.ts";
 import { layerLiveCniListener } from "../adapters/cniserver/live.ts";
 import { layerLiveFs } from "../adapters/fs/live.ts";
 import { layerLiveHttp } from "../adapters/http/live.ts";
 import { layerLiveProcess } from "../adapters/process/live.ts";
 import { decodeFlagsOrExit, hostname, runUntilSignal } from "../adapters/cli/main.ts";
+import { logFlagFields, logFlagOptions, loggingLayer } from "../adapters/cli/logging.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import * as LiveNetlink from "../adapters/netlink/live.ts";
 import { defaultPodResourcesSocket, layerPodResourcesDevices } from "../adapters/kubelet/podresources.ts";
@@ -55,6 +61,7 @@ const Flags = Schema.Struct({
   "cni-max-concurrent": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1)),
   "cni-max-queue": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
   "cni-drain-timeout": DurationText,
+  ...logFlagFields,
 });
 
 const units = { ms: "millis", s: "seconds", m: "minutes", h: "hours" } as const;
@@ -85,6 +92,7 @@ const { values } = parseArgs({
     "cni-max-concurrent": { type: "string", default: "32" },
     "cni-max-queue": { type: "string", default: "128" },
     "cni-drain-timeout": { type: "string", default: "20s" },
+    ...logFlagOptions,
   },
   strict: true,
 });
@@ -99,7 +107,7 @@ const agent = Netwatcher.layer({
   ...(flags["network-selector"] ? { networkSelector: flags["network-selector"] } : {}),
   ...(flags.netns ? { netns: NetnsRef.path(flags.netns) } : {}),
 });
-const cni = flags["cni-socket"]
+const cniLayer = flags["cni-socket"]
   ? CniNode.layer({
     nodeName: flags["node-name"],
     socketPath: flags["cni-socket"],
@@ -127,33 +135,36 @@ const platform = Layer.mergeAll(
   layerPodResourcesDevices({ socket: flags["pod-resources-socket"] }),
 );
 
-/** Frees reservations of this node's pods that are gone (a missed DEL); CNI GC covers what the runtime knows. */
-const reclaimLoop = (period: ReturnType<typeof toDuration>) =>
-  Effect.gen(function* () {
-    const directory = yield* kubeOwnerDirectory;
-    const graceSeconds = Duration.toSeconds(toDuration(flags["reclaim-grace"]));
-    const round = reclaimOrphans(directory, { graceSeconds, node: flags["node-name"] }).pipe(
-      Effect.provide(blockStoreFromKube),
-      Effect.tap((r) =>
-        r.freed.length || r.deletedBlocks.length
-          ? Effect.logInfo(`reclaimed ${r.freed.length} reservation(s), ${r.deletedBlocks.length} block(s)`)
-          : Effect.void
-      ),
-      Effect.catch((e) => Effect.logWarning(`reclaim: ${e.message}`)),
-    );
-    yield* Effect.sleep(period).pipe(Effect.andThen(round), Effect.forever);
-  });
-
 const main = Effect.gen(function* () {
   const nw = yield* Netwatcher.Netwatcher;
-  const server = yield* serveMetrics({ port: flags["metrics-port"] }, nw.metrics);
+  const cni = Option.getOrUndefined(yield* Effect.serviceOption(CniNode.CniNode));
+  const server = yield* serveMetrics(
+    {
+      port: flags["metrics-port"],
+      ready: allReady({ netwatcher: nw.notReady, ...(cni ? { cni: cni.notReady } : {}) }),
+    },
+    cni ? Effect.map(Effect.all([nw.metrics, cni.renderMetrics]), (texts) => texts.join("")) : nw.metrics,
+  );
   yield* Effect.logInfo(`netwatcher ${nw.nodeName}: metrics on :${server.address.port}/metrics`);
-  if (flags["cni-socket"]) yield* Effect.logInfo(`danm CNI daemon on ${flags["cni-socket"]}`);
+  if (cni) yield* Effect.logInfo(`danm CNI daemon on ${flags["cni-socket"]}`);
   if (!/^0+(\.0+)?(ms|s|m|h)$/.test(flags["reclaim-period"])) {
-    yield* Effect.forkScoped(reclaimLoop(toDuration(flags["reclaim-period"])));
+    // Frees reservations of this node's pods that are gone (a missed DEL); CNI GC covers what the runtime knows.
+    const owners = yield* kubeOwnerDirectory;
+    yield* Effect.forkScoped(
+      reclaimLoop(owners, {
+        node: flags["node-name"],
+        period: toDuration(flags["reclaim-period"]),
+        graceSeconds: Duration.toSeconds(toDuration(flags["reclaim-grace"])),
+      }, cni?.metrics.ipam).pipe(Effect.provide(blockStoreFromKube)),
+    );
   }
   return yield* nw.join;
-}).pipe(Effect.scoped, Effect.provide(Layer.merge(agent, cni)), Effect.provide(platform));
+}).pipe(
+  Effect.scoped,
+  Effect.provide(Layer.merge(agent, cniLayer)),
+  Effect.provide(platform),
+  Effect.provide(loggingLayer(flags["log-level"], flags["log-format"])),
+);
 
 // Exiting on failure lets the DaemonSet restart us rather than lingering as a zombie (DANM's rule, spec §5.1).
 await runUntilSignal("netwatcher", main);

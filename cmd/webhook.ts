@@ -6,6 +6,7 @@ import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
 import { Effect, Layer, Schema } from "effect";
 import { layerLiveFs } from "../adapters/fs/live.ts";
+import { logFlagFields, logFlagOptions, logFlagsUsage, loggingLayer } from "../adapters/cli/logging.ts";
 import { layerLiveHttp } from "../adapters/http/live.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import { startWebhook, type WebhookConfig } from "../core/webhook/main.ts";
@@ -27,7 +28,8 @@ const usage = `usage: webhook [flags]
   --naming-scheme S           "" or legacy, as namingScheme in 00-danm.conf [""]
   --claim-grace SECONDS       age after which an unused VNI claim is reclaimed [120]
   --sweep-interval SECONDS    [30]
-  --cert-reload-interval SECONDS [10]`;
+  --cert-reload-interval SECONDS [10]
+${logFlagsUsage}`;
 
 const IntFlag = (min: number, max: number) =>
   Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: min, maximum: max }));
@@ -49,6 +51,7 @@ const Flags = Schema.Struct({
   "sweep-interval": IntFlag(1, 86400),
   "cert-reload-interval": IntFlag(1, 3600),
   help: Schema.Boolean,
+  ...logFlagFields,
 });
 
 const str = (d: string) => ({ type: "string" as const, default: d });
@@ -71,6 +74,7 @@ const { values } = parseArgs({
     "sweep-interval": str("30"),
     "cert-reload-interval": str("10"),
     help: { type: "boolean", default: false },
+    ...logFlagOptions,
   },
   strict: true,
 });
@@ -123,6 +127,7 @@ const kube = layerLiveKube({
 
 const program = Effect.scoped(Effect.andThen(startWebhook(config), Effect.never)).pipe(
   Effect.provide(Layer.mergeAll(kube, layerLiveFs, layerLiveHttp)),
+  Effect.provide(loggingLayer(flags["log-level"], flags["log-format"])),
 );
 const controller = new AbortController();
 for (const signal of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(signal, () => controller.abort());

@@ -32,6 +32,7 @@ import { isolated } from "./harness/isolate.ts";
 import { ensurePeers } from "./harness/peers/build.ts";
 import { ensureAptPackages } from "./harness/prereq.ts";
 import { nodeCommands, prepareNodeBinaries } from "./harness/node/binaries.ts";
+import { ensurePromTool } from "./harness/prom.ts";
 import { ensureInitramfs, ensureKernel, runInGuest } from "./harness/vm.ts";
 
 const allTiers = ["static", "unit", "integration", "kernel", "e2e", "peers", "node"] as const;
@@ -259,6 +260,8 @@ async function prepare(tiers: Tier[]): Promise<void> {
   // Builds that need the network: before the tiers move into their private namespace.
   if (tiers.includes("node")) await prepareNodeBinaries(log);
   if (tiers.some((t) => t !== "unit")) log(`reference CNI plugins in ${await ensureCniPlugins()}`);
+  // Prometheus' parser, linter and PromQL engine (tests/tools/prom): built here, the tiers run without network.
+  if (tiers.includes("integration")) log(`Prometheus test tool ${await ensurePromTool()}`);
   if (tiers.includes("peers")) {
     const t = Date.now();
     const peers = await ensurePeers();

@@ -3,7 +3,7 @@
 // the answer. Connections are served concurrently; closing the scope stops accepting, gives the connections that are
 // still writing their answers a moment to finish, then closes the rest and removes the socket.
 import { Effect, FiberSet, Layer, type Scope } from "effect";
-import { CniListener, CniListenerError, type CniListenerService } from "../../core/cni/listener.ts";
+import { CniListener, CniListenerError, type CniListenerService } from "../../core/ports/cni_listener.ts";
 
 /** Largest request accepted: a CNI config with a big prevResult is a few KiB, a GC list of a full node some 10s. */
 const maxRequestBytes = 1 << 20;
@@ -12,15 +12,22 @@ const closeGraceMs = 2_000;
 /** A client that does not finish sending its request within this is dropped. */
 const readTimeoutMs = 10_000;
 
+/** Closes `conn` once `ms` have passed; the returned function cancels that. */
+function closeAfter(conn: Deno.UnixConn, ms: number): () => void {
+  const timer = setTimeout(() => {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }, ms);
+  return () => clearTimeout(timer);
+}
+
+/** One request (or, for the probe, one answer): up to a newline or the end, bounded in size and time. */
 async function readRequest(conn: Deno.UnixConn): Promise<string> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   const buf = new Uint8Array(16 << 10);
-  const deadline = setTimeout(() => {
-    try {
-      conn.close();
-    } catch { /* closed */ }
-  }, readTimeoutMs);
+  const cancel = closeAfter(conn, readTimeoutMs);
   try {
     while (true) {
       const n = await conn.read(buf);
@@ -32,7 +39,7 @@ async function readRequest(conn: Deno.UnixConn): Promise<string> {
       if (buf.subarray(0, n).includes(10)) break;
     }
   } finally {
-    clearTimeout(deadline);
+    cancel();
   }
   const all = new Uint8Array(size);
   let off = 0;
@@ -68,7 +75,29 @@ const serveConnection = (conn: Deno.UnixConn, handle: (request: unknown) => Effe
     })),
   );
 
+/** One request, as the thin client sends it, and the answer (bounded in time). */
+async function roundTrip(path: string, request: unknown, timeoutMs: number): Promise<unknown> {
+  const conn = await Deno.connect({ transport: "unix", path });
+  const cancel = closeAfter(conn, timeoutMs);
+  try {
+    await writeAll(conn, new TextEncoder().encode(JSON.stringify(request) + "\n"));
+    await conn.closeWrite();
+    const answer = await readRequest(conn);
+    return JSON.parse(answer);
+  } finally {
+    cancel();
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+}
+
 export const makeLiveCniListener = (): CniListenerService => ({
+  probe: (path, request) =>
+    Effect.tryPromise({
+      try: () => roundTrip(path, request, 2_000),
+      catch: (e) => new CniListenerError({ path, reason: `no answer: ${e instanceof Error ? e.message : e}` }),
+    }),
   serve: (path, handle): Effect.Effect<void, CniListenerError, Scope.Scope> =>
     Effect.gen(function* () {
       const fail = (reason: string) => new CniListenerError({ path, reason });

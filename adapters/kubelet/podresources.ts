@@ -5,8 +5,7 @@
 // protobuf message each way. `Get` (one pod; beta and on by default since Kubernetes 1.34) is asked first; a kubelet
 // without it, or with its feature gate off, answers with an error and `List` (every pod of the node, GA) is used.
 import { Effect, Layer, Schedule, Schema } from "effect";
-import { DeviceError } from "../../core/cni/errors.ts";
-import { PodDevices, type PodDevicesService } from "../../core/cni/devices.ts";
+import { DeviceError, PodDevices, type PodDevicesService } from "../../core/ports/pod_devices.ts";
 import { encodeStrings, fields, message, ProtobufError, text } from "./protobuf.ts";
 
 export const defaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock";

@@ -3,8 +3,7 @@
 // per pod — and reported to danm through the PodDevices port, as the kubelet's PodResources API does on a real node.
 import { Effect } from "effect";
 import { PodResource } from "../../core/api/k8s.ts";
-import type { PodDevicesService } from "../../core/cni/devices.ts";
-import { DeviceError } from "../../core/cni/errors.ts";
+import { DeviceError, type PodDevicesService } from "../../core/ports/pod_devices.ts";
 import type { KubeService } from "../../core/ports/kube.ts";
 import type { SimNode } from "../../core/sim/scenario.ts";
 

@@ -13,6 +13,7 @@ import type { Pod } from "../api/k8s.ts";
 import { NetworkDirectory, resolvePodAttachments, type SelectionError } from "../attach/selection.ts";
 import type { NamingScheme } from "../attach/naming.ts";
 import { Ipam, type Owner } from "../ipam/allocator.ts";
+import { networkLabels } from "../ipam/metrics.ts";
 import { Kube } from "../ports/kube.ts";
 import { Netlink, type NetnsHandle, NetnsRef } from "../ports/netlink.ts";
 import {
@@ -28,7 +29,7 @@ import {
 import { createDpdkInterface, dpdkDrivers } from "./attach/dpdk.ts";
 import { createIpvlan } from "./attach/ipvlan.ts";
 import { findParent } from "./attach/parent.ts";
-import { PodDevices } from "./devices.ts";
+import { PodDevices } from "../ports/pod_devices.ts";
 import { delSandbox, teardown, type TeardownItem } from "./del.ts";
 import { buildEndpoint, createEndpoint, patchNetworkStatus } from "./endpoints.ts";
 import { AttachmentError, attachmentsFailed, cniError, step, StepError } from "./errors.ts";
@@ -44,7 +45,8 @@ import {
 } from "./plan.ts";
 import { postProcess } from "./postprocess.ts";
 import { CniError, encodeResult, ErrorCode, type Invocation, mergeResults, type Result } from "./protocol.ts";
-import { CniRuntime } from "./runtime.ts";
+import { type CniMetrics, CurrentCniMetrics, CurrentRequest } from "./metrics.ts";
+import { CniRuntime, type CniRuntimeService } from "./runtime.ts";
 import {
   type AttachmentRecord,
   readRecord,
@@ -407,11 +409,51 @@ const selectionFailure = (pod: string) => (e: SelectionError | CniError) =>
     details: e.message,
   });
 
+/** Times one attachment into the attachment histogram, by network, backend and result. */
+const timed = (metrics: CniMetrics | undefined, plan: AttachmentPlan) => <A, E, R>(e: Effect.Effect<A, E, R>) =>
+  metrics === undefined ? e : Effect.suspend(() => {
+    const started = performance.now();
+    return e.pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() =>
+          metrics.attachments.observe((performance.now() - started) / 1000, {
+            ...networkLabels(plan.network),
+            backend: plan.backend._tag.toLowerCase(),
+            result: exit._tag === "Success" ? "success" : "error",
+          })
+        )
+      ),
+    );
+  });
+
+/** The Event a failed ADD leaves on its pod: which networks failed and why (retries of the same failure: one Event). */
+export const NetworkSetupFailed = "NetworkSetupFailed";
+
+const setupFailedEvent = (rt: CniRuntimeService, metrics: CniMetrics | undefined, pod: Pod, e: CniError) =>
+  Effect.suspend(() => {
+    metrics?.events.inc({ reason: NetworkSetupFailed });
+    return rt.events.record({
+      object: {
+        apiVersion: "v1",
+        kind: "Pod",
+        name: pod.metadata.name ?? "",
+        ...(pod.metadata.namespace ? { namespace: pod.metadata.namespace } : {}),
+        ...(pod.metadata.uid ? { uid: pod.metadata.uid } : {}),
+      },
+      type: "Warning",
+      reason: NetworkSetupFailed,
+      message: e.message,
+      // The failing networks and what failed, without the parts a retry changes (sandbox, timings).
+      aggregateKey: e.msg,
+    });
+  });
+
 /** The CNI ADD command; the encoded result in the requested version. */
 export const add = (inv: Invocation, conf: DanmNetConf) =>
   Effect.gen(function* () {
     const rt = yield* CniRuntime;
     const cfg = rt.config;
+    const metrics = yield* CurrentCniMetrics;
     const namespace = inv.args.K8S_POD_NAMESPACE, name = inv.args.K8S_POD_NAME;
     if (!namespace || !name) {
       return yield* new CniError({
@@ -428,14 +470,16 @@ export const add = (inv: Invocation, conf: DanmNetConf) =>
       });
     }
     const podLabel = `${namespace}/${name}`;
+    /** The pod once read: a failure after that is an Event on it too. */
+    let failedPod: Pod | undefined;
     return yield* rt.withSandboxLock(
       inv.containerId,
       Effect.gen(function* () {
-        const started = Date.now();
         const pod = yield* rt.pod(namespace, name, inv.args.K8S_POD_UID).pipe(
           Effect.mapError((e) => cniError(`cannot read pod ${podLabel}`, e.message, ErrorCode.apiFailure)),
         );
         if (!pod) return yield* cniError(`pod ${podLabel} does not exist`, undefined, ErrorCode.apiFailure);
+        failedPod = pod;
         const podRef = { namespace, name, uid: pod.metadata.uid ?? inv.args.K8S_POD_UID ?? "" };
         const scheme: NamingScheme = conf.config.namingScheme === "legacy" ? "legacy" : "";
         const podSel = { namespace, ...(pod.metadata.annotations ? { annotations: pod.metadata.annotations } : {}) };
@@ -452,6 +496,8 @@ export const add = (inv: Invocation, conf: DanmNetConf) =>
         const plans = resolved.attachments.map((a) =>
           planAttachment(a, namespace)
         );
+        const request = yield* CurrentRequest;
+        if (request) request.networks = plans.map((pl) => `${pl.label} (${pl.ifName})`);
 
         // An earlier sandbox of this same pod that was never deleted (kubelet re-ADDs after a restart, DANM PR #216).
         const stale = new Set(
@@ -504,6 +550,7 @@ export const add = (inv: Invocation, conf: DanmNetConf) =>
           const ctx: AddContext = { inv, conf, pod, podRef, host: nl.host, podNs, podNsRef, devices };
           return yield* Effect.forEach(plans, (plan, i) =>
             attachOne(ctx, plan, progress[i]).pipe(
+              timed(metrics, plan),
               Effect.timeoutOrElse({
                 duration: `${cfg.attachTimeoutMs} millis`,
                 orElse: () =>
@@ -570,12 +617,12 @@ export const add = (inv: Invocation, conf: DanmNetConf) =>
             Effect.catch((e) => Effect.logWarning(`pod ${podLabel}: writing network-status failed: ${e.message}`)),
           ),
         );
-        yield* Effect.logInfo(
-          `ADD ${podLabel} sandbox ${inv.containerId.slice(0, 12)}: ${plans.length} interface(s) in ${
-            Date.now() - started
-          } ms`,
-        );
         return encodeResult(merged, conf.version);
-      }),
+      }).pipe(
+        // For `kubectl describe pod`; written after the answer, as nobody waits for it.
+        Effect.tapError((e) =>
+          failedPod ? rt.background(`events/${podLabel}`, setupFailedEvent(rt, metrics, failedPod, e)) : Effect.void
+        ),
+      ),
     );
   });

@@ -2,7 +2,7 @@
 // adapters/cniclient/client.ts) → the answer it relays to the runtime ({code, stdout, stderr}). Every input is
 // decoded here; every failure becomes CNI error JSON on stdout with a non-zero code, and no failure, not even a
 // defect, escapes to the listener.
-import { Cause, Effect, Schema } from "effect";
+import { Cause, Effect, LogLevel, Schema } from "effect";
 import { parseCidr } from "../net/ip.ts";
 import { add } from "./add.ts";
 import { check } from "./check.ts";
@@ -16,9 +16,11 @@ import {
   encodeResult,
   ErrorCode,
   latestVersion,
+  parseCniArgs,
   supportedVersions,
   versionInfo,
 } from "./protocol.ts";
+import { CniCommands, CurrentCniMetrics, CurrentRequest, RequestObservation } from "./metrics.ts";
 import { CniRuntime } from "./runtime.ts";
 import { status } from "./status.ts";
 
@@ -95,7 +97,16 @@ export const fakeIpam = (env: Readonly<Record<string, string>>, stdin: string) =
     const ticket = conf.ipam?.ticket;
     if (addresses.length === 0 && ticket !== undefined) {
       const rt = yield* CniRuntime;
+      const metrics = yield* CurrentCniMetrics;
+      const started = performance.now();
       addresses = yield* rt.tickets.redeem(ticket, rt.config.attachTimeoutMs).pipe(
+        Effect.onExit((exit) =>
+          Effect.sync(() =>
+            metrics?.ticketWait.observe((performance.now() - started) / 1000, {
+              result: exit._tag === "Success" ? "success" : "error",
+            })
+          )
+        ),
         Effect.mapError((reason) =>
           new CniError({ code: ErrorCode.tryAgainLater, msg: "fakeipam: no addresses reserved", details: reason })
         ),
@@ -159,35 +170,141 @@ export function busyResponse(raw: unknown, reason: string): DaemonResponse {
   return { code: 1, stdout: encodeError(e, requestedVersion(stdin)), stderr: "" };
 }
 
-/** fakeipam calls come from delegates of ADDs already running: they never wait behind other requests. */
-export const isFakeIpamRequest = (raw: unknown): boolean =>
-  typeof raw === "object" && raw !== null && "program" in raw && raw.program === "fakeipam";
+/**
+ * Requests that never wait behind others: fakeipam calls come from delegates of ADDs already running, and VERSION
+ * (which thin clients answer themselves) is the readiness probe's, which must not be refused as busy.
+ */
+export const bypassesGate = (raw: unknown): boolean =>
+  typeof raw === "object" && raw !== null && (
+    ("program" in raw && raw.program === "fakeipam") ||
+    ("env" in raw && typeof raw.env === "object" && raw.env !== null && "CNI_COMMAND" in raw.env &&
+      raw.env.CNI_COMMAND === "VERSION")
+  );
 
-/** Handles one decoded-or-not request; never fails. */
+/** The error a failed request answers with: its CniError, or an internal error naming the defect. */
+const failureOf = (program: string, command: string, cause: Cause.Cause<unknown>) =>
+  Effect.gen(function* () {
+    const failure = cause.reasons.find((r) => r._tag === "Fail");
+    if (failure && failure.error instanceof CniError) return failure.error;
+    const e = new CniError({
+      code: ErrorCode.ioFailure,
+      msg: `danm node daemon: internal error in ${program} ${command}`,
+      details: failure
+        ? String((failure.error as { message?: unknown }).message ?? failure.error)
+        : Cause.pretty(cause),
+    });
+    yield* Effect.logError(e.message, cause);
+    return e;
+  });
+
+const knownCommands: ReadonlySet<string> = new Set([...CniCommands, "VERSION"]);
+const commandOf = (env: Readonly<Record<string, string>>) =>
+  knownCommands.has(env.CNI_COMMAND ?? "") ? env.CNI_COMMAND! : "unknown";
+
+/** The one log line of a call: what the runtime asked (pod, sandbox) and what came of it. */
+const logCall = (
+  program: string,
+  env: Readonly<Record<string, string>>,
+  outcome: {
+    readonly result: "success" | "error" | "busy";
+    readonly ms: number;
+    readonly observation?: RequestObservation;
+    readonly error?: CniError;
+  },
+) =>
+  Effect.gen(function* () {
+    const command = commandOf(env);
+    const quiet = outcome.result === "success" &&
+      (program !== "danm" || command === "STATUS" || command === "VERSION");
+    // Most calls at debug level are fakeipam's, on every delegated ADD: not even their line is built unless shown.
+    if (quiet && !(yield* LogLevel.isEnabled("Debug"))) return;
+    yield* callLine(program, command, env, outcome, quiet);
+  });
+
+const callLine = (
+  program: string,
+  command: string,
+  env: Readonly<Record<string, string>>,
+  outcome: Parameters<typeof logCall>[2],
+  quiet: boolean,
+) => {
+  const args = parseCniArgs(env.CNI_ARGS);
+  const pod = args instanceof CniError ? undefined : args;
+  const networks = outcome.observation?.networks ?? [];
+  const line = Effect.annotateLogs({
+    plugin: program,
+    command,
+    result: outcome.result,
+    duration_ms: Math.round(outcome.ms * 10) / 10,
+    ...(pod?.K8S_POD_NAMESPACE && pod.K8S_POD_NAME ? { pod: `${pod.K8S_POD_NAMESPACE}/${pod.K8S_POD_NAME}` } : {}),
+    ...(env.CNI_CONTAINERID ? { sandbox: env.CNI_CONTAINERID } : {}),
+    ...(env.CNI_NETNS ? { netns: env.CNI_NETNS } : {}),
+    ...(networks.length > 0 ? { networks: networks.join(", ") } : {}),
+    ...outcome.observation?.details,
+    ...(outcome.error ? { error: outcome.error.message, cni_code: outcome.error.code } : {}),
+  });
+  const message = `${program} ${command} ${
+    outcome.result === "success" ? "done" : outcome.result === "busy" ? "refused: busy" : "failed"
+  }`;
+  return (outcome.result !== "success"
+    ? Effect.logWarning(message)
+    : quiet
+    ? Effect.logDebug(message)
+    : Effect.logInfo(message)).pipe(line);
+};
+
+/**
+ * A request the gate answered busy (queue full, shutting down): logged and counted like the calls that ran. Never
+ * fails; `raw` may be anything.
+ */
+export const refusedBusy = (raw: unknown, reason: string) =>
+  Effect.gen(function* () {
+    const decoded = Schema.decodeUnknownExit(DaemonRequest)(raw);
+    if (decoded._tag === "Failure") return;
+    const req = decoded.value;
+    (yield* CurrentCniMetrics)?.rejected.inc({ command: commandOf(req.env) });
+    yield* logCall(req.program, req.env, {
+      result: "busy",
+      ms: 0,
+      error: new CniError({ code: ErrorCode.tryAgainLater, msg: reason }),
+    });
+  });
+
+/**
+ * Handles one decoded-or-not request; never fails. A call of the danm plugin is timed into the request histograms
+ * (its own time apart from its delegates') and logged once, with its outcome, duration, pod, sandbox and networks;
+ * a failure with its full reason. Successful STATUS and VERSION calls, which runtimes make all the time, and
+ * fakeipam's calls (part of a delegate's ADD) are logged at debug level.
+ */
 export const handleRequest = (raw: unknown) =>
   Effect.gen(function* () {
     const decoded = Schema.decodeUnknownExit(DaemonRequest)(raw);
     if (decoded._tag === "Failure") {
       const e = new CniError({ code: ErrorCode.decodeFailure, msg: "malformed request to the danm node daemon" });
+      yield* Effect.logWarning(e.msg);
       return { code: 1, stdout: encodeError(e, latestVersion), stderr: "" } satisfies DaemonResponse;
     }
     const req = decoded.value;
     const version = requestedVersion(req.stdin);
-    const run = req.program === "danm" ? danmCommand(req.env, req.stdin) : fakeIpam(req.env, req.stdin);
-    return yield* run.pipe(
-      Effect.catchCause((cause) =>
-        Effect.gen(function* () {
-          const failure = cause.reasons.find((r) => r._tag === "Fail");
-          const e = failure && failure.error instanceof CniError ? failure.error : new CniError({
-            code: ErrorCode.ioFailure,
-            msg: `danm node daemon: internal error in ${req.program} ${req.env.CNI_COMMAND ?? ""}`,
-            details: failure
-              ? String((failure.error as { message?: unknown }).message ?? failure.error)
-              : Cause.pretty(cause),
-          });
-          if (!(failure && failure.error instanceof CniError)) yield* Effect.logError(e.message, cause);
-          return { code: 1, stdout: encodeError(e, version), stderr: "" } satisfies DaemonResponse;
-        })
-      ),
+    const command = commandOf(req.env);
+    const metrics = yield* CurrentCniMetrics;
+    const observation = new RequestObservation();
+    const isDanm = req.program === "danm";
+    const started = performance.now();
+    if (isDanm) metrics?.inFlight.add(1, { command });
+    const exit = yield* (isDanm ? danmCommand(req.env, req.stdin) : fakeIpam(req.env, req.stdin)).pipe(
+      Effect.provideService(CurrentRequest, observation),
+      Effect.ensuring(Effect.sync(() => isDanm && metrics?.inFlight.add(-1, { command }))),
+      Effect.exit,
     );
+    const ms = performance.now() - started;
+    const error = exit._tag === "Failure" ? yield* failureOf(req.program, command, exit.cause) : undefined;
+    const result = error ? "error" : "success";
+    if (isDanm && command !== "unknown" && command !== "VERSION") {
+      metrics?.requests.observe(ms / 1000, { command, result });
+      metrics?.ownTime.observe(Math.max(0, ms - observation.delegateMs()) / 1000, { command, result });
+    }
+    yield* logCall(req.program, req.env, { result, ms, observation, ...(error ? { error } : {}) });
+    if (exit._tag === "Success") return exit.value;
+    return { code: 1, stdout: encodeError(error!, version), stderr: "" } satisfies DaemonResponse;
   });

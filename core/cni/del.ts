@@ -20,6 +20,7 @@ import { AttachmentError, step, type StepError } from "./errors.ts";
 import { removeRules } from "./postprocess.ts";
 import { backendOf, describeNetwork, fakeIpamSection, parentDevice } from "./plan.ts";
 import { type Invocation as CniInvocation, latestVersion, type Result } from "./protocol.ts";
+import { CurrentRequest } from "./metrics.ts";
 import { CniRuntime } from "./runtime.ts";
 import {
   type AttachmentRecord,
@@ -221,6 +222,8 @@ export interface DelSandboxInput {
 export interface DelSandboxOutcome {
   /** Attachments that were found. */
   readonly found: number;
+  /** Each of them, as "<network> (<interface>)". */
+  readonly networks: ReadonlyArray<string>;
   readonly problems: ReadonlyArray<AttachmentError>;
 }
 
@@ -323,7 +326,11 @@ export const delSandbox = (input: DelSandboxInput) =>
           problems.map((p) => p.message).join("; "),
       );
     }
-    return { found: items.length, problems } satisfies DelSandboxOutcome;
+    return {
+      found: items.length,
+      networks: items.map((i) => `${i.label} (${i.ifName})`),
+      problems,
+    } satisfies DelSandboxOutcome;
   });
 
 /** The CNI DEL command: always succeeds once the input is understood. */
@@ -342,5 +349,11 @@ export const del = (inv: CniInvocation, cniDir: string, prevResult?: Result) =>
       ...(prevResult ? { prevResult } : {}),
       cniDir,
     };
-    return yield* rt.withSandboxLock(inv.containerId, delSandbox(input));
+    const outcome = yield* rt.withSandboxLock(inv.containerId, delSandbox(input));
+    const request = yield* CurrentRequest;
+    if (request) {
+      request.networks = outcome.networks;
+      if (outcome.problems.length > 0) request.details.steps_left_for_retry = outcome.problems.length;
+    }
+    return outcome;
   });

@@ -41,17 +41,6 @@ export class DelegateConfigError extends Schema.TaggedError<DelegateConfigError>
   }
 }
 
-/** Device-plugin (SR-IOV) devices of a pod could not be determined. */
-export class DeviceError extends Schema.TaggedError<DeviceError>()("DeviceError", {
-  pod: Schema.String,
-  resource: Schema.String,
-  reason: Schema.String,
-}) {
-  override get message(): string {
-    return `devices of pod ${this.pod} for resource ${this.resource}: ${this.reason}`;
-  }
-}
-
 /** Reading or writing the node-local sandbox records failed. */
 export class SandboxStateError extends Schema.TaggedError<SandboxStateError>()("SandboxStateError", {
   operation: Schema.String,

@@ -3,7 +3,7 @@
 // a burst of sandboxes cannot grow the daemon's memory or latency without bound. On shutdown (`drain`) the gate stops
 // admitting — waiting requests are answered busy — and lets running ones finish for a bounded time; those still
 // running then are cut off with a busy answer too, and the runtime's DEL cleans up after them.
-import { Deferred, Effect, Semaphore } from "effect";
+import { Clock, Deferred, Effect, Semaphore } from "effect";
 
 export interface GateLimits {
   /** Requests handled at once. */
@@ -86,13 +86,13 @@ export const makeRequestGate = (limits: GateLimits): Effect.Effect<RequestGate> 
         draining = true;
         yield* Deferred.succeed(closed, undefined);
         const started = running;
-        const deadline = Date.now() + timeoutMs;
-        while (running > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis");
+        const deadline = (yield* Clock.currentTimeMillis) + timeoutMs;
+        while (running > 0 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep("20 millis");
         const cutOff = running;
         yield* Deferred.succeed(cutoff, undefined);
         // The cut-off requests answer as soon as their work is interrupted (a child process is killed first).
-        const answered = Date.now() + 5_000;
-        while (running > 0 && Date.now() < answered) yield* Effect.sleep("5 millis");
+        const answered = (yield* Clock.currentTimeMillis) + 5_000;
+        while (running > 0 && (yield* Clock.currentTimeMillis) < answered) yield* Effect.sleep("5 millis");
         return { finished: started - cutOff, cutOff };
       });
 

@@ -4,12 +4,13 @@
 //   2. IPAM reservations of this node whose sandbox is not valid (the reservation outlived both record and DanmEp);
 //   3. each delegate list that speaks 1.1.0 gets its own GC with the attachments still valid for it.
 // Sandboxes with an operation in flight and anything younger than the grace period are left alone.
-import { Effect } from "effect";
+import { Clock, Effect } from "effect";
 import { reclaimSandboxes } from "../ipam/reclaim.ts";
 import { chainGc, type DelegateChain } from "./attach/delegate.ts";
 import { delSandbox } from "./del.ts";
 import type { ValidAttachment } from "./netconf.ts";
 import { CniError, ErrorCode, type Invocation } from "./protocol.ts";
+import { CurrentCniMetrics, CurrentRequest } from "./metrics.ts";
 import { CniRuntime } from "./runtime.ts";
 import { listRecords, readRecord, type SandboxRecord } from "./state.ts";
 
@@ -35,7 +36,7 @@ export const gc = (inv: Invocation, valid: ReadonlyArray<ValidAttachment> | unde
     const cfg = rt.config;
     const validIds = new Set(valid.map((v) => v.containerID));
     const busy = yield* rt.busy;
-    const now = Date.now();
+    const now = yield* Clock.currentTimeMillis;
     const old = (iso: string | undefined) => iso === undefined || (now - Date.parse(iso)) / 1000 >= cfg.gcGraceSeconds;
     const problems: string[] = [];
 
@@ -87,10 +88,13 @@ export const gc = (inv: Invocation, valid: ReadonlyArray<ValidAttachment> | unde
       if (r._tag === "Failure") problems.push(`delegate ${chain.source}: ${r.failure.message}`);
       else if (r.success) delegates++;
     }
-    if (freed.length + reservations.length > 0) {
-      yield* Effect.logInfo(
-        `GC on ${cfg.nodeName}: freed ${freed.length} sandbox(es), ${reservations.length} reservation(s)`,
-      );
+    const request = yield* CurrentRequest;
+    if (request) {
+      request.details.freed_sandboxes = freed.length;
+      request.details.freed_reservations = reservations.length;
     }
+    const metrics = yield* CurrentCniMetrics;
+    if (freed.length > 0) metrics?.gcFreed.inc({ kind: "sandbox" }, freed.length);
+    if (reservations.length > 0) metrics?.gcFreed.inc({ kind: "reservation" }, reservations.length);
     return { sandboxes: freed, reservations, delegates, problems } satisfies GcReport;
   });

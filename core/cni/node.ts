@@ -6,20 +6,32 @@
 //                 Layer.mergeAll(kube, netlink, process, fs, cniserver))   // adapters/cniserver/live.ts
 import { Context, Effect, Layer, Option, Ref, type Scope } from "effect";
 import { DefaultCniDir } from "../api/cniconfig.ts";
-import { Ipam, makeIpam } from "../ipam/allocator.ts";
+import { Ipam, type IpamNetwork, makeIpam } from "../ipam/allocator.ts";
+import { networkLabels } from "../ipam/metrics.ts";
+import type { Network, NetworkKind } from "../api/danm.ts";
+import type { DirectoryError } from "../attach/selection.ts";
+import type { ReadinessCheck } from "../observability/metrics.ts";
+import { allReady } from "../observability/readiness.ts";
 import { blockStoreFromKube, kubeOwnerDirectory } from "../ipam/kube.ts";
 import { BlockStore } from "../ipam/store.ts";
 import { Fs } from "../ports/filesystem.ts";
 import type { Kube } from "../ports/kube.ts";
 import type { Netlink } from "../ports/netlink.ts";
 import type { Process } from "../ports/process.ts";
-import { busyResponse, type DaemonResponse, handleRequest, isFakeIpamRequest } from "./daemon.ts";
-import { type GateStats, makeRequestGate } from "./gate.ts";
+import { busyResponse, bypassesGate, type DaemonResponse, handleRequest, refusedBusy } from "./daemon.ts";
+import { type GateStats, makeRequestGate, type RequestGate } from "./gate.ts";
 import { delSandbox } from "./del.ts";
+import { noPodDevices, PodDevices, type PodDevicesService } from "../ports/pod_devices.ts";
+import { CniListener, type CniListenerError } from "../ports/cni_listener.ts";
+import { type CniMetrics, cniMetrics, CurrentCniMetrics } from "./metrics.ts";
+import {
+  type CniNodeConfig,
+  CniRuntime,
+  type CniRuntimeService,
+  defaultNodeConfig,
+  makeCniRuntime,
+} from "./runtime.ts";
 import { reclaimGoneSandboxes } from "./reclaim.ts";
-import { noPodDevices, PodDevices, type PodDevicesService } from "./devices.ts";
-import { CniListener, type CniListenerError } from "./listener.ts";
-import { type CniNodeConfig, CniRuntime, defaultNodeConfig, makeCniRuntime } from "./runtime.ts";
 
 export interface CniNodeOptions extends Partial<CniNodeConfig> {
   readonly nodeName: string;
@@ -41,6 +53,15 @@ export interface CniNodeOptions extends Partial<CniNodeConfig> {
 
 export interface CniNodeService {
   readonly config: CniNodeConfig;
+  /** The daemon's Prometheus metrics (the composition root serves them, beside its own). */
+  readonly metrics: CniMetrics;
+  /** The exposition of `metrics` after refreshing what is read at scrape time (IPAM pools, pending teardowns). */
+  readonly renderMetrics: Effect.Effect<string>;
+  /**
+   * Why the daemon is not ready for ADDs, or undefined: its caches have not listed everything, the apiserver does not
+   * answer, or (served on a socket: `make`) its socket does not (readiness probe).
+   */
+  readonly notReady: ReadinessCheck;
   /** The request handler the socket serves, for in-process callers. */
   readonly handle: (request: unknown) => Effect.Effect<DaemonResponse>;
   /** Caches that have not finished their first list (empty = ready for ADDs). */
@@ -67,9 +88,11 @@ export const makeHandler = (
       Effect.catch((e) => Effect.logWarning(`cannot create the sandbox state directory: ${e.message}`)),
     );
     const runtime = yield* makeCniRuntime(config);
+    const metrics = cniMetrics(config.nodeName);
     const blockStore = yield* Effect.provide(BlockStore, blockStoreFromKube);
     const owners = yield* kubeOwnerDirectory;
     const ipam = yield* makeIpam({
+      metrics: metrics.ipam,
       // A static address held by an earlier incarnation of the same pod (new UID) may be taken over.
       ownerGone: (r) => {
         const [ns, pod] = r.pod.split("/");
@@ -87,11 +110,21 @@ export const makeHandler = (
       Context.add(Ipam, ipam),
       Context.add(BlockStore, blockStore),
       Context.add(PodDevices, podDevices ?? Option.getOrElse(provided, () => noPodDevices)),
+      Context.add(CurrentCniMetrics, metrics),
     );
     const gate = yield* makeRequestGate(config);
     const handle = (request: unknown) => {
       const work = handleRequest(request).pipe(Effect.provideContext(context));
-      return isFakeIpamRequest(request) ? work : gate.admit(work, (reason) => busyResponse(request, reason));
+      if (bypassesGate(request)) return work;
+      let busy: string | undefined;
+      return gate.admit(work, (reason) => {
+        busy = reason;
+        return busyResponse(request, reason);
+      }).pipe(
+        Effect.tap(() =>
+          busy === undefined ? Effect.void : refusedBusy(request, busy).pipe(Effect.provideContext(context))
+        ),
+      );
     };
     const drain = gate.drain(config.drainTimeoutMs).pipe(
       Effect.flatMap(({ finished, cutOff }) =>
@@ -133,6 +166,18 @@ export const makeHandler = (
     }
     return {
       config,
+      metrics,
+      renderMetrics: Effect.andThen(
+        refreshGauges(runtime, ipam, metrics, gate),
+        Effect.sync(() => metrics.registry.render()),
+      ),
+      notReady: allReady({
+        caches: Effect.map(
+          runtime.unsynced,
+          (w) => (w.length > 0 ? `waiting for the first list of ${w.join(", ")}` : undefined),
+        ),
+        apiserver: runtime.apiReachable,
+      }),
       handle,
       unsynced: runtime.unsynced,
       pendingTeardowns: Ref.get(runtime.pendingTeardowns),
@@ -141,17 +186,93 @@ export const makeHandler = (
     } satisfies CniNodeService;
   });
 
+/** What the socket probe sends: a VERSION request through the whole path (listener, handler) that touches nothing. */
+const versionProbe = { program: "danm", env: { CNI_COMMAND: "VERSION" }, stdin: "{}" };
+
+/**
+ * Gauges read at scrape time. Pools: every network this node's allocator works on; after a restart, networks this
+ * node's pods are on are loaded first (one list of their blocks), so the numbers are there before the next ADD.
+ */
+const refreshGauges = (runtime: CniRuntimeService, ipam: Ipam["Service"], metrics: CniMetrics, gate: RequestGate) =>
+  Effect.gen(function* () {
+    metrics.pendingTeardowns.set((yield* Ref.get(runtime.pendingTeardowns)).size);
+    metrics.queued.set((yield* gate.stats).queued);
+    const onNode = new Map<string, { kind: NetworkKind; namespace: string; name: string }>();
+    for (const ep of yield* runtime.nodeEndpoints) {
+      const kind: NetworkKind = ep.spec.apiType || "DanmNet";
+      const namespace = kind === "ClusterNetwork" ? "" : ep.metadata.namespace ?? "";
+      onNode.set(`${kind}/${namespace}/${ep.spec.NetworkName}`, { kind, namespace, name: ep.spec.NetworkName });
+    }
+    const tracked = new Set(
+      ipam.usage(runtime.config.nodeName).map((u) => `${u.ref.kind}/${u.ref.namespace ?? ""}/${u.ref.name}`),
+    );
+    for (const [key, n] of onNode) {
+      if (tracked.has(key)) continue;
+      const network = yield* Effect.orElseSucceed(lookupNetwork(runtime, n.kind, n.namespace, n.name), () => undefined);
+      const ipamNetwork = network && ipamNetworkOf(n.kind, network);
+      if (ipamNetwork) yield* Effect.ignore(ipam.track(ipamNetwork));
+    }
+    const seen = new Set<string>();
+    for (const u of ipam.usage(runtime.config.nodeName)) {
+      const labels = { ...networkLabels(u.ref), family: String(u.family) };
+      seen.add(labelKey(labels));
+      metrics.ipam.poolCapacity.set(Number(u.capacity), labels);
+      metrics.ipam.poolAllocated.set(u.reserved, labels);
+    }
+    for (const labels of metrics.ipam.poolCapacity.labelSets()) {
+      if (seen.has(labelKey(labels))) continue;
+      metrics.ipam.poolCapacity.remove(labels);
+      metrics.ipam.poolAllocated.remove(labels);
+    }
+  });
+
+/** A label set as a key (label order aside). */
+const labelKey = (l: Readonly<Record<string, string>>) => JSON.stringify(Object.entries(l).sort());
+
+const lookupNetwork = (
+  runtime: CniRuntimeService,
+  kind: NetworkKind,
+  namespace: string,
+  name: string,
+): Effect.Effect<Network | undefined, DirectoryError> => {
+  const d = runtime.directory;
+  if (kind === "ClusterNetwork") return d.clusterNetwork(name);
+  if (kind === "TenantNetwork") return d.tenantNetwork(namespace, name);
+  return d.danmNet(namespace, name);
+};
+
+/** The network as danm's IPAM knows it, if it has a pool there (a cidr or net6). */
+const ipamNetworkOf = (kind: NetworkKind, n: Network): IpamNetwork | undefined => {
+  const options = n.spec.Options ?? {};
+  if (!options.cidr && !options.net6) return undefined;
+  const namespace = kind === "ClusterNetwork" ? undefined : n.metadata.namespace;
+  return {
+    ref: { kind, ...(namespace ? { namespace } : {}), name: n.metadata.name ?? "", uid: n.metadata.uid ?? "" },
+    options,
+  };
+};
+
 /** The handler served on `config.socketPath`. */
 export const make = (
   options: CniNodeOptions,
 ): Effect.Effect<CniNodeService, CniListenerError, Kube | Netlink | Process | Fs | CniListener | Scope.Scope> =>
   Effect.gen(function* () {
-    const node = yield* makeHandler(options);
+    const handler = yield* makeHandler(options);
     const listener = yield* CniListener;
-    yield* listener.serve(node.config.socketPath, node.handle);
+    yield* listener.serve(handler.config.socketPath, handler.handle);
     // Registered after the listener's own finalizer, so it runs first: on shutdown the socket keeps answering (busy)
     // while running requests finish, and closes after.
-    yield* Effect.addFinalizer(() => node.drain);
+    yield* Effect.addFinalizer(() => handler.drain);
+    const node: CniNodeService = {
+      ...handler,
+      notReady: allReady({
+        handler: handler.notReady,
+        socket: listener.probe(handler.config.socketPath, versionProbe).pipe(
+          Effect.as(undefined),
+          Effect.catch((e) => Effect.succeed(e.message)),
+        ),
+      }),
+    };
     yield* Effect.logInfo(`danm CNI for node ${node.config.nodeName} listening on ${node.config.socketPath}`);
     return node;
   });

@@ -21,6 +21,9 @@ import {
   getOrUndefined,
   type NetworkDirectoryService,
 } from "../attach/selection.ts";
+import { type EventRecorder, makeEventRecorder } from "../observability/events.ts";
+import type { ReadinessCheck } from "../observability/metrics.ts";
+import { makeApiProbe } from "../observability/readiness.ts";
 import { type Informer, Kube } from "../ports/kube.ts";
 import { nodeSelector } from "./endpoints.ts";
 import { type AddressTickets, makeAddressTickets } from "./tickets.ts";
@@ -99,8 +102,13 @@ export interface CniRuntimeService {
   readonly background: (key: string, e: Effect.Effect<void>) => Effect.Effect<void>;
   /** Reservations delegates are waiting for through fakeipam (tickets.ts). */
   readonly tickets: AddressTickets;
-  /** Last apiserver probe: when, and the problem (undefined = reachable). */
-  readonly probe: Ref.Ref<{ readonly at: number; readonly problem: string | undefined } | undefined>;
+  /** Events on pods (a failed ADD), aggregated on repeats. */
+  readonly events: EventRecorder;
+  /**
+   * Whether the apiserver (where IPAM and DanmEps live) answers: undefined, or the problem. Probed at most every
+   * `statusProbeTtlMs` (CNI STATUS and the readiness probe share it).
+   */
+  readonly apiReachable: ReadinessCheck;
 }
 
 export class CniRuntime extends Context.Service<CniRuntime, CniRuntimeService>()("danm/core/cni/CniRuntime") {}
@@ -220,6 +228,10 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
       background,
       pendingTeardowns: yield* Ref.make<ReadonlySet<string>>(new Set()),
       tickets: makeAddressTickets(),
-      probe: yield* Ref.make<{ readonly at: number; readonly problem: string | undefined } | undefined>(undefined),
+      events: makeEventRecorder(kube, { component: "danm-cni", instance: config.nodeName }),
+      // An object that never exists: a NotFound answer proves the apiserver and the DanmEp API are reachable.
+      apiReachable: yield* makeApiProbe(() => kube.get(DanmEpResource, "danm-status-probe", { namespace: "default" }), {
+        ttlMs: config.statusProbeTtlMs,
+      }),
     } satisfies CniRuntimeService;
   });

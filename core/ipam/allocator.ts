@@ -37,9 +37,11 @@ import {
   offsetInBlock,
   planFamily,
   poolBlockRange,
+  poolCapacity,
   type PoolOptions,
   type TakenOffsets,
 } from "./plan.ts";
+import type { IpamMetrics } from "./metrics.ts";
 import { BlockRace, BlockStore, type BlockStoreFailure } from "./store.ts";
 
 export interface IpamNetwork {
@@ -114,7 +116,15 @@ interface ReleaseOp {
   readonly done: Deferred.Deferred<number, IpamError>;
 }
 
-type Op = ReserveOp | ReleaseOp;
+/** Only loads the lane's blocks (usage of a network this node has not allocated on since it started). */
+interface LoadOp {
+  readonly type: "load";
+  readonly done: Deferred.Deferred<void, IpamError>;
+}
+
+/** What goes into a block write. */
+type WriteOp = ReserveOp | ReleaseOp;
+type Op = WriteOp | LoadOp;
 
 interface Lane {
   readonly ref: NetworkRef;
@@ -136,6 +146,8 @@ interface Lane {
   loaded: boolean;
   /** Block creations this lane lost: each moves the next new block to a fresh position (see chooseDynamic). */
   lostCreates: number;
+  /** The pool as last asked for (usage reports its capacity). */
+  plan?: FamilyPlan;
 }
 
 export interface IpamOptions {
@@ -143,6 +155,18 @@ export interface IpamOptions {
   readonly ownerGone?: (r: Reservation) => Effect.Effect<boolean>;
   readonly maxAttempts?: number;
   readonly now?: () => string;
+  /** Where allocations, releases, block writes and conflicts are counted. */
+  readonly metrics?: IpamMetrics;
+}
+
+/** One network and family the allocator works on, as `usage` reports it. */
+export interface PoolUsage {
+  readonly ref: NetworkRef;
+  readonly family: Family;
+  /** Addresses dynamic allocation can hand out. */
+  readonly capacity: bigint;
+  /** Reservations held for pods of the node asked about. */
+  readonly reserved: number;
 }
 
 export class Ipam extends Context.Service<Ipam, {
@@ -157,6 +181,13 @@ export class Ipam extends Context.Service<Ipam, {
   readonly release: (network: IpamNetwork, owner: Owner) => Effect.Effect<number, IpamError>;
   /** Counters since start, for metrics and benchmarks. */
   readonly stats: () => IpamStats;
+  /**
+   * Loads the network's blocks if this allocator has not yet (after a restart, before the first request on it), so
+   * that `usage` covers it.
+   */
+  readonly track: (network: IpamNetwork) => Effect.Effect<void, IpamError>;
+  /** Per network and family this allocator has loaded: capacity and the reservations `node`'s pods hold. */
+  readonly usage: (node: string) => ReadonlyArray<PoolUsage>;
 }>()("danm/core/ipam/Ipam") {}
 
 export interface IpamStats {
@@ -212,6 +243,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
     const ownerGone = options.ownerGone ?? (() => Effect.succeed(false));
     const lanes = new Map<string, Lane>();
     const stats: IpamStats = { batches: 0, ops: 0, writes: 0, conflicts: 0, lostCreates: 0 };
+    const metrics = options.metrics;
     const scope = yield* Effect.scope;
 
     const setBlock = (lane: Lane, index: bigint, block: IPBlock | undefined) => {
@@ -291,7 +323,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
         interface Work {
           readonly base: IPBlock | undefined;
           readonly reservations: Record<string, Reservation>;
-          readonly ops: Op[];
+          readonly ops: WriteOp[];
           node?: string;
         }
         const work = new Map<bigint, Work>();
@@ -347,7 +379,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
           }
           return undefined;
         };
-        const attach = (op: Op, index: bigint) => {
+        const attach = (op: WriteOp, index: bigint) => {
           const w = getWork(index);
           if (!w.ops.includes(op)) w.ops.push(op);
         };
@@ -429,6 +461,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
         };
 
         for (const op of batch) {
+          if (op.type === "load") continue;
           if (op.type === "release") {
             const at = locate(op.owner);
             if (!at || at.r.sandbox !== op.owner.sandbox) {
@@ -441,6 +474,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
             continue;
           }
           const plan = op.plan;
+          lane.plan = plan;
           const existing = locate(op.owner);
           if (existing) {
             const existingValue = plan.network.base + (existing.index << BigInt(plan.blockBits)) +
@@ -511,7 +545,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
         }
 
         // Ops that needed no write are done now.
-        const waiting = new Set<Op>();
+        const waiting = new Set<WriteOp>();
         for (const w of work.values()) for (const op of w.ops) waiting.add(op);
         for (const [op, value] of assigned) {
           if (!waiting.has(op)) {
@@ -521,11 +555,12 @@ export const makeIpam = (options: IpamOptions = {}) =>
         for (const [op, n] of released) {
           if (!waiting.has(op)) yield* Deferred.succeed(op.done, n);
         }
+        for (const op of batch) if (op.type === "load") yield* Deferred.succeed(op.done, undefined);
 
-        const failedOps = new Set<Op>();
-        const retryOps = new Set<Op>();
+        const failedOps = new Set<WriteOp>();
+        const retryOps = new Set<WriteOp>();
         // Ops whose block another node created first: no contention on data, the retry just picks another block.
-        const lostCreate = new Set<Op>();
+        const lostCreate = new Set<WriteOp>();
         yield* Effect.forEach([...work.entries()].filter(([, w]) => w.ops.length > 0), ([index, w]) =>
           Effect.gen(function* () {
             const plan = (w.ops.find((o): o is ReserveOp => o.type === "reserve")?.plan) ?? undefined;
@@ -539,6 +574,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
             const result = yield* Effect.result(write);
             if (result._tag === "Success") {
               stats.writes++;
+              metrics?.blockWrites.inc();
               setBlock(lane, index, result.success);
               return;
             }
@@ -548,6 +584,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
                 stats.lostCreates++;
                 lane.lostCreates++;
               } else stats.conflicts++;
+              metrics?.conflicts.inc({ kind: err.kind });
               const fresh = yield* Effect.result(
                 store.get(base?.metadata.name ?? blockName(lane.ref, lane.family, index)),
               );
@@ -601,7 +638,11 @@ export const makeIpam = (options: IpamOptions = {}) =>
       });
 
     const failOp = (op: Op, e: IpamError): Effect.Effect<boolean> =>
-      op.type === "reserve" ? Deferred.fail(op.done, e) : Deferred.fail(op.done, e);
+      op.type === "reserve"
+        ? Deferred.fail(op.done, e)
+        : op.type === "release"
+        ? Deferred.fail(op.done, e)
+        : Deferred.fail(op.done, e);
 
     const newBlock = (
       lane: Lane,
@@ -692,7 +733,9 @@ export const makeIpam = (options: IpamOptions = {}) =>
         const lane = yield* laneFor(network.ref, family);
         const done = yield* Deferred.make<string, IpamError>();
         yield* Queue.offer(lane.queue, { type: "reserve", owner, request, plan, attempts: 0, done });
-        return yield* Deferred.await(done);
+        const address = yield* Deferred.await(done);
+        metrics?.allocations.inc({ family: String(family) });
+        return address;
       });
 
     const releaseFamily = (network: IpamNetwork, owner: Owner, family: Family) =>
@@ -700,13 +743,58 @@ export const makeIpam = (options: IpamOptions = {}) =>
         const lane = yield* laneFor(network.ref, family);
         const done = yield* Deferred.make<number, IpamError>();
         yield* Queue.offer(lane.queue, { type: "release", owner, attempts: 0, done });
-        return yield* Deferred.await(done);
+        const n = yield* Deferred.await(done);
+        if (n > 0) metrics?.releases.inc({ family: String(family) }, n);
+        return n;
       });
 
     const release = (network: IpamNetwork, owner: Owner) =>
       Effect.all([releaseFamily(network, owner, 4), releaseFamily(network, owner, 6)], { concurrency: 2 }).pipe(
         Effect.map(([a, b]) => a + b),
       );
+
+    const allocateTimed = (network: IpamNetwork, owner: Owner, ip: string | undefined, ip6: string | undefined) => {
+      if (!metrics) return allocate(network, owner, ip, ip6);
+      const started = performance.now();
+      return allocate(network, owner, ip, ip6).pipe(
+        Effect.onExit((exit) =>
+          Effect.sync(() =>
+            metrics.allocationDuration.observe((performance.now() - started) / 1000, {
+              result: exit._tag === "Success"
+                ? "success"
+                : exit.cause.reasons.find((r) => r._tag === "Fail")?.error._tag ?? "interrupted",
+            })
+          )
+        ),
+      );
+    };
+
+    const track = (network: IpamNetwork) =>
+      Effect.forEach([4, 6] as const, (family) =>
+        Effect.gen(function* () {
+          const { plan } = planOf(network.options, family);
+          if (!plan) return;
+          const lane = yield* laneFor(network.ref, family);
+          lane.plan ??= plan;
+          if (lane.loaded) return;
+          const done = yield* Deferred.make<void, IpamError>();
+          yield* Queue.offer(lane.queue, { type: "load", done });
+          yield* Deferred.await(done);
+        }), { discard: true });
+
+    const usage = (node: string): PoolUsage[] => {
+      const out: PoolUsage[] = [];
+      for (const lane of lanes.values()) {
+        if (!lane.loaded || !lane.plan) continue;
+        let reserved = 0;
+        for (const b of lane.blocks.values()) {
+          const rs = b.spec.reservations;
+          for (const off in rs) if (rs[off].node === node) reserved++;
+        }
+        out.push({ ref: lane.ref, family: lane.family, capacity: poolCapacity(lane.plan), reserved });
+      }
+      return out;
+    };
 
     const allocate = (network: IpamNetwork, owner: Owner, ip: string | undefined, ip6: string | undefined) =>
       Effect.gen(function* () {
@@ -747,7 +835,7 @@ export const makeIpam = (options: IpamOptions = {}) =>
         return result as AllocationResult;
       });
 
-    return Ipam.of({ allocate, release, stats: () => ({ ...stats }) });
+    return Ipam.of({ allocate: allocateTimed, release, stats: () => ({ ...stats }), track, usage });
   });
 
 export const ipamLayer = (options: IpamOptions = {}): Layer.Layer<Ipam, never, BlockStore> =>

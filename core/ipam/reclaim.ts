@@ -5,8 +5,9 @@
 // the grace period are left alone, which covers the window where a pod's ADD races the reclaimer's view.
 // A node agent reclaims what was reserved on its own node, and what was reserved on nodes that no longer exist
 // (a node removed for good has no agent left to do it; every agent may, compare-and-swap keeps them apart).
-import { Effect } from "effect";
+import { type Duration, Effect } from "effect";
 import type { IPBlock, Reservation } from "../api/ipam.ts";
+import type { IpamMetrics } from "./metrics.ts";
 import { BlockRace, BlockStore, type BlockStoreFailure } from "./store.ts";
 
 export interface OwnerDirectory {
@@ -153,4 +154,37 @@ export const reclaimSandboxes = (
       yield* round.prune(block, drop, reasons);
     }
     return round.report();
+  });
+
+/**
+ * The node agent's reclaim loop: every `period`, frees the reservations of `node`'s pods that are gone (a missed
+ * DEL; CNI GC covers what the runtime knows) and of removed nodes' pods, and the blocks of deleted networks. Runs
+ * until interrupted.
+ */
+export const reclaimLoop = (
+  directory: OwnerDirectory,
+  options: { readonly node: string; readonly period: Duration.Input; readonly graceSeconds: number },
+  metrics?: IpamMetrics,
+) =>
+  Effect.gen(function* () {
+    const round = reclaimOrphans(directory, { graceSeconds: options.graceSeconds, node: options.node }).pipe(
+      Effect.tap((r) =>
+        Effect.gen(function* () {
+          metrics?.reclaimRuns.inc({ result: "success" });
+          if (r.freed.length > 0) metrics?.reclaimed.inc({ kind: "reservation" }, r.freed.length);
+          if (r.deletedBlocks.length > 0) metrics?.reclaimed.inc({ kind: "block" }, r.deletedBlocks.length);
+          if (r.freed.length || r.deletedBlocks.length) {
+            yield* Effect.logInfo(`reclaimed ${r.freed.length} reservation(s), ${r.deletedBlocks.length} block(s)`)
+              .pipe(Effect.annotateLogs({ freed: r.freed.join("; ") }));
+          }
+        })
+      ),
+      Effect.catch((e) =>
+        Effect.andThen(
+          Effect.sync(() => metrics?.reclaimRuns.inc({ result: "error" })),
+          Effect.logWarning(`reclaim: ${e.message}`),
+        )
+      ),
+    );
+    return yield* Effect.sleep(options.period).pipe(Effect.andThen(round), Effect.forever);
   });

@@ -15,6 +15,8 @@ import { NetwatcherFailed } from "./errors.ts";
 import { emitEvent, EventMemory, networkEvent } from "./events.ts";
 import { type HostReport, reconcileHost } from "./host.ts";
 import { netwatcherMetrics } from "./metrics.ts";
+import type { ReadinessCheck } from "../observability/metrics.ts";
+import { allReady, cachesSynced, informerSynced, makeApiProbe } from "../observability/readiness.ts";
 import { nadDemand, nadRef, nadRestore, nadRewrite, OriginalMasterAnnotation, readNad } from "./nad.ts";
 import { peerAddresses, UnderlayAnnotation } from "./peers.ts";
 import {
@@ -82,6 +84,8 @@ export interface NetwatcherService {
   readonly lastReport: Effect.Effect<ReconcileReport | undefined>;
   /** Prometheus text exposition of this agent's metrics. */
   readonly metrics: Effect.Effect<string>;
+  /** Why the agent is not ready (a cache not listed, the apiserver not answering), or undefined. */
+  readonly notReady: ReadinessCheck;
   /** Never succeeds: fails when the agent stops for good (a watch died with an error it does not retry). */
   readonly join: Effect.Effect<never, NetwatcherFailed>;
 }
@@ -223,6 +227,20 @@ export const make = (
     const peerInformer = nodesUsable && config.peerSelector
       ? yield* watched("Node", yield* kube.informer(NodeResource, { labelSelector: config.peerSelector }), nodeRelevant)
       : nodeInformer;
+
+    const informers: Array<readonly [string, Effect.Effect<boolean>]> = [
+      ...networkInformers.map(({ kind, inf }) => [kind, informerSynced(inf)] as const),
+      ...(nadInformer ? [["NetworkAttachmentDefinitions", informerSynced(nadInformer)] as const] : []),
+      ...(nodeInformer ? [["Nodes", informerSynced(nodeInformer)] as const] : []),
+    ];
+    // A read of an object that never exists: NotFound proves the apiserver answers.
+    const kind = networkInformers[0]?.kind;
+    const apiReachable = yield* makeApiProbe(() =>
+      kind
+        ? kube.get(networkRt(kind), "danm-readiness-probe", { namespace: "default" })
+        : kube.get(NetworkAttachmentDefinitionResource, "danm-readiness-probe", { namespace: "default" })
+    );
+    const notReady = allReady({ caches: cachesSynced(informers), apiserver: apiReachable });
 
     // --- One pass -----------------------------------------------------------------------------------------
     const lock = yield* Semaphore.make(1);
@@ -401,6 +419,7 @@ export const make = (
       reconcileNow: pass,
       lastReport: Effect.sync(() => last),
       metrics: Effect.sync(() => metrics.registry.render()),
+      notReady,
       join: Deferred.await(failure),
     } satisfies NetwatcherService;
   });

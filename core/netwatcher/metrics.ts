@@ -5,7 +5,7 @@ import { Registry } from "../observability/metrics.ts";
 /** The metrics one netwatcher keeps; every series carries its node label. */
 export function netwatcherMetrics(node: string) {
   const r = new Registry({ node });
-  return {
+  const m = {
     registry: r,
     reconciles: r.counter("danm_netwatcher_reconciles_total", "Reconcile passes, by result (ok, error)."),
     reconcileSeconds: r.histogram(
@@ -32,5 +32,11 @@ export function netwatcherMetrics(node: string) {
     statusWrites: r.counter("danm_netwatcher_status_writes_total", "Network status writes, by result."),
     events: r.counter("danm_netwatcher_events_total", "Kubernetes Events emitted, by reason."),
   };
+  // Series an alert or a dashboard reads exist from the start (at zero), not only after the first change.
+  for (const result of ["ok", "error"]) m.reconciles.init({ result });
+  for (const kind of ["vlan", "vxlan"]) m.interfaces.set(0, { kind });
+  m.conflicts.set(0);
+  m.notReady.set(0);
+  return m;
 }
 export type NetwatcherMetrics = ReturnType<typeof netwatcherMetrics>;

@@ -147,8 +147,11 @@ export const runController = (
       metrics.queuePending.set(yield* labelQueue.pending, { queue: "danmeps" });
     }).pipe(Effect.repeat(Schedule.spaced("1 second")), Effect.asVoid);
 
+    metrics.viewLoaded.set(0);
+    yield* Effect.addFinalizer(() => Effect.sync(() => metrics.viewLoaded.set(0)));
     const workers = Effect.gen(function* () {
       yield* Deferred.await(viewLoaded);
+      metrics.viewLoaded.set(1);
       yield* Effect.logInfo(`svcwatcher ${options.identity}: view loaded, reconciling`);
       if (options.onStarted) yield* options.onStarted;
       const n = options.workers ?? 4;

@@ -39,6 +39,10 @@ export class SvcwatcherMetrics {
     "danm_svcwatcher_leader_transitions_total",
     "Times this replica acquired (acquired) or lost (lost) the leader lease.",
   );
+  readonly viewLoaded = this.registry.gauge(
+    "danm_svcwatcher_view_loaded",
+    "1 while this replica leads and its view holds the first full state of every watched kind, else 0.",
+  );
   readonly queuePending = this.registry.gauge(
     "danm_svcwatcher_queue_pending",
     "Keys waiting in the work queues, by queue.",
@@ -46,5 +50,11 @@ export class SvcwatcherMetrics {
 
   render(): string {
     return this.registry.render();
+  }
+
+  /** Why this replica is not ready: it leads but has not loaded its view yet. A standby is ready to take over. */
+  notLeadingOrLoaded(): string | undefined {
+    const leading = this.leader.labelSets().some((l) => this.leader.get(l) === 1);
+    return leading && this.viewLoaded.get() !== 1 ? "leading, but the view is not loaded yet" : undefined;
   }
 }

@@ -6,7 +6,7 @@
 //   * a failed key comes back after a per-key exponential backoff; a success resets its backoff.
 // Keys are never dropped after failures: the state they stand for has to converge eventually, and the errors are
 // visible through the handler's own reporting.
-import { Effect, Exit, Queue, type Scope } from "effect";
+import { Clock, Effect, Exit, Queue, type Scope } from "effect";
 
 export interface WorkQueueOptions {
   /** Delay before the first retry of a failed key. Default 25 ms. */
@@ -60,9 +60,9 @@ export const makeWorkQueue = (options: WorkQueueOptions = {}): Effect.Effect<Wor
         for (const k of keys) addNow(k);
       });
     const addAfter = (key: string, ms: number): Effect.Effect<void> =>
-      Effect.suspend(() => {
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
         if (ms <= 0) return add(key);
-        const due = Date.now() + ms;
+        const due = now + ms;
         const pending = delayed.get(key);
         if (pending !== undefined && pending <= due) return Effect.void;
         delayed.set(key, due);

@@ -7,7 +7,13 @@
 // instead of failing on a stale resourceVersion.
 import { Effect } from "effect";
 import { DanmEpResource, DanmEpSystemLabelPrefix } from "../api/danm.ts";
-import { type Endpoints, EndpointSliceResource, EndpointsResource, type Service } from "../api/k8s.ts";
+import {
+  type Endpoints,
+  type EndpointSlice,
+  EndpointSliceResource,
+  EndpointsResource,
+  type Service,
+} from "../api/k8s.ts";
 import type { ObjectMeta } from "../api/meta.ts";
 import type { KubeService } from "../ports/kube.ts";
 import { DanmEpLabelSyncError, type ServiceSyncError, syncError } from "./errors.ts";
@@ -69,25 +75,39 @@ const awaitObserved = (deps: SyncDeps, conditions: ReadonlyArray<() => boolean>)
     ? Effect.void
     : deps.view.awaitView(() => conditions.every((c) => c()), deps.observeTimeoutMs).pipe(Effect.asVoid);
 
+/**
+ * Deletes the EndpointSlice `slice` of the Service `key` if it is still the object the view showed (uid
+ * precondition: one recreated meanwhile is not the one we meant); gone already is fine. Answers the condition that
+ * the view has seen it go.
+ */
+const deleteSlice = (
+  deps: SyncDeps,
+  key: string,
+  namespace: string,
+  slice: EndpointSlice,
+): Effect.Effect<() => boolean, ServiceSyncError> => {
+  const name = slice.metadata.name ?? "";
+  const sliceKey = `${namespace}/${name}`;
+  return deps.kube.delete(EndpointSliceResource, name, {
+    namespace,
+    preconditions: { ...(slice.metadata.uid ? { uid: slice.metadata.uid } : {}) },
+  }).pipe(
+    Effect.catchTag("KubeNotFound", () => Effect.void),
+    Effect.mapError(syncError(key, `delete EndpointSlice ${sliceKey}`)),
+    Effect.map(() => {
+      deps.metrics.writes.inc({ resource: "endpointslices", verb: "delete" });
+      return () => deps.view.slices.get(sliceKey)?.metadata.uid !== slice.metadata.uid;
+    }),
+  );
+};
+
 /** Removes every EndpointSlice and the Endpoints we own for `key`. */
 const cleanup = (deps: SyncDeps, key: string): Effect.Effect<void, ServiceSyncError> =>
   Effect.gen(function* () {
     const { kube, view, metrics } = deps;
     const [namespace, name] = key.split("/");
     const waits: Array<() => boolean> = [];
-    for (const slice of view.slicesOf(key)) {
-      const sliceName = slice.metadata.name ?? "";
-      const sliceKey = `${namespace}/${sliceName}`;
-      yield* kube.delete(EndpointSliceResource, sliceName, {
-        namespace,
-        preconditions: { ...(slice.metadata.uid ? { uid: slice.metadata.uid } : {}) },
-      }).pipe(
-        Effect.catchTag("KubeNotFound", () => Effect.void),
-        Effect.mapError(syncError(key, `delete EndpointSlice ${sliceKey}`)),
-      );
-      metrics.writes.inc({ resource: "endpointslices", verb: "delete" });
-      waits.push(() => view.slices.get(sliceKey)?.metadata.uid !== slice.metadata.uid);
-    }
+    for (const slice of view.slicesOf(key)) waits.push(yield* deleteSlice(deps, key, namespace, slice));
     const ep = view.endpoints.get(key);
     if (ep) {
       // Preconditions: if someone else has taken the object over meanwhile, it is not ours to delete.
@@ -216,18 +236,7 @@ export const syncService = (deps: SyncDeps, key: string): Effect.Effect<void, Se
       metrics.writes.inc({ resource: "endpointslices", verb: "update" });
       waits.push(() => view.slices.get(sliceKey)?.metadata.resourceVersion !== before);
     }
-    for (const slice of plan.delete) {
-      const sliceKey = `${namespace}/${slice.metadata.name}`;
-      yield* kube.delete(EndpointSliceResource, slice.metadata.name ?? "", {
-        namespace,
-        preconditions: { ...(slice.metadata.uid ? { uid: slice.metadata.uid } : {}) },
-      }).pipe(
-        Effect.catchTag("KubeNotFound", () => Effect.void),
-        Effect.mapError(syncError(key, `delete EndpointSlice ${sliceKey}`)),
-      );
-      metrics.writes.inc({ resource: "endpointslices", verb: "delete" });
-      waits.push(() => view.slices.get(sliceKey)?.metadata.uid !== slice.metadata.uid);
-    }
+    for (const slice of plan.delete) waits.push(yield* deleteSlice(deps, key, namespace, slice));
     metrics.endpoints.set(
       plan.result.reduce((n, s) => n + s.endpoints.length, 0),
       { namespace, service: svcNow.metadata.name ?? "" },

@@ -504,6 +504,7 @@ export const makeAdmission = (
       const exit = yield* Effect.exit(skip ? Effect.succeed({} as Verdict) : Effect.andThen(ready, handler(req, ref)));
       let response: ReviewResponse;
       let result: "allowed" | "denied" | "error";
+      let rules: ReadonlyArray<string> = [];
       if (Exit.isSuccess(exit)) {
         response = allow(req.uid, exit.value.patch, exit.value.warnings);
         result = "allowed";
@@ -512,6 +513,7 @@ export const makeAdmission = (
         if (err._tag === "Some" && err.value instanceof AdmissionDenied) {
           response = deny(req.uid, err.value.message, causesOf(err.value.problems));
           result = "denied";
+          rules = err.value.problems.map((p) => p.rule);
         } else if (err._tag === "Some") {
           yield* Effect.logWarning(err.value.message);
           response = deny(req.uid, err.value.message, [], 500);
@@ -523,7 +525,14 @@ export const makeAdmission = (
           result = "error";
         }
       }
-      metrics.observeAdmission(endpoint, req.kind.kind, req.operation, result, (performance.now() - started) / 1000);
+      metrics.observeAdmission(
+        endpoint,
+        req.kind.kind,
+        req.operation,
+        result,
+        (performance.now() - started) / 1000,
+        rules,
+      );
       return response;
     });
 

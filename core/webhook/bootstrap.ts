@@ -11,7 +11,7 @@
 //   4. Set the CA as caBundle of every webhook in the Validating- and MutatingWebhookConfiguration, with a JSON
 //      patch guarded by a `test` of each webhook's name.
 // Run at start and then periodically by every replica: rotation by one replica reaches the others.
-import { Effect, Schema } from "effect";
+import { Clock, Effect, Schema } from "effect";
 import { Fs } from "../ports/filesystem.ts";
 import { Kube, type KubeError } from "../ports/kube.ts";
 import { type JsonPatchOperation } from "../ports/kube.ts";
@@ -101,13 +101,13 @@ const secretFor = (
   },
 });
 
-const issueFor = (c: BootstrapConfig, ca: PemPair) =>
+const issueFor = (c: BootstrapConfig, ca: PemPair, now: number) =>
   issueServingCertificate(ca, {
     commonName: c.dnsNames[0] ?? c.ipAddresses[0] ?? "danm-webhook",
     dnsNames: c.dnsNames,
     ipAddresses: c.ipAddresses,
     validityDays: c.validityDays ?? 365,
-  }).pipe(Effect.mapError(certStep));
+  }, new Date(now)).pipe(Effect.mapError(certStep));
 
 /** Steps 1–2: the Secret's material, created or renewed as needed. */
 export const ensureServingSecret = (c: BootstrapConfig): Effect.Effect<ServingMaterial, BootstrapError, Kube> =>
@@ -118,10 +118,12 @@ export const ensureServingSecret = (c: BootstrapConfig): Effect.Effect<ServingMa
         Effect.catchTag("KubeNotFound", () => Effect.succeed(undefined)),
         Effect.mapError(kubeStep(`reading Secret ${c.namespace}/${c.secretName}`)),
       );
+      const now = yield* Clock.currentTimeMillis;
+      const newCa = createCa(`danm-webhook-ca@${Math.floor(now / 1000)}`, c.caValidityDays ?? 3650, new Date(now))
+        .pipe(Effect.mapError(certStep));
       if (existing === undefined) {
-        const ca = yield* createCa(`danm-webhook-ca@${Math.floor(Date.now() / 1000)}`, c.caValidityDays ?? 3650)
-          .pipe(Effect.mapError(certStep));
-        const leaf = yield* issueFor(c, ca);
+        const ca = yield* newCa;
+        const leaf = yield* issueFor(c, ca, now);
         const created = yield* kube.create(SecretResource, secretFor(c, ca, leaf)).pipe(
           Effect.map(() => true),
           Effect.catchTag("KubeAlreadyExists", () => Effect.succeed(false)), // another replica won: use theirs
@@ -132,16 +134,12 @@ export const ensureServingSecret = (c: BootstrapConfig): Effect.Effect<ServingMa
       }
       const m = material(existing);
       const notAfter = Date.parse(existing.metadata.annotations?.[NotAfterAnnotation] ?? "");
-      const renewBy = Date.now() + (c.renewBeforeDays ?? 30) * 24 * 3600 * 1000;
+      const renewBy = now + (c.renewBeforeDays ?? 30) * 24 * 3600 * 1000;
       const namesOk = existing.metadata.annotations?.[NamesAnnotation] === wantedNames(c);
       if (m && namesOk && !Number.isNaN(notAfter) && notAfter > renewBy) return m;
       // Renew from the stored CA; without a usable CA start over with a new one.
-      const ca: PemPair = m?.caKeyPem
-        ? { certPem: m.caPem, keyPem: m.caKeyPem }
-        : yield* createCa(`danm-webhook-ca@${Math.floor(Date.now() / 1000)}`, c.caValidityDays ?? 3650).pipe(
-          Effect.mapError(certStep),
-        );
-      const leaf = yield* issueFor(c, ca);
+      const ca: PemPair = m?.caKeyPem ? { certPem: m.caPem, keyPem: m.caKeyPem } : yield* newCa;
+      const leaf = yield* issueFor(c, ca, now);
       const updated = yield* kube.update(SecretResource, secretFor(c, ca, leaf, existing)).pipe(
         Effect.map(() => true),
         Effect.catchTags({ KubeConflict: () => Effect.succeed(false), KubeNotFound: () => Effect.succeed(false) }),

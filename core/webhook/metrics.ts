@@ -13,8 +13,13 @@ export class WebhookMetrics {
   );
   readonly duration = this.registry.histogram(
     "danm_webhook_admission_duration_seconds",
-    "Time spent inside the webhook per admission review, from the decoded request to the encoded response.",
+    "Time spent inside the webhook per admission review, from the decoded request to the encoded response, by " +
+      "endpoint, kind, operation and result.",
     latencyBuckets,
+  );
+  readonly refusals = this.registry.counter(
+    "danm_webhook_refusals_total",
+    "Rules a refused request broke, by kind and rule (one refusal can break several).",
   );
   readonly http = this.registry.histogram(
     "danm_webhook_http_duration_seconds",
@@ -52,9 +57,11 @@ export class WebhookMetrics {
     operation: string,
     result: "allowed" | "denied" | "error",
     seconds: number,
+    brokenRules: ReadonlyArray<string> = [],
   ): void {
     this.requests.inc({ endpoint, kind, operation, result });
-    this.duration.observe(seconds, { endpoint });
+    this.duration.observe(seconds, { endpoint, kind, operation, result });
+    for (const rule of new Set(brokenRules)) this.refusals.inc({ kind, rule });
     if (this.keepSamples > 0) {
       if (this.samples.length >= this.keepSamples) this.samples.shift();
       this.samples.push({ endpoint, kind, seconds });

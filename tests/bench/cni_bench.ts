@@ -23,7 +23,8 @@ import { Fakelet, type Sandbox } from "../harness/fakelet.ts";
 import { apiRequestCounts, processCpuMs, writesBetween } from "./accounting.ts";
 import { type BenchNetworks, danmGoSetup, multusWhereaboutsSetup, type PeerSetup } from "./peers/setup.ts";
 import { isolated } from "../harness/isolate.ts";
-import { repoRoot, run } from "../harness/proc.ts";
+import { freePort, repoRoot, run } from "../harness/proc.ts";
+import { bucketDelta, ensurePromTool, histogramQuantile, parseExposition, samples } from "../harness/prom.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
 import { restClient } from "../integration/api/rest.ts";
 
@@ -38,6 +39,8 @@ if (!Number.isInteger(pods) || pods < 1) {
 const concurrentPods = Number(Deno.env.get("BENCH_CONCURRENT_PODS") ?? 160);
 const concurrency = 16;
 
+// Prometheus' parser reads the daemon's /metrics; built out here, where the Go module proxy is reachable.
+if (!Deno.env.get(isolatedEnv)) await ensurePromTool();
 const outside = await isolated(isolatedEnv, import.meta.filename!, Deno.args).catch((e) => {
   console.error(`bench:cni: ${e instanceof Error ? e.message : e}`);
   return 1;
@@ -67,6 +70,7 @@ const stateDir = `${tmp}/sandboxes`;
 await Deno.mkdir(stateDir);
 await run(["mount", "-t", "tmpfs", "danm-bench-state", stateDir]);
 const socket = `${tmp}/danm.sock`;
+const metricsPort = freePort();
 const cniDir = `${tmp}/net.d`;
 await Deno.mkdir(cniDir);
 const daemon = new Deno.Command(Deno.execPath(), {
@@ -82,6 +86,8 @@ const daemon = new Deno.Command(Deno.execPath(), {
     socket,
     "--state-dir",
     stateDir,
+    "--metrics-port",
+    String(metricsPort),
   ],
   stdin: "null",
   // The daemon logs every ADD with its duration; DANM_BENCH_VERBOSE=1 shows those lines.
@@ -175,6 +181,15 @@ const machineCpuMs = () => {
   const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
   return (f[0] + f[1] + f[2] + f[5] + f[6]) * 10; // user nice system irq softirq, in USER_HZ (100) ticks
 };
+
+/** The daemon's ADD histogram (every result) as Prometheus' parser reads its /metrics. */
+async function daemonAddHistogram(): Promise<{ count: number; buckets: Record<string, number> }> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const adds = samples(await parseExposition(text), "danm_cni_request_duration_seconds", { command: "ADD" });
+  const buckets: Record<string, number> = {};
+  for (const s of adds) for (const [le, n] of Object.entries(s.buckets ?? {})) buckets[le] = (buckets[le] ?? 0) + n;
+  return { count: adds.reduce((a, s) => a + (s.count ?? 0), 0), buckets };
+}
 
 interface Timings {
   add: number[];
@@ -302,7 +317,15 @@ try {
     throw new Error(`danm warm-up failed: ${e.message}`);
   });
   const cpu0 = daemonCpuMs();
+  const scraped0 = await daemonAddHistogram();
   const d = await measure("danm, 3 attachments", danm, "danm", { "danm.io/interfaces": annotation });
+  // The daemon's own account of the same ADDs, from its /metrics (the observations since the scrape before).
+  const scraped = await daemonAddHistogram();
+  const daemonAdds = scraped.count - scraped0.count, daemonBuckets = bucketDelta(scraped.buckets, scraped0.buckets);
+  console.log(
+    `danm daemon's /metrics: ${daemonAdds} ADDs, p50 ${fmt(histogramQuantile(0.5, daemonBuckets) * 1000)} ms, ` +
+      `p99 ${fmt(histogramQuantile(0.99, daemonBuckets) * 1000)} ms (histogram estimates, inside the daemon)`,
+  );
   const daemonCpuPerPod = (daemonCpuMs() - cpu0) / pods;
   console.log(`daemon CPU per pod (ADD + DEL): ${fmt(daemonCpuPerPod)} ms`);
   const b = await measure("reference bridge + host-local, 1 attachment", baseline, "base", {});
@@ -350,6 +373,9 @@ try {
     attachments_per_pod: 3,
     add_p50_ms: fmt(percentile(d.add, 50)),
     add_p99_ms: fmt(percentile(d.add, 99)),
+    metrics_add_count: daemonAdds,
+    daemon_add_p50_ms: fmt(histogramQuantile(0.5, daemonBuckets) * 1000),
+    daemon_add_p99_ms: fmt(histogramQuantile(0.99, daemonBuckets) * 1000),
     del_p50_ms: fmt(percentile(d.del, 50)),
     del_p99_ms: fmt(percentile(d.del, 99)),
     baseline_add_p50_ms: fmt(percentile(b.add, 50)),

@@ -242,7 +242,13 @@ try {
       kubeLayer(),
       Layer.succeed(
         Ipam,
-        Ipam.of({ allocate: () => Effect.die("unused"), release: () => Effect.die("unused"), stats: () => noStats }),
+        Ipam.of({
+          allocate: () => Effect.die("unused"),
+          release: () => Effect.die("unused"),
+          stats: () => noStats,
+          track: () => Effect.die("unused"),
+          usage: () => [],
+        }),
       ),
     ), { warmupCount: 0, measureSeconds: baselineSeconds }); // No warm-up: one of its allocations takes longer than one would.
   const baseAllocs = baseline.latenciesMs.length / baseline.elapsedS;

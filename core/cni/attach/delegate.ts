@@ -10,6 +10,7 @@ import { Effect, Schema } from "effect";
 import { Fs } from "../../ports/filesystem.ts";
 import { decodeText, Process, tail } from "../../ports/process.ts";
 import { DelegateConfigError, DelegateError } from "../errors.ts";
+import { CurrentCniMetrics, CurrentRequest } from "../metrics.ts";
 import { compareVersions, type ValidAttachment } from "../netconf.ts";
 import { decodeResult, type Result } from "../protocol.ts";
 
@@ -233,15 +234,46 @@ const resolveBinary = (type: string, cniPath: ReadonlyArray<string>) =>
 
 const pluginLabel = (plugin: PluginConfig) => String(plugin.type);
 
-/** Runs one plugin; the parsed stdout on success (undefined when it printed nothing). */
+type PluginCommand = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS";
+/** GC and STATUS name no sandbox or interface. */
+type PluginInvocation = Omit<Invocation, "ifName" | "containerId" | "netns"> & {
+  readonly ifName?: string;
+  readonly containerId?: string;
+  readonly netns?: string;
+};
+
+/**
+ * Runs one plugin; the parsed stdout on success (undefined when it printed nothing). Its time goes into the delegate
+ * histogram and the current request's delegate time (core/cni/metrics.ts).
+ */
 export const execPlugin = (
   plugin: PluginConfig,
-  command: "ADD" | "DEL" | "CHECK" | "GC" | "STATUS",
-  inv: Omit<Invocation, "ifName" | "containerId" | "netns"> & {
-    readonly ifName?: string;
-    readonly containerId?: string;
-    readonly netns?: string;
-  },
+  command: PluginCommand,
+  inv: PluginInvocation,
+): Effect.Effect<unknown, DelegateError, Process | Fs> =>
+  Effect.gen(function* () {
+    const metrics = yield* CurrentCniMetrics;
+    const request = yield* CurrentRequest;
+    const started = performance.now();
+    return yield* runPlugin(plugin, command, inv).pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          const ended = performance.now();
+          request?.delegateRan(started, ended);
+          metrics?.delegates.observe((ended - started) / 1000, {
+            command,
+            plugin: validType(pluginLabel(plugin)) ? pluginLabel(plugin) : "invalid",
+            result: exit._tag === "Success" ? "success" : "error",
+          });
+        })
+      ),
+    );
+  });
+
+const runPlugin = (
+  plugin: PluginConfig,
+  command: PluginCommand,
+  inv: PluginInvocation,
 ): Effect.Effect<unknown, DelegateError, Process | Fs> =>
   Effect.gen(function* () {
     const type = pluginLabel(plugin);

@@ -5,8 +5,7 @@
 import { Effect } from "effect";
 import type { NetnsHandle } from "../../ports/netlink.ts";
 import { step } from "../errors.ts";
-import { interfaceSysctls } from "../postprocess.ts";
-import { isV6 } from "../plan.ts";
+import { configureInterface } from "./configure.ts";
 
 /** The drivers sriov-cni treats as DPDK (user-space) ones. */
 export const dpdkDrivers: ReadonlySet<string> = new Set(["vfio-pci", "igb_uio", "uio_pci_generic"]);
@@ -42,11 +41,5 @@ export const createDpdkInterface = (i: DpdkInput) =>
       );
       created.unshift(i.ifName);
     }
-    const v4 = i.addresses.filter((a) => !isV6(a)), v6 = i.addresses.filter(isV6);
-    yield* interfaceSysctls(i.pod, i.ifName, v6.length > 0);
-    for (const a of v4) yield* i.pod.addAddress({ link: i.ifName, cidr: a }).pipe(step(`add ${a} to ${i.ifName}`));
-    for (const a of v6) {
-      yield* i.pod.addAddress({ link: i.ifName, cidr: a, nodad: true }).pipe(step(`add ${a} to ${i.ifName}`));
-    }
-    yield* i.pod.setLink(i.ifName, { up: true, alias: i.pci }).pipe(step(`set ${i.ifName} up`));
+    yield* configureInterface(i.pod, i.ifName, i.addresses, { alias: i.pci });
   });

@@ -5,8 +5,8 @@
 import { Effect } from "effect";
 import type { NetnsHandle, NetnsRef } from "../../ports/netlink.ts";
 import { step, StepError } from "../errors.ts";
-import { interfaceSysctls } from "../postprocess.ts";
 import { isV6 } from "../plan.ts";
+import { configureInterface } from "./configure.ts";
 import { findParent, type ParentDevice } from "./parent.ts";
 
 export interface IpvlanInput {
@@ -44,15 +44,8 @@ export const createIpvlan = (i: IpvlanInput): Effect.Effect<IpvlanOutcome, StepE
       netns: i.podRef,
       ...(i.mtu !== undefined && i.mtu !== parent.mtu ? { mtu: i.mtu } : {}),
     }).pipe(step(`create ipvlan ${i.ifName} on ${i.parent.name}`));
-    const v4 = i.addresses.filter((a) => !isV6(a)), v6 = i.addresses.filter(isV6);
-    // Before any IPv6 address: it needs disable_ipv6=0, and autoconf/accept_ra must be off before the link is up.
-    yield* interfaceSysctls(i.pod, i.ifName, v6.length > 0);
-    for (const a of v4) yield* i.pod.addAddress({ link: i.ifName, cidr: a }).pipe(step(`add ${a} to ${i.ifName}`));
-    for (const a of v6) {
-      yield* i.pod.addAddress({ link: i.ifName, cidr: a, nodad: true }).pipe(step(`add ${a} to ${i.ifName}`));
-    }
-    yield* i.pod.setLink(i.ifName, { up: true }).pipe(step(`set ${i.ifName} up`));
-    for (const a of v4) {
+    yield* configureInterface(i.pod, i.ifName, i.addresses);
+    for (const a of i.addresses.filter((a) => !isV6(a))) {
       // Neighbours learn the new address at once; a lost announcement is harmless (DANM ignores errors too).
       yield* i.pod.gratuitousArp(i.ifName, a.split("/")[0]).pipe(
         Effect.catch((e) => Effect.logDebug(`gratuitous ARP for ${a} on ${i.ifName}: ${e.message}`)),

@@ -14,7 +14,7 @@ import { NamespaceResource, NetworkAttachmentDefinitionResource, PodResource } f
 import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
 import { CniCallFailed } from "../../harness/fakelet.ts";
 import { run } from "../../harness/proc.ts";
-import { ensureCrd } from "../kube/crds.ts";
+import { ensureCrd, nadCrd } from "../kube/crds.ts";
 import { type CniNode, ipJson, startCniNode } from "./support.ts";
 
 const sanitize = { sanitizeOps: false, sanitizeResources: false };
@@ -161,7 +161,7 @@ Deno.test({
     const n = await startCniNode();
     const r = n.run;
     try {
-      await n.kubeRun(ensureCrd("k8s.cni.cncf.io_network-attachment-definitions.yaml"));
+      await n.kubeRun(ensureCrd(nadCrd));
       const nad = `nad-${r}`;
       await Effect.runPromise(n.kube.create(NetworkAttachmentDefinitionResource, {
         metadata: { name: nad, namespace: "default" },

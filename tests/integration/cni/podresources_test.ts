@@ -1,7 +1,7 @@
 // danm's kubelet PodResources client (adapters/kubelet) against the kubelet's own gRPC server code, and its PF
 // lookup on a sysfs-shaped tree: where device_pool (SR-IOV) attachments get their VF and its PF.
 import { Effect, Exit, Scope } from "effect";
-import type { PodDevicesService } from "../../../core/cni/devices.ts";
+import type { PodDevicesService } from "../../../core/ports/pod_devices.ts";
 import { makePodResourcesDevices } from "../../../adapters/kubelet/podresources.ts";
 import { assertEquals, assertMatch } from "../../harness/assert.ts";
 import { type PodDevicesFixture, startPodResources } from "../../harness/podresources.ts";

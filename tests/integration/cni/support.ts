@@ -11,7 +11,7 @@ import { Kube, type KubeService } from "../../../core/ports/kube.ts";
 import { Netlink } from "../../../core/ports/netlink.ts";
 import { Fs } from "../../../core/ports/filesystem.ts";
 import { Process } from "../../../core/ports/process.ts";
-import { CniListener } from "../../../core/cni/listener.ts";
+import { CniListener } from "../../../core/ports/cni_listener.ts";
 import { makeLiveCniListener } from "../../../adapters/cniserver/live.ts";
 import { makeLiveFs } from "../../../adapters/fs/live.ts";
 import { makeLiveKube } from "../../../adapters/kube/live.ts";

@@ -3,14 +3,14 @@ import { Effect } from "effect";
 import { layerLiveKube } from "../../../adapters/kube/live.ts";
 import { kubeContract } from "../../contract/kube.ts";
 import { useCluster } from "../../harness/cluster.ts";
-import { ensureCrd } from "./crds.ts";
+import { ensureCrd, nadCrd } from "./crds.ts";
 
 kubeContract("live kube", async () => {
   const cluster = await useCluster();
   const layer = layerLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath } });
   try {
     await Effect.runPromise(
-      ensureCrd("k8s.cni.cncf.io_network-attachment-definitions.yaml").pipe(Effect.provide(layer)),
+      ensureCrd(nadCrd).pipe(Effect.provide(layer)),
     );
   } catch (e) {
     await cluster.release();

@@ -1,4 +1,4 @@
-// Installs CRDs from crds/*.yaml on the test apiserver. They are cluster fixtures shared by every test file of a
+// Installs CRDs (crds/*.yaml, k8s/nad-crd) on the test apiserver. They are cluster fixtures shared by every test file of a
 // run (identical manifests), so tests install them idempotently and leave them in place; the apiserver is thrown
 // away with the run.
 // @ts-types="npm:@types/js-yaml@4.0.9"
@@ -27,11 +27,14 @@ export const CrdResource: ResourceType<typeof Crd.Type, typeof Crd.Encoded> = {
   schema: Crd,
 };
 
-/** Creates the CRD in crds/<file> unless present, then waits until it is Established. */
+/** The NetworkAttachmentDefinition CRD (the NPWG's, not generated), as `kubectl apply -k k8s/nad-crd` installs it. */
+export const nadCrd = "k8s/nad-crd/k8s.cni.cncf.io_network-attachment-definitions.yaml";
+
+/** Creates the CRD in `file` (a path from the repository root) unless present, then waits until it is Established. */
 export const ensureCrd = (file: string) =>
   Effect.gen(function* () {
     const kube = yield* Kube;
-    const text = yield* Effect.promise(() => Deno.readTextFile(`${repoRoot}/crds/${file}`));
+    const text = yield* Effect.promise(() => Deno.readTextFile(`${repoRoot}/${file}`));
     const crd = Schema.decodeUnknownSync(Crd)(yaml.load(text));
     const name = crd.metadata.name ?? "";
     yield* kube.create(CrdResource, crd).pipe(Effect.catchTag("KubeAlreadyExists", () => Effect.void));

@@ -7,7 +7,7 @@ import { Kube } from "../../../core/ports/kube.ts";
 import { connect, httpBackend, layerLiveKube } from "../../../adapters/kube/live.ts";
 import { assertEquals, fail } from "../../harness/assert.ts";
 import { uniqueName, useCluster } from "../../harness/cluster.ts";
-import { ensureCrd } from "./crds.ts";
+import { ensureCrd, nadCrd } from "./crds.ts";
 
 Deno.test("live kube: a watch from a resourceVersion the server no longer has relists (410 → Sync)", async () => {
   const cluster = await useCluster();
@@ -16,7 +16,7 @@ Deno.test("live kube: a watch from a resourceVersion the server no longer has re
   try {
     await Effect.runPromise(
       Effect.gen(function* () {
-        yield* ensureCrd("k8s.cni.cncf.io_network-attachment-definitions.yaml");
+        yield* ensureCrd(nadCrd);
         const kube = yield* Kube;
         yield* kube.create(NADs, { metadata: { name, namespace: "default" }, spec: { config: "{}" } });
         // The watch cache starts far above revision 1, so this version is "too old" for the server.
@@ -122,7 +122,7 @@ Deno.test("live kube: a write answering with metadata gets a PartialObjectMetada
   try {
     const layer = layerLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath } });
     await Effect.runPromise(
-      ensureCrd("k8s.cni.cncf.io_network-attachment-definitions.yaml").pipe(Effect.provide(layer)),
+      ensureCrd(nadCrd).pipe(Effect.provide(layer)),
     );
     await Effect.runPromise(Effect.gen(function* () {
       const conn = yield* connect({ _tag: "Kubeconfig", path: cluster.kubeconfigPath });

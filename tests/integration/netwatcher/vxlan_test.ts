@@ -10,7 +10,7 @@ import { VxlanModeAnnotation } from "../../../core/netwatcher/plan.ts";
 import { multicastGroupV4 } from "../../../core/netwatcher/vxlan.ts";
 import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
 import { ping } from "../../harness/netns.ts";
-import { ensureCrd } from "../kube/crds.ts";
+import { ensureCrd, nadCrd } from "../kube/crds.ts";
 import type { NetwatcherService } from "../../../core/netwatcher/agent.ts";
 import { eventually, floodList, type IpLink, ipLink, type Nodes, RunLabel, threeNodes } from "./cluster.ts";
 
@@ -197,7 +197,7 @@ Deno.test("netwatcher (unicast): no group, head-end replication to the other nod
 
 Deno.test("netwatcher (NAD, shipped RBAC only): interface created once and kept, master rewritten once", async () => {
   const n = await threeNodes({
-    before: ensureCrd("k8s.cni.cncf.io_network-attachment-definitions.yaml"),
+    before: ensureCrd(nadCrd),
     restricted: true,
   });
   const name = `nw-nad-${n.run}`, nid = `nd${n.run}`, vni = 4444, ifname = `vx_${nid}`;

@@ -2,7 +2,7 @@
 // on the in-memory Kube layer with the live netlink, process and filesystem layers, driven with the thin client's
 // requests. iproute2 is the independent observer.
 import { Effect, Exit, Layer, Schema, Scope } from "effect";
-import type { PodDevicesService } from "../../../core/cni/devices.ts";
+import type { PodDevicesService } from "../../../core/ports/pod_devices.ts";
 import { type CniNodeService, makeHandler } from "../../../core/cni/node.ts";
 import { Fs } from "../../../core/ports/filesystem.ts";
 import { Kube, type KubeService } from "../../../core/ports/kube.ts";

@@ -15,7 +15,7 @@ import { assert, assertEquals } from "../../harness/assert.ts";
 import { type NetnsScope, netnsScope } from "../../harness/netns.ts";
 import { useCluster } from "../../harness/cluster.ts";
 import { installDanmCrds } from "../../integration/api/danm_crds.ts";
-import { ensureCrd } from "../../integration/kube/crds.ts";
+import { ensureCrd, nadCrd } from "../../integration/kube/crds.ts";
 
 const IpLink = Schema.Struct({
   ifindex: Schema.Number,
@@ -68,7 +68,7 @@ async function setup(hostDevice: string): Promise<Env> {
     const kube = await run(
       makeLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath } }).pipe(Scope.provide(effectScope)),
     );
-    await run(ensureCrd("k8s.cni.cncf.io_network-attachment-definitions.yaml").pipe(Effect.provideService(Kube, kube)));
+    await run(ensureCrd(nadCrd).pipe(Effect.provideService(Kube, kube)));
     const netlink = await run(LiveNetlink.make().pipe(Scope.provide(effectScope)));
     const agent = await run(
       make({ nodeName: "guest", netns: NetnsRef.path(scope.path(ns)), reconcilePeriod: "500 millis" }).pipe(

@@ -1,7 +1,8 @@
 // The danm CNI on the in-memory layers: a MemoryApiServer, a simulated kernel with a host NIC `ens4`, an in-memory
 // filesystem holding static delegate configs and fake CNI plugins (registered programs) standing in for the
 // reference ones. The node handler is driven directly with thin-client requests, as the socket would.
-import { Effect, Exit, Layer, Schema, Scope } from "effect";
+import { Effect, Exit, Layer, Logger, Schema, Scope } from "effect";
+import { jsonLogger } from "../../../adapters/cli/logging.ts";
 import {
   ClusterNetworkResource,
   DanmNetResource,
@@ -11,7 +12,7 @@ import {
 } from "../../../core/api/danm.ts";
 import { type Pod, PodResource } from "../../../core/api/k8s.ts";
 import { type CniNodeOptions, type CniNodeService, makeHandler } from "../../../core/cni/node.ts";
-import { Kube, type KubeError, type KubeService } from "../../../core/ports/kube.ts";
+import { Kube, type KubeError, type KubeService, KubeUnavailable } from "../../../core/ports/kube.ts";
 import { Netlink, NetnsRef } from "../../../core/ports/netlink.ts";
 import { Process } from "../../../core/ports/process.ts";
 import { layerMemoryFs, MemoryFileSystem } from "../../../adapters/fs/memory.ts";
@@ -37,6 +38,8 @@ export interface World {
   readonly process: MemoryProcess;
   readonly fs: MemoryFileSystem;
   readonly node: CniNodeService;
+  /** Another node handler on this world (a restarted daemon), living as long as the world. */
+  readonly newNode: (options?: Partial<CniNodeOptions>) => Promise<CniNodeService>;
   readonly run: <A, E>(e: Effect.Effect<A, E, Kube | Netlink>) => Promise<A>;
   /** Runs the node handler as the thin client would. */
   readonly call: (
@@ -139,10 +142,27 @@ export const sleepingPlugin = (inv: FakeInvocation): Effect.Effect<FakeOutput> =
 export interface WorldOptions extends Partial<CniNodeOptions> {
   /** Wraps the Kube service the node uses (fault injection). */
   readonly wrapKube?: (k: KubeService) => KubeService;
+  /** Collects the node's log as the daemons write it (JSON lines). */
+  readonly logLines?: string[];
+}
+
+/** A `wrapKube` whose GETs fail as an unreachable apiserver's while `down` is set (STATUS, readiness). */
+export function getOutage(): { down: boolean; readonly wrapKube: (k: KubeService) => KubeService } {
+  const outage = {
+    down: false,
+    wrapKube: (k: KubeService): KubeService => ({
+      ...k,
+      get: (rt, name, o) =>
+        outage.down
+          ? Effect.fail(new KubeUnavailable({ verb: "get", kind: rt.kind, detail: "injected outage" }))
+          : k.get(rt, name, o),
+    }),
+  };
+  return outage;
 }
 
 export async function makeWorld(opts: WorldOptions = {}): Promise<World> {
-  const { wrapKube, ...options } = opts;
+  const { wrapKube, logLines, ...options } = opts;
   const server = new MemoryApiServer();
   const kernel = new MemNetlink.MemoryKernel({
     hostNics: [{ name: "ens4", mtu: 1500 }, { name: "ens5", mtu: 9000 }, { name: "ens6", mtu: 1500 }],
@@ -159,17 +179,25 @@ export async function makeWorld(opts: WorldOptions = {}): Promise<World> {
     Layer.succeed(Process, process.service),
     layerMemoryFs(fs),
   );
-  const node = await Effect.runPromise(
-    makeHandler({
-      nodeName,
-      socketPath: "/run/danm/danm.sock",
-      stateDir: "/run/danm/sandboxes",
-      attachTimeoutMs: 2_000,
-      gcGraceSeconds: 0,
-      retryPeriodMs: 60_000,
-      ...options,
-    }).pipe(Effect.provideService(Kube, nodeKube), Effect.provide(layers), Scope.provide(scope)),
-  );
+  const newNode = (more: Partial<CniNodeOptions> = {}) =>
+    Effect.runPromise(
+      makeHandler({
+        nodeName,
+        socketPath: "/run/danm/danm.sock",
+        stateDir: "/run/danm/sandboxes",
+        attachTimeoutMs: 2_000,
+        gcGraceSeconds: 0,
+        retryPeriodMs: 60_000,
+        ...options,
+        ...more,
+      }).pipe(
+        Effect.provideService(Kube, nodeKube),
+        Effect.provide(layers),
+        Effect.provide(logLines ? Logger.layer([jsonLogger((l) => logLines.push(l))]) : Layer.empty),
+        Scope.provide(scope),
+      ),
+    );
+  const node = await newNode();
   const call: World["call"] = async (program, env, stdin) => {
     const r = await Effect.runPromise(
       node.handle({ program, env, stdin: typeof stdin === "string" ? stdin : JSON.stringify(stdin) }),
@@ -197,6 +225,7 @@ export async function makeWorld(opts: WorldOptions = {}): Promise<World> {
     process,
     fs,
     node,
+    newNode,
     run: (e) => Effect.runPromise(Effect.provide(e, layers)),
     call,
     dispose: () => Effect.runPromise(Scope.close(scope, Exit.void)),

@@ -4,7 +4,6 @@
 import { Effect } from "effect";
 import { type CniError, decodeResult, supportedVersions } from "../../../core/cni/protocol.ts";
 import { decodeNetConf } from "../../../core/cni/netconf.ts";
-import { KubeUnavailable } from "../../../core/ports/kube.ts";
 import { NetnsRef } from "../../../core/ports/netlink.ts";
 import { assertEquals, assertMatch } from "../../harness/assert.ts";
 import { validateError, validateResult } from "./spec.ts";
@@ -14,6 +13,7 @@ import {
   createNetwork,
   createPod,
   danmConf,
+  getOutage,
   makeWorld,
   sandbox,
   type World,
@@ -209,24 +209,15 @@ Deno.test("CHECK fails after out-of-band damage, naming what is missing", async 
 });
 
 Deno.test("STATUS is 50 (not available) while the apiserver is unreachable, 0 again once it is back", async () => {
-  let down = false;
-  const w = await makeWorld({
-    statusProbeTtlMs: 0,
-    wrapKube: (k) => ({
-      ...k,
-      get: (rt, name, o) =>
-        down
-          ? Effect.fail(new KubeUnavailable({ verb: "get", kind: rt.kind, detail: "injected outage" }))
-          : k.get(rt, name, o),
-    }),
-  });
+  const outage = getOutage();
+  const w = await makeWorld({ statusProbeTtlMs: 0, wrapKube: outage.wrapKube });
   try {
     emptySuccess(await w.call("danm", cniEnv("STATUS", undefined), danmConf()), "STATUS");
-    down = true;
+    outage.down = true;
     const s = await w.call("danm", cniEnv("STATUS", undefined), danmConf());
     validateError(s, 50);
     assertMatch((s.json as { details: string }).details, /injected outage/);
-    down = false;
+    outage.down = false;
     emptySuccess(await w.call("danm", cniEnv("STATUS", undefined), danmConf()), "STATUS after recovery");
   } finally {
     await w.dispose();

@@ -104,30 +104,14 @@ Deno.test("base: every manifest already names the base's namespace (the namespac
   }
 });
 
-Deno.test("base: k8s/crds and k8s/nad-crd are the generated crds/ files", () => {
-  const copies = [
-    ...[...Deno.readDirSync(`${repoRoot}/k8s/crds`)].map((e) => `crds/${e.name}`),
-    ...[...Deno.readDirSync(`${repoRoot}/k8s/nad-crd`)].map((e) => `nad-crd/${e.name}`),
-  ].filter((p) => !p.endsWith("/kustomization.yaml")).sort();
-  const generated = [...Deno.readDirSync(`${repoRoot}/crds`)].map((e) => e.name).sort();
-  assertEquals(
-    copies.map((p) => p.split("/")[1]).sort(),
-    generated,
-    "every file of crds/ has a copy (k8s/crds, or the NAD CRD in k8s/nad-crd)",
-  );
-  for (const p of copies) {
-    const name = p.split("/")[1];
-    assert(
-      Deno.readTextFileSync(`${repoRoot}/k8s/${p}`) === Deno.readTextFileSync(`${repoRoot}/crds/${name}`),
-      `k8s/${p} differs from crds/${name}: refresh it with \`cp crds/${name} k8s/${p}\``,
-    );
-  }
-  // Each copy is listed by its kustomization (an unlisted file would silently not be applied).
-  const listed = [
-    ...renderKustomization(`${repoRoot}/k8s/crds`).map((r) => `crds/${r.source}`),
-    ...renderKustomization(`${repoRoot}/k8s/nad-crd`).map((r) => `nad-crd/${r.source}`),
-  ].sort();
-  assertEquals(listed, copies);
+Deno.test("base: k8s/crds is the generated crds/, referenced, never copied; every file of crds/ is applied", () => {
+  // One copy of each CRD: k8s/crds holds only its kustomization, which names the crds/ kustomization.
+  assertEquals([...Deno.readDirSync(`${repoRoot}/k8s/crds`)].map((e) => e.name), ["kustomization.yaml"]);
+  const sources = renderKustomization(`${repoRoot}/k8s/crds`).map((r) => r.source);
+  assert(sources.every((s) => s.startsWith("../../crds/")), `every CRD of k8s/crds comes from crds/: ${sources}`);
+  // Each file of crds/ is listed by its kustomization (an unlisted file would silently not be applied).
+  const files = [...Deno.readDirSync(`${repoRoot}/crds`)].map((e) => e.name).filter((n) => n !== "kustomization.yaml");
+  assertEquals(sources.map((s) => s.slice("../../crds/".length)).sort(), files.sort());
   assert(!objects.some((o) => o.metadata.name === "network-attachment-definitions.k8s.cni.cncf.io"), "not in base");
 });
 
@@ -361,6 +345,9 @@ Deno.test("kustomize renderer: fails on what it does not implement", () => {
       ["a.yaml", "ns"],
       ["sub/cr.yaml", undefined],
     ]);
+    // Another kustomization may lie outside the root (k8s/crds names ../../crds so).
+    write("other/kustomization.yaml", `${head}resources: [../sub]\n`);
+    assertEquals(renderKustomization(`${dir}/other`).map((r) => r.source), ["../sub/cr.yaml"]);
     const rejects = (kustomization: string, includes: string) => {
       write("kustomization.yaml", kustomization);
       assertThrows(() => renderKustomization(dir), includes);
@@ -373,6 +360,7 @@ Deno.test("kustomize renderer: fails on what it does not implement", () => {
     rejects(`${head}resources: [a.yaml]\ncommonLabels: {a: b}\n`, `"commonLabels" is not supported`);
     rejects(`${head}resources: [a.yaml]\nimages: []\n`, `"images" is not supported`);
     rejects(`${head}resources: [../x.yaml]\n`, "leaves the kustomization root");
+    rejects(`${head}resources: [sub/../../x.yaml]\n`, "leaves the kustomization root");
     rejects(`${head}resources: [https://example.com/x.yaml]\n`, "leaves the kustomization root");
     rejects(`${head}resources: [missing.yaml]\n`, "does not exist");
     rejects(`${head}resources: [a.yaml, a.yaml]\n`, "defined twice");

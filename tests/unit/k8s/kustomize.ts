@@ -125,25 +125,25 @@ function render(root: string, rel: string, depth: number): RenderedObject[] {
   const k = readKustomization(dir, rel);
   const out: RenderedObject[] = [];
   for (const entry of k.resources) {
-    if (entry.startsWith("/") || entry.includes("://") || entry.split("/").includes("..") || entry.includes("?")) {
-      throw new KustomizeError(
-        `${
-          rel || "."
-        }: resource "${entry}" leaves the kustomization root (only relative paths inside it are supported)`,
-      );
-    }
-    const path = entry.replace(/\/+$/, "").replace(/^\.\//, "");
-    const childRel = rel ? `${rel}/${path}` : path;
+    const where = rel || ".";
+    const leaves = () =>
+      new KustomizeError(`${where}: resource "${entry}" leaves the kustomization root (only a kustomization may)`);
+    if (entry.startsWith("/") || entry.includes("://") || entry.includes("?")) throw leaves();
+    const childRel = normalize(rel ? `${rel}/${entry}` : entry);
     let stat: Deno.FileInfo;
     try {
       stat = Deno.statSync(`${root}/${childRel}`);
     } catch {
-      throw new KustomizeError(`${rel || "."}: resource "${entry}" does not exist`);
+      if (entry.split("/").includes("..")) throw leaves();
+      throw new KustomizeError(`${where}: resource "${entry}" does not exist`);
     }
+    // As kustomize's default load restrictor: a file must be in or below the kustomization's directory; another
+    // kustomization (a directory) may be anywhere.
     if (stat.isDirectory) out.push(...render(root, childRel, depth + 1));
-    else if (/\.ya?ml$/.test(path)) {
+    else if (entry.split("/").includes("..")) throw leaves();
+    else if (/\.ya?ml$/.test(childRel)) {
       out.push(...loadFile(`${root}/${childRel}`, childRel).map((object) => ({ object, source: childRel })));
-    } else throw new KustomizeError(`${rel || "."}: resource "${entry}" is neither a directory nor a .yaml file`);
+    } else throw new KustomizeError(`${where}: resource "${entry}" is neither a directory nor a .yaml file`);
   }
   const result = k.namespace === undefined
     ? out
@@ -160,6 +160,17 @@ function render(root: string, rel: string, depth: number): RenderedObject[] {
     seen.set(id, r.source);
   }
   return result;
+}
+
+/** `a/./b/../c/` as `a/c`; a path above the rendered root keeps its leading `..` segments. */
+function normalize(path: string): string {
+  const out: string[] = [];
+  for (const segment of path.split("/")) {
+    if (segment === "" || segment === ".") continue;
+    if (segment === ".." && out.length > 0 && out[out.length - 1] !== "..") out.pop();
+    else out.push(segment);
+  }
+  return out.join("/");
 }
 
 /** Renders the kustomization in `root` (a directory) as `kubectl kustomize` would, for the supported subset. */

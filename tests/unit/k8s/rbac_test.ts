@@ -158,6 +158,7 @@ Deno.test("rbac: the scanner reads the node agent's modules and finds its calls"
   assert(has("/pods", "patch"), "the CNI's network-status annotation");
   assert(has("danm.io/ipblocks", "delete"), "IPAM");
   assert(has("/events", "create"), "netwatcher's Events");
+  assert(has("/events", "patch"), "the CNI's aggregated pod Events");
 });
 
 Deno.test("rbac: k8s/netwatcher grants the node agent exactly the verbs its code uses", () => {
@@ -175,6 +176,7 @@ Deno.test("rbac: the curated list of the node agent's rights (review aid: change
   const have = [...granted(nodeAgentRules())].sort();
   assertEquals(have, [
     "/events create",
+    "/events patch",
     "/nodes list",
     "/nodes watch",
     "/pods get",

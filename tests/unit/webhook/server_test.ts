@@ -154,7 +154,10 @@ serverTest("health, readiness, metrics and the two admission endpoints over TLS"
       metrics.text,
       /danm_webhook_admission_requests_total\{endpoint="mutate",kind="DanmNet",operation="CREATE",result="allowed"\} 1/,
     );
-    assertMatch(metrics.text, /danm_webhook_admission_duration_seconds_count\{endpoint="validate"\} 1/);
+    assertMatch(
+      metrics.text,
+      /danm_webhook_admission_duration_seconds_count\{endpoint="validate",kind="DanmNet",operation="CREATE",result="allowed"\} 1/,
+    );
     assertMatch(metrics.text, /danm_webhook_http_duration_seconds_count\{path="\/mutate"\} 1/);
     assertMatch(metrics.text, /danm_webhook_certificate_reloads_total 1/);
     assertMatch(metrics.text, /danm_webhook_ready 1/);

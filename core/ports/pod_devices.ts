@@ -4,8 +4,18 @@
 //
 // This port is what the CNI needs of that; adapters/kubelet/podresources.ts is the live implementation the node
 // daemon runs with. Without one (in-memory worlds that model no device plugin) every lookup is refused.
-import { Context, Effect } from "effect";
-import { DeviceError } from "./errors.ts";
+import { Context, Effect, Schema } from "effect";
+
+/** Device-plugin (SR-IOV) devices of a pod could not be determined. */
+export class DeviceError extends Schema.TaggedError<DeviceError>()("DeviceError", {
+  pod: Schema.String,
+  resource: Schema.String,
+  reason: Schema.String,
+}) {
+  override get message(): string {
+    return `devices of pod ${this.pod} for resource ${this.resource}: ${this.reason}`;
+  }
+}
 
 export interface PodDevicesService {
   /** Device IDs (PCI addresses) allocated to the pod for `resource`, in the kubelet's order. */
@@ -19,7 +29,8 @@ export interface PodDevicesService {
   readonly driver: (deviceId: string) => Effect.Effect<string | undefined, DeviceError>;
 }
 
-export class PodDevices extends Context.Service<PodDevices, PodDevicesService>()("danm/core/cni/PodDevices") {}
+export class PodDevices
+  extends Context.Service<PodDevices, PodDevicesService>()("danm/core/ports/pod_devices/PodDevices") {}
 
 const unavailable = (what: string) => `${what} needs the kubelet PodResources API, and none is configured here`;
 

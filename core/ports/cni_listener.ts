@@ -20,6 +20,12 @@ export interface CniListenerService {
     path: string,
     handle: (request: unknown) => Effect.Effect<unknown>,
   ) => Effect.Effect<void, CniListenerError, Scope.Scope>;
+  /**
+   * Sends one request over the socket at `path` as a thin client would and returns the handler's answer: proves that
+   * the socket accepts connections and the handler answers (readiness).
+   */
+  readonly probe: (path: string, request: unknown) => Effect.Effect<unknown, CniListenerError>;
 }
 
-export class CniListener extends Context.Service<CniListener, CniListenerService>()("danm/core/cni/CniListener") {}
+export class CniListener
+  extends Context.Service<CniListener, CniListenerService>()("danm/core/ports/cni_listener/CniListener") {}
