@@ -10,7 +10,7 @@
 // sandbox stays recorded and the daemon retries in the background, and GC catches whatever is left after that.
 import { Effect, Ref } from "effect";
 import { type DanmEp, isNetworkKind, type Network, type NetworkKind } from "../api/danm.ts";
-import type { DirectoryError } from "../attach/selection.ts";
+import type { DirectoryError } from "../podnetworks/selection.ts";
 import type { NetworkRef as IpamRef } from "../api/ipam.ts";
 import { Ipam } from "../ipam/allocator.ts";
 import { Netlink, type NetlinkError, type NetnsHandle, NetnsRef } from "../ports/netlink.ts";

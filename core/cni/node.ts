@@ -9,7 +9,7 @@ import { DefaultCniDir } from "../api/cniconfig.ts";
 import { Ipam, type IpamNetwork, makeIpam } from "../ipam/allocator.ts";
 import { networkLabels } from "../ipam/metrics.ts";
 import type { Network, NetworkKind } from "../api/danm.ts";
-import type { DirectoryError } from "../attach/selection.ts";
+import type { DirectoryError } from "../podnetworks/selection.ts";
 import type { ReadinessCheck } from "../observability/metrics.ts";
 import { allReady } from "../observability/readiness.ts";
 import { blockStoreFromKube, kubeOwnerDirectory } from "../ipam/kube.ts";

@@ -1,5 +1,5 @@
 // Pure planning: what each attachment of a pod needs (backend, parent device, IPAM, routes), derived from the
-// network objects the selection resolved (core/attach/selection.ts). No I/O here; add.ts executes the plans.
+// network objects the selection resolved (core/podnetworks/selection.ts). No I/O here; add.ts executes the plans.
 //
 // DANM rules (danm-spec §4.4–§4.7, §4.9):
 // - NetworkType "" or "ipvlan" → the built-in IPVLAN; "macvlan" and "sriov" → delegates with generated configs;
@@ -8,8 +8,8 @@
 // - danm's IPAM reserves the addresses for ipvlan, macvlan and sriov always, and for static delegates when the
 //   pod asks for "none", or for an address on a network with the matching cidr/net6 (§4.6).
 import type { NetworkKind, NetworkSpec } from "../api/danm.ts";
-import { danmIpamReserves } from "../attach/addressing.ts";
-import { type Attachment, isDanmNetwork } from "../attach/selection.ts";
+import { danmIpamReserves } from "../podnetworks/addressing.ts";
+import { type Attachment, isDanmNetwork } from "../podnetworks/selection.ts";
 import type { IpamNetwork } from "../ipam/allocator.ts";
 import { formatCidr, parseCidr } from "../net/ip.ts";
 import { type ParentDevice, parentOf } from "./attach/parent.ts";

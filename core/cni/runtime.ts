@@ -20,7 +20,7 @@ import {
   type DirectoryError,
   getOrUndefined,
   type NetworkDirectoryService,
-} from "../attach/selection.ts";
+} from "../podnetworks/selection.ts";
 import { type EventRecorder, makeEventRecorder } from "../observability/events.ts";
 import type { ReadinessCheck } from "../observability/metrics.ts";
 import { makeApiProbe } from "../observability/readiness.ts";

@@ -1,4 +1,4 @@
-// Turning a failed network selection into one CNI error. core/attach/selection.ts stops at the first problem (the
+// Turning a failed network selection into one CNI error. core/podnetworks/selection.ts stops at the first problem (the
 // webhook needs only one); a pod that names several missing or forbidden networks should learn about all of them in
 // one failed ADD (danm-spec §9 row 24), so the danm annotation's entries are checked again here, each on its own.
 import { Effect } from "effect";
@@ -11,7 +11,7 @@ import {
   type PodRef,
   podSelection,
   type SelectionError,
-} from "../attach/selection.ts";
+} from "../podnetworks/selection.ts";
 import { CniError, ErrorCode } from "./protocol.ts";
 import { describeNetwork } from "./plan.ts";
 

@@ -1,9 +1,9 @@
 // `danmctl dry-run`: which interfaces, addresses and routes a pod manifest would get, from the live networks and
-// reservations, without changing anything. Network selection and naming are the CNI's own (core/attach,
+// reservations, without changing anything. Network selection and naming are the CNI's own (core/podnetworks,
 // core/cni/plan.ts); dynamic addresses are predictions (the lowest free one now — another pod may take it first).
 import { Effect, Schema } from "effect";
-import { layerKubeNetworkDirectory, resolvePodAttachments } from "../attach/selection.ts";
-import type { NamingScheme } from "../attach/naming.ts";
+import { layerKubeNetworkDirectory, resolvePodAttachments } from "../podnetworks/selection.ts";
+import type { NamingScheme } from "../podnetworks/naming.ts";
 import { Pod } from "../api/k8s.ts";
 import { type AttachmentPlan, parentDevice, planAttachment } from "../cni/plan.ts";
 import { parseAddressRequest } from "../ipam/allocator.ts";

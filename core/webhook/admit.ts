@@ -24,10 +24,10 @@ import {
 } from "../api/danm.ts";
 import { problemsOf, renderProblems } from "../api/formats.ts";
 import { Pod } from "../api/k8s.ts";
-import type { NamingScheme } from "../attach/naming.ts";
+import type { NamingScheme } from "../podnetworks/naming.ts";
 import { Kube } from "../ports/kube.ts";
 import { ReservedIP, reservedIpNetwork, reservedIpResource } from "../api/reservedip.ts";
-import type { DirectoryError } from "../attach/selection.ts";
+import type { DirectoryError } from "../podnetworks/selection.ts";
 import { checkReservedIp, reservedIpHolders } from "./reservedips.ts";
 import { retryTransient } from "./retry.ts";
 import { type ClaimKey, type Claims, describeClaim, holderOfNetwork, newNonce, vniOf } from "./claims.ts";

@@ -3,7 +3,7 @@
 // and Http layers and flags; tests and the benchmark start it in-process.
 import { Effect, type Scope, Stream } from "effect";
 import { type TenantNetwork, TenantNetworkResource } from "../api/danm.ts";
-import type { NamingScheme } from "../attach/naming.ts";
+import type { NamingScheme } from "../podnetworks/naming.ts";
 import type { Fs } from "../ports/filesystem.ts";
 import type { Http } from "../ports/http.ts";
 import { Kube } from "../ports/kube.ts";

@@ -26,7 +26,7 @@
 // which danm does not have), start/end → its first+1 … last−1.
 import type { IPBlock } from "../api/ipam.ts";
 import type { Network, NetworkKind, NetworkOptions } from "../api/danm.ts";
-import { prefixProblem } from "../attach/naming.ts";
+import { prefixProblem } from "../podnetworks/naming.ts";
 import { type FamilyPlan, planFamily } from "../ipam/plan.ts";
 import { contains, formatCidr, formatIp, parseCidr, parseIp } from "../net/ip.ts";
 import { demandOf, networkDemandInput, type NetworkRef, planInterfaces, refKey } from "../netwatcher/plan.ts";

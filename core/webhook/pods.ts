@@ -1,24 +1,24 @@
 // Pod admission: the network selection annotations are checked before the pod exists, so that a mistake is a
 // precise refusal at `kubectl apply` instead of a sandbox failing to start (DANM only failed at CNI ADD).
 //
-// Checked (core/attach/selection.ts does the first four):
+// Checked (core/podnetworks/selection.ts does the first four):
 //   syntax of danm.io/interfaces (danm.k8s.io/interfaces) and k8s.v1.cni.cncf.io/networks; exactly one network
 //   reference per entry; every network exists; ClusterNetwork AllowedTenants; interface names (DANM's naming, at
 //   most 15 bytes, no duplicates); static `ip`/`ip6` inside the network's cidr/net6 and not its network,
 //   broadcast or gateway address, nor reserved by another pod (the IPBlock holding it); the same static address
 //   not asked twice; `dynamic` only on networks with that family — where danm's IPAM gives the addresses (always
-//   for ipvlan, macvlan, sriov; on a static delegate only as core/attach/addressing.ts says, else the delegate's
+//   for ipvlan, macvlan, sriov; on a static delegate only as core/podnetworks/addressing.ts says, else the delegate's
 //   own IPAM does and `ip: dynamic` on a flannel network without a cidr is fine); a device_pool network's resource
 //   requested by the pod in the quantity its interfaces need.
 // Warnings (allowed): proutes on a network without rt_tables (DANM ignores them silently); an NPWG annotation
 // shadowed by the danm one; a static address on a static delegate network whose own IPAM addresses it.
 import { Effect } from "effect";
 import { InterfacesAnnotation, NetworksAnnotation } from "../api/annotations.ts";
-import { danmIpamReserves, isStaticDelegate } from "../attach/addressing.ts";
+import { danmIpamReserves, isStaticDelegate } from "../podnetworks/addressing.ts";
 import type { Network } from "../api/danm.ts";
 import { ipBlockResource } from "../api/ipam.ts";
 import type { Pod } from "../api/k8s.ts";
-import type { NamingScheme } from "../attach/naming.ts";
+import type { NamingScheme } from "../podnetworks/naming.ts";
 import {
   type Attachment,
   type DirectoryError,
@@ -26,7 +26,7 @@ import {
   NetworkDirectory,
   resolvePodAttachments,
   type SelectionError,
-} from "../attach/selection.ts";
+} from "../podnetworks/selection.ts";
 import { blockName } from "../ipam/allocator.ts";
 import { blockIndexOf, offsetInBlock, planFamily } from "../ipam/plan.ts";
 import { contains, formatCidr, formatIp, parseIp } from "../net/ip.ts";

@@ -26,7 +26,7 @@ import {
   cachedOrGet,
   DirectoryError,
   type NetworkDirectoryService,
-} from "../attach/selection.ts";
+} from "../podnetworks/selection.ts";
 import { type Informer, type InformerEvent, Kube, type KubeError } from "../ports/kube.ts";
 import { retryTransient } from "./retry.ts";
 

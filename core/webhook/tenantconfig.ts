@@ -18,7 +18,7 @@
 //   - networkIds[NetworkType] (key matched case-insensitively) overrides NetworkID, for any NetworkType.
 import { ReservedIpPrivilege } from "../api/reservedip.ts";
 import type { IfaceProfile, TenantConfig, TenantNetwork } from "../api/danm.ts";
-import { interfaceNameProblem } from "../attach/naming.ts";
+import { interfaceNameProblem } from "../podnetworks/naming.ts";
 import { DefaultNetworkType, isDynamicType, MaxDynamicNetworkIdLength } from "./networks.ts";
 import { type Problem, problem } from "./problems.ts";
 import {

@@ -2,7 +2,7 @@
 import { Effect } from "effect";
 import { macvlanConfig, parseDelegateConfig, withCniArgs, withIpam } from "../../../core/cni/attach/delegate.ts";
 import { backendOf, fakeIpamSection, parentDevice, ruleSource } from "../../../core/cni/plan.ts";
-import { staticDelegateUsesDanmIpam } from "../../../core/attach/addressing.ts";
+import { staticDelegateUsesDanmIpam } from "../../../core/podnetworks/addressing.ts";
 import { assertEquals, assertMatch, assertRejects } from "../../harness/assert.ts";
 
 Deno.test("parent device: vx_<NetworkID> with vxlan, else <NetworkID>.<vlan>, else host_device", () => {

@@ -30,8 +30,8 @@ const nads = "k8s.cni.cncf.io/network-attachment-definitions";
 
 /** Resource arguments that are variables: `<file> <expression>` → what they can be (read in the callers). */
 const DYNAMIC: Record<string, ReadonlyArray<string>> = {
-  // getOrUndefined(kube, rt, …): the directory's networks and NADs (core/attach/selection.ts, core/cni/runtime.ts).
-  "core/attach/selection.ts rt": [...networks, nads],
+  // getOrUndefined(kube, rt, …): the directory's networks and NADs (core/podnetworks/selection.ts, core/cni/runtime.ts).
+  "core/podnetworks/selection.ts rt": [...networks, nads],
   // cachedOrGet(informer, rt, …): a cache miss of the network caches.
   "core/cni/runtime.ts rt": networks,
   // probe(rt): networkRt(kind), NetworkAttachmentDefinitionResource, NodeResource.

@@ -1,5 +1,10 @@
-// DANM's interface naming (core/attach/naming.ts): eth0 first, prefix + index, legacy, the 15-byte limit.
-import { interfaceName, interfaceNameProblem, planInterfaceNames, prefixProblem } from "../../../core/attach/naming.ts";
+// DANM's interface naming (core/podnetworks/naming.ts): eth0 first, prefix + index, legacy, the 15-byte limit.
+import {
+  interfaceName,
+  interfaceNameProblem,
+  planInterfaceNames,
+  prefixProblem,
+} from "../../../core/podnetworks/naming.ts";
 import { assertEquals, assertMatch } from "../../harness/assert.ts";
 
 Deno.test("naming: the first interface is eth0 whatever its prefix; then prefix + index, eth by default", () => {

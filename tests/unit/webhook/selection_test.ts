@@ -1,11 +1,11 @@
-// Which networks a pod gets (core/attach/selection.ts), over a fake directory.
+// Which networks a pod gets (core/podnetworks/selection.ts), over a fake directory.
 import { Effect } from "effect";
 import {
   NetworkDirectory,
   type NetworkDirectoryService,
   type PodAttachments,
   resolvePodAttachments,
-} from "../../../core/attach/selection.ts";
+} from "../../../core/podnetworks/selection.ts";
 import type { ClusterNetwork, DanmNet, TenantNetwork } from "../../../core/api/danm.ts";
 import type { NetworkAttachmentDefinition } from "../../../core/api/k8s.ts";
 import { assertEquals, assertMatch, fail } from "../../harness/assert.ts";

@@ -96,7 +96,7 @@ export interface NetworkDirectoryService {
 
 /** Where the networks a pod names are looked up: direct reads (CNI) or informer caches with a fallback (webhook). */
 export class NetworkDirectory extends Context.Service<NetworkDirectory, NetworkDirectoryService>()(
-  "danm/core/attach/selection/NetworkDirectory",
+  "danm/core/podnetworks/selection/NetworkDirectory",
 ) {}
 
 /** A read through the Kube port; NotFound (also: the kind's CRD is not installed) is `undefined`. */
