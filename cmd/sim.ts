@@ -7,41 +7,49 @@
 // scenario k8s/examples/real.yaml), see tests/harness/simreal.ts; `--real --kubelet` on real nodes (kubelet +
 // containerd) with danm deployed from its images.
 import "../adapters/runtime/effect_without_async_context.ts";
-import { Effect, References } from "effect";
+import { parseArgs } from "node:util";
+import { Effect, References, Schema } from "effect";
+import { decodeFlagsOrExit } from "../adapters/cli/main.ts";
 import { layerLiveFs } from "../adapters/fs/live.ts";
 import { runEmbedded } from "../adapters/sim/embedded.ts";
 import { renderProgress, type SimProgress } from "../core/sim/progress.ts";
 import { renderOutcome } from "../core/sim/report.ts";
 import { loadScenario } from "../core/sim/scenario.ts";
 
-const args = [...Deno.args];
-let json = false;
-let real = false;
-let kubelet = false;
-let progressFlag = false;
-const paths: string[] = [];
-for (let i = 0; i < args.length; i++) {
-  const a = args[i];
-  if (a === "-o" || a === "--output") {
-    const v = args[++i];
-    if (v !== "json" && v !== "table") {
-      console.error(`sim: -o takes json or table, not ${v}`);
-      Deno.exit(2);
-    }
-    json = v === "json";
-  } else if (a === "--real") {
-    real = true;
-  } else if (a === "--kubelet") {
-    kubelet = true;
-  } else if (a === "--progress") {
-    progressFlag = true;
-  } else if (a.startsWith("-")) {
-    console.error(
-      `sim: unknown flag ${a}\nusage: deno task sim [path…] [-o json|table] [--progress] [--real [--kubelet]]`,
-    );
-    Deno.exit(2);
-  } else paths.push(a);
+const usage = "usage: deno task sim [path…] [-o json|table] [--progress] [--real [--kubelet]]";
+const Flags = Schema.Struct({
+  output: Schema.Literals(["table", "json"]),
+  real: Schema.Boolean,
+  kubelet: Schema.Boolean,
+  progress: Schema.Boolean,
+  help: Schema.Boolean,
+});
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      output: { type: "string", short: "o", default: "table" },
+      real: { type: "boolean", default: false },
+      kubelet: { type: "boolean", default: false },
+      progress: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+} catch (e) {
+  console.error(`sim: ${e instanceof Error ? e.message : String(e)}\n${usage}`);
+  Deno.exit(2);
 }
+const flags = decodeFlagsOrExit("sim", Flags, parsed.values);
+if (flags.help) {
+  console.log(usage);
+  Deno.exit(0);
+}
+const { real, kubelet } = flags;
+const json = flags.output === "json", progressFlag = flags.progress;
+const paths = parsed.positionals;
 if (kubelet && !real) {
   console.error("sim: --kubelet runs on real nodes and needs --real");
   Deno.exit(2);
