@@ -1,9 +1,8 @@
 // danmctl: the operator's tool. Thin composition root; the commands live in core/ctl. Each command's name, usage
 // and run are one entry of `commands` below (`danmctl --help` prints them).
 import "../adapters/runtime/effect_without_async_context.ts";
-import { parseArgs } from "node:util";
 import { Effect, type Layer, type Result, Schema } from "effect";
-import { decodeFlagsOrExit } from "../adapters/cli/main.ts";
+import { parseCommandLineOrExit } from "../adapters/cli/main.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
 import { NetworkKinds } from "../core/api/danm.ts";
 import {
@@ -31,7 +30,6 @@ const Flags = Schema.Struct({
   yes: Schema.Boolean,
   "dry-run": Schema.Boolean,
   grace: Schema.NumberFromString.check(Schema.isFinite(), Schema.isGreaterThanOrEqualTo(0)),
-  help: Schema.Boolean,
 });
 type Flags = typeof Flags.Type;
 
@@ -172,34 +170,17 @@ function usage(): string {
 }
 
 async function main(): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: Deno.args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        output: { type: "string", short: "o", default: "table" },
-        namespace: { type: "string", short: "n" },
-        kind: { type: "string" },
-        kubeconfig: { type: "string" },
-        grace: { type: "string", default: "120" },
-        release: { type: "boolean", default: false },
-        yes: { type: "boolean", short: "y", default: false },
-        "dry-run": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (e) {
-    console.error(`danmctl: ${e instanceof Error ? e.message : String(e)}\n${usage()}`);
-    return 2;
-  }
-  const flags = decodeFlagsOrExit("danmctl", Flags, parsed.values);
-  if (flags.help) {
-    console.log(usage());
-    return 0;
-  }
-  const [name, ...args] = parsed.positionals;
+  const { flags, positionals } = parseCommandLineOrExit("danmctl", usage, {
+    output: { type: "string", short: "o", default: "table" },
+    namespace: { type: "string", short: "n" },
+    kind: { type: "string" },
+    kubeconfig: { type: "string" },
+    grace: { type: "string", default: "120" },
+    release: { type: "boolean", default: false },
+    yes: { type: "boolean", short: "y", default: false },
+    "dry-run": { type: "boolean", default: false },
+  }, Flags);
+  const [name, ...args] = positionals;
   const command = name !== undefined && Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     console.error(usage());

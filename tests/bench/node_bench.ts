@@ -34,15 +34,44 @@ interface RunResult {
   readonly readyP50Ms: number;
   readonly readyP99Ms: number;
   readonly perNode: Record<string, number>;
-  /** Restarts of danm's node agent during the run (its probes failing on a starved machine). */
+  /** Restarts of danm's node agent during the run, and how each restarted container last ended. */
   readonly agentRestarts: number;
+  readonly agentLastEnds: ReadonlyArray<string>;
 }
 
-const agentRestarts = async (c: NodeCluster) =>
-  (JSON.parse(
+interface AgentStatus {
+  readonly restarts: number;
+  /** Why each restarted container last ended (kubelet's lastState): OOMKilled, Error with its exit code, … */
+  readonly lastEnds: ReadonlyArray<string>;
+  /** The pods and containers that restarted. */
+  readonly restarted: ReadonlyArray<{ pod: string; container: string }>;
+}
+
+const agentStatus = async (c: NodeCluster): Promise<AgentStatus> => {
+  const statuses = (JSON.parse(
     await c.kubectl(["get", "pods", "-n", "kube-system", "-l", "app.kubernetes.io/name=danm-netwatcher", "-o", "json"]),
-  ).items as Array<{ status: { containerStatuses?: Array<{ restartCount: number }> } }>)
-    .flatMap((p) => p.status.containerStatuses ?? []).reduce((n, s) => n + s.restartCount, 0);
+  ).items as Array<{
+    metadata: { name: string };
+    spec: { nodeName?: string };
+    status: {
+      containerStatuses?: Array<{
+        name: string;
+        restartCount: number;
+        lastState?: { terminated?: { reason?: string; exitCode?: number; finishedAt?: string } };
+      }>;
+    };
+  }>).flatMap((p) =>
+    (p.status.containerStatuses ?? []).map((s) => ({ pod: p.metadata.name, node: p.spec.nodeName ?? "?", ...s }))
+  );
+  return {
+    restarts: statuses.reduce((n, s) => n + s.restartCount, 0),
+    restarted: statuses.filter((s) => s.restartCount > 0).map((s) => ({ pod: s.pod, container: s.name })),
+    lastEnds: statuses.filter((s) => s.lastState?.terminated).map((s) => {
+      const t = s.lastState!.terminated!;
+      return `${s.node}/${s.name}: ${t.reason ?? "?"} (exit ${t.exitCode ?? "?"}) at ${t.finishedAt ?? "?"}`;
+    }),
+  };
+};
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
@@ -66,7 +95,7 @@ async function measure(c: NodeCluster, namespace: string, interfaces: string | u
     )),
   );
   await sleep(500); // the watch is established
-  const restartsBefore = await agentRestarts(c);
+  const restartsBefore = (await agentStatus(c)).restarts;
   const deployments = 4, per = Math.ceil(pods / deployments);
   const start = performance.now();
   const items = Array.from({ length: deployments }, (_, d) => ({
@@ -99,7 +128,14 @@ async function measure(c: NodeCluster, namespace: string, interfaces: string | u
     100,
   );
   const allRunningS = (performance.now() - start) / 1000;
-  const restarts = (await agentRestarts(c)) - restartsBefore;
+  const after = await agentStatus(c);
+  const restarts = after.restarts - restartsBefore;
+  for (const r of restarts ? after.restarted : []) {
+    // What the agent said before it ended: the reason a restart count alone does not give.
+    const previous = await c.kubectl(["logs", "-n", "kube-system", r.pod, "-c", r.container, "--previous", "--tail=15"])
+      .catch((e) => `(no previous log: ${e instanceof Error ? e.message : e})`);
+    log(`${r.pod}/${r.container} before its last restart:\n${previous.trimEnd()}`);
+  }
   await Fiber.interrupt(watch).pipe(Effect.runPromise);
   const latencies = [...sandboxReady].map(([uid, t]) => t - (created.get(uid) ?? t)).sort((a, b) => a - b);
   const perNode: Record<string, number> = {};
@@ -122,6 +158,7 @@ async function measure(c: NodeCluster, namespace: string, interfaces: string | u
     readyP99Ms: percentile(latencies, 99),
     perNode,
     agentRestarts: restarts,
+    agentLastEnds: restarts ? after.lastEnds : [],
   };
 }
 
@@ -193,7 +230,8 @@ try {
       danm.podsPerS.toFixed(2)
     } pods/s), ` +
       `PodReadyToStartContainers p50 ${danm.readyP50Ms.toFixed(0)} ms, p99 ${danm.readyP99Ms.toFixed(0)} ms, ` +
-      `per node ${JSON.stringify(danm.perNode)}, node agent restarts ${danm.agentRestarts}`,
+      `per node ${JSON.stringify(danm.perNode)}, node agent restarts ${danm.agentRestarts}` +
+      (danm.agentLastEnds.length ? ` (last ended: ${danm.agentLastEnds.join("; ")})` : ""),
   );
   const primary = await measure(cluster, base, undefined);
   log(
@@ -201,7 +239,9 @@ try {
       primary.podsPerS.toFixed(2)
     } pods/s), PodReadyToStartContainers p50 ${primary.readyP50Ms.toFixed(0)} ms, p99 ${
       primary.readyP99Ms.toFixed(0)
-    } ms`,
+    } ms` + (primary.agentRestarts
+      ? `, node agent restarts ${primary.agentRestarts} (${primary.agentLastEnds.join("; ")})`
+      : ""),
   );
   const round = (x: number, d = 2) => Number(x.toFixed(d));
   console.log(JSON.stringify({

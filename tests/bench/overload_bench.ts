@@ -2,10 +2,12 @@
 // its default limits unless told otherwise) on a real apiserver: every pod one attachment (the reference bridge plugin
 // with danm's IPAM through fakeipam). All N requests go to the daemon's socket at once, as N runtime threads would;
 // a "try again later" answer (CNI error 11) is retried after a short jittered pause, as kubelet retries a sandbox.
-// Measures what completed, how often the bound said busy, whether anything failed, and the agent's resident memory
-// idle (on an empty node, and with the N pods in its caches: rss_idle_mb) and at its peak (VmHWM). Then DEL of every
-// pod, and the agent's memory after. The comparator is the same agent idle: the bound keeps its peak from growing
-// with N.
+// Measures what completed, how often the bound said busy, whether anything failed, then DEL of every pod; and the
+// agent's resident memory. Idle is measured three times, each once the RSS has settled (no drop over 1 MiB for 5 s,
+// at most 30 s: V8 and the allocator give memory back some seconds after work stops): on an empty node, with the N
+// pods in its caches before the burst, and after the burst (ADDs and DELs) with the pods still cached — rss_idle_mb
+// is the highest of the three. rss_peak_mb is the high-water mark (VmHWM) over the whole bench, DELs included. The
+// comparator is the same agent idle: the bound keeps its peak from growing with N.
 //
 //   deno task bench:overload [-- --concurrent 500] [--max-concurrent N] [--max-queue N]
 //
@@ -54,6 +56,21 @@ const percentile = (xs: number[], p: number) => {
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The agent's memory once its RSS has stopped falling: no drop over 1 MiB within 5 s, at most 30 s of waiting. */
+async function settled() {
+  const start = Date.now();
+  const window: number[] = [];
+  while (true) {
+    const m = agent.memory();
+    window.push(m.rssMb);
+    if (window.length > 6) window.shift();
+    if ((window.length === 6 && window[0] - m.rssMb <= 1) || Date.now() - start > 30_000) {
+      return { ...m, waitedS: (Date.now() - start) / 1000 };
+    }
+    await sleep(1000);
+  }
+}
+
 const api = await startApiServer();
 const tmp = await Deno.makeTempDir({ prefix: "danm-bench-overload-" });
 const kubeConfig = new k8s.KubeConfig();
@@ -100,8 +117,9 @@ interface Answer {
 
 /** One request on the daemon's socket, exactly what the thin client sends; the answer's exit and CNI error codes. */
 async function call(env: Record<string, string>): Promise<Answer> {
-  const conn = await Deno.connect({ transport: "unix", path: agent.socket });
+  let conn: Deno.UnixConn | undefined;
   try {
+    conn = await Deno.connect({ transport: "unix", path: agent.socket });
     await conn.write(new TextEncoder().encode(JSON.stringify({ program: "danm", env, stdin: netconf }) + "\n"));
     await conn.closeWrite();
     const text = await new Response(conn.readable).text();
@@ -115,6 +133,10 @@ async function call(env: Record<string, string>): Promise<Answer> {
     return { code: answer.code, ...(cniCode === undefined ? {} : { cniCode }), text: answer.stdout };
   } catch (e) {
     return { code: -1, text: `connection: ${e}` };
+  } finally {
+    try {
+      conn?.close();
+    } catch { /* closed with its readable */ }
   }
 }
 
@@ -139,9 +161,8 @@ try {
     if (i > 600) throw new Error(`the node agent is not ready after 60 s: ${st.text}`);
     await sleep(100);
   }
-  await sleep(2000);
-  const quiet = agent.memory();
-  console.log(`node agent idle on an empty node: RSS ${fmt(quiet.rssMb)} MiB`);
+  const quiet = await settled();
+  console.log(`node agent idle on an empty node: RSS ${fmt(quiet.rssMb)} MiB (settled after ${fmt(quiet.waitedS)} s)`);
   console.log(`creating ${concurrent} pods and their network namespaces (not timed)`);
   const sandboxes: Array<{ env: Record<string, string>; netnsName: string }> = [];
   for (let i = 0; i < concurrent; i++) {
@@ -170,10 +191,11 @@ try {
       },
     });
   }
-  // The pods are in the agent's caches now; let it settle before calling it idle.
-  await sleep(3000);
-  const idle = agent.memory();
-  console.log(`node agent idle with the ${concurrent} pods in its caches: RSS ${fmt(idle.rssMb)} MiB`);
+  const idle = await settled();
+  console.log(
+    `node agent idle with the ${concurrent} pods in its caches: RSS ${fmt(idle.rssMb)} MiB ` +
+      `(settled after ${fmt(idle.waitedS)} s)`,
+  );
 
   const t0 = performance.now();
   const adds = await Promise.all(sandboxes.map((s) => withRetries(s.env)));
@@ -194,10 +216,12 @@ try {
   const dels = await Promise.all(sandboxes.map((s) => withRetries({ ...s.env, CNI_COMMAND: "DEL" })));
   const delFailed = dels.filter((d) => d.answer.code !== 0).length;
   for (const s of sandboxes) await run(["ip", "netns", "del", s.netnsName]).catch(() => {});
-  await sleep(2000);
-  const after = agent.memory();
+  const after = await settled();
   console.log(`node agent peak over ADDs and DELs: ${fmt(after.peakMb)} MiB`);
-  console.log(`DEL of every pod: ${delFailed} failed; node agent RSS after: ${fmt(after.rssMb)} MiB`);
+  console.log(
+    `DEL of every pod: ${delFailed} failed; node agent idle after the burst, the pods still cached: ` +
+      `RSS ${fmt(after.rssMb)} MiB (settled after ${fmt(after.waitedS)} s)`,
+  );
   const limits = {
     max_concurrent: Number(values["max-concurrent"] ?? 32),
     max_queue: Number(values["max-queue"] ?? 128),
@@ -209,11 +233,12 @@ try {
     retried_pods: busyPods,
     failed: failed.length,
     del_failed: delFailed,
-    rss_idle_mb: fmt(idle.rssMb),
+    rss_idle_mb: fmt(Math.max(quiet.rssMb, idle.rssMb, after.rssMb)),
     rss_idle_empty_node_mb: fmt(quiet.rssMb),
-    rss_peak_mb: fmt(peak.peakMb),
-    rss_peak_with_dels_mb: fmt(after.peakMb),
-    rss_after_mb: fmt(after.rssMb),
+    rss_idle_pods_cached_mb: fmt(idle.rssMb),
+    rss_idle_after_burst_mb: fmt(after.rssMb),
+    rss_peak_mb: fmt(after.peakMb),
+    rss_peak_adds_mb: fmt(peak.peakMb),
     wall_s: fmt(wall),
     add_p50_ms: fmt(percentile(ms, 50)),
     add_p99_ms: fmt(percentile(ms, 99)),

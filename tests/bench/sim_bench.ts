@@ -156,7 +156,7 @@ if (import.meta.main) {
     }
     const small = runs.find((r) => r.pods === 1000), large = runs.find((r) => r.pods === 10000);
     const linearity = small && large ? (large.wallS - startupS) / (10 * (small.wallS - startupS)) : undefined;
-    if (linearity !== undefined) log(`linearity (10k − startup) / (10 × (1k − startup)): ${round(linearity)}`);
+    if (linearity !== undefined) log(`linearity (10k − startup) / (10 × (1k − startup)): ${round(linearity, 3)}`);
     const targets = large && linearity !== undefined
       ? {
         pods_10k_le_60s: large.wallS <= 60,
@@ -180,7 +180,7 @@ if (import.meta.main) {
           rss_peak_mb_10k: Math.round(large.rssPeakMb),
         }
         : {}),
-      ...(linearity !== undefined ? { linearity: round(linearity) } : {}),
+      ...(linearity !== undefined ? { linearity: round(linearity, 3) } : {}),
       targets,
       load_average: await load(),
     }));

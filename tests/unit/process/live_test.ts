@@ -31,6 +31,15 @@ Deno.test("live process: a grandchild holding stdout open does not keep exec wai
   assert(Date.now() - started < 2500, `returned after the drain period (${Date.now() - started} ms)`);
 });
 
+Deno.test("live process: output larger than one read comes back whole, byte for byte, on both streams", async () => {
+  // Bytes 0–255 repeated: a lost, repeated or reordered read (the output is read in pieces of our own) shows.
+  const data = Uint8Array.from({ length: 300_000 }, (_, i) => (i * 7) % 256);
+  const r = await Effect.runPromise(p.exec({ argv: ["/bin/sh", "-c", "tee /dev/stderr"], env, stdin: data }));
+  assertEquals([r.stdout.length, r.stderr.length], [data.length, data.length]);
+  assert(r.stdout.every((b, i) => b === data[i]), "stdout intact");
+  assert(r.stderr.every((b, i) => b === data[i]), "stderr intact");
+});
+
 Deno.test("live process: interrupting exec terminates the child process", async () => {
   const dir = await Deno.makeTempDir({ prefix: "danm-proc-" });
   try {
