@@ -113,6 +113,8 @@ interface MLink {
   };
   sysctls: Map<string, string>;
   fdb: FdbEntry[];
+  /** Links stacked on this one (its `lower` or vxlan `dev`): found without a scan over every link of the kernel. */
+  readonly dependents: Set<MLink>;
 }
 
 interface MAddr {
@@ -373,6 +375,7 @@ export class MemoryKernel {
       alive: true,
       sysctls: new Map(linkSysctlDefaults(kind === "loopback")),
       fdb: [],
+      dependents: new Set(),
     };
     ns.links.set(l.index, l);
     this.all.add(l);
@@ -380,7 +383,7 @@ export class MemoryKernel {
   }
 
   private children(l: MLink): MLink[] {
-    return [...this.all].filter((c) => c.alive && (c.lower === l || c.vxlan?.dev === l));
+    return [...l.dependents].filter((c) => c.alive);
   }
 
   /** Who handles frames arriving on `l`: a bridge (as a port), macvlans or ipvlans. */
@@ -526,6 +529,7 @@ export class MemoryKernel {
         if (spec.mtu !== undefined) this.checkMtu(probe, spec.mtu);
         created = this.newLink(target, spec.name, spec.kind, spec.mtu ?? lower.mtu, mac);
         created.lower = lower;
+        lower.dependents.add(created);
         if (spec.kind === "macvlan") created.macvlanMode = spec.mode ?? "bridge";
         else lower.ipvlanPort = { mode: spec.mode ?? "l2", flag: spec.flag ?? "bridge" };
         break;
@@ -539,6 +543,7 @@ export class MemoryKernel {
         if (spec.mtu !== undefined) this.checkMtu({ kind: "vlan", lower }, spec.mtu);
         created = this.newLink(target, spec.name, "vlan", spec.mtu ?? lower.mtu, mac ?? new Uint8Array(lower.mac));
         created.lower = lower;
+        lower.dependents.add(created);
         created.vlanId = spec.id;
         break;
       }
@@ -565,6 +570,7 @@ export class MemoryKernel {
         const headroom = remote?.family === 6 || local?.family === 6 ? 70 : 50;
         created = this.newLink(target, spec.name, "vxlan", spec.mtu ?? (dev ? dev.mtu - headroom : 1500), mac);
         created.vxlan = info;
+        dev?.dependents.add(created);
         // A configured remote or group is the default destination: an all-zero FDB entry.
         if (remote) created.fdb.push({ mac: new Uint8Array(6), dsts: [remote], state: NUD.reachable | NUD.permanent });
         break;
@@ -587,6 +593,8 @@ export class MemoryKernel {
     const ns = l.ns;
     ns.links.delete(l.index);
     this.all.delete(l);
+    l.lower?.dependents.delete(l);
+    l.vxlan?.dev?.dependents.delete(l);
     this.forgetLink(l);
     for (const port of ns.links.values()) if (port.master === l) port.master = undefined;
     if (l.peer) this.destroy(l.peer);

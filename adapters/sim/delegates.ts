@@ -60,28 +60,47 @@ export function registerSimulatedDelegates(
   netlink: Netlink["Service"],
   opts: { readonly binDir: string; readonly nodeIndex: number },
 ): void {
-  // host-local style allocation state, per subnet, for the lifetime of the simulation.
-  const leases = new Map<string, Map<string, bigint>>();
+  // host-local style allocation state, per subnet, for the lifetime of the simulation: like host-local, the
+  // search for a free address starts after the last one handed out, so an allocation does not scan every lease.
+  interface Pool {
+    readonly byOwner: Map<string, bigint>;
+    readonly taken: Set<bigint>;
+    last?: bigint;
+  }
+  const pools = new Map<string, Pool>();
   const allocate = (subnet: string, owner: string): Address | undefined => {
     const parsed = parseCidr(subnet);
     if (!parsed) return undefined;
     const c = parsed.cidr;
-    const used = leases.get(subnet) ?? new Map<string, bigint>();
-    leases.set(subnet, used);
-    const held = used.get(owner);
+    let pool = pools.get(subnet);
+    if (!pool) pools.set(subnet, pool = { byOwner: new Map(), taken: new Set() });
     const gateway = c.base + 1n;
-    const taken = new Set(used.values());
-    let value = held;
-    for (let v = c.base + 2n; value === undefined && v < lastAddress(c); v++) if (!taken.has(v)) value = v;
+    const first = c.base + 2n, end = lastAddress(c);
+    let value = pool.byOwner.get(owner);
+    if (value === undefined && end > first) {
+      const start = pool.last !== undefined && pool.last + 1n < end ? pool.last + 1n : first;
+      let v = start;
+      do {
+        if (!pool.taken.has(v)) value = v;
+        else v = v + 1n < end ? v + 1n : first;
+      } while (value === undefined && v !== start);
+    }
     if (value === undefined) return undefined;
-    used.set(owner, value);
+    pool.byOwner.set(owner, value);
+    pool.taken.add(value);
+    pool.last = value;
     return {
       cidr: `${formatIp({ family: c.family, value })}/${c.prefix}`,
       gateway: formatIp({ family: c.family, value: gateway }),
     };
   };
   const release = (owner: string) => {
-    for (const m of leases.values()) m.delete(owner);
+    for (const pool of pools.values()) {
+      const value = pool.byOwner.get(owner);
+      if (value === undefined) continue;
+      pool.byOwner.delete(owner);
+      pool.taken.delete(value);
+    }
   };
 
   /** Any other IPAM type is exec'd from CNI_PATH (first match) with the plugin's configuration, as libcni does. */
