@@ -46,6 +46,7 @@ import {
   supportedFieldLabels,
 } from "./selectors.ts";
 import { deepFreeze, IndexedBucket, labelsOf, type Selection } from "./memory_index.ts";
+import { WatcherRoutes } from "./memory_watchers.ts";
 import { errorFromStatus, failureStatus, type RequestTarget, type StatusBody } from "./status.ts";
 
 // --- Admission ------------------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ export class MemoryApiServer {
   private readonly buckets = new Map<string, IndexedBucket<Stored>>();
   private history: HistoryEntry[] = [];
   /** Open watches by bucket. */
-  private readonly watchers = new Map<string, Set<Watcher>>();
+  private readonly watchers = new Map<string, WatcherRoutes<Watcher>>();
   private readonly hooks: AdmissionHook[];
   private readonly statusKinds: Set<string>;
   private readonly historyLimit: number;
@@ -268,7 +269,7 @@ export class MemoryApiServer {
   /** Ends every open watch connection, as an apiserver restart or a load balancer would. Returns how many. */
   dropWatches(): number {
     const n = this.openWatches;
-    for (const ws of this.watchers.values()) for (const w of ws) Queue.endUnsafe(w.queue);
+    for (const ws of this.watchers.values()) for (const w of ws.all()) Queue.endUnsafe(w.queue);
     this.watchers.clear();
     return n;
   }
@@ -333,7 +334,8 @@ export class MemoryApiServer {
     const e: HistoryEntry = { ...entry, rv };
     this.history.push(e);
     while (this.history.length > this.historyLimit) this.compactedRv = this.history.shift()!.rv;
-    for (const w of this.watchers.get(e.bucket) ?? []) this.deliver(w, e);
+    const ws = this.watchers.get(e.bucket);
+    if (ws) { for (const w of ws.candidates(e.object, e.previous)) this.deliver(w, e); }
     return rv;
   }
 
@@ -948,7 +950,7 @@ export class MemoryApiServer {
               for (const e of this.history) if (e.rv > from) this.deliver(watcher, e);
             }
             let open = this.watchers.get(bucket);
-            if (!open) this.watchers.set(bucket, open = new Set());
+            if (!open) this.watchers.set(bucket, open = new WatcherRoutes());
             open.add(watcher);
           }),
           () => Effect.sync(() => this.watchers.get(bucket)?.delete(watcher)),
