@@ -3,8 +3,8 @@
 // with danm's IPAM through fakeipam). All N requests go to the daemon's socket at once, as N runtime threads would;
 // a "try again later" answer (CNI error 11) is retried after a short jittered pause, as kubelet retries a sandbox.
 // Measures what completed, how often the bound said busy, whether anything failed, then DEL of every pod; and the
-// agent's resident memory. Idle is measured three times, each once the RSS has settled (no drop over 1 MiB for 5 s,
-// at most 30 s: V8 and the allocator give memory back some seconds after work stops): on an empty node, with the N
+// agent's resident memory. Idle is measured three times, each once the RSS has settled (at least 60 s without work and
+// no drop over 1 MiB in the last 10 s: V8 gives memory back only ~45 s after work stops): on an empty node, with the N
 // pods in its caches before the burst, and after the burst (ADDs and DELs) with the pods still cached — rss_idle_mb
 // is the highest of the three. rss_peak_mb is the high-water mark (VmHWM) over the whole bench, DELs included. The
 // comparator is the same agent idle: the bound keeps its peak from growing with N.
@@ -56,17 +56,20 @@ const percentile = (xs: number[], p: number) => {
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The agent's memory once its RSS has stopped falling: no drop over 1 MiB within 5 s, at most 30 s of waiting. */
+/**
+ * The agent's memory once it has been idle long enough to give memory back: V8 shrinks its heap only when its memory
+ * reducer runs, some 40–50 s after the work stopped (measured; nothing drops before), so this waits at least 60 s and
+ * until the RSS has not dropped by more than 1 MiB for 10 s, at most 120 s.
+ */
 async function settled() {
   const start = Date.now();
   const window: number[] = [];
   while (true) {
     const m = agent.memory();
     window.push(m.rssMb);
-    if (window.length > 6) window.shift();
-    if ((window.length === 6 && window[0] - m.rssMb <= 1) || Date.now() - start > 30_000) {
-      return { ...m, waitedS: (Date.now() - start) / 1000 };
-    }
+    if (window.length > 11) window.shift();
+    const waited = Date.now() - start;
+    if ((waited >= 60_000 && window[0] - m.rssMb <= 1) || waited >= 120_000) return { ...m, waitedS: waited / 1000 };
     await sleep(1000);
   }
 }
