@@ -4,7 +4,7 @@
 //   deno run -A cmd/danmd.ts [--kubeconfig PATH] [--node-name NAME] [--socket /run/danm/danm.sock]
 //                            [--state-dir /run/danm/sandboxes] [--attach-timeout-ms 30000] [--gc-grace-seconds 60]
 //                            [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
-//                            [--max-concurrent 32] [--max-queue 128] [--drain-timeout-ms 20000]
+//                            [--max-concurrent 32] [--max-delegates 8] [--max-queue 128] [--drain-timeout-ms 20000]
 //                            [--metrics-port 0 (off)] [--log-level info] [--log-format auto|json|text]
 import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
@@ -34,6 +34,7 @@ const Flags = Schema.Struct({
   "gc-grace-seconds": Count,
   "pod-resources-socket": Schema.String.check(Schema.isNonEmpty()),
   "max-concurrent": Count.check(Schema.isGreaterThanOrEqualTo(1)),
+  "max-delegates": Count.check(Schema.isGreaterThanOrEqualTo(1)),
   "max-queue": Count,
   "drain-timeout-ms": Count,
   "metrics-port": Port,
@@ -51,6 +52,7 @@ const { values } = parseArgs({
     "gc-grace-seconds": { type: "string", default: "60" },
     "pod-resources-socket": { type: "string", default: defaultPodResourcesSocket },
     "max-concurrent": { type: "string", default: "32" },
+    "max-delegates": { type: "string", default: "8" },
     "max-queue": { type: "string", default: "128" },
     "drain-timeout-ms": { type: "string", default: "20000" },
     "metrics-port": { type: "string", default: "0" },
@@ -81,6 +83,7 @@ const node = CniNode.layer({
   attachTimeoutMs: flags["attach-timeout-ms"],
   gcGraceSeconds: flags["gc-grace-seconds"],
   maxConcurrent: flags["max-concurrent"],
+  maxDelegates: flags["max-delegates"],
   maxQueued: flags["max-queue"],
   drainTimeoutMs: flags["drain-timeout-ms"],
   // Delegates get the daemon's PATH: plugins may need iptables, ip … from it.

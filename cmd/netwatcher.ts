@@ -11,7 +11,8 @@
 //                                 [--cni-state-dir /run/danm/sandboxes] [--reclaim-period 5m ("0s" = never)]
 //                                 [--reclaim-grace 2m] [--cni-bin-dir /opt/cni/bin]
 //                                 [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
-//                                 [--cni-max-concurrent 32] [--cni-max-queue 128] [--cni-drain-timeout 20s]
+//                                 [--cni-max-concurrent 32] [--cni-max-delegates 8] [--cni-max-queue 128]
+//                                 [--cni-drain-timeout 20s]
 //                                 [--log-level info] [--log-format auto|json|text]
 //
 // :<metrics-port> serves /metrics (netwatcher's and the CNI daemon's), /healthz (liveness: the process serves) and
@@ -59,6 +60,7 @@ const Flags = Schema.Struct({
   "cni-bin-dir": Schema.String.check(Schema.isNonEmpty()),
   "pod-resources-socket": Schema.String.check(Schema.isNonEmpty()),
   "cni-max-concurrent": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1)),
+  "cni-max-delegates": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1)),
   "cni-max-queue": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
   "cni-drain-timeout": DurationText,
   ...logFlagFields,
@@ -90,6 +92,7 @@ const { values } = parseArgs({
     "cni-bin-dir": { type: "string", default: "/opt/cni/bin" },
     "pod-resources-socket": { type: "string", default: defaultPodResourcesSocket },
     "cni-max-concurrent": { type: "string", default: "32" },
+    "cni-max-delegates": { type: "string", default: "8" },
     "cni-max-queue": { type: "string", default: "128" },
     "cni-drain-timeout": { type: "string", default: "20s" },
     ...logFlagOptions,
@@ -113,6 +116,7 @@ const cniLayer = flags["cni-socket"]
     socketPath: flags["cni-socket"],
     stateDir: flags["cni-state-dir"],
     maxConcurrent: flags["cni-max-concurrent"],
+    maxDelegates: flags["cni-max-delegates"],
     maxQueued: flags["cni-max-queue"],
     drainTimeoutMs: Duration.toMillis(toDuration(flags["cni-drain-timeout"])),
     // Delegates get the agent's PATH: plugins may need iptables, ip … from it.

@@ -73,6 +73,10 @@ export function cniMetrics(node: string) {
       "danm_cni_requests_queued",
       "CNI requests waiting for one of the daemon's slots (--cni-max-concurrent) to be handled.",
     ),
+    delegatesWaiting: r.gauge(
+      "danm_cni_delegates_waiting",
+      "Delegate plugin executions waiting for one of the daemon's delegate slots (--cni-max-delegates).",
+    ),
     rejected: r.counter(
       "danm_cni_requests_rejected_total",
       "CNI requests answered busy (CNI error 11: the queue was full or the daemon was shutting down), by command.",
@@ -104,6 +108,7 @@ export function cniMetrics(node: string) {
   }
   m.pendingTeardowns.set(0);
   m.queued.set(0);
+  m.delegatesWaiting.set(0);
   return m;
 }
 export type CniMetrics = ReturnType<typeof cniMetrics>;

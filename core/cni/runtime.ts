@@ -51,6 +51,11 @@ export interface CniNodeConfig {
   readonly statusProbeTtlMs: number;
   /** CNI requests handled at once (core/cni/gate.ts); fakeipam calls of running ADDs are not counted. */
   readonly maxConcurrent: number;
+  /**
+   * Delegate plugins running at once, across all requests (core/cni/attach/delegate.ts DelegateSlots): they run in
+   * the agent's container and count against its memory limit.
+   */
+  readonly maxDelegates: number;
   /** CNI requests waiting for a slot; beyond that they are answered "try again later" (CNI error 11). */
   readonly maxQueued: number;
   /** On shutdown, how long running requests may take to finish before they are cut off. */
@@ -72,6 +77,8 @@ export const defaultNodeConfig = (
   host: o.nodeName,
   statusProbeTtlMs: 2_000,
   maxConcurrent: 32,
+  // ~15 MiB each (a Go plugin and its fakeipam client): 8 keep them near 120 MiB beside the agent's own ~250 MiB.
+  maxDelegates: 8,
   maxQueued: 128,
   // Below the DaemonSet's terminationGracePeriodSeconds (30), which ends in SIGKILL.
   drainTimeoutMs: 20_000,
