@@ -60,7 +60,7 @@ Deno.test("sim CLI: --progress lines on stderr; SIGINT stops with what was done 
     const file = `${dir}/s.yaml`;
     await Deno.writeTextFile(file, benchScenario(20, 2));
     const whole = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${repoRoot}/cmd/sim.ts`, file, "-o", "json", "--progress"],
+      args: ["run", "-A", "--quiet", `${repoRoot}/cmd/sim.ts`, file, "-o", "json", "--progress"],
       stdin: "null",
     }).output();
     assertEquals(whole.code, 0, new TextDecoder().decode(whole.stderr));
@@ -70,7 +70,7 @@ Deno.test("sim CLI: --progress lines on stderr; SIGINT stops with what was done 
     assertEquals(JSON.parse(new TextDecoder().decode(whole.stdout)).pods.length, 20);
     // Without --progress, -o json leaves stderr alone.
     const quiet = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${repoRoot}/cmd/sim.ts`, file, "-o", "json"],
+      args: ["run", "-A", "--quiet", `${repoRoot}/cmd/sim.ts`, file, "-o", "json"],
       stdin: "null",
     }).output();
     assertEquals([quiet.code, new TextDecoder().decode(quiet.stderr)], [0, ""]);
@@ -78,7 +78,7 @@ Deno.test("sim CLI: --progress lines on stderr; SIGINT stops with what was done 
     // Interrupted as soon as it says it is running pods: far fewer than the 2,000 planned.
     await Deno.writeTextFile(file, benchScenario(2000, 20));
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${repoRoot}/cmd/sim.ts`, file, "-o", "json", "--progress"],
+      args: ["run", "-A", "--quiet", `${repoRoot}/cmd/sim.ts`, file, "-o", "json", "--progress"],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
