@@ -18,7 +18,6 @@ const knownOffenders: ReadonlyArray<string> = [
   "adapters/kubelet/podresources.ts makePodResourcesDevices",
   "adapters/netlink/live.ts makeHandle",
   "adapters/sim/delegates.ts registerSimulatedDelegates",
-  "adapters/sim/embedded.ts runEmbedded",
   "core/cni/add.ts add",
   "core/cni/add.ts attachOne",
   "core/ipam/allocator.ts makeIpam",
