@@ -5,6 +5,7 @@
 //                            [--state-dir /run/danm/sandboxes] [--attach-timeout-ms 30000] [--gc-grace-seconds 60]
 //                            [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
 //                            [--max-concurrent 32] [--max-delegates 8] [--max-queue 128] [--drain-timeout-ms 20000]
+//                            [--delegate-wait-timeout-ms 60000]
 //                            [--metrics-port 0 (off)] [--log-level info] [--log-format auto|json|text]
 import "../adapters/runtime/effect_without_async_context.ts";
 import { parseArgs } from "node:util";
@@ -37,6 +38,7 @@ const Flags = Schema.Struct({
   "max-delegates": Count.check(Schema.isGreaterThanOrEqualTo(1)),
   "max-queue": Count,
   "drain-timeout-ms": Count,
+  "delegate-wait-timeout-ms": Count,
   "metrics-port": Port,
   ...logFlagFields,
 });
@@ -55,6 +57,7 @@ const { values } = parseArgs({
     "max-delegates": { type: "string", default: "8" },
     "max-queue": { type: "string", default: "128" },
     "drain-timeout-ms": { type: "string", default: "20000" },
+    "delegate-wait-timeout-ms": { type: "string", default: "60000" },
     "metrics-port": { type: "string", default: "0" },
     ...logFlagOptions,
   },
@@ -86,6 +89,7 @@ const node = CniNode.layer({
   maxDelegates: flags["max-delegates"],
   maxQueued: flags["max-queue"],
   drainTimeoutMs: flags["drain-timeout-ms"],
+  delegateWaitTimeoutMs: flags["delegate-wait-timeout-ms"],
   // Delegates get the daemon's PATH: plugins may need iptables, ip … from it.
   ...(Deno.env.get("PATH") ? { delegatePath: Deno.env.get("PATH")! } : {}),
 });

@@ -12,7 +12,7 @@
 //                                 [--reclaim-grace 2m] [--cni-bin-dir /opt/cni/bin]
 //                                 [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
 //                                 [--cni-max-concurrent 32] [--cni-max-delegates 8] [--cni-max-queue 128]
-//                                 [--cni-drain-timeout 20s]
+//                                 [--cni-drain-timeout 20s] [--cni-delegate-wait-timeout 60s]
 //                                 [--log-level info] [--log-format auto|json|text]
 //
 // :<metrics-port> serves /metrics (netwatcher's and the CNI daemon's), /healthz (liveness: the process serves) and
@@ -63,6 +63,7 @@ const Flags = Schema.Struct({
   "cni-max-delegates": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1)),
   "cni-max-queue": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
   "cni-drain-timeout": DurationText,
+  "cni-delegate-wait-timeout": DurationText,
   ...logFlagFields,
 });
 
@@ -95,6 +96,7 @@ const { values } = parseArgs({
     "cni-max-delegates": { type: "string", default: "8" },
     "cni-max-queue": { type: "string", default: "128" },
     "cni-drain-timeout": { type: "string", default: "20s" },
+    "cni-delegate-wait-timeout": { type: "string", default: "60s" },
     ...logFlagOptions,
   },
   strict: true,
@@ -119,6 +121,7 @@ const cniLayer = flags["cni-socket"]
     maxDelegates: flags["cni-max-delegates"],
     maxQueued: flags["cni-max-queue"],
     drainTimeoutMs: Duration.toMillis(toDuration(flags["cni-drain-timeout"])),
+    delegateWaitTimeoutMs: Duration.toMillis(toDuration(flags["cni-delegate-wait-timeout"])),
     // Delegates get the agent's PATH: plugins may need iptables, ip … from it.
     ...(Deno.env.get("PATH") ? { delegatePath: Deno.env.get("PATH")! } : {}),
     cniPath: flags["cni-bin-dir"].split(":"),

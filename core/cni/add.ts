@@ -27,6 +27,7 @@ import {
   withIpam,
 } from "./attach/delegate.ts";
 import { createDpdkInterface, dpdkDrivers } from "./attach/dpdk.ts";
+import { attachDeadline } from "./attach/slots.ts";
 import { createIpvlan } from "./attach/ipvlan.ts";
 import { findParent } from "./attach/parent.ts";
 import { PodDevices } from "../ports/pod_devices.ts";
@@ -551,19 +552,15 @@ export const add = (inv: Invocation, conf: DanmNetConf) =>
           return yield* Effect.forEach(plans, (plan, i) =>
             attachOne(ctx, plan, progress[i]).pipe(
               timed(metrics, plan),
-              Effect.timeoutOrElse({
-                duration: `${cfg.attachTimeoutMs} millis`,
-                orElse: () =>
-                  Effect.fail(
-                    new StepError({ operation: "attach", reason: `not done within ${cfg.attachTimeoutMs} ms` }),
-                  ),
-              }),
+              // Waits for delegate slots are the node's load, not this attachment's time (attach/slots.ts).
+              attachDeadline(cfg.attachTimeoutMs),
               Effect.mapError((e) =>
                 new AttachmentError({
                   network: plan.label,
                   iface: plan.ifName,
                   operation: e.operation,
                   reason: e.reason,
+                  ...(e.retriable ? { retriable: true } : {}),
                 })
               ),
               Effect.result,

@@ -11,6 +11,8 @@ export class AttachmentError extends Schema.TaggedError<AttachmentError>()("Atta
   /** e.g. "reserve addresses", "create ipvlan", "macvlan ADD". */
   operation: Schema.String,
   reason: Schema.String,
+  /** A transient condition of the node (StepError.retriable). */
+  retriable: Schema.optionalKey(Schema.Boolean),
 }) {
   override get message(): string {
     return `network ${this.network} (${this.iface}): ${this.operation}: ${this.reason}`;
@@ -60,7 +62,10 @@ export function attachmentsFailed(
 ): CniError {
   const networks = [...new Set(failures.map((f) => f.network))];
   return new CniError({
-    code: ErrorCode.attachmentFailed,
+    // Only a node too busy to run it failed (no delegate slot in time): the runtime should simply try again.
+    code: failures.length > 0 && failures.every((f) => f.retriable)
+      ? ErrorCode.tryAgainLater
+      : ErrorCode.attachmentFailed,
     msg: `${what}: ${failures.length} of ${total} attachment(s) failed (${networks.join(", ")})`,
     details: failures.map((f) => f.message).join("\n"),
   });
@@ -74,6 +79,8 @@ export const cniError = (msg: string, details?: string, code: number = ErrorCode
 export class StepError extends Schema.TaggedError<StepError>()("StepError", {
   operation: Schema.String,
   reason: Schema.String,
+  /** Failed on a transient condition (a delegate's CNI error 11, "try again later"), not on the pod's request. */
+  retriable: Schema.optionalKey(Schema.Boolean),
 }) {
   override get message(): string {
     return `${this.operation}: ${this.reason}`;
@@ -85,4 +92,9 @@ export const step = (operation: string) =>
 <A, E extends { readonly message: string }, R>(
   e: Effect.Effect<A, E, R>,
 ): Effect.Effect<A, StepError, R> =>
-  Effect.mapError(e, (err) => err instanceof StepError ? err : new StepError({ operation, reason: err.message }));
+  Effect.mapError(e, (err) =>
+    err instanceof StepError ? err : new StepError({
+      operation,
+      reason: err.message,
+      ...(err instanceof DelegateError && err.code === ErrorCode.tryAgainLater ? { retriable: true } : {}),
+    }));

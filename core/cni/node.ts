@@ -4,7 +4,7 @@
 //
 //   Layer.provide(CniNode.layer({ nodeName, socketPath, stateDir, … }),
 //                 Layer.mergeAll(kube, netlink, process, fs, cniserver))   // adapters/cniserver/live.ts
-import { Context, Effect, Layer, Option, Ref, type Scope, Semaphore } from "effect";
+import { Context, Effect, Layer, Option, Ref, type Scope } from "effect";
 import { DefaultCniDir } from "../api/cniconfig.ts";
 import { Ipam, type IpamNetwork, makeIpam } from "../ipam/allocator.ts";
 import { networkLabels } from "../ipam/metrics.ts";
@@ -24,7 +24,7 @@ import { delSandbox } from "./del.ts";
 import { noPodDevices, PodDevices, type PodDevicesService } from "../ports/pod_devices.ts";
 import { CniListener, type CniListenerError } from "../ports/cni_listener.ts";
 import { type CniMetrics, cniMetrics, CurrentCniMetrics } from "./metrics.ts";
-import { DelegateSlots } from "./attach/delegate.ts";
+import { DelegateSlots, makeDelegateSlots } from "./attach/slots.ts";
 import {
   type CniNodeConfig,
   CniRuntime,
@@ -112,7 +112,7 @@ export const makeHandler = (
       Context.add(BlockStore, blockStore),
       Context.add(PodDevices, podDevices ?? Option.getOrElse(provided, () => noPodDevices)),
       Context.add(CurrentCniMetrics, metrics),
-      Context.add(DelegateSlots, Semaphore.makeUnsafe(Math.max(1, config.maxDelegates))),
+      Context.add(DelegateSlots, makeDelegateSlots(config.maxDelegates, config.delegateWaitTimeoutMs)),
     );
     const gate = yield* makeRequestGate(config);
     const handle = (request: unknown) => {

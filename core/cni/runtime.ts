@@ -56,6 +56,11 @@ export interface CniNodeConfig {
    * the agent's container and count against its memory limit.
    */
   readonly maxDelegates: number;
+  /**
+   * Longest wait of one attachment for delegate slots (core/cni/attach/slots.ts); not counted in attachTimeoutMs.
+   * Beyond it the ADD fails with CNI error 11 (try again later).
+   */
+  readonly delegateWaitTimeoutMs: number;
   /** CNI requests waiting for a slot; beyond that they are answered "try again later" (CNI error 11). */
   readonly maxQueued: number;
   /** On shutdown, how long running requests may take to finish before they are cut off. */
@@ -79,6 +84,8 @@ export const defaultNodeConfig = (
   maxConcurrent: 32,
   // ~11.5 MiB each (a Go plugin and its fakeipam client, measured): 8 take ~100 MiB beside the agent's ~250-290 MiB.
   maxDelegates: 8,
+  // With the 30 s attach limit, inside kubelet's --runtime-request-timeout (2 min) for the whole sandbox.
+  delegateWaitTimeoutMs: 60_000,
   maxQueued: 128,
   // Below the DaemonSet's terminationGracePeriodSeconds (30), which ends in SIGKILL.
   drainTimeoutMs: 20_000,

@@ -6,13 +6,14 @@
 // The environment of a delegate is exactly CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME (danm's name for
 // the interface), CNI_ARGS, CNI_PATH, PATH and DANM_SOCKET (so fakeipam finds the node daemon); nothing else of
 // danm's environment leaks into plugins.
-import { Context, Effect, Schema, type Semaphore } from "effect";
+import { Effect, Schema } from "effect";
 import { Fs } from "../../ports/filesystem.ts";
 import { decodeText, Process, tail } from "../../ports/process.ts";
 import { DelegateConfigError, DelegateError } from "../errors.ts";
 import { CurrentCniMetrics, CurrentRequest } from "../metrics.ts";
 import { compareVersions, type ValidAttachment } from "../netconf.ts";
 import { decodeResult, type Result } from "../protocol.ts";
+import { withDelegateSlot } from "./slots.ts";
 
 export type PluginConfig = Readonly<Record<string, unknown>>;
 
@@ -234,15 +235,6 @@ const resolveBinary = (type: string, cniPath: ReadonlyArray<string>) =>
 
 const pluginLabel = (plugin: PluginConfig) => String(plugin.type);
 
-/**
- * The node daemon's bound on delegate plugins running at once (CniNodeConfig.maxDelegates); unbounded when absent.
- * Every delegate runs in the agent's own container, with its memory charged there — a Go plugin plus, for danm IPAM,
- * a fakeipam client (a Deno process) — so a burst of ADDs must not exec one per attachment at once.
- */
-export const DelegateSlots = Context.Reference<Semaphore.Semaphore | undefined>("danm/core/cni/DelegateSlots", {
-  defaultValue: () => undefined,
-});
-
 type PluginCommand = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS";
 /** GC and STATUS name no sandbox or interface. */
 type PluginInvocation = Omit<Invocation, "ifName" | "containerId" | "netns"> & {
@@ -252,28 +244,16 @@ type PluginInvocation = Omit<Invocation, "ifName" | "containerId" | "netns"> & {
 };
 
 /**
- * Runs one plugin; the parsed stdout on success (undefined when it printed nothing). Its time goes into the delegate
- * histogram and the current request's delegate time (core/cni/metrics.ts).
+ * Runs one plugin, in one of the node daemon's delegate slots (slots.ts); the parsed stdout on success (undefined when
+ * it printed nothing). Its time goes into the delegate histogram and the current request's delegate time
+ * (core/cni/metrics.ts).
  */
 export const execPlugin = (
   plugin: PluginConfig,
   command: PluginCommand,
   inv: PluginInvocation,
 ): Effect.Effect<unknown, DelegateError, Process | Fs> =>
-  Effect.gen(function* () {
-    const slots = yield* DelegateSlots;
-    const run = timedPlugin(plugin, command, inv);
-    if (slots === undefined) return yield* run;
-    const metrics = yield* CurrentCniMetrics;
-    let waiting = true;
-    metrics?.delegatesWaiting.add(1);
-    // Once: when the slot is taken, or when the call ends (interrupted) still waiting for one.
-    const stopWaiting = Effect.sync(() => {
-      if (waiting) metrics?.delegatesWaiting.add(-1);
-      waiting = false;
-    });
-    return yield* slots.withPermits(1)(Effect.andThen(stopWaiting, run)).pipe(Effect.ensuring(stopWaiting));
-  });
+  withDelegateSlot(timedPlugin(plugin, command, inv), { plugin: pluginLabel(plugin), command });
 
 const timedPlugin = (
   plugin: PluginConfig,
