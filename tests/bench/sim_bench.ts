@@ -8,6 +8,8 @@
 //               start, module load, nodes and networks), the baseline of the same run
 //   pods/s      pods / (wall − startup)
 //   peak RSS    the process's VmHWM (read from /proc while it runs)
+//   CPU         the process's user + system time (/proc/<pid>/stat, sampled with the RSS): unlike wall time, other
+//               work on the shared machine does not inflate it
 //   linearity   (10k − startup) / (10 × (1k − startup)): 1.0 is linear
 //
 // Targets on the 2-core machine: 10,000 pods ≤ 60 s, linearity ≤ 1.3, peak RSS ≤ 1.5 GB. Readable lines, then one
@@ -83,6 +85,7 @@ interface Run {
   readonly nodes: number;
   readonly wallS: number;
   readonly rssPeakMb: number;
+  readonly cpuS: number;
 }
 
 interface SimJson {
@@ -100,14 +103,17 @@ async function runSim(pods: number, nodes: number, dir: string): Promise<Run> {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let hwmKb = 0;
-  const readHwm = async () => {
+  let hwmKb = 0, cpuTicks = 0;
+  const sample = async () => {
     try {
       const m = /VmHWM:\s+(\d+) kB/.exec(await Deno.readTextFile(`/proc/${child.pid}/status`));
       if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
+      // utime and stime, the 14th and 15th fields, counted after the parenthesised command name.
+      const stat = (await Deno.readTextFile(`/proc/${child.pid}/stat`)).split(") ")[1]?.split(" ");
+      if (stat) cpuTicks = Math.max(cpuTicks, Number(stat[11]) + Number(stat[12]));
     } catch { /* exited */ }
   };
-  const poll = setInterval(readHwm, 100);
+  const poll = setInterval(sample, 100);
   const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
   const status = await child.status;
   clearInterval(poll);
@@ -126,7 +132,8 @@ async function runSim(pods: number, nodes: number, dir: string): Promise<Run> {
       }`,
     );
   }
-  return { pods, nodes, wallS, rssPeakMb: hwmKb / 1024 };
+  // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ); the last sample misses at most the final 100 ms.
+  return { pods, nodes, wallS, rssPeakMb: hwmKb / 1024, cpuS: cpuTicks / 100 };
 }
 
 const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
@@ -151,7 +158,7 @@ if (import.meta.main) {
       log(
         `${pods.toLocaleString("en-US")} pods over ${nodes} nodes: ${round(r.wallS)} s wall, ${
           Math.round(pods / Math.max(0.001, r.wallS - startupS))
-        } pods/s, peak RSS ${Math.round(r.rssPeakMb)} MB (load ${await load()})`,
+        } pods/s, CPU ${round(r.cpuS, 1)} s, peak RSS ${Math.round(r.rssPeakMb)} MB (load ${await load()})`,
       );
     }
     const small = runs.find((r) => r.pods === 1000), large = runs.find((r) => r.pods === 10000);
@@ -171,6 +178,7 @@ if (import.meta.main) {
           pods_1k_s: round(small.wallS),
           pods_per_s_1k: Math.round(1000 / (small.wallS - startupS)),
           rss_peak_mb_1k: Math.round(small.rssPeakMb),
+          cpu_s_1k: round(small.cpuS, 1),
         }
         : {}),
       ...(large
@@ -178,6 +186,7 @@ if (import.meta.main) {
           pods_10k_s: round(large.wallS),
           pods_per_s_10k: Math.round(10000 / (large.wallS - startupS)),
           rss_peak_mb_10k: Math.round(large.rssPeakMb),
+          cpu_s_10k: round(large.cpuS, 1),
         }
         : {}),
       ...(linearity !== undefined ? { linearity: round(linearity, 3) } : {}),
