@@ -1,7 +1,14 @@
 // An informer: one list+watch feeding a keyed snapshot (SubscriptionRef), a change feed (PubSub) and a synced
 // signal. adapters/kube/client.ts shares one per resource type and filters per process (RcMap).
 import { Deferred, Effect, PubSub, type Scope, Semaphore, Stream, SubscriptionRef } from "effect";
-import type { Informer, InformerEvent, InformerState, KubeError, WatchEvent } from "../../core/ports/kube.ts";
+import type {
+  Informer,
+  InformerEvent,
+  InformerIndex,
+  InformerState,
+  KubeError,
+  WatchEvent,
+} from "../../core/ports/kube.ts";
 import { objectKey } from "../../core/ports/kube.ts";
 import { deepEqual } from "./patch.ts";
 import { SnapshotMap } from "./snapshot_map.ts";
@@ -15,6 +22,37 @@ export interface Keyed<A> {
 }
 
 type Item<A> = InformerEvent<A> | { readonly _tag: "Failed"; readonly error: KubeError };
+
+/** The keys of the cached objects filed under each value an index function gives. */
+class ValueIndex<A> {
+  private readonly byValue = new Map<string, Set<string>>();
+
+  constructor(readonly valuesOf: (object: A) => ReadonlyArray<string>) {}
+
+  file(key: string, object: A): void {
+    for (const v of this.valuesOf(object)) {
+      let keys = this.byValue.get(v);
+      if (!keys) this.byValue.set(v, keys = new Set());
+      keys.add(key);
+    }
+  }
+
+  unfile(key: string, object: A): void {
+    for (const v of this.valuesOf(object)) {
+      const keys = this.byValue.get(v);
+      if (keys?.delete(key) && keys.size === 0) this.byValue.delete(v);
+    }
+  }
+
+  rebuild(items: Iterable<readonly [string, A]>): void {
+    this.byValue.clear();
+    for (const [key, object] of items) this.file(key, object);
+  }
+
+  keys(value: string): Iterable<string> {
+    return this.byValue.get(value) ?? [];
+  }
+}
 
 export const makeInformer = <A>(
   events: Stream.Stream<WatchEvent<Keyed<A>>, KubeError>,
@@ -32,6 +70,8 @@ export const makeInformer = <A>(
     const synced = yield* Deferred.make<void, KubeError>();
     // Resource versions of the stored objects, to skip no-op "updates" after a relist.
     const versions = new Map<string, string>();
+    // Indexes change with `items`, in the same synchronous step of a batch.
+    const indexes = new Map<(object: A) => ReadonlyArray<string>, ValueIndex<A>>();
 
     const applyBatch = (batch: ReadonlyArray<WatchEvent<Keyed<A>>>) =>
       lock.withPermit(Effect.gen(function* () {
@@ -46,6 +86,10 @@ export const makeInformer = <A>(
               const previous = items.get(key);
               items = items.set(key, object);
               versions.set(key, ev.object.resourceVersion);
+              for (const ix of indexes.values()) {
+                if (previous !== undefined) ix.unfile(key, previous);
+                ix.file(key, object);
+              }
               out.push(
                 previous === undefined ? { _tag: "Added", key, object } : { _tag: "Updated", key, object, previous },
               );
@@ -53,6 +97,9 @@ export const makeInformer = <A>(
             }
             case "Deleted": {
               const { key, object } = ev.object;
+              // Unfiled as it was cached: the deleted object's last state may differ.
+              const cached = items.get(key);
+              if (cached !== undefined) { for (const ix of indexes.values()) ix.unfile(key, cached); }
               items = items.delete(key);
               versions.delete(key);
               out.push({ _tag: "Deleted", key, object });
@@ -76,6 +123,7 @@ export const makeInformer = <A>(
                 }
               }
               items = SnapshotMap.from(ev.items.map((k) => [k.key, k.object] as const));
+              for (const ix of indexes.values()) ix.rebuild(items);
               versions.clear();
               for (const k of ev.items) versions.set(k.key, k.resourceVersion);
               isSynced = true;
@@ -130,5 +178,17 @@ export const makeInformer = <A>(
       get: (name: string, namespace?: string) =>
         Effect.map(SubscriptionRef.get(state), (s) => s.items.get(objectKey(namespace, name))),
       list: Effect.map(SubscriptionRef.get(state), (s) => [...s.items.values()]),
+      index: (valuesOf) =>
+        lock.withPermit(Effect.sync((): InformerIndex<A> => {
+          let ix = indexes.get(valuesOf);
+          if (!ix) {
+            ix = new ValueIndex(valuesOf);
+            ix.rebuild(items);
+            indexes.set(valuesOf, ix);
+          }
+          const found = ix;
+          // Resolved through `items`, the state the index was last brought up to.
+          return { get: (value) => Effect.sync(() => Array.from(found.keys(value), (key) => items.get(key)!)) };
+        })),
     };
   });

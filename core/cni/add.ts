@@ -502,8 +502,8 @@ export const add = (inv: Invocation, conf: DanmNetConf) =>
 
         // An earlier sandbox of this same pod that was never deleted (kubelet re-ADDs after a restart, DANM PR #216).
         const stale = new Set(
-          (yield* rt.nodeEndpoints)
-            .filter((e) => e.spec.PodUID === podRef.uid && e.spec.CID && e.spec.CID !== inv.containerId)
+          (yield* rt.podEndpoints(podRef.uid))
+            .filter((e) => e.spec.CID && e.spec.CID !== inv.containerId)
             .map((e) => e.spec.CID!),
         );
         if (stale.size > 0) {

@@ -99,6 +99,8 @@ export interface CniRuntimeService {
   readonly pod: (namespace: string, name: string, uid?: string) => Effect.Effect<Pod | undefined, DirectoryError>;
   /** This node's DanmEps as the informer sees them. */
   readonly nodeEndpoints: Effect.Effect<ReadonlyArray<DanmEp>>;
+  /** This node's DanmEps of one pod (by `spec.PodUID`), as the informer sees them; no scan of the node's. */
+  readonly podEndpoints: (podUid: string) => Effect.Effect<ReadonlyArray<DanmEp>>;
   /** The network as the IPAM must see it: with the addresses its ReservedIPs keep from dynamic allocation. */
   readonly withReservedIps: (network: IpamNetwork) => Effect.Effect<IpamNetwork>;
   /** Names of the caches that have not finished their first list. */
@@ -127,6 +129,9 @@ export interface CniRuntimeService {
 
 export class CniRuntime extends Context.Service<CniRuntime, CniRuntimeService>()("danm/core/cni/CniRuntime") {}
 
+/** The index of DanmEps by pod; module-level, so every runtime over one shared informer shares the index. */
+const endpointPodUid = (ep: DanmEp): ReadonlyArray<string> => ep.spec.PodUID === undefined ? [] : [ep.spec.PodUID];
+
 const synced = <A>(name: string, i: Informer<A>) =>
   Effect.map(SubscriptionRef.get(i.state), (s) => (s.synced ? undefined : name));
 
@@ -144,6 +149,7 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
       labelSelector: nodeSelector(config.nodeName),
     });
     const reservedIps: Informer<ReservedIP> = yield* kube.informer(reservedIpResource);
+    const endpointsByPod = yield* endpoints.index(endpointPodUid);
 
     const directory = cachedNetworkDirectory(kube, { danmNets, tenantNets, clusterNets });
 
@@ -235,6 +241,7 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
       directory,
       pod,
       nodeEndpoints: endpoints.list,
+      podEndpoints: endpointsByPod.get,
       withReservedIps,
       unsynced,
       withSandboxLock,

@@ -291,6 +291,14 @@ export type InformerEvent<A> =
   | { readonly _tag: "Updated"; readonly key: string; readonly object: A; readonly previous: A }
   | { readonly _tag: "Deleted"; readonly key: string; readonly object: A };
 
+/**
+ * An informer's objects filed under values derived from them (client-go's Indexer): `get(value)` answers what a scan
+ * of the informer's latest state for objects filed under `value` would, without the scan.
+ */
+export interface InformerIndex<A> {
+  readonly get: (value: string) => Effect.Effect<ReadonlyArray<A>>;
+}
+
 /** A list+watch cache shared by every caller asking for the same resource type and filters. */
 export interface Informer<A> {
   /** The keyed snapshot; only the informer writes it. */
@@ -301,6 +309,11 @@ export interface Informer<A> {
   readonly changes: Stream.Stream<InformerEvent<A>, KubeError>;
   readonly get: (name: string, namespace?: string) => Effect.Effect<A | undefined>;
   readonly list: Effect.Effect<ReadonlyArray<A>>;
+  /**
+   * An index over the cache, kept up to date with it, filing each object under the values `valuesOf` gives. The
+   * informer is shared, and so is its index per `valuesOf` function: pass a module-level function, not a closure.
+   */
+  readonly index: (valuesOf: (object: A) => ReadonlyArray<string>) => Effect.Effect<InformerIndex<A>>;
 }
 
 export interface KubeService {

@@ -724,4 +724,29 @@ export function kubeContract(suite: string, env: () => Promise<KubeContractEnv>)
       assertEquals(state.items.get(`${c.ns}/${a}`)?.spec?.config, "2");
       assertEquals((yield* inf.get(d, c.ns))?.metadata.name, d);
     }));
+
+  test("an informer's index follows creates, updates that move an object and deletes", (c) =>
+    Effect.gen(function* () {
+      const [a, b, d] = ["a", "b", "d"].map((p) => c.name(p));
+      yield* c.kube.create(NADs, nad(c, a, "x"));
+      const inf = yield* c.kube.informer(NADs, { namespace: c.ns, labelSelector: c.sel() });
+      const byConfig = yield* inf.index(nadConfig);
+      yield* inf.synced;
+      yield* c.kube.create(NADs, nad(c, b, "x"));
+      yield* c.kube.create(NADs, nad(c, d, "y"));
+      const cur = yield* c.kube.get(NADs, a, { namespace: c.ns });
+      yield* c.kube.update(NADs, { ...cur, spec: { config: "y" } });
+      yield* c.kube.delete(NADs, b, { namespace: c.ns });
+      yield* SubscriptionRef.changes(inf.state).pipe(
+        Stream.filter((s) => s.items.size === 2 && s.items.get(`${c.ns}/${a}`)?.spec?.config === "y"),
+        Stream.runHead,
+        Effect.timeoutOrElse({ duration: within, orElse: () => Effect.sync(() => fail("informer did not converge")) }),
+      );
+      assertEquals(names(yield* byConfig.get("y")), [a, d].sort());
+      assertEquals(names(yield* byConfig.get("x")), []);
+    }));
 }
+
+/** An informer index function (module-level: one index per function). */
+const nadConfig = (n: typeof NetworkAttachmentDefinition.Type): ReadonlyArray<string> =>
+  n.spec?.config ? [n.spec.config] : [];
