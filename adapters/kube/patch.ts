@@ -23,7 +23,20 @@ export function deepEqual(a: unknown, b: unknown): boolean {
   return false;
 }
 
-export const clone = <T>(v: T): T => structuredClone(v);
+/**
+ * A deep copy of a JSON value. Plain objects and arrays are copied by hand — many times faster than structuredClone
+ * for the small objects the memory store copies on every write; anything else is left to structuredClone.
+ */
+export function clone<T>(v: T): T {
+  if (typeof v !== "object" || v === null) return v;
+  if (Array.isArray(v)) return v.map(clone) as T;
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return structuredClone(v);
+  const out: JsonObject = {};
+  // Deno has no Object.prototype.__proto__ setter: an own "__proto__" key (JSON.parse makes one) stays a key.
+  for (const [k, x] of Object.entries(v)) out[k] = clone(x);
+  return out as T;
+}
 
 /** RFC 7386: objects merge recursively, null deletes, everything else (arrays included) replaces. */
 export function mergePatch(target: unknown, patch: unknown): unknown {

@@ -1,6 +1,32 @@
 // Merge patch (RFC 7386), JSON patch (RFC 6902) and the server-side-apply approximation of the memory store.
-import { jsonPatch, mergePatch, PatchError, serverSideApply } from "../../../adapters/kube/patch.ts";
+import fc from "fast-check";
+import { clone, jsonPatch, mergePatch, PatchError, serverSideApply } from "../../../adapters/kube/patch.ts";
+import { deepFreeze } from "../../../adapters/kube/memory_index.ts";
 import { assert, assertEquals, fail } from "../../harness/assert.ts";
+
+Deno.test("clone: any JSON value, frozen or not, comes back equal, unfrozen and sharing nothing", () => {
+  const shared = (a: unknown, b: unknown): boolean =>
+    typeof a === "object" && a !== null &&
+    (a === b ||
+      Object.keys(a).some((k) => shared((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])));
+  fc.assert(
+    fc.property(fc.jsonValue(), fc.boolean(), (v, frozen) => {
+      const input = frozen ? deepFreeze(structuredClone(v)) : v;
+      const copy = clone(input);
+      assertEquals(copy, structuredClone(v));
+      assertEquals(JSON.stringify(copy), JSON.stringify(v), "same keys in the same order");
+      assert(!shared(copy, input), "no object or array shared with the input");
+      if (typeof copy === "object" && copy !== null) assert(!Object.isFrozen(copy), "the copy can be changed");
+    }),
+    { seed: 23, numRuns: 500 },
+  );
+  // An own "__proto__" key stays a key of the copy and does not become its prototype.
+  const parsed = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}');
+  const copy = clone(parsed);
+  assertEquals(Object.getPrototypeOf(copy), Object.prototype);
+  assertEquals(Object.keys(copy), ["__proto__", "a"]);
+  assertEquals((copy as { polluted?: boolean }).polluted, undefined);
+});
 
 Deno.test("merge patch: RFC 7386 examples", () => {
   assertEquals(mergePatch({ a: "b" }, { a: "c" }), { a: "c" });
