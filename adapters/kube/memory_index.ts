@@ -66,10 +66,12 @@ export class IndexedBucket<S extends { readonly raw: JsonObject }> {
 
   set(key: string, stored: S): void {
     const prev = this.objects.get(key);
-    if (prev) this.unindex(key, prev.raw);
-    else this.sorted = undefined;
     this.objects.set(key, stored);
-    this.index(key, stored.raw);
+    if (prev) this.reindex(key, prev.raw, stored.raw);
+    else {
+      this.sorted = undefined;
+      this.index(key, stored.raw);
+    }
   }
 
   delete(key: string): void {
@@ -142,6 +144,24 @@ export class IndexedBucket<S extends { readonly raw: JsonObject }> {
   private index(key: string, raw: JsonObject): void {
     for (const [k, v] of Object.entries(labelsOf(raw))) add(this.labels, k, v, key);
     for (const [path, read] of this.readers) add(this.fields, path, read(raw), key);
+  }
+
+  /** Moves the key only where a label or field changed: most updates (status, spec) change none. */
+  private reindex(key: string, before: JsonObject, after: JsonObject): void {
+    const was = labelsOf(before), is = labelsOf(after);
+    if (was !== is) {
+      for (const [k, v] of Object.entries(was)) {
+        if (!Object.hasOwn(is, k) || is[k] !== v) remove(this.labels, k, v, key);
+      }
+      for (const [k, v] of Object.entries(is)) if (!Object.hasOwn(was, k) || was[k] !== v) add(this.labels, k, v, key);
+    }
+    for (const [path, read] of this.readers) {
+      const old = read(before), now = read(after);
+      if (old !== now) {
+        remove(this.fields, path, old, key);
+        add(this.fields, path, now, key);
+      }
+    }
   }
 
   private unindex(key: string, raw: JsonObject): void {
