@@ -16,10 +16,12 @@ type Node =
   | { readonly kind: "file"; readonly data: Uint8Array; readonly mode: number; readonly mtimeMs: number }
   | { readonly kind: "directory"; readonly mode: number; readonly mtimeMs: number };
 
-class Failure extends Error {
-  constructor(readonly error: FsError) {
-    super(error.message);
-  }
+/**
+ * A typed error thrown out of a synchronous step and caught by run(). Not an Error: no second stack trace per
+ * failure (a missing file is an everyday answer — every ADD looks for an earlier sandbox record).
+ */
+class Failure {
+  constructor(readonly error: FsError) {}
 }
 
 export class MemoryFileSystem {
