@@ -22,6 +22,29 @@ export const FaultKinds = [
 ] as const;
 export type FaultKind = typeof FaultKinds[number];
 
+/** One fault of a run's schedule: what is done once the run has completed `cycle` cycles. */
+export interface ScheduledFault {
+  readonly cycle: number;
+  readonly kind: FaultKind;
+}
+
+/**
+ * The faults of a run, a function of its seed alone: every fault kind once in a shuffled order, again and again (so a
+ * run of N faults has every kind ⌊N/10⌋ or ⌈N/10⌉ times), the first within `cyclesPerFault` cycles, each next one
+ * ½–1½ × `cyclesPerFault` cycles after the one before. The cycles are counted from the schedule, not from when the
+ * previous fault ended, so how long a fault takes on a loaded machine does not move the ones after it.
+ */
+export function faultSchedule(rng: Rng, cyclesPerFault: number, cycles: number): ScheduledFault[] {
+  const out: ScheduledFault[] = [];
+  let bag: FaultKind[] = [];
+  for (let at = rng.int(1, cyclesPerFault); at < cycles;) {
+    if (bag.length === 0) bag = rng.shuffle(FaultKinds);
+    out.push({ cycle: at, kind: bag.shift()! });
+    at += rng.int(Math.ceil(cyclesPerFault / 2), Math.ceil(cyclesPerFault * 1.5));
+  }
+  return out;
+}
+
 /** Pod faults: an annotation on the next pod created. */
 export const podFaultAnnotation: Partial<Record<FaultKind, string>> = {
   kubelet_drops_del: FaultAnnotations.dropDel,

@@ -15,7 +15,15 @@ import { pick } from "../integration/api/rest.ts";
 import { sleep } from "../harness/proc.ts";
 import { eventually, type Stack, startStack } from "../harness/stack.ts";
 import { checkStack, countByKind, type Violation, type ViolationKind, ViolationKinds } from "./check.ts";
-import { type FaultContext, type FaultKind, FaultKinds, InFlight, inject, podFaultAnnotation } from "./faults.ts";
+import {
+  type FaultContext,
+  type FaultKind,
+  FaultKinds,
+  faultSchedule,
+  InFlight,
+  inject,
+  podFaultAnnotation,
+} from "./faults.ts";
 import { makeRng, substream } from "./rng.ts";
 import { bridgeConf, BridgeName, Namespace, networks, podManifest } from "./scenario.ts";
 
@@ -44,6 +52,8 @@ export interface ChaosReport {
   readonly cycles: number;
   readonly nodes: number;
   readonly faults: Record<FaultKind, number>;
+  /** Faults of the seed's schedule (faults.ts faultSchedule) within the run's cycles that the churn ended before. */
+  readonly faults_unfired: number;
   readonly duplicates: number;
   readonly leaked_reservations: number;
   readonly stray_links: number;
@@ -256,24 +266,31 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         await sleep(1000);
       }
     })();
+    // Each scheduled fault is applied once the churn has reached its cycle (later only while the one before it is
+    // still running); one that cannot be applied now (no call in flight to hit) is tried again, so the kinds and
+    // their order never depend on timing.
+    const planned = faultSchedule(schedule, cyclesPerFault, o.cycles);
+    let unfired = 0;
     const injector = async () => {
-      let bag: FaultKind[] = [];
-      let nextAt = schedule.int(1, cyclesPerFault), faultNo = 0;
-      while (!done) {
-        if (cycles < nextAt) {
-          await sleep(50);
-          continue;
+      for (const [i, fault] of planned.entries()) {
+        while (!done && cycles < fault.cycle) await sleep(50);
+        let applied = false;
+        while (!done && !applied) {
+          // Its own stream: the same choices (victim, signal, down time) for fault i in every run of the seed.
+          applied = await inject({ ...ctx, rng: substream(o.seed, i + 1) }, fault.kind);
+          if (!applied) {
+            log(`fault ${fault.kind} (#${i + 1}) could not be applied at cycle ${cycles}; trying again`);
+            await sleep(1000);
+          }
         }
-        if (bag.length === 0) bag = schedule.shuffle(FaultKinds);
-        const kind = bag.shift()!;
-        const applied = await inject({ ...ctx, rng: substream(o.seed, ++faultNo) }, kind);
-        // Pod faults are counted when a pod carries them (createPod).
-        if (applied && podFaultAnnotation[kind] === undefined) faults[kind]++;
         if (!applied) {
-          log(`fault ${kind} could not be applied now; later`);
-          bag.push(kind);
+          unfired = planned.length - i;
+          log(`churn ended before ${unfired} scheduled fault(s), from #${i + 1} at cycle ${fault.cycle}`);
+          return;
         }
-        nextAt = cycles + schedule.int(Math.ceil(cyclesPerFault / 2), Math.ceil(cyclesPerFault * 1.5));
+        log(`fault #${i + 1} ${fault.kind}: scheduled at cycle ${fault.cycle}, applied at ${cycles}`);
+        // Pod faults are counted when a pod carries them (createPod).
+        if (podFaultAnnotation[fault.kind] === undefined) faults[fault.kind]++;
       }
     };
     const workers = Array.from({ length: Math.max(2, Math.ceil(o.nodes / 2)) }, () => worker());
@@ -331,6 +348,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       cycles,
       nodes: o.nodes,
       faults,
+      faults_unfired: unfired,
       duplicates: byKind("duplicates"),
       leaked_reservations: byKind("leaked_reservations"),
       stray_links: byKind("stray_links"),
