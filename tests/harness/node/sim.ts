@@ -2,7 +2,7 @@
 // operator would; the scheduler places the pods and the controllers create the workloads' pods. Containers run the
 // pause image: the scenario's images exist in no registry this machine can reach.
 import { CommandFailed } from "../proc.ts";
-import type { RealTarget, TargetOptions } from "../simreal.ts";
+import type { RealTarget, TargetOptions } from "../../../adapters/sim/real.ts";
 import { eventually, type Json, type Refusal } from "../stack.ts";
 import { pauseImage } from "./binaries.ts";
 import { startNodeCluster } from "./cluster.ts";
