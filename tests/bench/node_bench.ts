@@ -14,7 +14,7 @@ import { isolated } from "../harness/isolate.ts";
 import { pauseImage, prepareNodeBinaries } from "../harness/node/binaries.ts";
 import { type NodeCluster, startNodeCluster } from "../harness/node/cluster.ts";
 import { repoRoot, sleep } from "../harness/proc.ts";
-import { eventually } from "../harness/stack.ts";
+import { eventually } from "../harness/eventually.ts";
 
 const isolatedEnv = "DANM_BENCH_ISOLATED";
 const pods = Number(Deno.env.get("BENCH_PODS") ?? "100");

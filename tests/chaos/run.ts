@@ -13,7 +13,8 @@ import { PodResource } from "../../core/api/k8s.ts";
 import { type ApiServer, startApiServer } from "../harness/apiserver.ts";
 import { pick } from "../integration/api/rest.ts";
 import { sleep } from "../harness/proc.ts";
-import { eventually, type Stack, startStack } from "../harness/stack.ts";
+import { eventually } from "../harness/eventually.ts";
+import { type Stack, startStack } from "../harness/stack.ts";
 import { checkStack, countByKind, type Violation, type ViolationKind, ViolationKinds } from "./check.ts";
 import {
   type FaultContext,

@@ -8,26 +8,16 @@
 // flannel's CNI plugin is not served by the Go module proxy; `flannel.conf` is what it hands on to, the reference
 // bridge plugin with host-local (one store for both nodes, so addresses are unique cluster-wide), on a bridge the
 // stack joins across the nodes.
-// @ts-types="npm:@types/js-yaml@4.0.9"
-import yaml from "js-yaml";
 import { DanmEpResource } from "../../core/api/danm.ts";
 import { EndpointsResource } from "../../core/api/k8s.ts";
 import { checkClusterConsistency } from "../../core/ipam/consistency.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { useCluster } from "../harness/cluster.ts";
-import { repoRoot } from "../harness/proc.ts";
-import { eventually, type Json, type Stack, startStack } from "../harness/stack.ts";
+import { danmExample } from "../harness/danm_examples.ts";
+import { eventually } from "../harness/eventually.ts";
+import { type Json, type Stack, startStack } from "../harness/stack.ts";
 
-const examples = `${repoRoot}/tests/fixtures/danm-compat/v4.3.0/example`;
-
-/** danm serves the group `danm.io`; DANM v4.3.0's `danm.k8s.io` objects are moved there (what `danmctl migrate`
- * does to a running installation). Annotation keys stay as written: `danm.k8s.io/…` is read as is. */
-const asDanmIo = (doc: Json): Json => doc.apiVersion === "danm.k8s.io/v1" ? { ...doc, apiVersion: "danm.io/v1" } : doc;
-
-const load = (file: string): Json[] =>
-  (yaml.loadAll(Deno.readTextFileSync(`${examples}/${file}`)) as unknown[])
-    .filter((d): d is Json => typeof d === "object" && d !== null)
-    .map(asDanmIo);
+const load = danmExample;
 
 const flannelConf = (dataDir: string) =>
   JSON.stringify({

@@ -18,7 +18,8 @@ import { checkClusterConsistency, type ConsistencyReport } from "../../core/ipam
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { useCluster } from "../harness/cluster.ts";
 import { CommandFailed, run } from "../harness/proc.ts";
-import { eventually, type PodLink, type Stack, startStack } from "../harness/stack.ts";
+import { eventually } from "../harness/eventually.ts";
+import { type PodLink, type Stack, startStack } from "../harness/stack.ts";
 import { bare, load, manifests, type Net, netOf, networks, NS, pool } from "./manifests/manifests.ts";
 
 const VxlanLinks = Schema.Array(Schema.Struct({

@@ -33,6 +33,7 @@ import { webhookConfigurations } from "../../core/webhook/manifests.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
 import { pick, type Rest, restClient, type RestResponse } from "../integration/api/rest.ts";
 import { makeCniBin } from "./cnibin.ts";
+import { eventually } from "./eventually.ts";
 import {
   type CniEvent,
   type CniOutcome,
@@ -561,29 +562,6 @@ const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null 
 const describe = (kind: string, name: string, namespace?: string) =>
   `${kind} ${namespace ? `${namespace}/` : ""}${name}`;
 const messageOf = (r: RestResponse) => String(pick(r.body, "message") ?? JSON.stringify(r.body));
-
-/** Polls `probe` until it yields a value; the error names what was awaited and the last failure. */
-export async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-  everyMs = 200,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (true) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ""}`);
-    }
-    await sleep(everyMs);
-  }
-}
 
 export async function startStack(cluster: StackCluster, options: StackOptions = {}): Promise<Stack> {
   const runId = crypto.randomUUID().replaceAll("-", "").slice(0, 6);

@@ -18,7 +18,8 @@ import { assert, assertEquals, assertMatch, fail } from "../harness/assert.ts";
 import { pauseImage } from "../harness/node/binaries.ts";
 import { type ClusterNode, type NodeCluster, type PodLink, startNodeCluster } from "../harness/node/cluster.ts";
 import { run, sleep } from "../harness/proc.ts";
-import { eventually, type Json } from "../harness/stack.ts";
+import { eventually } from "../harness/eventually.ts";
+import { type Json } from "../harness/stack.ts";
 import { bare, load, manifests, type Net, netOf, networks, NS, pool } from "../e2e/manifests/manifests.ts";
 
 const t0 = performance.now();

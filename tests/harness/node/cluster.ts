@@ -32,7 +32,8 @@ import { ensureCniPlugins } from "../cniplugins.ts";
 import { type NetnsScope, netnsScope } from "../netns.ts";
 import { createPki, type Pki } from "../pki.ts";
 import { repoRoot, run, sleep } from "../proc.ts";
-import { assertProcsAlive, eventually, type Proc, procLogs, spawn } from "../stack.ts";
+import { eventually } from "../eventually.ts";
+import { assertProcsAlive, type Proc, procLogs, spawn } from "../stack.ts";
 import { type NodeBinaries, pauseImage, preparedNodeBinaries } from "./binaries.ts";
 import { containerdConfig, kubeletConfig, kubeProxyConfig, primaryCniConfig } from "./config.ts";
 

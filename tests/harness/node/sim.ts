@@ -3,7 +3,8 @@
 // pause image: the scenario's images exist in no registry this machine can reach.
 import { CommandFailed } from "../proc.ts";
 import type { RealTarget, TargetOptions } from "../../../adapters/sim/real.ts";
-import { eventually, type Json, type Refusal } from "../stack.ts";
+import { eventually } from "../eventually.ts";
+import { type Json, type Refusal } from "../stack.ts";
 import { pauseImage } from "./binaries.ts";
 import { startNodeCluster } from "./cluster.ts";
 

@@ -11,7 +11,7 @@ import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
 import { CniCallFailed } from "../../harness/fakelet.ts";
 import { type NetnsScope, netnsScope, ping } from "../../harness/netns.ts";
 import { run } from "../../harness/proc.ts";
-import { eventually } from "../../unit/cni/fixture.ts";
+import { eventually } from "../../harness/eventually.ts";
 import { validateError, validateResult } from "../../unit/cni/spec.ts";
 import { type CniNode, ipJson, startCniNode } from "./support.ts";
 

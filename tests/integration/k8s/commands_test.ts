@@ -17,6 +17,7 @@ import { PodResource } from "../../../core/api/k8s.ts";
 import { blockName } from "../../../core/ipam/allocator.ts";
 import { assert, assertEquals, assertMatch, fail } from "../../harness/assert.ts";
 import { uniqueName, useCluster } from "../../harness/cluster.ts";
+import { eventually } from "../../harness/eventually.ts";
 import { freePort, repoRoot } from "../../harness/proc.ts";
 import { renderKustomization } from "../../unit/k8s/kustomize.ts";
 import { installDanmCrds } from "../api/danm_crds.ts";
@@ -24,11 +25,11 @@ import {
   type Api,
   apiClient,
   type Container,
-  eventually,
   localCommand,
   messageOf,
   start,
   tokenKubeconfig,
+  whileRunning,
   type Workload,
 } from "./support.ts";
 
@@ -380,7 +381,7 @@ Deno.test({
           "reclaim-period": "1s",
         },
       }));
-      await eventually("the agent's /healthz", () => healthy(port), { proc: agent });
+      await eventually("the agent's /healthz", () => healthy(port), whileRunning(agent));
       // CNI STATUS is ready only once every cache has listed and the apiserver answered the DanmEp probe: the
       // ClusterRole's list/watch/get rights, through the host's launcher, with the launcher's permissions.
       const conf = asRuntimeSends(await readConf(node), "1.1.0");
@@ -389,7 +390,7 @@ Deno.test({
         const r = await cni(`${node.bin}/danm`, "STATUS", conf);
         // Ready, or a Deno permission the launcher lacks (waiting would not help).
         return r.code === 0 || r.stdout.includes("run again with the --allow-") ? r : undefined;
-      }, { proc: agent, ms: 45_000 }).catch((e) => e as Error);
+      }, whileRunning(agent, 45_000)).catch((e) => e as Error);
       if (ready instanceof Error) {
         const last = await cni(`${node.bin}/danm`, "STATUS", conf);
         fail(`${ready.message}\nlast STATUS: ${last.stdout} ${last.stderr}`);
@@ -402,7 +403,7 @@ Deno.test({
       const left = await eventually("the reclaim loop to free the gone pod's reservation", async () => {
         const b = await Effect.runPromise(kube.get(ipBlockResource, blockName(ref, 4, 0n)));
         return Object.keys(b.spec.reservations).length === 1 ? b.spec.reservations : undefined;
-      }, { proc: agent, ms: 30_000 });
+      }, whileRunning(agent, 30_000));
       assertEquals(Object.values(left).map((r) => r.pod), [`default/${live.metadata.name}`], "the live pod's stays");
       assertMatch(agent.output(), /reclaimed 1 reservation\(s\)/);
       assertEquals(await agent.stop(), 0, agent.output());
@@ -443,12 +444,12 @@ Deno.test({
           namespace: uniqueName("k8s-commands-none"),
         },
       }));
-      await eventually("svcwatcher's /healthz", () => healthy(port), { proc });
+      await eventually("svcwatcher's /healthz", () => healthy(port), whileRunning(proc));
       await eventually("svcwatcher holds its Lease", async () => {
         const r = await api.request("GET", `/apis/coordination.k8s.io/v1/namespaces/default/leases/${lease}`);
         const holder = (r.body as { spec?: { holderIdentity?: string } }).spec?.holderIdentity;
         return holder === podName ? true : undefined;
-      }, { proc });
+      }, whileRunning(proc));
       assertEquals(await proc.stop(), 0, proc.output());
       proc = undefined;
     } finally {
@@ -497,7 +498,7 @@ Deno.test({
         } finally {
           client.close();
         }
-      }, { proc });
+      }, whileRunning(proc));
       assert((await Deno.stat(`${dir}/tls/tls.crt`)).isFile, "the certificate was written where the manifest says");
       assertEquals(await proc.stop(), 0, proc.output());
       proc = undefined;

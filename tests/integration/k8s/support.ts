@@ -2,6 +2,7 @@
 // and turning a rendered container into a local process (paths mapped, $(VAR) expanded, flags overridden).
 import type * as k8s from "@kubernetes/client-node";
 import { fail } from "../../harness/assert.ts";
+import type { PollOptions } from "../../harness/eventually.ts";
 import { repoRoot } from "../../harness/proc.ts";
 import type { K8sObject } from "../../unit/k8s/kustomize.ts";
 import { type Rest, restClient, type RestResponse } from "../api/rest.ts";
@@ -162,24 +163,15 @@ export function start(cmd: LocalCommand): Running {
   };
 }
 
-/** Polls `check` until it returns a value, failing after `ms` with `what` and the process output. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  opts: { ms?: number; proc?: Running } = {},
-): Promise<T> {
-  const deadline = Date.now() + (opts.ms ?? 30_000);
-  while (true) {
-    const code = opts.proc?.exitCode();
-    if (code !== undefined) fail(`${what}: the process exited with ${code}:\n${opts.proc!.output().slice(-4000)}`);
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) {
-      fail(`${what}: not within ${opts.ms ?? 30_000} ms\n${opts.proc?.output().slice(-4000) ?? ""}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+/** Poll options (tests/harness/eventually.ts) that end the wait when `proc` exits and show its output on a timeout. */
+export const whileRunning = (proc: Running | undefined, timeoutMs?: number): PollOptions => ({
+  timeoutMs,
+  abort: () => {
+    const code = proc?.exitCode();
+    return code === undefined ? undefined : `the process exited with ${code}:\n${proc!.output().slice(-4000)}`;
+  },
+  detail: () => proc?.output().slice(-4000) ?? "",
+});
 
 /** A kubeconfig file for the server and CA of `cluster`, authenticating with a bearer token. */
 export function tokenKubeconfig(server: string, caPem: string, token: string): string {

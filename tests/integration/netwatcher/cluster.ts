@@ -185,22 +185,6 @@ export async function threeNodes(
   }
 }
 
-/** Polls `probe` until it returns a value (not undefined) or the time is up; the error says what was awaited. */
-export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ""}`);
-}
-
 // `ip -d -json link show` as far as the tests look at it.
 const IpLink = Schema.Struct({
   ifindex: Schema.Number,

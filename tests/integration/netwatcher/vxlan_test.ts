@@ -12,7 +12,8 @@ import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
 import { ping } from "../../harness/netns.ts";
 import { ensureCrd, nadCrd } from "../kube/crds.ts";
 import type { NetwatcherService } from "../../../core/netwatcher/agent.ts";
-import { eventually, floodList, type IpLink, ipLink, type Nodes, RunLabel, threeNodes } from "./cluster.ts";
+import { eventually } from "../../harness/eventually.ts";
+import { floodList, type IpLink, ipLink, type Nodes, RunLabel, threeNodes } from "./cluster.ts";
 
 const network = (n: Nodes, name: string, networkId: string, vxlan: number, annotations?: Record<string, string>) =>
   n.kubeRun(Effect.gen(function* () {

@@ -17,7 +17,7 @@ import { CniCallFailed, Fakelet } from "../../harness/fakelet.ts";
 import { parseExposition, samples } from "../../harness/prom.ts";
 import { freePort, repoRoot, run } from "../../harness/proc.ts";
 import { installDanmCrds } from "../api/danm_crds.ts";
-import { eventually } from "../netwatcher/cluster.ts";
+import { eventually } from "../../harness/eventually.ts";
 
 const sanitize = { sanitizeOps: false, sanitizeResources: false };
 

@@ -201,16 +201,3 @@ export async function withSvcEnv(body: (env: SvcEnv) => Promise<void>): Promise<
     await cluster.release();
   }
 }
-
-/** Polls `check` until it succeeds (every 100 ms, at most `ms`); the last failure is rethrown. */
-export async function eventually<A>(check: () => Promise<A>, ms = 15_000): Promise<A> {
-  const deadline = Date.now() + ms;
-  while (true) {
-    try {
-      return await check();
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}

@@ -19,17 +19,8 @@ import {
 import { Kube, type KubeService } from "../../../core/ports/kube.ts";
 import { assert, assertEquals, fail } from "../../harness/assert.ts";
 import { repoRoot } from "../../harness/proc.ts";
-import {
-  createPod,
-  danmEpFor,
-  danmService,
-  eventually,
-  podSpec,
-  type Replica,
-  setReady,
-  type SvcEnv,
-  withSvcEnv,
-} from "./env.ts";
+import { eventuallySucceeds } from "../../harness/eventually.ts";
+import { createPod, danmEpFor, danmService, podSpec, type Replica, setReady, type SvcEnv, withSvcEnv } from "./env.ts";
 
 interface Fixture {
   readonly pods: Record<string, Pod>;
@@ -169,7 +160,7 @@ function expectedBase(f: Fixture) {
 }
 
 const converge = (env: SvcEnv, want: unknown, svc = "lb", ms = 15_000) =>
-  eventually(() =>
+  eventuallySucceeds(() =>
     env.run(Effect.gen(function* () {
       assertEquals(yield* observed(yield* Kube, env.ns, svc), want);
     })), ms);
@@ -189,7 +180,7 @@ const compact = (kube: KubeService, ns: string) =>
   }));
 
 const expectCompact = (env: SvcEnv, want: { ready?: string[]; notReady?: string[]; slices: string[] }) =>
-  eventually(() =>
+  eventuallySucceeds(() =>
     env.run(Effect.gen(function* () {
       assertEquals(yield* compact(yield* Kube, env.ns), want);
     }))
@@ -205,7 +196,7 @@ Deno.test("svcwatcher: Endpoints and EndpointSlices match exactly (dual-stack, n
     await first.stop();
     // What the apiserver stored (defaults included) compares equal to what svcwatcher wants: no write at all.
     const second = env.start("second");
-    await eventually(() =>
+    await eventuallySucceeds(() =>
       Promise.resolve(assert(second.metrics.syncs.get({ result: "success" }) >= 1, "no sync yet"))
     );
     await new Promise((r) => setTimeout(r, 1_000));
@@ -234,7 +225,7 @@ Deno.test("svcwatcher: readiness, label, pod deletion and Service annotation cha
         namespace: ns,
       }),
     );
-    await eventually(() =>
+    await eventuallySucceeds(() =>
       env.run(Effect.gen(function* () {
         const ep = yield* kube.get(DanmEpResource, "ep-a", { namespace: ns });
         assertEquals(ep.metadata.labels, { tier: "x" });
@@ -266,7 +257,7 @@ Deno.test("svcwatcher: readiness, label, pod deletion and Service annotation cha
       type: "merge",
       patch: { metadata: { annotations: { "danm.io/selector": "app=lb" } } },
     }, { namespace: ns }));
-    await eventually(() =>
+    await eventuallySucceeds(() =>
       env.run(Effect.gen(function* () {
         const events = yield* kube.list(EventResource, { namespace: ns });
         const e = events.items.find((e) => e.reason === "InvalidDanmAnnotations");
@@ -344,7 +335,7 @@ Deno.test("svcwatcher: two replicas → one leader; after the leader dies the ot
     const a = env.start("replica-a", { lease: leaseTiming(env, false) });
     const b = env.start("replica-b", { lease: leaseTiming(env, false) });
     await converge(env, expectedBase(f));
-    await eventually(() => Promise.resolve(assert(leaderOf(a) || leaderOf(b), "no leader")));
+    await eventuallySucceeds(() => Promise.resolve(assert(leaderOf(a) || leaderOf(b), "no leader")));
     await new Promise((r) => setTimeout(r, 1_000));
     assertEquals([leaderOf(a), leaderOf(b)].filter(Boolean).length, 1);
     const [leader, other] = leaderOf(a) ? [a, b] : [b, a];
@@ -354,7 +345,7 @@ Deno.test("svcwatcher: two replicas → one leader; after the leader dies the ot
     // The leader dies without releasing the lease (releaseOnCancel: false).
     const died = Date.now();
     await leader.stop();
-    await eventually(() => Promise.resolve(assert(leaderOf(other), "no takeover yet")), 10_000);
+    await eventuallySucceeds(() => Promise.resolve(assert(leaderOf(other), "no takeover yet")), 10_000);
     const took = Date.now() - died;
     assert(took <= 4_000 + 2 * 500 + 1_000, `takeover after ${took} ms (lease 4 s)`);
     const now = await env.run(kube.get(LeaseResource, "danm-svcwatcher", { namespace: env.ns }));
@@ -444,7 +435,7 @@ Deno.test("svcwatcher: the RBAC of k8s/svcwatcher is enough to run it", () =>
         type: "merge",
         patch: { metadata: { annotations: { "danm.io/network": "" } } },
       }, { namespace: env.ns }));
-      await eventually(() =>
+      await eventuallySucceeds(() =>
         env.run(Effect.gen(function* () {
           const ep = yield* kube.get(DanmEpResource, "ep-b", { namespace: env.ns });
           assertEquals(ep.metadata.labels, { app: "lb", extra: "1" });
@@ -487,7 +478,7 @@ Deno.test("svcwatcher binary: flags, /metrics, leadership, and a graceful stop t
     const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
     try {
       await converge(env, expectedBase(f), "lb", 30_000);
-      const metrics = await eventually(async () => {
+      const metrics = await eventuallySucceeds(async () => {
         const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
         assert(/danm_svcwatcher_leader\{identity="binary"\} 1/.test(text), text);
         return text;

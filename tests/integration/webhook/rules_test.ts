@@ -4,7 +4,8 @@ import { assert, assertEquals, assertMatch, fail } from "../../harness/assert.ts
 import { uniqueName } from "../../harness/cluster.ts";
 import { networkCases, tenantConfigCases } from "../../unit/webhook/cases.ts";
 import { pick } from "../api/rest.ts";
-import { eventually, type Json, type Kind, messageOf, startTestWebhook, type TestWebhook } from "./support.ts";
+import { eventually } from "../../harness/eventually.ts";
+import { type Json, type Kind, messageOf, startTestWebhook, type TestWebhook } from "./support.ts";
 
 let shared: Promise<TestWebhook> | undefined;
 const webhook = () => (shared ??= startTestWebhook());

@@ -191,12 +191,3 @@ export async function startTestWebhook(o: StartOptions = {}): Promise<TestWebhoo
   };
   return { cluster, rest, running, label, claimNamespace, run, create, mustCreate, get, remove, close };
 }
-
-/** Polls until `check` holds (the webhook's caches follow the apiserver by a watch event). */
-export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

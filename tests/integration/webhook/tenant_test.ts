@@ -8,7 +8,8 @@ import { assert, assertEquals, assertMatch, fail } from "../../harness/assert.ts
 import { uniqueName } from "../../harness/cluster.ts";
 import { repoRoot } from "../../harness/proc.ts";
 import { pick } from "../api/rest.ts";
-import { collection, eventually, type Json, messageOf, startTestWebhook, type TestWebhook } from "./support.ts";
+import { eventually } from "../../harness/eventually.ts";
+import { collection, type Json, messageOf, startTestWebhook, type TestWebhook } from "./support.ts";
 
 const tcName = uniqueName("tconf");
 let shared: Promise<TestWebhook> | undefined;

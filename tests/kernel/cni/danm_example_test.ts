@@ -7,8 +7,6 @@
 // ipvlans over external.500 and internal.1000 with addresses from danm's pools. The admission of these objects is
 // proven on the real apiserver with the webhook (integration tier, tests/integration/webhook/tenant_test.ts, and
 // the e2e tier); the guest cannot be called back by the apiserver, so they are created as the webhook leaves them.
-// @ts-types="npm:@types/js-yaml@4.0.9"
-import yaml from "js-yaml";
 import { Effect, Exit, Layer, Scope } from "effect";
 import { makeLiveKube } from "../../../adapters/kube/live.ts";
 import * as LiveNetlink from "../../../adapters/netlink/live.ts";
@@ -25,17 +23,14 @@ import { Netlink } from "../../../core/ports/netlink.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
 import { useCluster } from "../../harness/cluster.ts";
 import { ensureCniPlugins } from "../../harness/cniplugins.ts";
-import { repoRoot, run } from "../../harness/proc.ts";
+import { danmExample } from "../../harness/danm_examples.ts";
+import { eventually } from "../../harness/eventually.ts";
+import { run } from "../../harness/proc.ts";
 import { installDanmCrds } from "../../integration/api/danm_crds.ts";
 import { addrs, links, setup } from "./support.ts";
 
 type Json = Record<string, unknown>;
-const example = (file: string): Json => {
-  const doc = yaml.load(
-    Deno.readTextFileSync(`${repoRoot}/tests/fixtures/danm-compat/v4.3.0/example/4_0_examples/${file}`),
-  ) as Json;
-  return { ...doc, apiVersion: "danm.io/v1" };
-};
+const example = (file: string): Json => danmExample(`4_0_examples/${file}`)[0];
 const withOptions = (doc: Json, extra: Json, networkId?: string): Json => {
   const spec = doc.spec as Json;
   return {
@@ -47,16 +42,8 @@ const withOptions = (doc: Json, extra: Json, networkId?: string): Json => {
     },
   };
 };
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+/** A QEMU guest answers slowly (one emulated CPU). */
+const guestWaitMs = 60_000;
 
 Deno.test("DANM's 10_good_deployment (guest, real apiserver): eth0 by flannel's IPAM, ext1 and int2 ipvlans over VLANs", async () => {
   const cluster = await useCluster();
@@ -104,7 +91,7 @@ Deno.test("DANM's 10_good_deployment (guest, real apiserver): eth0 by flannel's 
       await eventually(vlan, async () => {
         const l = (await links(e.scope, "")).find((x) => x.ifname === vlan);
         return l && l.flags.includes("UP") ? l : undefined;
-      });
+      }, guestWaitMs);
     }
 
     const deployment = example("10_good_deployment.yaml");

@@ -12,6 +12,7 @@ import { Netlink, NetnsRef } from "../../../core/ports/netlink.ts";
 import { makeLiveKube } from "../../../adapters/kube/live.ts";
 import * as LiveNetlink from "../../../adapters/netlink/live.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
+import { eventually } from "../../harness/eventually.ts";
 import { type NetnsScope, netnsScope } from "../../harness/netns.ts";
 import { useCluster } from "../../harness/cluster.ts";
 import { installDanmCrds } from "../../integration/api/danm_crds.ts";
@@ -31,16 +32,8 @@ const IpLink = Schema.Struct({
 });
 const decodeLinks = Schema.decodeUnknownSync(Schema.Array(IpLink));
 const links = async (scope: NetnsScope, ns: string) => decodeLinks(await scope.ipJson(ns, "-d", "link", "show"));
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+/** A QEMU guest answers slowly (one emulated CPU). */
+const guestWaitMs = 60_000;
 
 interface Env {
   readonly scope: NetnsScope;
@@ -94,7 +87,7 @@ Deno.test("netwatcher (guest, real apiserver): a VLAN host interface is created,
     const v500 = await eventually("external.500", async () => {
       const l = (await links(scope, ns)).find((x) => x.ifname === "external.500");
       return l && l.flags.includes("UP") ? l : undefined;
-    });
+    }, guestWaitMs);
     assertEquals(v500.linkinfo?.info_kind, "vlan");
     assertEquals(v500.linkinfo?.info_data?.id, 500);
     assertEquals(v500.link, "eth1");
@@ -107,7 +100,7 @@ Deno.test("netwatcher (guest, real apiserver): a VLAN host interface is created,
     const repaired = await eventually("external.500 re-created", async () => {
       const l = (await links(scope, ns)).find((x) => x.ifname === "external.500");
       return l && l.flags.includes("UP") ? l : undefined;
-    });
+    }, guestWaitMs);
     assert(repaired.ifindex !== v500.ifindex, "a new interface");
     assertEquals([repaired.linkinfo?.info_data?.id, repaired.link, repaired.mtu], [500, "eth1", 1400]);
 
@@ -121,7 +114,7 @@ Deno.test("netwatcher (guest, real apiserver): a VLAN host interface is created,
       const all = await links(scope, ns);
       const l = all.find((x) => x.ifname === "external.501");
       return l && l.flags.includes("UP") && !all.some((x) => x.ifname === "external.500") ? l : undefined;
-    });
+    }, guestWaitMs);
     assertEquals(v501.linkinfo?.info_data?.id, 501);
     assertEquals(v501.link, "eth1");
 
@@ -129,6 +122,7 @@ Deno.test("netwatcher (guest, real apiserver): a VLAN host interface is created,
     await eventually(
       "external.501 gone",
       async () => (await links(scope, ns)).some((x) => x.ifname.startsWith("external.")) ? undefined : true,
+      guestWaitMs,
     );
     assert((await links(scope, ns)).some((x) => x.ifname === "eth1"), "the host device itself is left alone");
   } finally {
@@ -148,12 +142,12 @@ Deno.test("netwatcher (guest, real apiserver): DANM's NAD example — vlantest.5
     const first = await eventually("vlantest.500", async () => {
       const l = (await links(scope, ns)).find((x) => x.ifname === "vlantest.500");
       return l && l.flags.includes("UP") ? l : undefined;
-    });
+    }, guestWaitMs);
     assertEquals([first.link, first.linkinfo?.info_data?.id], ["tenant-bond", 500]);
     const nad = await eventually("master rewritten", async () => {
       const got = await run(kube.get(NADs, "vlantest", { namespace: "default" }));
       return JSON.parse(got.spec?.config ?? "{}").master === "vlantest.500" ? got : undefined;
-    });
+    }, guestWaitMs);
     assertEquals(nad.metadata.annotations?.[OriginalMasterAnnotation], "tenant-bond");
     // Several reconcile periods later the very same link is still there.
     await new Promise((r) => setTimeout(r, 3000));

@@ -10,13 +10,13 @@ import { layerMemoryFs } from "../../../adapters/fs/memory.ts";
 import { EpLabels, sandboxLabel } from "../../../core/cni/endpoints.ts";
 import { type NetnsHandle, NetnsRef } from "../../../core/ports/netlink.ts";
 import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
+import { eventually } from "../../harness/eventually.ts";
 import {
   cniDir,
   cniEnv,
   createNetwork,
   createPod,
   danmConf,
-  eventually,
   makeWorld,
   sandbox,
   sleep,

@@ -4,17 +4,8 @@
 import { Effect } from "effect";
 import { defaultNodeConfig } from "../../../core/cni/runtime.ts";
 import { assertEquals, assertMatch } from "../../harness/assert.ts";
-import {
-  binDir,
-  cniEnv,
-  createNetwork,
-  createPod,
-  danmConf,
-  eventually,
-  makeWorld,
-  sandbox,
-  sleep,
-} from "./fixture.ts";
+import { eventually } from "../../harness/eventually.ts";
+import { binDir, cniEnv, createNetwork, createPod, danmConf, makeWorld, sandbox, sleep } from "./fixture.ts";
 
 Deno.test("delegate slots: 5 concurrent ADDs with 2 slots run at most 2 delegates at once, the rest wait, all succeed", async () => {
   const w = await makeWorld({ maxConcurrent: 8, maxDelegates: 2 });

@@ -6,17 +6,8 @@ import { EventResource } from "../../../core/api/k8s.ts";
 import { NetworkSetupFailed } from "../../../core/cni/add.ts";
 import { showAlloc } from "../../../core/ctl/commands.ts";
 import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
-import {
-  cniDir,
-  cniEnv,
-  createNetwork,
-  createPod,
-  danmConf,
-  eventually,
-  getOutage,
-  makeWorld,
-  sandbox,
-} from "./fixture.ts";
+import { eventually } from "../../harness/eventually.ts";
+import { cniDir, cniEnv, createNetwork, createPod, danmConf, getOutage, makeWorld, sandbox } from "./fixture.ts";
 
 const mv = { network_kind: "DanmNet", network_namespace: "default", network: "mv" };
 
