@@ -20,8 +20,6 @@ const knownOffenders: ReadonlyArray<string> = [
   "adapters/sim/delegates.ts registerSimulatedDelegates",
   "core/cni/add.ts add",
   "core/cni/add.ts attachOne",
-  "core/ipam/allocator.ts makeIpam",
-  "core/ipam/allocator.ts processBatch",
   "core/netwatcher/agent.ts make",
   "core/netwatcher/host.ts reconcileHost",
   "core/webhook/admit.ts makeAdmission",
