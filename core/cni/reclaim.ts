@@ -12,7 +12,7 @@
 //      are left to the Kubernetes garbage collector: the pod is their owner.)
 // A pod is gone only when the apiserver says so (the node's pod cache only spares the look-up of pods it holds);
 // sandboxes younger than the grace period or with an operation in flight are left alone.
-import { Effect } from "effect";
+import { Clock, Effect } from "effect";
 import { DanmEpResource } from "../api/danm.ts";
 import { NodeResource } from "../api/k8s.ts";
 import { BlockStore } from "../ipam/store.ts";
@@ -47,7 +47,7 @@ export const reclaimGoneSandboxes = (opts: {
     const rt = yield* CniRuntime;
     const kube = yield* Kube;
     const cfg = rt.config;
-    const nowMs = Date.now();
+    const nowMs = yield* Clock.currentTimeMillis;
     const old = (iso: string | undefined) => iso === undefined || (nowMs - Date.parse(iso)) / 1000 >= opts.graceSeconds;
     const problems: string[] = [];
     /**

@@ -1,7 +1,7 @@
 // The consistency checker behind `danmctl leaks`: compares IPBlock reservations, DanmEps, pods, their network-status
 // and networks, and reports duplicates, leaks and disagreements across all networks. Read-only; the reclaimers do
 // the freeing. (What only a node can see — links, namespaces, sandbox records — the chaos run checks on top.)
-import { Effect } from "effect";
+import { Clock, Effect } from "effect";
 import { NetworkStatusAnnotation, type NetworkStatusEntry, parseNetworkStatus } from "../api/annotations.ts";
 import { type DanmEp, DanmEpResource, type Network, type NetworkKind, networkResources } from "../api/danm.ts";
 import { type IPBlock, ipBlockResource, type Reservation } from "../api/ipam.ts";
@@ -216,7 +216,7 @@ export const checkClusterConsistency = (opts: { graceSeconds: number }) =>
     }
     const live = new Map<string, string>();
     const networkStatus = new Map<string, ReadonlyArray<NetworkStatusEntry> | string>();
-    const nowMs = Date.now();
+    const nowMs = yield* Clock.currentTimeMillis;
     for (const p of pods.items) {
       if (p.status?.phase === "Succeeded" || p.status?.phase === "Failed") continue;
       const key = `${p.metadata.namespace}/${p.metadata.name}`;

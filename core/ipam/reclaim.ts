@@ -5,7 +5,7 @@
 // the grace period are left alone, which covers the window where a pod's ADD races the reclaimer's view.
 // A node agent reclaims what was reserved on its own node, and what was reserved on nodes that no longer exist
 // (a node removed for good has no agent left to do it; every agent may, compare-and-swap keeps them apart).
-import { type Duration, Effect } from "effect";
+import { Clock, type Duration, Effect } from "effect";
 import type { IPBlock, Reservation } from "../api/ipam.ts";
 import type { IpamMetrics } from "./metrics.ts";
 import { BlockRace, BlockStore, type BlockStoreFailure } from "./store.ts";
@@ -93,7 +93,7 @@ export const reclaimOrphans = (
 ) =>
   Effect.gen(function* () {
     const store = yield* BlockStore;
-    const nowMs = opts.nowMs ?? Date.now();
+    const nowMs = opts.nowMs ?? (yield* Clock.currentTimeMillis);
     const round = makeRound();
     const uidCache = new Map<string, string | undefined>();
     // One list per round, and only once another node's reservation comes up.
@@ -140,7 +140,7 @@ export const reclaimSandboxes = (
 ) =>
   Effect.gen(function* () {
     const store = yield* BlockStore;
-    const nowMs = opts.nowMs ?? Date.now();
+    const nowMs = opts.nowMs ?? (yield* Clock.currentTimeMillis);
     const round = makeRound();
     for (const block of yield* store.listAll()) {
       const name = block.metadata.name ?? "";

@@ -6,7 +6,19 @@
 //
 // It is a Layer parameterised by node name and namespace, so one process can run several (tests run three, one per
 // node netns) and the node daemon can host it next to other services.
-import { Cause, Context, Deferred, type Duration, Effect, Layer, Queue, type Scope, Semaphore, Stream } from "effect";
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  type Duration,
+  Effect,
+  Layer,
+  Queue,
+  type Scope,
+  Semaphore,
+  Stream,
+} from "effect";
 import { type Network, type NetworkKind, NetworkKinds, networkResources } from "../api/danm.ts";
 import { NetworkAttachmentDefinitionResource, type Node, NodeResource } from "../api/k8s.ts";
 import { type Informer, type InformerEvent, Kube, type KubeError, type ResourceType } from "../ports/kube.ts";
@@ -97,7 +109,8 @@ type ApiName = NetworkKind | "NetworkAttachmentDefinition";
 /** The kinds share one shape (upstream: one Go type); the per-kind literal `kind` is all that differs. */
 const networkRt = (kind: NetworkKind) => networkResources[kind] as unknown as ResourceType<Network>;
 
-const nowText = () => new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
+/** Now in whole seconds, as status records and Events carry it. */
+const nowText = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z"));
 
 const refOf = (kind: NetworkKind, n: Network): NetworkRef => ({
   kind,
@@ -134,7 +147,7 @@ const probe = <A, I>(rt: ResourceType<A, I>, attempts: number, unreachableMs: nu
   Effect.gen(function* () {
     const kube = yield* Kube;
     let last: KubeError | undefined;
-    const started = Date.now();
+    const started = yield* Clock.currentTimeMillis;
     for (let i = 0;; i++) {
       const r = yield* Effect.result(kube.list(rt, labelSelector ? { labelSelector } : {}));
       if (r._tag === "Success") return { ok: true as const };
@@ -143,7 +156,7 @@ const probe = <A, I>(rt: ResourceType<A, I>, attempts: number, unreachableMs: nu
       // An apiserver not reachable yet (starting, the node's network coming up) says nothing about which APIs
       // exist: wait for it (bounded) instead of dropping the kind for the agent's whole life.
       const unreachable = last._tag === "KubeUnavailable" || last._tag === "KubeTimeout";
-      if (unreachable ? Date.now() - started >= unreachableMs : i + 1 >= attempts) break;
+      if (unreachable ? (yield* Clock.currentTimeMillis) - started >= unreachableMs : i + 1 >= attempts) break;
       yield* Effect.sleep(unreachable ? `${Math.min(2_000, 100 * 2 ** Math.min(i, 5))} millis` : "100 millis");
     }
     return { ok: false as const, reason: last?.message ?? "unknown" };
@@ -314,9 +327,10 @@ export const make = (
       for (const { kind, net, ref } of networks) {
         const o = outcomes.get(refKey(ref));
         const record = o ? { node, ready: o.ready, interfaces: [...o.interfaces], message: o.message } : undefined;
-        const r = yield* updateNetworkStatus(networkRt(kind), net, { node, record, liveNodes, now: nowText() }).pipe(
-          Effect.catch((e) => Effect.as(note(`status of ${kind} ${refKey(ref)}`)(e), "failed" as const)),
-        );
+        const r = yield* updateNetworkStatus(networkRt(kind), net, { node, record, liveNodes, now: yield* nowText })
+          .pipe(
+            Effect.catch((e) => Effect.as(note(`status of ${kind} ${refKey(ref)}`)(e), "failed" as const)),
+          );
         if (r === "written") statusWrites++;
         if (r !== "unchanged") metrics.statusWrites.inc({ result: r });
       }
@@ -350,12 +364,12 @@ export const make = (
         nadPatches++;
         const to = demand?.interfaces[0]?.name ?? nad.metadata.annotations?.[OriginalMasterAnnotation] ?? "";
         yield* emitEvent(
-          networkEvent(ref, node, "Normal", "MasterRewritten", `spec.config.master set to ${to}`, nowText()),
+          networkEvent(ref, node, "Normal", "MasterRewritten", `spec.config.master set to ${to}`, yield* nowText),
         ).pipe(Effect.catch(note(`event for ${refKey(ref)}`)));
       }
 
       // Events for failures, once per distinct failure and network.
-      const now = nowText();
+      const now = yield* nowText;
       events.retain(new Set(outcomes.keys()));
       for (const o of outcomes.values()) {
         if (o.ready) {

@@ -3,7 +3,7 @@
 // already written, and carries the latest message, instead of adding another object. So a pod failing its network
 // setup on every kubelet retry shows one Event "x12 over 5m" in `kubectl describe pod`, not a storm.
 // Recording never fails the caller: an Event that cannot be written is logged and dropped.
-import { Effect } from "effect";
+import { Clock, Effect } from "effect";
 import { EventResource, type ObjectReference } from "../api/k8s.ts";
 import type { KubeService } from "../ports/kube.ts";
 
@@ -53,7 +53,8 @@ export const makeEventRecorder = (kube: KubeService, source: EventSource): Event
         e.reason,
         e.aggregateKey ?? message,
       ].join("\n");
-      const now = seconds(Date.now());
+      const nowMs = yield* Clock.currentTimeMillis;
+      const now = seconds(nowMs);
       const prior = seen.get(key);
       if (prior) {
         const count = prior.count + 1;
@@ -70,7 +71,7 @@ export const makeEventRecorder = (kube: KubeService, source: EventSource): Event
         // Gone (Events expire after an hour) or unreachable: write a new one.
       }
       const name = `${e.object.name}.${
-        (BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1e6)))
+        (BigInt(nowMs) * 1_000_000n + BigInt(Math.floor(Math.random() * 1e6)))
           .toString(16)
       }`;
       yield* kube.create(EventResource, {

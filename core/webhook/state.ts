@@ -5,7 +5,7 @@
 // Freshness: a cache miss for a network is confirmed with a GET (a pod created right after its network must not
 // be refused); IPBlocks are listed by label when addressing changes; claims are always checked fresh (claims.ts).
 // Attachment checks trust the DanmEp index, which lags the apiserver by a watch event.
-import { Deferred, Effect, type Scope, Stream, SubscriptionRef } from "effect";
+import { Clock, Deferred, Effect, type Scope, Stream, SubscriptionRef } from "effect";
 import {
   type ClusterNetwork,
   ClusterNetworkResource,
@@ -185,14 +185,15 @@ export const makeClusterView = (
 
     const ttl = options.deletingTtlMs ?? 60_000;
     const deleting = new Map<string, number>();
+    const clock = yield* Clock.Clock;
     const markDeleting = (uid: string) => {
-      deleting.set(uid, Date.now() + ttl);
+      deleting.set(uid, clock.currentTimeMillisUnsafe() + ttl);
     };
     const isDeleting = (uid: string | undefined) => {
       if (uid === undefined) return false;
       const until = deleting.get(uid);
       if (until === undefined) return false;
-      if (until < Date.now()) {
+      if (until < clock.currentTimeMillisUnsafe()) {
         deleting.delete(uid);
         return false;
       }
