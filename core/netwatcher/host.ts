@@ -128,6 +128,133 @@ const summary = (w: Wanted): string => {
     }, MTU ${w.mtu}`;
 };
 
+/** What the steps of one reconcile share: the namespace, the node's context, the action log and refusals. */
+interface HostStep {
+  readonly ns: NetnsHandle;
+  readonly ctx: HostContext;
+  readonly act: (action: HostAction, iface: string, detail: string) => Effect.Effect<void>;
+  readonly refuse: (iface: string, reason: string) => HostInterfaceRefused;
+}
+
+/** What `spec` needs given its host device: the link to build, or why it cannot be built. */
+const wantedOf = ({ ns, refuse, act }: HostStep, spec: HostIfaceSpec) =>
+  Effect.gen(function* () {
+    const parent = yield* ns.link(spec.parent).pipe(
+      Effect.catchTag("NetlinkNotFound", () => Effect.fail(refuse(spec.name, `host device ${spec.parent} not found`))),
+    );
+    if (!parent.up) {
+      // DANM #44: a VLAN or VXLAN on a down host device carries nothing.
+      yield* ns.setLink(parent.index, { up: true });
+      yield* act("host-device-up", spec.name, parent.name);
+    }
+    if (spec.kind === "vlan") {
+      const mtu = spec.mtu ?? parent.mtu;
+      if (mtu > parent.mtu) {
+        return yield* refuse(spec.name, `MTU ${mtu} does not fit host device ${parent.name} (MTU ${parent.mtu})`);
+      }
+      return { spec, parent, mtu } satisfies Wanted;
+    }
+    const under = underlayAddress(yield* ns.addresses({ link: parent.index }));
+    if (!under) {
+      return yield* refuse(spec.name, `host device ${parent.name} has no IPv4 or IPv6 address to send VXLAN from`);
+    }
+    const overhead = vxlanOverhead(under.family);
+    const room = parent.mtu - overhead;
+    const mtu = spec.mtu ?? room;
+    if (mtu > room) {
+      return yield* refuse(
+        spec.name,
+        `MTU ${mtu} does not fit host device ${parent.name} (MTU ${parent.mtu}) minus the VXLAN overhead ` +
+          `(${overhead} bytes over IPv${under.family}): at most ${room}`,
+      );
+    }
+    if (mtu < 68) {
+      return yield* refuse(spec.name, `host device ${parent.name} (MTU ${parent.mtu}) is too small`);
+    }
+    return {
+      spec,
+      parent,
+      mtu,
+      local: under.address,
+      family: under.family,
+      ...(spec.mode === "multicast" ? { group: canon(multicastGroup(under.family, spec.vni)) } : {}),
+    } satisfies Wanted;
+  });
+
+/** Down until marked: a crash in between leaves an unmarked, idle link rather than a live foreign-looking one. */
+const createOwned = (ns: NetnsHandle, w: Wanted) =>
+  Effect.gen(function* () {
+    yield* ns.createLink(linkSpec(w));
+    yield* ns.setLink(w.spec.name, { alias: OwnerAlias });
+    yield* ns.setLink(w.spec.name, { up: true });
+  });
+
+/** A unicast VXLAN's flood list (all-zero FDB entries) set to the peers' underlay addresses. */
+const syncFlood = ({ ns, ctx, act }: HostStep, w: Wanted) =>
+  Effect.gen(function* () {
+    const name = w.spec.name;
+    const want = new Set(
+      ctx.peers(w.family!).map((p) => canon(p)!).filter((p) => p !== w.local),
+    );
+    const have = new Set(
+      (yield* ns.neighbours({ family: "bridge", link: name }))
+        .filter((n) => n.lladdr === ZeroMac && n.dst !== undefined)
+        .map((n) => canon(n.dst)!),
+    );
+    for (const p of want) {
+      if (have.has(p)) continue;
+      yield* ns.addNeighbour({ family: "bridge", link: name, lladdr: ZeroMac, dst: p }, "append");
+      yield* act("fdb-add", name, p);
+    }
+    for (const p of have) {
+      if (want.has(p)) continue;
+      yield* ns.deleteNeighbour({ family: "bridge", link: name, lladdr: ZeroMac, dst: p });
+      yield* act("fdb-delete", name, p);
+    }
+    return want.size;
+  });
+
+/** One planned interface made as planned: created, re-created on drift, or its MTU and state corrected. */
+const ensure = (step: HostStep, spec: HostIfaceSpec) =>
+  Effect.gen(function* () {
+    const { ns, refuse, act } = step;
+    const w = yield* wantedOf(step, spec);
+    const existing = yield* ns.link(spec.name).pipe(
+      Effect.catchTag("NetlinkNotFound", () => Effect.succeed(undefined)),
+    );
+    if (existing && !isOwned(existing)) {
+      // Somebody else's link: usable if it is what we would have built, never touched either way.
+      const why = drift(existing, w);
+      if (why !== undefined) {
+        return yield* refuse(spec.name, `a link of that name exists, was not created by danm and differs (${why})`);
+      }
+      return { ready: true, message: `${summary(w)} (existing link, not managed by danm)` };
+    }
+    if (!existing) {
+      yield* createOwned(ns, w);
+      yield* act("create", spec.name, summary(w));
+    } else {
+      const why = drift(existing, w);
+      if (why !== undefined) {
+        yield* ns.deleteLink(existing.index);
+        yield* createOwned(ns, w);
+        yield* act("recreate", spec.name, why);
+      } else {
+        if (existing.mtu !== w.mtu) {
+          yield* ns.setLink(existing.index, { mtu: w.mtu });
+          yield* act("set-mtu", spec.name, `${existing.mtu} → ${w.mtu}`);
+        }
+        if (!existing.up) {
+          yield* ns.setLink(existing.index, { up: true });
+          yield* act("set-up", spec.name, "");
+        }
+      }
+    }
+    let message = summary(w);
+    if (spec.kind === "vxlan" && spec.mode === "unicast") message += `, ${yield* syncFlood(step, w)} peer(s)`;
+    return { ready: true, message };
+  });
+
 export const reconcileHost = (
   ns: NetnsHandle,
   planned: ReadonlyMap<string, HostIfaceSpec>,
@@ -141,6 +268,7 @@ export const reconcileHost = (
     };
     const refuse = (iface: string, reason: string) =>
       new HostInterfaceRefused({ operation: "set up host interface", object: `${iface} on node ${ctx.node}`, reason });
+    const step: HostStep = { ns, ctx, act, refuse };
 
     // Removals first: an interface that moves to another name (NetworkID changed) frees its VLAN ID / VNI, which
     // the kernel allows only once per parent.
@@ -150,127 +278,9 @@ export const reconcileHost = (
       yield* act("delete", l.name, "no network needs it");
     }
 
-    const wanted = (spec: HostIfaceSpec) =>
-      Effect.gen(function* () {
-        const parent = yield* ns.link(spec.parent).pipe(
-          Effect.catchTag("NetlinkNotFound", () =>
-            Effect.fail(refuse(spec.name, `host device ${spec.parent} not found`))),
-        );
-        if (!parent.up) {
-          // DANM #44: a VLAN or VXLAN on a down host device carries nothing.
-          yield* ns.setLink(parent.index, { up: true });
-          yield* act("host-device-up", spec.name, parent.name);
-        }
-        if (spec.kind === "vlan") {
-          const mtu = spec.mtu ?? parent.mtu;
-          if (mtu > parent.mtu) {
-            return yield* refuse(spec.name, `MTU ${mtu} does not fit host device ${parent.name} (MTU ${parent.mtu})`);
-          }
-          return { spec, parent, mtu } satisfies Wanted;
-        }
-        const under = underlayAddress(yield* ns.addresses({ link: parent.index }));
-        if (!under) {
-          return yield* refuse(spec.name, `host device ${parent.name} has no IPv4 or IPv6 address to send VXLAN from`);
-        }
-        const overhead = vxlanOverhead(under.family);
-        const room = parent.mtu - overhead;
-        const mtu = spec.mtu ?? room;
-        if (mtu > room) {
-          return yield* refuse(
-            spec.name,
-            `MTU ${mtu} does not fit host device ${parent.name} (MTU ${parent.mtu}) minus the VXLAN overhead ` +
-              `(${overhead} bytes over IPv${under.family}): at most ${room}`,
-          );
-        }
-        if (mtu < 68) {
-          return yield* refuse(spec.name, `host device ${parent.name} (MTU ${parent.mtu}) is too small`);
-        }
-        return {
-          spec,
-          parent,
-          mtu,
-          local: under.address,
-          family: under.family,
-          ...(spec.mode === "multicast" ? { group: canon(multicastGroup(under.family, spec.vni)) } : {}),
-        } satisfies Wanted;
-      });
-
-    const create = (w: Wanted) =>
-      Effect.gen(function* () {
-        // Down until marked: a crash in between leaves an unmarked, idle link rather than a live foreign-looking one.
-        yield* ns.createLink(linkSpec(w));
-        yield* ns.setLink(w.spec.name, { alias: OwnerAlias });
-        yield* ns.setLink(w.spec.name, { up: true });
-      });
-
-    const syncFlood = (w: Wanted) =>
-      Effect.gen(function* () {
-        const name = w.spec.name;
-        const want = new Set(
-          ctx.peers(w.family!).map((p) =>
-            canon(p)!
-          ).filter((p) => p !== w.local),
-        );
-        const have = new Set(
-          (yield* ns.neighbours({ family: "bridge", link: name }))
-            .filter((n) => n.lladdr === ZeroMac && n.dst !== undefined)
-            .map((n) => canon(n.dst)!),
-        );
-        for (const p of want) {
-          if (have.has(p)) continue;
-          yield* ns.addNeighbour({ family: "bridge", link: name, lladdr: ZeroMac, dst: p }, "append");
-          yield* act("fdb-add", name, p);
-        }
-        for (const p of have) {
-          if (want.has(p)) continue;
-          yield* ns.deleteNeighbour({ family: "bridge", link: name, lladdr: ZeroMac, dst: p });
-          yield* act("fdb-delete", name, p);
-        }
-        return want.size;
-      });
-
-    const ensure = (spec: HostIfaceSpec) =>
-      Effect.gen(function* () {
-        const w = yield* wanted(spec);
-        const existing = yield* ns.link(spec.name).pipe(
-          Effect.catchTag("NetlinkNotFound", () => Effect.succeed(undefined)),
-        );
-        if (existing && !isOwned(existing)) {
-          // Somebody else's link: usable if it is what we would have built, never touched either way.
-          const why = drift(existing, w);
-          if (why !== undefined) {
-            return yield* refuse(spec.name, `a link of that name exists, was not created by danm and differs (${why})`);
-          }
-          return { ready: true, message: `${summary(w)} (existing link, not managed by danm)` };
-        }
-        if (!existing) {
-          yield* create(w);
-          yield* act("create", spec.name, summary(w));
-        } else {
-          const why = drift(existing, w);
-          if (why !== undefined) {
-            yield* ns.deleteLink(existing.index);
-            yield* create(w);
-            yield* act("recreate", spec.name, why);
-          } else {
-            if (existing.mtu !== w.mtu) {
-              yield* ns.setLink(existing.index, { mtu: w.mtu });
-              yield* act("set-mtu", spec.name, `${existing.mtu} → ${w.mtu}`);
-            }
-            if (!existing.up) {
-              yield* ns.setLink(existing.index, { up: true });
-              yield* act("set-up", spec.name, "");
-            }
-          }
-        }
-        let message = summary(w);
-        if (spec.kind === "vxlan" && spec.mode === "unicast") message += `, ${yield* syncFlood(w)} peer(s)`;
-        return { ready: true, message };
-      });
-
     const outcomes = new Map<string, IfaceOutcome>();
     for (const spec of planned.values()) {
-      const outcome = yield* ensure(spec).pipe(
+      const outcome = yield* ensure(step, spec).pipe(
         Effect.catch((e: HostInterfaceRefused | NetlinkError) =>
           Effect.succeed<IfaceOutcome>({ ready: false, message: e.message })
         ),

@@ -21,7 +21,6 @@ const knownOffenders: ReadonlyArray<string> = [
   "core/cni/add.ts add",
   "core/cni/add.ts attachOne",
   "core/netwatcher/agent.ts make",
-  "core/netwatcher/host.ts reconcileHost",
   "core/webhook/admit.ts makeAdmission",
   "core/webhook/claims.ts makeClaims",
 ];
