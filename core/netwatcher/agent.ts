@@ -20,8 +20,20 @@ import {
   Stream,
 } from "effect";
 import { type Network, type NetworkKind, NetworkKinds, networkResources } from "../api/danm.ts";
-import { NetworkAttachmentDefinitionResource, type Node, NodeResource } from "../api/k8s.ts";
-import { type Informer, type InformerEvent, Kube, type KubeError, type ResourceType } from "../ports/kube.ts";
+import {
+  type NetworkAttachmentDefinition,
+  NetworkAttachmentDefinitionResource,
+  type Node,
+  NodeResource,
+} from "../api/k8s.ts";
+import {
+  type Informer,
+  type InformerEvent,
+  Kube,
+  type KubeError,
+  type KubeService,
+  type ResourceType,
+} from "../ports/kube.ts";
 import { Netlink, type NetlinkError, type NetnsHandle, NetnsRef } from "../ports/netlink.ts";
 import { NetwatcherFailed } from "./errors.ts";
 import { emitEvent, EventMemory, networkEvent } from "./events.ts";
@@ -162,6 +174,177 @@ const probe = <A, I>(rt: ResourceType<A, I>, attempts: number, unreachableMs: nu
     return { ok: false as const, reason: last?.message ?? "unknown" };
   });
 
+/** Which network APIs (and the NAD API) can be listed, and why the others cannot. */
+const probeApis = (attempts: number, unreachableMs: number, labelSelector: string | undefined) =>
+  Effect.gen(function* () {
+    const apis: ApiName[] = [];
+    const missing: string[] = [];
+    for (const kind of NetworkKinds) {
+      const r = yield* probe(networkRt(kind), attempts, unreachableMs, labelSelector);
+      if (r.ok) apis.push(kind);
+      else missing.push(`${kind}: ${r.reason}`);
+    }
+    const nadProbe = yield* probe(NetworkAttachmentDefinitionResource, attempts, unreachableMs, labelSelector);
+    if (nadProbe.ok) apis.push("NetworkAttachmentDefinition");
+    else missing.push(`NetworkAttachmentDefinition: ${nadProbe.reason}`);
+    return { apis, missing };
+  });
+
+/** What one reconcile pass reads and writes through (built once by `make`). */
+interface PassInputs {
+  readonly kube: KubeService;
+  readonly ns: NetnsHandle;
+  readonly node: string;
+  readonly defaultMode: VxlanMode;
+  readonly networkInformers: ReadonlyArray<{ kind: NetworkKind; inf: Informer<Network> }>;
+  readonly nadInformer: Informer<NetworkAttachmentDefinition> | undefined;
+  readonly nodeInformer: Informer<Node> | undefined;
+  readonly peerInformer: Informer<Node> | undefined;
+  readonly metrics: ReturnType<typeof netwatcherMetrics>;
+  readonly events: EventMemory;
+}
+
+/**
+ * One pass: plan the host interfaces every network and NAD needs, make them so, then write each network's status
+ * record, point NADs' master at their interface, and report failures as Events (once per distinct failure).
+ */
+const reconcilePass = (
+  { kube, ns, node, defaultMode, networkInformers, nadInformer, nodeInformer, peerInformer, metrics, events }:
+    PassInputs,
+) =>
+  Effect.gen(function* () {
+    const errors: string[] = [];
+    const note = (what: string) => (e: { message: string }) =>
+      Effect.sync(() => errors.push(`${what}: ${e.message}`)).pipe(
+        Effect.andThen(Effect.logWarning(`netwatcher ${node}: ${what}: ${e.message}`)),
+      );
+
+    const live = <T extends { metadata: { deletionTimestamp?: string } }>(xs: ReadonlyArray<T>) =>
+      xs.filter((x) => x.metadata.deletionTimestamp === undefined);
+    const networks: Array<{ kind: NetworkKind; net: Network; ref: NetworkRef; demand?: Demand }> = [];
+    for (const { kind, inf } of networkInformers) {
+      for (const net of live(yield* inf.list)) {
+        const ref = refOf(kind, net);
+        const demand = demandOf(networkDemandInput(ref, net.spec, net.metadata.annotations), defaultMode);
+        networks.push({ kind, net, ref, ...(demand ? { demand } : {}) });
+      }
+    }
+    const nads = nadInformer ? live(yield* nadInformer.list) : [];
+    const nadItems = nads.map((nad) => {
+      const reading = readNad(nad);
+      return { nad, reading, demand: nadDemand(nad, reading, defaultMode) };
+    });
+    const nodes: ReadonlyArray<Node> | undefined = nodeInformer ? yield* nodeInformer.list : undefined;
+    const peers: ReadonlyArray<Node> = peerInformer ? yield* peerInformer.list : [];
+
+    const demands = [
+      ...networks.flatMap((n) => n.demand ? [n.demand] : []),
+      ...nadItems.flatMap((n) => n.demand ? [n.demand] : []),
+    ];
+    const plan = planInterfaces(demands);
+    const host = yield* reconcileHost(
+      ns,
+      new Map([...plan.interfaces].map(([name, p]) => [name, p.spec])),
+      { node, peers: (family) => peerAddresses(peers, node, family) },
+    );
+
+    const outcomes = new Map<string, NetworkOutcome>();
+    for (const d of demands) {
+      const key = refKey(d.ref);
+      const names = d.interfaces.map((s) => s.name);
+      const refusal = plan.refused.get(key);
+      if (refusal) {
+        outcomes.set(key, {
+          ref: d.ref,
+          ready: false,
+          interfaces: names,
+          message: refusal.message,
+          reason: refusal.reason,
+        });
+        continue;
+      }
+      const results = names.map((n) => host.outcomes.get(n) ?? { ready: false, message: `${n}: not planned` });
+      const ready = results.every((r) => r.ready);
+      outcomes.set(key, {
+        ref: d.ref,
+        ready,
+        interfaces: names,
+        message: results.map((r) => r.message).join("; "),
+        ...(ready ? {} : { reason: "HostInterfaceFailed" as const }),
+      });
+    }
+
+    // Status: every danm network (also those that stopped needing host interfaces: their record goes away).
+    let statusWrites = 0;
+    const liveNodes = nodes ? new Set(nodes.map((n) => n.metadata.name ?? "")) : undefined;
+    for (const { kind, net, ref } of networks) {
+      const o = outcomes.get(refKey(ref));
+      const record = o ? { node, ready: o.ready, interfaces: [...o.interfaces], message: o.message } : undefined;
+      const r = yield* updateNetworkStatus(networkRt(kind), net, { node, record, liveNodes, now: yield* nowText })
+        .pipe(
+          Effect.catch((e) => Effect.as(note(`status of ${kind} ${refKey(ref)}`)(e), "failed" as const)),
+        );
+      if (r === "written") statusWrites++;
+      if (r !== "unchanged") metrics.statusWrites.inc({ result: r });
+    }
+
+    // NADs: point master at the host interface (or back at the original once none is needed).
+    let nadPatches = 0;
+    for (const { nad, reading, demand } of nadItems) {
+      const ref = nadRef(nad);
+      const ops = demand
+        ? nadRewrite(nad, reading, plan.refused.has(refKey(ref)) ? undefined : demand)
+        : nadRestore(nad);
+      if (!ops) continue;
+      const nadName = nad.metadata.name ?? "", namespace = nad.metadata.namespace ?? "default";
+      const patched = yield* kube.patch(NetworkAttachmentDefinitionResource, nadName, { type: "json", ops }, {
+        namespace,
+      }).pipe(
+        Effect.as(true),
+        Effect.catch((e) =>
+          Effect.gen(function* () {
+            // The resourceVersion test fails (422/409) when another node rewrote it first or the user edited
+            // it: a lost race, recomputed from the new object next pass. Anything else is worth a warning.
+            const now = yield* Effect.option(kube.get(NetworkAttachmentDefinitionResource, nadName, { namespace }));
+            const raced = now._tag === "None" || now.value.metadata.resourceVersion !== nad.metadata.resourceVersion;
+            if (raced) yield* Effect.logDebug(`netwatcher ${node}: ${refKey(ref)} changed meanwhile: ${e.message}`);
+            else yield* note(`rewrite master of ${refKey(ref)}`)(e);
+            return false;
+          })
+        ),
+      );
+      if (!patched) continue;
+      nadPatches++;
+      const to = demand?.interfaces[0]?.name ?? nad.metadata.annotations?.[OriginalMasterAnnotation] ?? "";
+      yield* emitEvent(
+        networkEvent(ref, node, "Normal", "MasterRewritten", `spec.config.master set to ${to}`, yield* nowText),
+      ).pipe(Effect.catch(note(`event for ${refKey(ref)}`)));
+    }
+
+    // Events for failures, once per distinct failure and network.
+    const now = yield* nowText;
+    events.retain(new Set(outcomes.keys()));
+    for (const o of outcomes.values()) {
+      if (o.ready) {
+        events.clear(o.ref);
+        continue;
+      }
+      const reason = o.reason ?? "HostInterfaceFailed";
+      if (!events.shouldReport(o.ref, reason, o.message)) continue;
+      yield* emitEvent(networkEvent(o.ref, node, "Warning", reason, `node ${node}: ${o.message}`, now)).pipe(
+        Effect.tap(() => Effect.sync(() => metrics.events.inc({ reason }))),
+        Effect.catch(note(`event for ${refKey(o.ref)}`)),
+      );
+    }
+
+    for (const a of host.actions) metrics.changes.inc({ action: a.action });
+    metrics.interfaces.set(host.owned.vlan, { kind: "vlan" });
+    metrics.interfaces.set(host.owned.vxlan, { kind: "vxlan" });
+    metrics.conflicts.set([...plan.refused.values()].filter((r) => r.reason === "Conflict").length);
+    metrics.notReady.set([...outcomes.values()].filter((o) => !o.ready).length);
+    return { plan, host, networks: outcomes, statusWrites, nadPatches, errors } satisfies ReconcileReport;
+  });
+
 export const make = (
   config: NetwatcherConfig,
 ): Effect.Effect<NetwatcherService, NetwatcherFailed | NetlinkError, Kube | Netlink | Scope.Scope> =>
@@ -179,16 +362,7 @@ export const make = (
     const events = new EventMemory();
 
     // --- APIs and informers -------------------------------------------------------------------------------
-    const apis: ApiName[] = [];
-    const missing: string[] = [];
-    for (const kind of NetworkKinds) {
-      const r = yield* probe(networkRt(kind), attempts, unreachableMs, config.networkSelector);
-      if (r.ok) apis.push(kind);
-      else missing.push(`${kind}: ${r.reason}`);
-    }
-    const nadProbe = yield* probe(NetworkAttachmentDefinitionResource, attempts, unreachableMs, config.networkSelector);
-    if (nadProbe.ok) apis.push("NetworkAttachmentDefinition");
-    else missing.push(`NetworkAttachmentDefinition: ${nadProbe.reason}`);
+    const { apis, missing } = yield* probeApis(attempts, unreachableMs, config.networkSelector);
     if (apis.length === 0) {
       return yield* new NetwatcherFailed({
         operation: "start netwatcher",
@@ -259,137 +433,17 @@ export const make = (
     const lock = yield* Semaphore.make(1);
     let last: ReconcileReport | undefined;
 
-    const passBody = Effect.gen(function* () {
-      const errors: string[] = [];
-      const note = (what: string) => (e: { message: string }) =>
-        Effect.sync(() => errors.push(`${what}: ${e.message}`)).pipe(
-          Effect.andThen(Effect.logWarning(`netwatcher ${node}: ${what}: ${e.message}`)),
-        );
-
-      const live = <T extends { metadata: { deletionTimestamp?: string } }>(xs: ReadonlyArray<T>) =>
-        xs.filter((x) => x.metadata.deletionTimestamp === undefined);
-      const networks: Array<{ kind: NetworkKind; net: Network; ref: NetworkRef; demand?: Demand }> = [];
-      for (const { kind, inf } of networkInformers) {
-        for (const net of live(yield* inf.list)) {
-          const ref = refOf(kind, net);
-          const demand = demandOf(networkDemandInput(ref, net.spec, net.metadata.annotations), defaultMode);
-          networks.push({ kind, net, ref, ...(demand ? { demand } : {}) });
-        }
-      }
-      const nads = nadInformer ? live(yield* nadInformer.list) : [];
-      const nadItems = nads.map((nad) => {
-        const reading = readNad(nad);
-        return { nad, reading, demand: nadDemand(nad, reading, defaultMode) };
-      });
-      const nodes: ReadonlyArray<Node> | undefined = nodeInformer ? yield* nodeInformer.list : undefined;
-      const peers: ReadonlyArray<Node> = peerInformer ? yield* peerInformer.list : [];
-
-      const demands = [
-        ...networks.flatMap((n) => n.demand ? [n.demand] : []),
-        ...nadItems.flatMap((n) => n.demand ? [n.demand] : []),
-      ];
-      const plan = planInterfaces(demands);
-      const host = yield* reconcileHost(
-        ns,
-        new Map([...plan.interfaces].map(([name, p]) => [name, p.spec])),
-        { node, peers: (family) => peerAddresses(peers, node, family) },
-      );
-
-      const outcomes = new Map<string, NetworkOutcome>();
-      for (const d of demands) {
-        const key = refKey(d.ref);
-        const names = d.interfaces.map((s) => s.name);
-        const refusal = plan.refused.get(key);
-        if (refusal) {
-          outcomes.set(key, {
-            ref: d.ref,
-            ready: false,
-            interfaces: names,
-            message: refusal.message,
-            reason: refusal.reason,
-          });
-          continue;
-        }
-        const results = names.map((n) => host.outcomes.get(n) ?? { ready: false, message: `${n}: not planned` });
-        const ready = results.every((r) => r.ready);
-        outcomes.set(key, {
-          ref: d.ref,
-          ready,
-          interfaces: names,
-          message: results.map((r) => r.message).join("; "),
-          ...(ready ? {} : { reason: "HostInterfaceFailed" as const }),
-        });
-      }
-
-      // Status: every danm network (also those that stopped needing host interfaces: their record goes away).
-      let statusWrites = 0;
-      const liveNodes = nodes ? new Set(nodes.map((n) => n.metadata.name ?? "")) : undefined;
-      for (const { kind, net, ref } of networks) {
-        const o = outcomes.get(refKey(ref));
-        const record = o ? { node, ready: o.ready, interfaces: [...o.interfaces], message: o.message } : undefined;
-        const r = yield* updateNetworkStatus(networkRt(kind), net, { node, record, liveNodes, now: yield* nowText })
-          .pipe(
-            Effect.catch((e) => Effect.as(note(`status of ${kind} ${refKey(ref)}`)(e), "failed" as const)),
-          );
-        if (r === "written") statusWrites++;
-        if (r !== "unchanged") metrics.statusWrites.inc({ result: r });
-      }
-
-      // NADs: point master at the host interface (or back at the original once none is needed).
-      let nadPatches = 0;
-      for (const { nad, reading, demand } of nadItems) {
-        const ref = nadRef(nad);
-        const ops = demand
-          ? nadRewrite(nad, reading, plan.refused.has(refKey(ref)) ? undefined : demand)
-          : nadRestore(nad);
-        if (!ops) continue;
-        const nadName = nad.metadata.name ?? "", namespace = nad.metadata.namespace ?? "default";
-        const patched = yield* kube.patch(NetworkAttachmentDefinitionResource, nadName, { type: "json", ops }, {
-          namespace,
-        }).pipe(
-          Effect.as(true),
-          Effect.catch((e) =>
-            Effect.gen(function* () {
-              // The resourceVersion test fails (422/409) when another node rewrote it first or the user edited
-              // it: a lost race, recomputed from the new object next pass. Anything else is worth a warning.
-              const now = yield* Effect.option(kube.get(NetworkAttachmentDefinitionResource, nadName, { namespace }));
-              const raced = now._tag === "None" || now.value.metadata.resourceVersion !== nad.metadata.resourceVersion;
-              if (raced) yield* Effect.logDebug(`netwatcher ${node}: ${refKey(ref)} changed meanwhile: ${e.message}`);
-              else yield* note(`rewrite master of ${refKey(ref)}`)(e);
-              return false;
-            })
-          ),
-        );
-        if (!patched) continue;
-        nadPatches++;
-        const to = demand?.interfaces[0]?.name ?? nad.metadata.annotations?.[OriginalMasterAnnotation] ?? "";
-        yield* emitEvent(
-          networkEvent(ref, node, "Normal", "MasterRewritten", `spec.config.master set to ${to}`, yield* nowText),
-        ).pipe(Effect.catch(note(`event for ${refKey(ref)}`)));
-      }
-
-      // Events for failures, once per distinct failure and network.
-      const now = yield* nowText;
-      events.retain(new Set(outcomes.keys()));
-      for (const o of outcomes.values()) {
-        if (o.ready) {
-          events.clear(o.ref);
-          continue;
-        }
-        const reason = o.reason ?? "HostInterfaceFailed";
-        if (!events.shouldReport(o.ref, reason, o.message)) continue;
-        yield* emitEvent(networkEvent(o.ref, node, "Warning", reason, `node ${node}: ${o.message}`, now)).pipe(
-          Effect.tap(() => Effect.sync(() => metrics.events.inc({ reason }))),
-          Effect.catch(note(`event for ${refKey(o.ref)}`)),
-        );
-      }
-
-      for (const a of host.actions) metrics.changes.inc({ action: a.action });
-      metrics.interfaces.set(host.owned.vlan, { kind: "vlan" });
-      metrics.interfaces.set(host.owned.vxlan, { kind: "vxlan" });
-      metrics.conflicts.set([...plan.refused.values()].filter((r) => r.reason === "Conflict").length);
-      metrics.notReady.set([...outcomes.values()].filter((o) => !o.ready).length);
-      return { plan, host, networks: outcomes, statusWrites, nadPatches, errors } satisfies ReconcileReport;
+    const passBody = reconcilePass({
+      kube,
+      ns,
+      node,
+      defaultMode,
+      networkInformers,
+      nadInformer,
+      nodeInformer,
+      peerInformer,
+      metrics,
+      events,
     });
 
     const pass = lock.withPermit(
