@@ -162,12 +162,8 @@ function withVni(n: TenantNetwork, type: VniType, id: number, nonce?: string): T
   return { ...n, metadata, spec: { ...n.spec, Options: { ...n.spec.Options, [type]: id } } };
 }
 
-export const makeAdmission = (
-  view: ClusterView,
-  claims: Claims,
-  metrics: WebhookMetrics,
-  settings: AdmissionSettings,
-): Admission => {
+/** What the admission handlers share: the caches and the VNI claims, and views over them. */
+function admissionContext(view: ClusterView, claims: Claims, metrics: WebhookMetrics, settings: AdmissionSettings) {
   const fromView = <A, E extends { readonly message: string }, R>(ref: ObjectRef, e: Effect.Effect<A, E, R>) =>
     Effect.mapError(e, (err) => failure(ref, err.message));
 
@@ -198,6 +194,13 @@ export const makeAdmission = (
     return (device: string, vniType: string) => counts.get(`${device}\u0000${vniType}`) ?? 0;
   });
 
+  return { view, claims, metrics, settings, fromView, liveNetworks, vniUsage, profileLoad };
+}
+
+type AdmissionContext = ReturnType<typeof admissionContext>;
+
+/** /mutate of the network kinds: defaults, carried-over fields, and a TenantNetwork's automatic device and VNI. */
+function networkMutation({ view, claims, metrics, fromView, vniUsage, profileLoad }: AdmissionContext) {
   // ---- TenantNetwork automation -----------------------------------------------------------------------------------
 
   const assignTenant = (req: AdmissionRequest, original: TenantNetwork, defaulted: TenantNetwork, ref: ObjectRef) =>
@@ -263,8 +266,6 @@ export const makeAdmission = (
       return withVni(network, vni.type, id, nonce);
     });
 
-  // ---- /mutate ------------------------------------------------------------------------------------------------------
-
   const mutateNetwork = (req: AdmissionRequest, kind: NetworkKind, ref: ObjectRef) =>
     Effect.gen(function* () {
       if (req.operation !== "CREATE" && req.operation !== "UPDATE") return {};
@@ -293,8 +294,11 @@ export const makeAdmission = (
       return { patch: jsonDiff(original, net) } satisfies Verdict;
     });
 
-  // ---- /validate ----------------------------------------------------------------------------------------------------
+  return { mutateNetwork };
+}
 
+/** /validate of the network kinds: their rules, VNI claims, and deletes of networks still in use. */
+function networkValidation({ view, claims, metrics, fromView, liveNetworks }: AdmissionContext) {
   const releaseRefused = (req: AdmissionRequest, net: Network) =>
     Effect.gen(function* () {
       const holder = holderOfNetwork(net as TenantNetwork, { namespace: req.namespace ?? "", name: req.name ?? "" });
@@ -386,6 +390,11 @@ export const makeAdmission = (
       return {};
     });
 
+  return { validateNetwork };
+}
+
+/** /validate of TenantConfigs, ReservedIPs and Pods. */
+function objectValidation({ view, settings, fromView, liveNetworks }: AdmissionContext) {
   const validateTenantConfig = (req: AdmissionRequest, ref: ObjectRef) =>
     Effect.gen(function* () {
       if (req.operation !== "CREATE" && req.operation !== "UPDATE") return {};
@@ -478,10 +487,11 @@ export const makeAdmission = (
       return { warnings: verdict.warnings } satisfies Verdict;
     });
 
-  // ---- Plumbing -----------------------------------------------------------------------------------------------------
+  return { validateTenantConfig, validateReservedIp, validatePod };
+}
 
-  const isDanmGroup = (g: string) => g === "danm.io" || g === "danm.k8s.io";
-
+/** The review plumbing: decode, wait for the caches, run `handler`, answer, count. */
+function reviews(view: ClusterView, metrics: WebhookMetrics, settings: AdmissionSettings) {
   const run = (
     endpoint: "mutate" | "validate",
     body: unknown,
@@ -535,6 +545,22 @@ export const makeAdmission = (
       );
       return response;
     });
+
+  return run;
+}
+
+export const makeAdmission = (
+  view: ClusterView,
+  claims: Claims,
+  metrics: WebhookMetrics,
+  settings: AdmissionSettings,
+): Admission => {
+  const context = admissionContext(view, claims, metrics, settings);
+  const { mutateNetwork } = networkMutation(context);
+  const { validateNetwork } = networkValidation(context);
+  const { validateTenantConfig, validateReservedIp, validatePod } = objectValidation(context);
+  const run = reviews(view, metrics, settings);
+  const isDanmGroup = (g: string) => g === "danm.io" || g === "danm.k8s.io";
 
   return {
     mutate: (body) =>
