@@ -22,7 +22,7 @@
 import { Clock, Effect, Schema } from "effect";
 import { type TenantNetwork, TenantNetworkResource } from "../api/danm.ts";
 import { type Lease, LeaseResource } from "../api/k8s.ts";
-import { Kube, type KubeError } from "../ports/kube.ts";
+import { Kube, type KubeError, type KubeService } from "../ports/kube.ts";
 import { deviceOf, VniClaimAnnotation } from "./networks.ts";
 import { retryTransient } from "./retry.ts";
 import { rangeValues, type VniRange, type VniType } from "./vni.ts";
@@ -166,251 +166,270 @@ export interface Claims {
   readonly sweep: Effect.Effect<ReadonlyArray<string>, ClaimError>;
 }
 
-export const makeClaims = (config: ClaimsConfig): Effect.Effect<Claims, never, Kube> =>
-  Effect.gen(function* () {
-    const raw = yield* Kube;
-    // Every call on the claim path retries transient failures briefly (see retry.ts).
-    const kube = {
-      get: ((rt, name, o) => retryTransient(raw.get(rt, name, o))) as typeof raw.get,
-      list: ((rt, o) => retryTransient(raw.list(rt, o))) as typeof raw.list,
-      create: ((rt, obj, o) => retryTransient(raw.create(rt, obj, o))) as typeof raw.create,
-      update: ((rt, obj, o) => retryTransient(raw.update(rt, obj, o))) as typeof raw.update,
-      patch: ((rt, name, p, o) => retryTransient(raw.patch(rt, name, p, o))) as typeof raw.patch,
-      delete: ((rt, name, o) => retryTransient(raw.delete(rt, name, o))) as typeof raw.delete,
-    };
-    const ns = config.namespace;
+/** What taking and holding claims share: the retrying Kube calls, the pending IDs, the Lease reads and checks. */
+function claimsContext(config: ClaimsConfig, raw: KubeService) {
+  // Every call on the claim path retries transient failures briefly (see retry.ts).
+  const kube = {
+    get: ((rt, name, o) => retryTransient(raw.get(rt, name, o))) as typeof raw.get,
+    list: ((rt, o) => retryTransient(raw.list(rt, o))) as typeof raw.list,
+    create: ((rt, obj, o) => retryTransient(raw.create(rt, obj, o))) as typeof raw.create,
+    update: ((rt, obj, o) => retryTransient(raw.update(rt, obj, o))) as typeof raw.update,
+    patch: ((rt, name, p, o) => retryTransient(raw.patch(rt, name, p, o))) as typeof raw.patch,
+    delete: ((rt, name, o) => retryTransient(raw.delete(rt, name, o))) as typeof raw.delete,
+  };
+  const ns = config.namespace;
 
-    // IDs this process saw claimed and whose network may not be in the caches yet (its create is in flight):
-    // skipped without a request until they expire with the grace period, are released, or are marked. Without
-    // it, 50 concurrent claims would each walk over the others' IDs at two requests per ID.
-    const pending = new Map<string, number>();
-    const pendingKey = (key: ClaimKey) => `${key.type}/${key.device}/${key.id}`;
-    const isPending = (key: ClaimKey, now: number) => {
-      const until = pending.get(pendingKey(key));
-      if (until === undefined) return false;
-      if (until > now) return true;
-      pending.delete(pendingKey(key));
-      return false;
-    };
-    const remember = (key: ClaimKey, now: number) => pending.set(pendingKey(key), now + config.graceSeconds * 1000);
-    const forget = (key: ClaimKey) => pending.delete(pendingKey(key));
+  // IDs this process saw claimed and whose network may not be in the caches yet (its create is in flight):
+  // skipped without a request until they expire with the grace period, are released, or are marked. Without
+  // it, 50 concurrent claims would each walk over the others' IDs at two requests per ID.
+  const pending = new Map<string, number>();
+  const pendingKey = (key: ClaimKey) => `${key.type}/${key.device}/${key.id}`;
+  const isPending = (key: ClaimKey, now: number) => {
+    const until = pending.get(pendingKey(key));
+    if (until === undefined) return false;
+    if (until > now) return true;
+    pending.delete(pendingKey(key));
+    return false;
+  };
+  const remember = (key: ClaimKey, now: number) => pending.set(pendingKey(key), now + config.graceSeconds * 1000);
+  const forget = (key: ClaimKey) => pending.delete(pendingKey(key));
 
-    const err = (operation: string, key: ClaimKey) => (e: KubeError) =>
-      new ClaimError({ operation, claim: `${describeClaim(key)} (Lease ${ns}/${claimName(key)})`, detail: e.message });
+  const err = (operation: string, key: ClaimKey) => (e: KubeError) =>
+    new ClaimError({ operation, claim: `${describeClaim(key)} (Lease ${ns}/${claimName(key)})`, detail: e.message });
 
-    const getLease = (key: ClaimKey) =>
-      kube.get(LeaseResource, claimName(key), { namespace: ns }).pipe(
-        Effect.catchTag("KubeNotFound", () => Effect.succeed(undefined)),
+  const getLease = (key: ClaimKey) =>
+    kube.get(LeaseResource, claimName(key), { namespace: ns }).pipe(
+      Effect.catchTag("KubeNotFound", () => Effect.succeed(undefined)),
+    );
+
+  /** Fresh: is there a TenantNetwork carrying this claim? */
+  const carried = (holder: Holder, key: ClaimKey): Effect.Effect<boolean, KubeError> =>
+    holder.name !== ""
+      ? kube.get(TenantNetworkResource, holder.name, { namespace: holder.namespace }).pipe(
+        Effect.map((net) => carries(net, key, holder.nonce)),
+        Effect.catchTag("KubeNotFound", () => Effect.succeed(false)),
+      )
+      : Effect.map(
+        kube.list(TenantNetworkResource, { namespace: holder.namespace }),
+        (l) => l.items.some((net) => carries(net, key, holder.nonce)),
       );
 
-    /** Fresh: is there a TenantNetwork carrying this claim? */
-    const carried = (holder: Holder, key: ClaimKey): Effect.Effect<boolean, KubeError> =>
-      holder.name !== ""
-        ? kube.get(TenantNetworkResource, holder.name, { namespace: holder.namespace }).pipe(
-          Effect.map((net) => carries(net, key, holder.nonce)),
-          Effect.catchTag("KubeNotFound", () => Effect.succeed(false)),
-        )
-        : Effect.map(
-          kube.list(TenantNetworkResource, { namespace: holder.namespace }),
-          (l) => l.items.some((net) => carries(net, key, holder.nonce)),
-        );
-
-    const reclaimable = (lease: Lease, key: ClaimKey): Effect.Effect<boolean, KubeError> =>
-      Effect.gen(function* () {
-        const holder = parseHolder(lease.spec?.holderIdentity);
-        if (holder === undefined) return true; // not one of ours in a usable shape: nobody can carry it
-        const now = yield* Clock.currentTimeMillis;
-        const since = Date.parse(lease.spec?.acquireTime ?? lease.metadata.creationTimestamp ?? "");
-        const marked = lease.metadata.annotations?.[ReleasedAnnotation] !== undefined;
-        const old = Number.isNaN(since) || now - since > config.graceSeconds * 1000;
-        if (!marked && !old) return false;
-        return !(yield* carried(holder, key));
-      });
-
-    const leaseFor = (key: ClaimKey, holder: Holder, nowMs: number, base?: Lease): Lease => ({
-      metadata: {
-        ...(base?.metadata ?? {}),
-        name: claimName(key),
-        namespace: ns,
-        labels: {
-          ...base?.metadata.labels,
-          [ManagedByLabel]: ManagedBy,
-          [VniTypeLabel]: key.type,
-          [VniLabel]: `${key.id}`,
-        },
-        annotations: Object.fromEntries(
-          Object.entries({ ...base?.metadata.annotations, [DeviceAnnotation]: key.device })
-            .filter(([k]) => k !== ReleasedAnnotation),
-        ),
-      },
-      spec: {
-        holderIdentity: formatHolder(holder),
-        leaseDurationSeconds: config.graceSeconds,
-        acquireTime: microTime(nowMs),
-        renewTime: microTime(nowMs),
-        leaseTransitions: (base?.spec?.leaseTransitions ?? -1) + 1,
-      },
+  const reclaimable = (lease: Lease, key: ClaimKey): Effect.Effect<boolean, KubeError> =>
+    Effect.gen(function* () {
+      const holder = parseHolder(lease.spec?.holderIdentity);
+      if (holder === undefined) return true; // not one of ours in a usable shape: nobody can carry it
+      const now = yield* Clock.currentTimeMillis;
+      const since = Date.parse(lease.spec?.acquireTime ?? lease.metadata.creationTimestamp ?? "");
+      const marked = lease.metadata.annotations?.[ReleasedAnnotation] !== undefined;
+      const old = Number.isNaN(since) || now - since > config.graceSeconds * 1000;
+      if (!marked && !old) return false;
+      return !(yield* carried(holder, key));
     });
 
-    /** One attempt at one ID: true when it is ours now. */
-    const tryClaim = (key: ClaimKey, holder: Holder): Effect.Effect<boolean, KubeError> =>
-      Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis;
-        const created = yield* kube.create(LeaseResource, leaseFor(key, holder, now)).pipe(
+  const leaseFor = (key: ClaimKey, holder: Holder, nowMs: number, base?: Lease): Lease => ({
+    metadata: {
+      ...(base?.metadata ?? {}),
+      name: claimName(key),
+      namespace: ns,
+      labels: {
+        ...base?.metadata.labels,
+        [ManagedByLabel]: ManagedBy,
+        [VniTypeLabel]: key.type,
+        [VniLabel]: `${key.id}`,
+      },
+      annotations: Object.fromEntries(
+        Object.entries({ ...base?.metadata.annotations, [DeviceAnnotation]: key.device })
+          .filter(([k]) => k !== ReleasedAnnotation),
+      ),
+    },
+    spec: {
+      holderIdentity: formatHolder(holder),
+      leaseDurationSeconds: config.graceSeconds,
+      acquireTime: microTime(nowMs),
+      renewTime: microTime(nowMs),
+      leaseTransitions: (base?.spec?.leaseTransitions ?? -1) + 1,
+    },
+  });
+
+  return { kube, ns, isPending, remember, forget, err, getLease, reclaimable, leaseFor };
+}
+
+type ClaimsContext = ReturnType<typeof claimsContext>;
+
+/** Taking the lowest free ID of a range: create its Lease, or take over a reclaimable one. */
+function taking(
+  { kube, isPending, remember, forget, err, getLease, reclaimable, leaseFor }: ClaimsContext,
+): Pick<Claims, "claimLowest"> {
+  /** One attempt at one ID: true when it is ours now. */
+  const tryClaim = (key: ClaimKey, holder: Holder): Effect.Effect<boolean, KubeError> =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis;
+      const created = yield* kube.create(LeaseResource, leaseFor(key, holder, now)).pipe(
+        Effect.as(true),
+        Effect.catchTag("KubeAlreadyExists", () => Effect.succeed(false)),
+      );
+      if (created) return true;
+      const won = yield* contended(key, holder, now);
+      // Held by someone else and not reclaimable: most likely a create in flight elsewhere.
+      if (!won) remember(key, now);
+      return won;
+    });
+
+  /**
+   * The Lease exists: ours if it is reclaimable and our takeover wins. A Lease that changes or goes under us (the
+   * reconciler deleting the claim of a network that was just deleted) is looked at again, a few times at most:
+   * giving up there would skip a free ID.
+   */
+  const contended = (key: ClaimKey, holder: Holder, now: number, round = 1): Effect.Effect<boolean, KubeError> =>
+    Effect.gen(function* () {
+      const lease = yield* getLease(key);
+      if (lease === undefined) {
+        // Deleted between our create and get (a sweep): one more create decides.
+        return yield* kube.create(LeaseResource, leaseFor(key, holder, now)).pipe(
           Effect.as(true),
           Effect.catchTag("KubeAlreadyExists", () => Effect.succeed(false)),
         );
-        if (created) return true;
-        const won = yield* contended(key, holder, now);
-        // Held by someone else and not reclaimable: most likely a create in flight elsewhere.
-        if (!won) remember(key, now);
-        return won;
-      });
+      }
+      if (parseHolder(lease.spec?.holderIdentity)?.nonce === holder.nonce) return true; // our own retry
+      if (!(yield* reclaimable(lease, key))) return false;
+      const again = () => (round < 3 ? contended(key, holder, now, round + 1) : Effect.succeed(false));
+      return yield* kube.update(LeaseResource, leaseFor(key, holder, now, lease)).pipe(
+        Effect.as(true),
+        Effect.catchTags({ KubeConflict: again, KubeNotFound: again }),
+      );
+    });
 
-    /**
-     * The Lease exists: ours if it is reclaimable and our takeover wins. A Lease that changes or goes under us (the
-     * reconciler deleting the claim of a network that was just deleted) is looked at again, a few times at most:
-     * giving up there would skip a free ID.
-     */
-    const contended = (key: ClaimKey, holder: Holder, now: number, round = 1): Effect.Effect<boolean, KubeError> =>
-      Effect.gen(function* () {
-        const lease = yield* getLease(key);
-        if (lease === undefined) {
-          // Deleted between our create and get (a sweep): one more create decides.
-          return yield* kube.create(LeaseResource, leaseFor(key, holder, now)).pipe(
-            Effect.as(true),
-            Effect.catchTag("KubeAlreadyExists", () => Effect.succeed(false)),
-          );
-        }
-        if (parseHolder(lease.spec?.holderIdentity)?.nonce === holder.nonce) return true; // our own retry
-        if (!(yield* reclaimable(lease, key))) return false;
-        const again = () => (round < 3 ? contended(key, holder, now, round + 1) : Effect.succeed(false));
-        return yield* kube.update(LeaseResource, leaseFor(key, holder, now, lease)).pipe(
-          Effect.as(true),
-          Effect.catchTags({ KubeConflict: again, KubeNotFound: again }),
+  /**
+   * Claims run concurrently: the next ID is picked and marked pending without yielding (one JS thread), so two
+   * claims of this process never try the same ID; replicas only meet at the Lease create.
+   */
+  const claimLowest: Claims["claimLowest"] = (req) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis;
+      const keyOf = (id: number): ClaimKey => ({ device: req.device, type: req.type, id });
+      const tried = new Set<number>();
+      const attempt = (id: number) => {
+        const key = keyOf(id);
+        tried.add(id);
+        remember(key, now);
+        return tryClaim(key, req.holder).pipe(
+          Effect.mapError(err("taking", key)),
+          Effect.tapError(() => Effect.sync(() => forget(key))),
         );
-      });
-
-    /**
-     * Claims run concurrently: the next ID is picked and marked pending without yielding (one JS thread), so two
-     * claims of this process never try the same ID; replicas only meet at the Lease create.
-     */
-    const claimLowest: Claims["claimLowest"] = (req) =>
-      Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis;
-        const keyOf = (id: number): ClaimKey => ({ device: req.device, type: req.type, id });
-        const tried = new Set<number>();
-        const attempt = (id: number) => {
-          const key = keyOf(id);
-          tried.add(id);
-          remember(key, now);
-          return tryClaim(key, req.holder).pipe(
-            Effect.mapError(err("taking", key)),
-            Effect.tapError(() => Effect.sync(() => forget(key))),
-          );
-        };
-        const next = (usePending: boolean) => {
-          for (const id of rangeValues(req.range)) {
-            if (req.inUse(id) || tried.has(id)) continue;
-            if (isPending(keyOf(id), now) !== usePending) continue;
-            return id;
-          }
-          return undefined;
-        };
-        for (let id = next(false); id !== undefined; id = next(false)) {
-          if (yield* attempt(id)) return id;
-        }
-        // Everything is taken or pending: pending IDs may have become reclaimable, look at them once.
-        for (let id = next(true); id !== undefined; id = next(true)) {
-          if (yield* attempt(id)) return id;
+      };
+      const next = (usePending: boolean) => {
+        for (const id of rangeValues(req.range)) {
+          if (req.inUse(id) || tried.has(id)) continue;
+          if (isPending(keyOf(id), now) !== usePending) continue;
+          return id;
         }
         return undefined;
-      });
-
-    const holderOf = (lease: Lease | undefined) => parseHolder(lease?.spec?.holderIdentity);
-
-    const heldBy: Claims["heldBy"] = (key, holder, exact = false) =>
-      getLease(key).pipe(
-        Effect.map((l) => holds(holderOf(l), holder, exact)),
-        Effect.mapError(err("reading", key)),
-      );
-
-    const deleteLease = (lease: Lease) =>
-      kube.delete(LeaseResource, lease.metadata.name ?? "", {
-        namespace: ns,
-        ...(lease.metadata.resourceVersion
-          ? { preconditions: { resourceVersion: lease.metadata.resourceVersion } }
-          : {}),
-      }).pipe(
-        Effect.as(true),
-        Effect.catchTags({ KubeNotFound: () => Effect.succeed(false), KubeConflict: () => Effect.succeed(false) }),
-      );
-
-    const release: Claims["release"] = (key, holder) =>
-      Effect.gen(function* () {
-        const lease = yield* getLease(key);
-        if (lease === undefined || !holds(holderOf(lease), holder)) return false;
-        forget(key);
-        return yield* deleteLease(lease);
-      }).pipe(Effect.mapError(err("releasing", key)));
-
-    const confirm: Claims["confirm"] = (key, holder) =>
-      Effect.gen(function* () {
-        const lease = yield* getLease(key);
-        const current = holderOf(lease);
-        if (lease === undefined || current === undefined || current.name !== "" || !holds(current, holder)) return;
-        // A compare-and-swap update (resourceVersion): a concurrent takeover wins.
-        yield* kube.update(LeaseResource, {
-          ...lease,
-          spec: { ...lease.spec, holderIdentity: formatHolder(holder) },
-        }).pipe(Effect.catchTags({ KubeConflict: () => Effect.void, KubeNotFound: () => Effect.void }));
-      }).pipe(Effect.mapError(err("confirming", key)));
-
-    const markReleased: Claims["markReleased"] = (key, holder) =>
-      Effect.gen(function* () {
-        const lease = yield* getLease(key);
-        if (lease === undefined || !holds(holderOf(lease), holder)) return;
-        forget(key);
-        const now = yield* Clock.currentTimeMillis;
-        // The resourceVersion makes the patch a compare-and-swap: a takeover in between wins.
-        yield* kube.patch(LeaseResource, claimName(key), {
-          type: "merge",
-          patch: {
-            metadata: {
-              resourceVersion: lease.metadata.resourceVersion,
-              annotations: { [ReleasedAnnotation]: microTime(now) },
-            },
-          },
-        }, { namespace: ns }).pipe(
-          Effect.catchTags({ KubeConflict: () => Effect.void, KubeNotFound: () => Effect.void }),
-        );
-      }).pipe(Effect.mapError(err("marking", key)));
-
-    const keyOf = (lease: Lease): ClaimKey | undefined => {
-      const type = lease.metadata.labels?.[VniTypeLabel];
-      const id = Number(lease.metadata.labels?.[VniLabel]);
-      const device = lease.metadata.annotations?.[DeviceAnnotation];
-      if ((type !== "vlan" && type !== "vxlan") || !Number.isInteger(id) || device === undefined) return undefined;
-      return { device, type, id };
-    };
-
-    const sweep: Claims["sweep"] = Effect.gen(function* () {
-      const leases = yield* kube.list(LeaseResource, { namespace: ns, labelSelector: claimSelector });
-      const deleted: string[] = [];
-      for (const lease of leases.items) {
-        const key = keyOf(lease);
-        if (key === undefined) continue;
-        if ((yield* reclaimable(lease, key)) && (yield* deleteLease(lease))) {
-          forget(key);
-          deleted.push(lease.metadata.name ?? "");
-        }
+      };
+      for (let id = next(false); id !== undefined; id = next(false)) {
+        if (yield* attempt(id)) return id;
       }
-      return deleted;
-    }).pipe(
-      Effect.mapError((e: KubeError) =>
-        new ClaimError({ operation: "sweeping", claim: `Leases in ${ns}`, detail: e.message })
-      ),
+      // Everything is taken or pending: pending IDs may have become reclaimable, look at them once.
+      for (let id = next(true); id !== undefined; id = next(true)) {
+        if (yield* attempt(id)) return id;
+      }
+      return undefined;
+    });
+
+  return { claimLowest };
+}
+
+/** Claims held: who holds one, releasing, confirming and marking it, and sweeping the reclaimable ones. */
+function holding(
+  { kube, ns, forget, err, getLease, reclaimable }: ClaimsContext,
+): Omit<Claims, "claimLowest"> {
+  const holderOf = (lease: Lease | undefined) => parseHolder(lease?.spec?.holderIdentity);
+
+  const heldBy: Claims["heldBy"] = (key, holder, exact = false) =>
+    getLease(key).pipe(
+      Effect.map((l) => holds(holderOf(l), holder, exact)),
+      Effect.mapError(err("reading", key)),
     );
 
-    return { claimLowest, heldBy, release, markReleased, confirm, sweep } satisfies Claims;
+  const deleteLease = (lease: Lease) =>
+    kube.delete(LeaseResource, lease.metadata.name ?? "", {
+      namespace: ns,
+      ...(lease.metadata.resourceVersion ? { preconditions: { resourceVersion: lease.metadata.resourceVersion } } : {}),
+    }).pipe(
+      Effect.as(true),
+      Effect.catchTags({ KubeNotFound: () => Effect.succeed(false), KubeConflict: () => Effect.succeed(false) }),
+    );
+
+  const release: Claims["release"] = (key, holder) =>
+    Effect.gen(function* () {
+      const lease = yield* getLease(key);
+      if (lease === undefined || !holds(holderOf(lease), holder)) return false;
+      forget(key);
+      return yield* deleteLease(lease);
+    }).pipe(Effect.mapError(err("releasing", key)));
+
+  const confirm: Claims["confirm"] = (key, holder) =>
+    Effect.gen(function* () {
+      const lease = yield* getLease(key);
+      const current = holderOf(lease);
+      if (lease === undefined || current === undefined || current.name !== "" || !holds(current, holder)) return;
+      // A compare-and-swap update (resourceVersion): a concurrent takeover wins.
+      yield* kube.update(LeaseResource, {
+        ...lease,
+        spec: { ...lease.spec, holderIdentity: formatHolder(holder) },
+      }).pipe(Effect.catchTags({ KubeConflict: () => Effect.void, KubeNotFound: () => Effect.void }));
+    }).pipe(Effect.mapError(err("confirming", key)));
+
+  const markReleased: Claims["markReleased"] = (key, holder) =>
+    Effect.gen(function* () {
+      const lease = yield* getLease(key);
+      if (lease === undefined || !holds(holderOf(lease), holder)) return;
+      forget(key);
+      const now = yield* Clock.currentTimeMillis;
+      // The resourceVersion makes the patch a compare-and-swap: a takeover in between wins.
+      yield* kube.patch(LeaseResource, claimName(key), {
+        type: "merge",
+        patch: {
+          metadata: {
+            resourceVersion: lease.metadata.resourceVersion,
+            annotations: { [ReleasedAnnotation]: microTime(now) },
+          },
+        },
+      }, { namespace: ns }).pipe(
+        Effect.catchTags({ KubeConflict: () => Effect.void, KubeNotFound: () => Effect.void }),
+      );
+    }).pipe(Effect.mapError(err("marking", key)));
+
+  const keyOf = (lease: Lease): ClaimKey | undefined => {
+    const type = lease.metadata.labels?.[VniTypeLabel];
+    const id = Number(lease.metadata.labels?.[VniLabel]);
+    const device = lease.metadata.annotations?.[DeviceAnnotation];
+    if ((type !== "vlan" && type !== "vxlan") || !Number.isInteger(id) || device === undefined) return undefined;
+    return { device, type, id };
+  };
+
+  const sweep: Claims["sweep"] = Effect.gen(function* () {
+    const leases = yield* kube.list(LeaseResource, { namespace: ns, labelSelector: claimSelector });
+    const deleted: string[] = [];
+    for (const lease of leases.items) {
+      const key = keyOf(lease);
+      if (key === undefined) continue;
+      if ((yield* reclaimable(lease, key)) && (yield* deleteLease(lease))) {
+        forget(key);
+        deleted.push(lease.metadata.name ?? "");
+      }
+    }
+    return deleted;
+  }).pipe(
+    Effect.mapError((e: KubeError) =>
+      new ClaimError({ operation: "sweeping", claim: `Leases in ${ns}`, detail: e.message })
+    ),
+  );
+
+  return { heldBy, release, markReleased, confirm, sweep };
+}
+
+export const makeClaims = (config: ClaimsConfig): Effect.Effect<Claims, never, Kube> =>
+  Effect.map(Kube, (raw) => {
+    const context = claimsContext(config, raw);
+    return { ...taking(context), ...holding(context) } satisfies Claims;
   });

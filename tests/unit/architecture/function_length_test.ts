@@ -20,7 +20,6 @@ const knownOffenders: ReadonlyArray<string> = [
   "adapters/sim/delegates.ts registerSimulatedDelegates",
   "core/cni/add.ts add",
   "core/cni/add.ts attachOne",
-  "core/webhook/claims.ts makeClaims",
 ];
 
 const describe = (module: string, text: string) =>
