@@ -21,7 +21,7 @@ import {
   versionInfo,
 } from "./protocol.ts";
 import { CniCommands, CurrentCniMetrics, CurrentRequest, RequestObservation } from "./metrics.ts";
-import { CniRuntime } from "./runtime.ts";
+import { redeemTicket } from "./attach/ipamhandoff.ts";
 import { status } from "./status.ts";
 
 export const DaemonRequest = Schema.Struct({
@@ -96,17 +96,7 @@ export const fakeIpam = (env: Readonly<Record<string, string>>, stdin: string) =
     let addresses: ReadonlyArray<string> = (conf.ipam?.ips ?? []).map((ip) => ip.ipcidr);
     const ticket = conf.ipam?.ticket;
     if (addresses.length === 0 && ticket !== undefined) {
-      const rt = yield* CniRuntime;
-      const metrics = yield* CurrentCniMetrics;
-      const started = performance.now();
-      addresses = yield* rt.tickets.redeem(ticket, rt.config.attachTimeoutMs).pipe(
-        Effect.onExit((exit) =>
-          Effect.sync(() =>
-            metrics?.ticketWait.observe((performance.now() - started) / 1000, {
-              result: exit._tag === "Success" ? "success" : "error",
-            })
-          )
-        ),
+      addresses = yield* redeemTicket(ticket).pipe(
         Effect.mapError((reason) =>
           new CniError({ code: ErrorCode.tryAgainLater, msg: "fakeipam: no addresses reserved", details: reason })
         ),

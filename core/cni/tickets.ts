@@ -2,7 +2,9 @@
 // the fakeipam client it execs) takes longer than a reservation, so ADD runs both at once: the delegate gets a
 // fakeipam section holding a ticket instead of addresses, and the daemon answers that fakeipam call once the
 // reservation is made — or with its failure, so the delegate gives up (and is rolled back) without ever
-// configuring an address danm did not reserve.
+// configuring an address danm did not reserve. Where the daemon hands the addresses to the reference `static` IPAM
+// plugin instead of fakeipam (attach/ipamhandoff.ts), it redeems the ticket itself before execing the delegate: the
+// delegate's preparation still overlaps the reservation, its process start no longer does.
 import { Deferred, Effect } from "effect";
 
 export interface Ticket {

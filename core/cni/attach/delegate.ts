@@ -13,6 +13,7 @@ import { DelegateConfigError, DelegateError } from "../errors.ts";
 import { CurrentCniMetrics, CurrentRequest } from "../metrics.ts";
 import { compareVersions, type ValidAttachment } from "../netconf.ts";
 import { decodeResult, type Result } from "../protocol.ts";
+import { resolveBinary, staticForFakeIpam } from "./ipamhandoff.ts";
 import { withDelegateSlot } from "./slots.ts";
 
 export type PluginConfig = Readonly<Record<string, unknown>>;
@@ -222,17 +223,6 @@ const ErrorOutput = Schema.Struct({
   details: Schema.optionalKey(Schema.String),
 });
 
-/** Finds `type` in CNI_PATH (the runtime's order). */
-const resolveBinary = (type: string, cniPath: ReadonlyArray<string>) =>
-  Effect.gen(function* () {
-    const fs = yield* Fs;
-    for (const dir of cniPath) {
-      const path = `${dir}/${type}`;
-      if (yield* Effect.orElseSucceed(fs.exists(path), () => false)) return path;
-    }
-    return undefined;
-  });
-
 const pluginLabel = (plugin: PluginConfig) => String(plugin.type);
 
 type PluginCommand = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS";
@@ -335,7 +325,7 @@ export const chainAdd = (chain: DelegateChain, inv: Invocation) =>
     let prev: unknown = undefined;
     for (const plugin of chain.plugins) {
       const conf = prev === undefined ? plugin : { ...plugin, prevResult: prev };
-      const out = yield* execPlugin(conf, "ADD", inv);
+      const out = yield* execPlugin(yield* staticForFakeIpam(conf, inv), "ADD", inv);
       // A plugin printing nothing passes the previous result on (DANM: empty output is an empty success).
       if (out !== undefined) prev = out;
     }

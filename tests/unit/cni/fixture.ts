@@ -56,7 +56,7 @@ const decodeConf = (inv: FakeInvocation) =>
 
 /**
  * A fake `macvlan` plugin over the simulated kernel: creates the link in CNI_NETNS, gets addresses from its IPAM
- * (only fakeipam, through the daemon, as the real plugin would exec it), answers in the config's version.
+ * (fakeipam, through the daemon, as the real plugin would exec it, or static), answers in the config's version.
  */
 const fakeMacvlan = (w: () => World) => (inv: FakeInvocation): Effect.Effect<FakeOutput> =>
   Effect.gen(function* () {
@@ -94,6 +94,9 @@ const fakeMacvlan = (w: () => World) => (inv: FakeInvocation): Effect.Effect<Fak
       );
       if (a.code !== 0) return { code: a.code, stdout: a.stdout };
       ips = (a.json as { ips: Array<{ address: string }> }).ips;
+    } else if (ipam?.type === "static") {
+      // The reference `static` IPAM plugin (core/cni/attach/ipamhandoff.ts): its addresses, as it would answer.
+      ips = (ipam as { addresses: Array<{ address: string }> }).addresses.map(({ address }) => ({ address }));
     }
     const made = yield* Effect.scoped(Effect.gen(function* () {
       const podRef = NetnsRef.path(env.CNI_NETNS);
