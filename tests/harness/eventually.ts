@@ -1,5 +1,6 @@
 // Waiting for a condition in tests: one poller for every tier, so that a timeout always names what was awaited and
 // the last failure seen.
+import { Effect } from "effect";
 
 export interface PollOptions {
   /** How long to wait in all (default 30 s). */
@@ -81,3 +82,29 @@ export function eventuallySucceeds<A>(check: () => Promise<A>, options?: number 
     (last) => last instanceof Error ? last : new Error(String(last)),
   );
 }
+
+/**
+ * The Effect form of eventuallySucceeds, for tests on the in-memory layers: runs `check` until it succeeds (every
+ * 10 ms, 5 s at most by default); at the deadline it fails as `check` last did.
+ */
+export const eventuallyEffect = <A, E, R>(
+  check: Effect.Effect<A, E, R>,
+  options?: number | PollOptions,
+): Effect.Effect<A, E, R> =>
+  Effect.gen(function* () {
+    const o = optionsOf(options);
+    const deadline = Date.now() + (o.timeoutMs ?? 5_000);
+    while (true) {
+      const r = yield* Effect.exit(check);
+      if (r._tag === "Success") return r.value;
+      if (Date.now() > deadline) return yield* r;
+      yield* Effect.sleep(o.everyMs ?? 10);
+    }
+  });
+
+/** eventuallyEffect for a condition: polls `holds` until it is true; the failure at the deadline names `what`. */
+export const eventuallyHolds = (what: string, holds: Effect.Effect<boolean>, options?: number | PollOptions) =>
+  eventuallyEffect(
+    Effect.flatMap(holds, (ok) => ok ? Effect.void : Effect.fail(new Error(`timed out waiting for ${what}`))),
+    options,
+  );

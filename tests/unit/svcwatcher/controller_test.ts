@@ -14,7 +14,8 @@ import {
 import type { KubeService } from "../../../core/ports/kube.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
 import { danmEp, ns, pod, service } from "./fixtures.ts";
-import { eventually, makeEnv, runScoped, settled } from "./harness.ts";
+import { eventuallyEffect } from "../../harness/eventually.ts";
+import { makeEnv, runScoped, settled } from "./harness.ts";
 
 /** Creates a pod and sets its status through the status subresource, as a kubelet would. */
 const putPod = (kube: KubeService, p: Pod) =>
@@ -73,7 +74,7 @@ const expectPublished = (
     slices: string[];
   },
 ) =>
-  eventually(Effect.gen(function* () {
+  eventuallyEffect(Effect.gen(function* () {
     const got = yield* published(kube, name);
     assertEquals(got, want);
   }));
@@ -158,7 +159,7 @@ Deno.test("controller: readiness, pod label change (through the DanmEp), pod del
     yield* kube.patch(PodResource, "c", { type: "merge", patch: { metadata: { labels: { app: "lb", v: "2" } } } }, {
       namespace: ns,
     });
-    yield* eventually(Effect.gen(function* () {
+    yield* eventuallyEffect(Effect.gen(function* () {
       const e = yield* kube.get(DanmEpResource, "ep-c", { namespace: ns });
       assertEquals(e.metadata.labels, { app: "lb", v: "2", "cni.danm.io/sandbox": "abc" });
     }));
@@ -171,7 +172,7 @@ Deno.test("controller: readiness, pod label change (through the DanmEp), pod del
     yield* kube.patch(PodResource, "a", { type: "merge", patch: { metadata: { labels: { app: null } } } }, {
       namespace: ns,
     });
-    yield* eventually(Effect.gen(function* () {
+    yield* eventuallyEffect(Effect.gen(function* () {
       const e = yield* kube.get(DanmEpResource, "ep-a", { namespace: ns });
       assertEquals(e.metadata.labels ?? {}, {});
     }));
@@ -195,7 +196,7 @@ Deno.test("controller: readiness, pod label change (through the DanmEp), pod del
       type: "merge",
       patch: { metadata: { annotations: { "danm.io/selector": '{"v":"2"}' } } },
     }, { namespace: ns });
-    yield* eventually(Effect.gen(function* () {
+    yield* eventuallyEffect(Effect.gen(function* () {
       const ep = yield* kube.get(EndpointsResource, "lb", { namespace: ns });
       assertEquals(ep.metadata.annotations?.["danm.io/selector"], '{"v":"2"}');
     }));
@@ -281,7 +282,7 @@ Deno.test("controller: slices and Endpoints of other controllers are never touch
       .filter((o) => ["lb-intree", "lb-mirror", "taken"].includes(String((o.metadata as { name: string }).name)));
     const setupWrites = env.writes.log.length;
     const c = yield* env.start();
-    yield* eventually(Effect.gen(function* () {
+    yield* eventuallyEffect(Effect.gen(function* () {
       const got = yield* published(kube, "taken");
       assertEquals(got.ready, ["10.6.6.6"]); // untouched
       assertEquals(got.slices, ["IPv4 10.0.0.1 RS-", "IPv4 10.0.0.2 ---", "IPv6 fd00::1 RS-"]); // ours still written
@@ -321,7 +322,7 @@ Deno.test("controller: invalid annotations keep what exists and warn; spec.selec
       type: "merge",
       patch: { metadata: { annotations: { "danm.io/selector": "{not json" } } },
     }, { namespace: ns });
-    yield* eventually(Effect.gen(function* () {
+    yield* eventuallyEffect(Effect.gen(function* () {
       const events = yield* kube.list(EventResource, { namespace: ns });
       const e = events.items.find((e) => e.reason === "InvalidDanmAnnotations");
       assert(e !== undefined && /danm.io\/selector/.test(e.message ?? ""), JSON.stringify(events.items));
@@ -347,7 +348,7 @@ Deno.test("controller: a deleted Service's objects are removed, also when it wen
     yield* baseSetup(kube);
     yield* kube.create(ServiceResource, service("second"));
     const c1 = yield* env.start();
-    yield* eventually(Effect.gen(function* () {
+    yield* eventuallyEffect(Effect.gen(function* () {
       assertEquals((yield* published(kube, "lb")).slices.length, 3);
       assertEquals((yield* published(kube, "second")).slices.length, 3);
     }));

@@ -49,18 +49,6 @@ export const makeEnv: Effect.Effect<Env, never, Scope.Scope> = Effect.gen(functi
   return { server, kube, writes, start };
 });
 
-/** Polls `check` (every 20 ms, at most `ms`) until it returns without throwing; rethrows the last failure. */
-export const eventually = <A, E, R>(check: Effect.Effect<A, E, R>, ms = 5_000): Effect.Effect<A, E, R> =>
-  Effect.gen(function* () {
-    const deadline = Date.now() + ms;
-    while (true) {
-      const r = yield* Effect.exit(check);
-      if (r._tag === "Success") return r.value;
-      if (Date.now() > deadline) return yield* r;
-      yield* Effect.sleep(20);
-    }
-  });
-
 /** Waits until the controller has done at least `atLeast` Service passes and then been idle for `quietMs`. */
 export const settled = (metrics: SvcwatcherMetrics, atLeast = 1, quietMs = 150) =>
   Effect.gen(function* () {

@@ -145,16 +145,6 @@ export function withEnv<A>(
   );
 }
 
-/** Polls `check` until it returns true (caches follow the store by a watch event). */
-export const eventually = (what: string, check: Effect.Effect<boolean>, timeoutMs = 3000) =>
-  Effect.gen(function* () {
-    const deadline = Date.now() + timeoutMs;
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return fail(`timed out waiting for ${what}`);
-      yield* Effect.sleep(5);
-    }
-  });
-
 /** The review the apiserver would send for a memory-apiserver admission request. */
 function reviewOf(r: AdmissionRequest) {
   return {

@@ -14,7 +14,8 @@ import {
 } from "../../../core/api/danm.ts";
 import type { Kube, KubeError } from "../../../core/ports/kube.ts";
 import { assertEquals, assertMatch, fail } from "../../harness/assert.ts";
-import { type Env, eventually, type Json, registerWebhook, withEnv } from "./harness.ts";
+import { eventuallyHolds } from "../../harness/eventually.ts";
+import { type Env, type Json, registerWebhook, withEnv } from "./harness.ts";
 
 const resources = {
   DanmNet: DanmNetResource,
@@ -42,7 +43,7 @@ const create = (env: Env, o: Json) =>
       >).pipe(Effect.catch((e: KubeError) => Effect.succeed({ ok: false as const, message: e.message })));
     if (created.ok) {
       // Later requests see it only once the webhook's cache has it.
-      yield* eventually(
+      yield* eventuallyHolds(
         `${kind} ${created.object.metadata.name} in the cache`,
         Effect.map(env.view.networks, (all) =>
           kind === "TenantConfig" || all.some((n) => n.object.metadata.uid === created.object.metadata.uid)),

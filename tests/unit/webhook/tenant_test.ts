@@ -17,17 +17,8 @@ import { claimName, holds, parseHolder } from "../../../core/webhook/claims.ts";
 import { VniClaimAnnotation } from "../../../core/webhook/networks.ts";
 import { assert, assertEquals, assertMatch, fail } from "../../harness/assert.ts";
 import { repoRoot } from "../../harness/proc.ts";
-import {
-  ClaimNamespace,
-  type Env,
-  eventually,
-  type Json,
-  makeEnv,
-  patched,
-  registerWebhook,
-  review,
-  withEnv,
-} from "./harness.ts";
+import { eventuallyHolds } from "../../harness/eventually.ts";
+import { ClaimNamespace, type Env, type Json, makeEnv, patched, registerWebhook, review, withEnv } from "./harness.ts";
 
 const example = (file: string): Json =>
   yaml.load(Deno.readTextFileSync(`${repoRoot}/tests/fixtures/danm-compat/example/4_0_examples/${file}`)) as Json;
@@ -73,7 +64,7 @@ const refused = (env: Env, obj: Json, re: RegExp) =>
 
 /** Waits until the webhook's caches saw a network (usage is derived from them). */
 const cached = (env: Env, name: string, present = true) =>
-  eventually(
+  eventuallyHolds(
     `${name} ${present ? "in" : "out of"} the cache`,
     Effect.map(env.view.networks, (all) => all.some((n) => n.object.metadata.name === name) === present),
   );
@@ -154,7 +145,7 @@ Deno.test("a VNI is freed when its TenantNetwork is deleted and the next TenantN
       assertEquals(vlanOf(c), 1000);
       // The reconciler frees the claims of deleted networks by itself (watch event).
       yield* Effect.orDie(env.kube.delete(TenantNetworkResource, "b", { namespace: "default" }));
-      yield* eventually(
+      yield* eventuallyHolds(
         "the claim of b released",
         Effect.map(leases(env), (ls) => ls.every((l) => l.metadata.labels?.["danm.io/vni"] !== "1001")),
       );
@@ -256,8 +247,14 @@ Deno.test("concurrent creates through two webhook replicas get distinct, gap-fre
     Effect.scoped(Effect.gen(function* () {
       const a = yield* makeEnv(server), b = yield* makeEnv(server);
       yield* mustCreate(a, tconf("tc", { hostDevices: [{ name: "ens4", vniType: "vlan", vniRange: "1000-1100" }] }));
-      yield* eventually("TenantConfig cached", Effect.map(Effect.orDie(b.view.tenantConfig), (t) => t !== undefined));
-      yield* eventually("TenantConfig cached", Effect.map(Effect.orDie(a.view.tenantConfig), (t) => t !== undefined));
+      yield* eventuallyHolds(
+        "TenantConfig cached",
+        Effect.map(Effect.orDie(b.view.tenantConfig), (t) => t !== undefined),
+      );
+      yield* eventuallyHolds(
+        "TenantConfig cached",
+        Effect.map(Effect.orDie(a.view.tenantConfig), (t) => t !== undefined),
+      );
       const n = 40;
       const objects = Array.from(
         { length: n },
@@ -422,7 +419,7 @@ Deno.test("a TenantNetwork with a generated name: the claim is confirmed with th
       const name = made.metadata.name ?? fail("no generated name");
       assertMatch(name, /^gen-/);
       assertEquals(vlanOf(made), 1000);
-      yield* eventually(
+      yield* eventuallyHolds(
         "the claim confirmed with the generated name",
         Effect.map(leases(env), (ls) => parseHolder(ls[0]?.spec?.holderIdentity)?.name === name),
       );

@@ -13,7 +13,8 @@ import { type IPBlock, ipBlockResource, labels } from "../../../core/api/ipam.ts
 import type { KubeError } from "../../../core/ports/kube.ts";
 import { blockName } from "../../../core/ipam/allocator.ts";
 import { assertEquals, assertMatch, fail } from "../../harness/assert.ts";
-import { type Env, eventually, type Json, registerWebhook, withEnv } from "./harness.ts";
+import { eventuallyHolds } from "../../harness/eventually.ts";
+import { type Env, type Json, registerWebhook, withEnv } from "./harness.ts";
 
 const withWebhook = <A>(body: (env: Env) => Effect.Effect<A, unknown, never>) =>
   withEnv((env) =>
@@ -41,7 +42,7 @@ const ep = (name: string, network: string, pod: string, apiType?: "DanmNet" | "C
   }) satisfies DanmEp;
 
 const attached = (env: Env, kind: "DanmNet" | "ClusterNetwork", name: string, n: number) =>
-  eventually(
+  eventuallyHolds(
     `${n} pods attached to ${name}`,
     Effect.map(env.view.attachedPods(kind, kind === "DanmNet" ? "default" : undefined, name), (p) => p.length === n),
   );
