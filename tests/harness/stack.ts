@@ -21,32 +21,34 @@
 // bridges and veths to the current network namespace and mounts under /run/netns: run it in a private network and
 // mount namespace (the test runner's tiers do).
 //
-// This file is also the fake kubelet's entry point: `deno run -A tests/harness/stack.ts fakelet …`.
+// The fake kubelet's process entry point is tests/harness/fakelet_process.ts.
 import * as k8s from "@kubernetes/client-node";
-import { parseArgs } from "node:util";
 import { Effect, Exit, Schema, Scope } from "effect";
 import { makeLiveKube } from "../../adapters/kube/live.ts";
 import { NodeResource, type Pod, PodResource } from "../../core/api/k8s.ts";
-import { compareVersions } from "../../core/cni/netconf.ts";
 import { Kube, type KubeService } from "../../core/ports/kube.ts";
 import { webhookConfigurations } from "../../core/webhook/manifests.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
-import { pick, type Rest, restClient, type RestResponse } from "../integration/api/rest.ts";
+import { pick, type Rest, restClient } from "../integration/api/rest.ts";
 import { makeCniBin } from "./cnibin.ts";
 import { eventually } from "./eventually.ts";
+import { type CniEvent, podNetnsPrefix } from "./fakelet.ts";
 import {
-  type CniEvent,
-  type CniOutcome,
-  Fakelet,
-  type FakeletOptions,
-  podNetnsPrefix,
-  type Sandbox,
-} from "./fakelet.ts";
+  decodeFakeletEvent,
+  fakeletArgv,
+  FakeletEvent,
+  FakeletReports,
+  type FakeletTuning,
+  forward,
+} from "./fakelet_process.ts";
 import { type NetnsScope, netnsScope, ping as pingIn } from "./netns.ts";
+import { describe, messageOf, ObjectApplier } from "./stack_objects.ts";
 import type { Pki } from "./pki.ts";
 import { freePort, repoRoot, run, sleep } from "./proc.ts";
 
 export type Json = { readonly [key: string]: unknown };
+
+export { decodeFakeletEvent, fakeletArgv, FakeletEvent, type FakeletTuning, forward };
 
 /** What the stack needs of a running apiserver (tests/harness/cluster.ts's TestCluster has it). */
 export interface StackCluster {
@@ -309,239 +311,6 @@ export async function procLogs(procs: ReadonlyArray<Proc>, lines: number): Promi
   return out.join("\n");
 }
 
-/** Copies bytes both ways until either side ends, then closes both. */
-async function splice(a: Deno.Conn, b: Deno.Conn): Promise<void> {
-  await Promise.race([
-    a.readable.pipeTo(b.writable).catch(() => {}),
-    b.readable.pipeTo(a.writable).catch(() => {}),
-  ]);
-  for (const c of [a, b]) {
-    try {
-      c.close();
-    } catch { /* closed by pipeTo */ }
-  }
-}
-
-/** Accepts on `listener` and splices each connection to a fresh `connect()`. Ends when the listener closes. */
-export async function forward(listener: Deno.Listener, connect: () => Promise<Deno.Conn>): Promise<void> {
-  try {
-    for await (const conn of listener) {
-      connect().then((up) => splice(conn, up), () => {
-        try {
-          conn.close();
-        } catch { /* closed meanwhile */ }
-      });
-    }
-  } catch { /* listener closed */ }
-}
-
-// ---- The fake kubelet process -------------------------------------------------------------------------------------
-
-/** What a fake kubelet process reports on stdout, one JSON object a line. */
-export const FakeletEvent = Schema.Union([
-  Schema.Struct({ event: Schema.Literal("forwarding") }),
-  Schema.Struct({ event: Schema.Literal("ready") }),
-  Schema.Struct({
-    event: Schema.Literal("sandbox"),
-    pod: Schema.String,
-    netns: Schema.String,
-    containerId: Schema.String,
-  }),
-  Schema.Struct({ event: Schema.Literal("failed"), pod: Schema.String, message: Schema.String }),
-  Schema.Struct({
-    event: Schema.Literal("cni"),
-    command: Schema.Literals(["ADD", "DEL"]),
-    pod: Schema.String,
-    containerId: Schema.String,
-    phase: Schema.Literals(["start", "end"]),
-    code: Schema.optionalKey(Schema.Number),
-  }),
-  Schema.Struct({
-    event: Schema.Literal("removed"),
-    pod: Schema.String,
-    netns: Schema.String,
-    codes: Schema.Array(Schema.Number),
-    errors: Schema.Array(Schema.String),
-  }),
-]);
-export type FakeletEvent = typeof FakeletEvent.Type;
-export const decodeFakeletEvent = Schema.decodeUnknownSync(FakeletEvent);
-
-/** Reports sandboxes on stdout, one JSON object a line, so the harness knows each pod's namespace. */
-class ReportingFakelet extends Fakelet {
-  constructor(options: FakeletOptions, private readonly emit: (e: FakeletEvent) => void) {
-    super(options);
-  }
-
-  override async runPod(namespace: string, name: string): Promise<Sandbox & { addMs: number }> {
-    try {
-      const sb = await super.runPod(namespace, name);
-      this.emit({ event: "sandbox", pod: `${namespace}/${name}`, netns: sb.netnsName, containerId: sb.containerId });
-      return sb;
-    } catch (e) {
-      this.emit({ event: "failed", pod: `${namespace}/${name}`, message: e instanceof Error ? e.message : String(e) });
-      throw e;
-    }
-  }
-
-  override async stopPod(namespace: string, name: string): Promise<CniOutcome[]> {
-    const sb = this.sandboxes.get(`${namespace}/${name}`);
-    const outs = await super.stopPod(namespace, name);
-    if (sb) {
-      this.emit({
-        event: "removed",
-        pod: `${namespace}/${name}`,
-        netns: sb.netnsName,
-        codes: outs.map((o) => o.code),
-        errors: outs.filter((o) => o.code !== 0).map((o) => (o.stdout || o.stderr).trim()),
-      });
-    }
-    return outs;
-  }
-}
-
-const FakeletFlags = Schema.Struct({
-  node: Schema.String,
-  kubeconfig: Schema.String,
-  "bin-dir": Schema.String,
-  netconf: Schema.String,
-  "api-port": Schema.NumberFromString,
-  "api-socket": Schema.String,
-  "max-parallel": Schema.optionalKey(Schema.NumberFromString),
-  attempts: Schema.optionalKey(Schema.NumberFromString),
-});
-const fakeletFlagNames = [
-  "node",
-  "kubeconfig",
-  "bin-dir",
-  "netconf",
-  "api-port",
-  "api-socket",
-  "max-parallel",
-  "attempts",
-] as const;
-
-/** How a fake kubelet sets sandboxes up (tests/harness/fakelet.ts); the defaults are Fakelet's. */
-export interface FakeletTuning {
-  readonly maxParallelSandboxes?: number;
-  readonly sandboxAttempts?: number;
-  /** Retry failed sandboxes (while the pod exists), DELs and status writes as kubelet does (fakelet.ts). */
-  readonly persistent?: boolean;
-}
-
-/** The `stack.ts fakelet …` command line of a node's fake kubelet. */
-export function fakeletArgv(o: {
-  readonly netnsPath: string;
-  readonly node: string;
-  readonly kubeconfig: string;
-  readonly binDir: string;
-  readonly netconfFile: string;
-  readonly apiPort: number;
-  readonly apiSocket: string;
-  readonly tuning?: FakeletTuning;
-}): string[] {
-  return [
-    // Only the network namespace: the pod namespaces it creates are bind mounts, which must land in the harness's
-    // mount namespace to be seen by everyone. (`ip netns exec` gives a process a mount namespace of its own that
-    // receives the harness's mounts but shares none back: the agent would see empty files.)
-    "nsenter",
-    `--net=${o.netnsPath}`,
-    "--",
-    Deno.execPath(),
-    "run",
-    "-A",
-    `${repoRoot}/tests/harness/stack.ts`,
-    "fakelet",
-    "--node",
-    o.node,
-    "--kubeconfig",
-    o.kubeconfig,
-    "--bin-dir",
-    o.binDir,
-    "--netconf",
-    o.netconfFile,
-    "--api-port",
-    String(o.apiPort),
-    "--api-socket",
-    o.apiSocket,
-    ...(o.tuning?.maxParallelSandboxes ? ["--max-parallel", String(o.tuning.maxParallelSandboxes)] : []),
-    ...(o.tuning?.sandboxAttempts ? ["--attempts", String(o.tuning.sandboxAttempts)] : []),
-    ...(o.tuning?.persistent ? ["--persistent"] : []),
-  ];
-}
-
-/** `stack.ts fakelet …`: the apiserver forward for the node's namespace, then the fake kubelet until SIGTERM. */
-async function fakeletMain(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...Object.fromEntries(fakeletFlagNames.map((k) => [k, { type: "string" as const }])),
-      persistent: { type: "boolean" as const },
-    },
-    strict: true,
-  });
-  const { persistent, ...stringFlags } = values;
-  const flags = Schema.decodeUnknownSync(FakeletFlags)(stringFlags);
-  const emit = (e: FakeletEvent) => console.log(JSON.stringify(e));
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: flags["api-port"] });
-  const forwarding = forward(listener, () => Deno.connect({ transport: "unix", path: flags["api-socket"] }));
-  emit({ event: "forwarding" }); // the node's processes can reach the apiserver from now on
-
-  const scope = Scope.makeUnsafe();
-  const kube = await Effect.runPromise(
-    makeLiveKube({ config: { _tag: "Kubeconfig", path: flags.kubeconfig }, userAgent: `fakelet/${flags.node}` })
-      .pipe(Scope.provide(scope)),
-  );
-  const netconf = JSON.parse(await Deno.readTextFile(flags.netconf)) as Record<string, unknown>;
-  const fakelet = new ReportingFakelet({
-    nodeName: flags.node,
-    kube,
-    binDir: flags["bin-dir"],
-    netconf,
-    ...(Deno.env.get("PATH") ? { path: Deno.env.get("PATH")! } : {}),
-    ...(flags["max-parallel"] ? { maxParallelSandboxes: flags["max-parallel"] } : {}),
-    ...(flags.attempts ? { sandboxAttempts: flags.attempts } : {}),
-    persistent: persistent === true,
-    onCni: (e) => emit({ event: "cni", ...e }),
-  }, emit);
-
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    stopping ??= (async () => {
-      // Sandboxes still here get their DEL while the agent (and this forward) still run.
-      await fakelet.dispose();
-      await Effect.runPromise(Scope.close(scope, Exit.void));
-      listener.close();
-      await forwarding;
-    })();
-  const done = new Promise<void>((resolve) => {
-    for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => void stop().then(resolve));
-  });
-
-  // As a runtime gates node readiness on STATUS (CNI 1.1.0): the daemon has synced and reaches the apiserver.
-  // Older configurations cannot ask; the daemon's socket appearing is all there is to wait for (a plugin without
-  // a daemon, e.g. a peer's, is ready at once).
-  const deadline = Date.now() + 120_000;
-  const hasStatus = compareVersions(fakelet.cniVersion, "1.1.0") >= 0;
-  while (!stopping) {
-    const ok = hasStatus ? (await fakelet.status()).every((o) => o.code === 0) : netconf.daemonSocket === undefined ||
-      await Deno.stat(String(netconf.daemonSocket)).then(() => true, () => false);
-    if (ok) break;
-    if (Date.now() > deadline) {
-      console.error(`fakelet ${flags.node}: the danm CNI did not become ready within 120 s`);
-      await stop();
-      return 1;
-    }
-    await sleep(250);
-  }
-  if (!stopping) {
-    fakelet.start();
-    emit({ event: "ready" });
-  }
-  await done;
-  return 0;
-}
-
 // ---- The stack ----------------------------------------------------------------------------------------------------
 
 const IpAddrLinks = Schema.Array(Schema.Struct({
@@ -555,13 +324,110 @@ const IpAddrLinks = Schema.Array(Schema.Struct({
 }));
 const decodeIpAddrLinks = Schema.decodeUnknownSync(IpAddrLinks);
 
-const workloadKinds = new Set(["Deployment", "ReplicaSet", "StatefulSet"]);
-/** Refusals a deletion may outgrow: an admission refusal (the webhook's delete protection), conflicts, overload. */
-const retriable = new Set([403, 409, 429, 500, 503, 504]);
-const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
-const describe = (kind: string, name: string, namespace?: string) =>
-  `${kind} ${namespace ? `${namespace}/` : ""}${name}`;
-const messageOf = (r: RestResponse) => String(pick(r.body, "message") ?? JSON.stringify(r.body));
+/**
+ * Teardown, first step: the pods on the stack's nodes, deleted with the default grace period as `kubectl delete`
+ * does; each node's fake kubelet sees the deletionTimestamp, runs CNI DEL, removes the namespace and deletes the pod
+ * for good. Waits (until `deadline`) for the pods and their sandboxes to be gone; says what was refused or is left.
+ */
+async function deleteNodePods(o: {
+  readonly rest: Rest;
+  readonly nodePods: () => Promise<ReadonlyArray<Pod>>;
+  readonly sandboxes: ReadonlyMap<string, PodSandbox & { removed: boolean }>;
+  readonly alive: () => void;
+  readonly deadline: number;
+}): Promise<{ refused: Refusal[]; remaining: string[] }> {
+  const refused: Refusal[] = [];
+  for (const p of await o.nodePods()) {
+    const r = await o.rest.call("DELETE", `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`);
+    if (r.status !== 200 && r.status !== 202 && r.status !== 404) {
+      refused.push({
+        object: describe("Pod", p.metadata.name ?? "", p.metadata.namespace),
+        status: r.status,
+        message: messageOf(r),
+      });
+    }
+  }
+  const liveSandboxes = () => [...o.sandboxes.values()].filter((s) => !s.removed);
+  while (Date.now() < o.deadline) {
+    o.alive();
+    const left = await o.nodePods();
+    if (left.length === 0 && liveSandboxes().length === 0) break;
+    await sleep(250);
+  }
+  const remaining = [
+    ...(await o.nodePods()).map((p) => describe("Pod", p.metadata.name ?? "", p.metadata.namespace)),
+    ...liveSandboxes().map((s) => `sandbox of ${s.namespace}/${s.name}`),
+  ];
+  return { refused, remaining };
+}
+
+/** The Node object of a stack node, Ready with its underlay address, as its kubelet would register it. */
+const registerNode = (name: string, underlayIp: string, runId: string) =>
+  Effect.gen(function* () {
+    const k = yield* Kube;
+    yield* k.create(NodeResource, { metadata: { name, labels: { [StackLabel]: runId } } });
+    // Node status is a subresource, as kubelet writes it.
+    yield* k.patch(NodeResource, name, {
+      type: "merge",
+      patch: {
+        status: {
+          addresses: [{ type: "InternalIP", address: underlayIp }, { type: "Hostname", address: name }],
+          conditions: [{
+            type: "Ready",
+            status: "True",
+            reason: "KubeletReady",
+            message: "fake kubelet",
+            lastHeartbeatTime: new Date().toISOString(),
+            lastTransitionTime: new Date().toISOString(),
+          }],
+        },
+      },
+    }, { subresource: "status" });
+  });
+
+/** The node agent of a stack node (cmd/netwatcher.ts: netwatcher + CNI daemon) inside the node's namespace. */
+function agentArgv(o: {
+  readonly ns: string;
+  readonly kubeconfig: string;
+  readonly node: string;
+  readonly socket: string;
+  readonly nodeDir: string;
+  readonly binDir: string;
+  readonly vxlanMode: string;
+  readonly runId: string;
+  readonly flags: Readonly<Record<string, string>>;
+}): string[] {
+  return [
+    "ip",
+    "netns",
+    "exec",
+    o.ns,
+    Deno.execPath(),
+    "run",
+    "-A",
+    `${repoRoot}/cmd/netwatcher.ts`,
+    "--kubeconfig",
+    o.kubeconfig,
+    "--node-name",
+    o.node,
+    "--cni-socket",
+    o.socket,
+    "--cni-state-dir",
+    `${o.nodeDir}/sandboxes`,
+    "--cni-bin-dir",
+    o.binDir,
+    "--vxlan-mode",
+    o.vxlanMode,
+    "--peer-node-selector",
+    `${StackLabel}=${o.runId}`,
+    "--reconcile-period",
+    "5s",
+    // CNI DEL alone must free everything: the reclaimer would hide a leak.
+    "--reclaim-period",
+    "0s",
+    ...Object.entries(o.flags).flatMap(([k, v]) => [`--${k}`, v]),
+  ];
+}
 
 export async function startStack(cluster: StackCluster, options: StackOptions = {}): Promise<Stack> {
   const runId = crypto.randomUUID().replaceAll("-", "").slice(0, 6);
@@ -606,22 +472,18 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
   const kubeConfig = new k8s.KubeConfig();
   kubeConfig.loadFromFile(cluster.kubeconfigPath);
   const rest = restClient(kubeConfig);
+  const applier = new ObjectApplier(rest, nodeNames);
   const apiSocket = `${dir}/apiserver.sock`;
   const apiListener = Deno.listen({ transport: "unix", path: apiSocket });
   const apiForwarding = forward(apiListener, () => Deno.connect({ hostname: api.hostname, port: apiPort }));
   const hookPaths: string[] = [];
   const nodes: StackNode[] = [];
-  const created: ObjectRef[] = [];
-  const appliedPods: Array<{ namespace: string; name: string }> = [];
-  const sandboxes = new Map<string, PodSandbox & { removed: boolean }>();
-  const sandboxFailures = new Map<string, { count: number; message: string }>();
-  const delFailures: string[] = [];
-  const readyNodes = new Set<string>(), forwardingNodes = new Set<string>();
+  const reports = new FakeletReports(options.onCni);
+  const { sandboxes, sandboxFailures, delFailures } = reports;
   const svcwatcherIdentity = `stack-${runId}`;
   let kube: KubeService | undefined;
   let tornDown = false;
   let stopped: Promise<void> | undefined;
-  let rr = 0;
 
   // If the test process dies without stop(), take the processes with it (namespaces live in the runner's
   // private /run/netns and vanish with it).
@@ -634,114 +496,8 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
 
   const kubeRun = <A, E>(e: Effect.Effect<A, E, Kube>) => Effect.runPromise(Effect.provideService(e, Kube, kube!));
 
-  // Discovery, per apiVersion: kind → plural and scope. CRDs installed a moment ago may take a moment to appear.
-  const discovered = new Map<string, Map<string, { plural: string; namespaced: boolean }>>();
-  const resourceOf = async (apiVersion: string, kind: string) => {
-    const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const known = discovered.get(apiVersion)?.get(kind);
-      if (known) return { base, ...known };
-      const r = await rest.call("GET", base);
-      const resources = pick(r.body, "resources");
-      const map = new Map<string, { plural: string; namespaced: boolean }>();
-      for (const res of Array.isArray(resources) ? resources : []) {
-        const name = pick(res, "name"), k = pick(res, "kind");
-        if (typeof name === "string" && typeof k === "string" && !name.includes("/")) {
-          map.set(k, { plural: name, namespaced: pick(res, "namespaced") === true });
-        }
-      }
-      discovered.set(apiVersion, map);
-      const found = map.get(kind);
-      if (found) return { base, ...found };
-      await sleep(200);
-    }
-    throw new Error(`the apiserver does not serve ${kind} in ${apiVersion}`);
-  };
-
-  const createOne = async (obj: Json, refused: Refusal[]): Promise<ObjectRef | undefined> => {
-    const apiVersion = String(obj.apiVersion ?? ""), kind = String(obj.kind ?? "");
-    const meta = isObject(obj.metadata) ? obj.metadata : {};
-    const name = String(meta.name ?? "");
-    if (!apiVersion || !kind || !name) {
-      refused.push({
-        object: describe(kind || "?", name || "?"),
-        status: 0,
-        message: "apiVersion, kind and name needed",
-      });
-      return undefined;
-    }
-    const res = await resourceOf(apiVersion, kind);
-    const namespace = res.namespaced ? String(meta.namespace ?? "default") : undefined;
-    let body: Json = res.namespaced ? { ...obj, metadata: { ...meta, namespace } } : obj;
-    if (kind === "Pod" && apiVersion === "v1") {
-      const spec = isObject(body.spec) ? body.spec : {};
-      // No scheduler runs: spread unbound pods over the nodes.
-      if (!spec.nodeName) body = { ...body, spec: { ...spec, nodeName: nodeNames[rr++ % nodeNames.length] } };
-    }
-    const collection = `${res.base}${namespace ? `/namespaces/${namespace}` : ""}/${res.plural}`;
-    const r = await rest.call("POST", collection, body);
-    if (r.status !== 201) {
-      refused.push({ object: describe(kind, name, namespace), status: r.status, message: messageOf(r) });
-      return undefined;
-    }
-    const ref: ObjectRef = {
-      apiVersion,
-      kind,
-      name,
-      ...(namespace ? { namespace } : {}),
-      uid: String(pick(r.body, "metadata", "uid") ?? ""),
-      path: `${collection}/${name}`,
-    };
-    created.push(ref);
-    if (kind === "Pod" && apiVersion === "v1") appliedPods.push({ namespace: namespace!, name });
-    return ref;
-  };
-
-  /** The pods a workload's controller would create (no controller-manager runs). */
-  const workloadPods = (obj: Json, ref: ObjectRef): Json[] => {
-    const spec = isObject(obj.spec) ? obj.spec : {};
-    const template = isObject(spec.template) ? spec.template : {};
-    const tmeta = isObject(template.metadata) ? template.metadata : {};
-    const replicas = typeof spec.replicas === "number" ? spec.replicas : 1;
-    return Array.from({ length: replicas }, (_, i) => ({
-      apiVersion: "v1",
-      kind: "Pod",
-      metadata: {
-        ...tmeta,
-        name: `${ref.name}-${i}`,
-        namespace: ref.namespace,
-        ownerReferences: [{
-          apiVersion: ref.apiVersion,
-          kind: ref.kind,
-          name: ref.name,
-          uid: ref.uid,
-          controller: true,
-        }],
-      },
-      spec: template.spec ?? {},
-    }));
-  };
-
-  const apply = async (objects: ReadonlyArray<Json>): Promise<ApplyResult> => {
-    assertAlive();
-    const refused: Refusal[] = [];
-    const mine: ObjectRef[] = [];
-    for (const obj of objects) {
-      const ref = await createOne(obj, refused);
-      if (!ref) continue;
-      mine.push(ref);
-      if (workloadKinds.has(ref.kind)) {
-        for (const pod of workloadPods(obj, ref)) {
-          const p = await createOne(pod, refused);
-          if (p) mine.push(p);
-        }
-      }
-    }
-    return { created: mine, refused };
-  };
-
   const waitForPods: Stack["waitForPods"] = async (opts = {}) => {
-    const wanted = opts.pods ?? [...appliedPods];
+    const wanted = opts.pods ?? [...applier.pods];
     const pending = new Set(wanted.map((p) => `${p.namespace}/${p.name}`));
     const got = new Map<string, Pod>();
     const deadline = Date.now() + (opts.timeoutMs ?? 180_000);
@@ -802,78 +558,21 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
 
   const teardown = async (opts: { readonly timeoutMs?: number; readonly strict?: boolean } = {}) => {
     const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
-    // stop() tears down what it can even after a process died; a test wants to hear about the death.
-    const alive = opts.strict === false ? () => {} : assertAlive;
-    const refused: Refusal[] = [];
-    const remaining: string[] = [];
-    // 1. Pods on our nodes: deleted with the default grace period, as `kubectl delete` does; the fake kubelet
-    //    sees the deletionTimestamp, runs CNI DEL, removes the namespace and deletes the pod for good.
-    const ours = new Set(nodeNames);
-    const bound = async () =>
-      (await kubeRun(kube!.list(PodResource))).items.filter((p) => ours.has(p.spec.nodeName ?? ""));
-    for (const p of await bound()) {
-      const r = await rest.call("DELETE", `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`);
-      if (r.status !== 200 && r.status !== 202 && r.status !== 404) {
-        refused.push({
-          object: describe("Pod", p.metadata.name ?? "", p.metadata.namespace),
-          status: r.status,
-          message: messageOf(r),
-        });
-      }
-    }
-    while (Date.now() < deadline) {
-      alive();
-      const left = await bound();
-      const live = [...sandboxes.values()].filter((s) => !s.removed);
-      if (left.length === 0 && live.length === 0) break;
-      await sleep(250);
-    }
-    const podsLeft = await bound();
-    remaining.push(...podsLeft.map((p) => describe("Pod", p.metadata.name ?? "", p.metadata.namespace)));
-    remaining.push(
-      ...[...sandboxes.values()].filter((s) => !s.removed).map((s) => `sandbox of ${s.namespace}/${s.name}`),
-    );
-
-    // 2. Everything else apply() created, newest first. The webhook's delete protection follows DanmEps by a
-    //    watch event, so a refusal right after the last pod went is retried until the deadline.
-    for (const ref of [...created].reverse()) {
-      if (ref.kind === "Pod" && ref.apiVersion === "v1") continue;
-      while (true) {
-        const r = await rest.call("DELETE", ref.path);
-        if (r.status === 200 || r.status === 202 || r.status === 404) break;
-        if (!retriable.has(r.status) || Date.now() > deadline) {
-          refused.push({
-            object: describe(ref.kind, ref.name, ref.namespace),
-            status: r.status,
-            message: messageOf(r),
-          });
-          break;
-        }
-        await sleep(250);
-      }
-      if (ref.kind === "Namespace" && ref.apiVersion === "v1") {
-        // No namespace controller runs: finalize it ourselves. What is still inside (Events, and anything a
-        // component leaked) stays listable across namespaces, where leak checks find it.
-        await rest.call("PUT", `${ref.path}/finalize`, {
-          apiVersion: "v1",
-          kind: "Namespace",
-          metadata: { name: ref.name },
-          spec: { finalizers: [] },
-        });
-      }
-    }
-    for (const ref of [...created].reverse()) {
-      while (true) {
-        const r = await rest.call("GET", ref.path);
-        if (r.status === 404 || pick(r.body, "metadata", "uid") !== ref.uid) break;
-        if (Date.now() > deadline) {
-          remaining.push(describe(ref.kind, ref.name, ref.namespace));
-          break;
-        }
-        await sleep(200);
-      }
-    }
-    created.length = 0;
+    const pods = await deleteNodePods({
+      rest,
+      nodePods: async () => {
+        const ours = new Set(nodeNames);
+        return (await kubeRun(kube!.list(PodResource))).items.filter((p) => ours.has(p.spec.nodeName ?? ""));
+      },
+      sandboxes,
+      // stop() tears down what it can even after a process died; a test wants to hear about the death.
+      alive: opts.strict === false ? () => {} : assertAlive,
+      deadline,
+    });
+    const refused = [...pods.refused], remaining = [...pods.remaining];
+    const objects = await applier.deleteAll(deadline);
+    refused.push(...objects.refused);
+    remaining.push(...objects.remaining);
     tornDown = true;
     return { delFailures: [...delFailures], refused, remaining };
   };
@@ -914,41 +613,6 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     })();
 
-  const onFakeletLine = (node: string) => (line: string) => {
-    let e: FakeletEvent;
-    try {
-      e = decodeFakeletEvent(JSON.parse(line));
-    } catch {
-      return; // an ordinary log line
-    }
-    switch (e.event) {
-      case "forwarding":
-        forwardingNodes.add(node);
-        break;
-      case "ready":
-        readyNodes.add(node);
-        break;
-      case "sandbox": {
-        const [namespace, name] = e.pod.split("/");
-        sandboxes.set(e.pod, { namespace, name, node, netns: e.netns, containerId: e.containerId, removed: false });
-        sandboxFailures.delete(e.pod);
-        break;
-      }
-      case "cni":
-        options.onCni?.(node, e);
-        break;
-      case "failed":
-        sandboxFailures.set(e.pod, { count: (sandboxFailures.get(e.pod)?.count ?? 0) + 1, message: e.message });
-        break;
-      case "removed": {
-        const sb = sandboxes.get(e.pod);
-        if (sb && sb.netns === e.netns) sandboxes.set(e.pod, { ...sb, removed: true });
-        if (e.codes.some((c) => c !== 0)) delFailures.push(`${e.pod}: ${e.errors.join("; ")}`);
-        break;
-      }
-    }
-  };
-
   const underlayBridge = `hu${runId}`, lanBridge = `he${runId}`;
   const bridges = options.nodeBridges ?? [];
   const netconf = {
@@ -979,27 +643,7 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
       await scope.ip(ns, "link", "set", `bup${b}`, "master", bridge);
       await scope.ip(undefined, "link", "set", `b${b}${runId}${i}`, "master", `hb${b}${runId}`);
     }
-    const k = kube!;
-    await kubeRun(Effect.gen(function* () {
-      yield* k.create(NodeResource, { metadata: { name, labels: { [StackLabel]: runId } } });
-      // Node status is a subresource, as kubelet writes it.
-      yield* k.patch(NodeResource, name, {
-        type: "merge",
-        patch: {
-          status: {
-            addresses: [{ type: "InternalIP", address: underlayIp }, { type: "Hostname", address: name }],
-            conditions: [{
-              type: "Ready",
-              status: "True",
-              reason: "KubeletReady",
-              message: "fake kubelet",
-              lastHeartbeatTime: new Date().toISOString(),
-              lastTransitionTime: new Date().toISOString(),
-            }],
-          },
-        },
-      }, { subresource: "status" });
-    }));
+    await kubeRun(registerNode(name, underlayIp, runId));
 
     const nodeDir = `${dir}/${name}`;
     await Deno.mkdir(nodeDir);
@@ -1021,48 +665,29 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
         apiSocket,
         ...(options.fakelet ? { tuning: options.fakelet } : {}),
       }),
-      onFakeletLine(name),
+      reports.lineHandler(name),
     );
     const startAgent = () =>
       void launch(
         `agent-${name}`,
-        [
-          "ip",
-          "netns",
-          "exec",
+        agentArgv({
           ns,
-          deno,
-          "run",
-          "-A",
-          `${repoRoot}/cmd/netwatcher.ts`,
-          "--kubeconfig",
-          cluster.kubeconfigPath,
-          "--node-name",
-          name,
-          "--cni-socket",
+          kubeconfig: cluster.kubeconfigPath,
+          node: name,
           socket,
-          "--cni-state-dir",
-          `${nodeDir}/sandboxes`,
-          "--cni-bin-dir",
-          bin.dir,
-          "--vxlan-mode",
-          options.vxlanMode ?? "multicast",
-          "--peer-node-selector",
-          `${StackLabel}=${runId}`,
-          "--reconcile-period",
-          "5s",
-          // CNI DEL alone must free everything: the reclaimer would hide a leak.
-          "--reclaim-period",
-          "0s",
-          ...Object.entries(options.agentFlags ?? {}).flatMap(([k, v]) => [`--${k}`, v]),
-        ],
+          nodeDir,
+          binDir: bin.dir,
+          vxlanMode: options.vxlanMode ?? "multicast",
+          runId,
+          flags: options.agentFlags ?? {},
+        }),
       );
     return { node, startAgent };
   };
   const forwardingOf = (names: ReadonlyArray<string>) =>
     eventually("the nodes' fake kubelets to forward the apiserver", () => {
       assertAlive();
-      return Promise.resolve(names.every((n) => forwardingNodes.has(n)) ? true : undefined);
+      return Promise.resolve(names.every((n) => reports.forwarding.has(n)) ? true : undefined);
     }, startTimeoutMs);
 
   try {
@@ -1074,7 +699,7 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
       ...["cmd/netwatcher.ts", "cmd/webhook.ts", "cmd/svcwatcher.ts", "cmd/danm.ts", "cmd/fakeipam.ts"].map((f) =>
         `${repoRoot}/${f}`
       ),
-      `${repoRoot}/tests/harness/stack.ts`,
+      `${repoRoot}/tests/harness/fakelet_process.ts`,
     ], { cwd: repoRoot });
     kube = await Effect.runPromise(
       makeLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath }, userAgent: `stack/${runId}` })
@@ -1166,7 +791,7 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
     }, startTimeoutMs);
     await eventually("every node's CNI to be ready", () => {
       assertAlive();
-      return Promise.resolve(readyNodes.size === nodeNames.length ? true : undefined);
+      return Promise.resolve(reports.ready.size === nodeNames.length ? true : undefined);
     }, startTimeoutMs);
   } catch (e) {
     const detail = await logs(20);
@@ -1199,7 +824,7 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
     startAgent();
     await eventually(`node ${name}'s CNI to be ready`, () => {
       assertAlive();
-      return Promise.resolve(readyNodes.has(name) ? true : undefined);
+      return Promise.resolve(reports.ready.has(name) ? true : undefined);
     }, startTimeoutMs);
     return node;
   };
@@ -1219,8 +844,8 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
     await kubeRun(Effect.ignore(kube!.delete(NodeResource, name)));
     nodes.splice(nodes.indexOf(node), 1);
     nodeNames.splice(nodeNames.indexOf(name), 1);
-    readyNodes.delete(name);
-    forwardingNodes.delete(name);
+    reports.ready.delete(name);
+    reports.forwarding.delete(name);
   };
 
   const stack: Stack = {
@@ -1231,8 +856,11 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
     cniDir,
     dir,
     kubeRun,
-    apply,
-    pods: () => [...appliedPods],
+    apply: (objects) => {
+      assertAlive();
+      return applier.apply(objects);
+    },
+    pods: () => [...applier.pods],
     waitForPods,
     sandbox: (namespace, name) => {
       const sb = sandboxes.get(`${namespace}/${name}`);
@@ -1259,15 +887,4 @@ export async function startStack(cluster: StackCluster, options: StackOptions = 
     [Symbol.asyncDispose]: stop,
   };
   return stack;
-}
-
-if (import.meta.main) {
-  const [mode, ...rest] = Deno.args;
-  if (mode !== "fakelet") {
-    console.error(
-      "usage: stack.ts fakelet --node N --kubeconfig F --bin-dir D --netconf F --api-port P --api-socket S",
-    );
-    Deno.exit(2);
-  }
-  Deno.exit(await fakeletMain(rest));
 }
