@@ -1,9 +1,9 @@
 // Nodes for a peer, built like the danm stack's (tests/harness/stack.ts) so that both run on the same kind of
 // node: per node a network namespace with the NIC `ens4` (a veth into a LAN bridge shared by all nodes: the MACVLAN
 // parent), a Linux bridge joined across the nodes (for bridge networks spanning the cluster), a Ready `Node` object,
-// and the same fake kubelet process (`stack.ts fakelet`) running the peer's CNI configuration from the peer's CNI
-// bin directory, reaching the apiserver through the same loopback forward. The peer's plugins run in the node's
-// namespace, as on a node.
+// and the same fake kubelet process (`fakelet_process.ts fakelet`) running the peer's CNI configuration from the
+// peer's CNI bin directory, reaching the apiserver through the same loopback forward. The peer's plugins run in the
+// node's namespace, as on a node.
 import { type NetnsScope, netnsScope } from "../netns.ts";
 import { sleep } from "../proc.ts";
 import {
