@@ -3,7 +3,8 @@
 // again later"), a SIGTERM lets running ADDs finish (up to --cni-drain-timeout) while waiting ones are told to retry,
 // and past the drain timeout a running ADD is cut off with error 11 too. The pods' delegate is a test plugin that
 // holds its ADD until the test opens a gate, so what is in flight when is decided by events, not by how fast a loaded
-// machine starts processes; requests go through the real thin `danm` client.
+// machine starts processes; requests go through the real thin `danm` client. The delegate-slot bound
+// (--cni-max-delegates) is checked on the same process: the delegate records how many of it run at once.
 import { Effect, Exit, Scope } from "effect";
 import { ClusterNetworkResource } from "../../../core/api/danm.ts";
 import { PodResource } from "../../../core/api/k8s.ts";
@@ -12,6 +13,7 @@ import { makeLiveKube } from "../../../adapters/kube/live.ts";
 import { startNodeAgent } from "../../harness/agent.ts";
 import { assert, assertEquals, assertMatch, fail } from "../../harness/assert.ts";
 import { makeCniBin } from "../../harness/cnibin.ts";
+import { freePort } from "../../harness/proc.ts";
 import { useCluster } from "../../harness/cluster.ts";
 import { CniCallFailed, Fakelet } from "../../harness/fakelet.ts";
 import { installDanmCrds } from "../api/danm_crds.ts";
@@ -32,6 +34,8 @@ async function withAgent(
     pod: (name: string) => Promise<string>;
     /** Resolves once `n` delegate ADDs have started. */
     started: (n: number) => Promise<void>;
+    /** How many delegate ADDs have started so far, and the most that ran at once. */
+    delegates: () => { started: number; peak: number };
   }) => Promise<void>,
 ) {
   const cluster = await useCluster();
@@ -68,13 +72,15 @@ async function withAgent(
       [
         "#!/bin/sh",
         "cat >/dev/null",
-        `if [ "$CNI_COMMAND" = ADD ]; then touch '${tmp}/started/'"$CNI_CONTAINERID";`,
-        `  while [ -e '${tmp}/closed' ]; do sleep 0.05; done; fi`,
+        `if [ "$CNI_COMMAND" = ADD ]; then touch '${tmp}/started/'"$CNI_CONTAINERID" '${tmp}/running/'"$CNI_CONTAINERID";`,
+        // How many ADDs run at this one's start (itself included): the highest of these is the peak concurrency.
+        `  ls '${tmp}/running' | wc -l >'${tmp}/peak/'"$CNI_CONTAINERID";`,
+        `  while [ -e '${tmp}/closed' ]; do sleep 0.05; done; rm -f '${tmp}/running/'"$CNI_CONTAINERID"; fi`,
         `echo '{"cniVersion":"1.0.0","interfaces":[],"ips":[],"routes":[],"dns":{}}'`,
         "",
       ].join("\n"),
     );
-    await Deno.mkdir(`${tmp}/started`);
+    for (const d of ["started", "running", "peak"]) await Deno.mkdir(`${tmp}/${d}`);
     await Deno.mkdir(`${tmp}/net.d`);
     await Deno.writeTextFile(
       `${tmp}/net.d/slow${run}.conf`,
@@ -115,6 +121,13 @@ async function withAgent(
         }
         fail(`${n} delegate ADDs did not start`);
       },
+      delegates: () => ({
+        started: [...Deno.readDirSync(`${tmp}/started`)].length,
+        peak: Math.max(
+          0,
+          ...[...Deno.readDirSync(`${tmp}/peak`)].map((e) => Number(Deno.readTextFileSync(`${tmp}/peak/${e.name}`))),
+        ),
+      }),
     });
   } finally {
     await agent.dispose();
@@ -237,6 +250,45 @@ Deno.test("node agent: an ADD still running at --cni-drain-timeout is cut off wi
       assertEquals((await agent.exited).code, 0);
       const ms = performance.now() - t0;
       assert(ms < 30_000, `exited ${ms.toFixed(0)} ms after SIGTERM with a 1 s drain bound and an ADD that never ends`);
+    },
+  );
+});
+
+Deno.test("node agent: --cni-max-delegates 2 runs at most 2 delegates at once, the others wait (danm_cni_delegates_waiting), all complete", async () => {
+  const port = freePort();
+  await withAgent(
+    ["--cni-max-delegates", "2", "--metrics-port", String(port)],
+    async ({ fakelet, hold, open, pod, started, delegates }) => {
+      const names = [];
+      for (const n of ["a", "b", "c", "d", "e"]) names.push(await pod(n));
+      const waitingGauge = async () => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        return Number(/^danm_cni_delegates_waiting(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? NaN);
+      };
+      // The metrics server starts beside the CNI socket, maybe just after STATUS answered.
+      for (let i = 0;; i++) {
+        const gauge = await waitingGauge().catch(() => undefined);
+        if (gauge !== undefined) {
+          assertEquals(gauge, 0);
+          break;
+        }
+        if (i > 600) fail(`the agent's /metrics on port ${port} does not answer`);
+        await sleep(50);
+      }
+      await hold();
+      const adds = names.map((p) => addOutcome(fakelet.runPod("default", p)));
+      await started(2);
+      // The other three ADDs reach the daemon (their thin clients may start slowly) and wait for a slot.
+      for (let i = 0;; i++) {
+        if (await waitingGauge() === 3) break;
+        if (i > 1200) fail(`danm_cni_delegates_waiting never reached 3: ${await waitingGauge()}`);
+        await sleep(50);
+      }
+      assertEquals(delegates(), { started: 2, peak: 2 }, "two delegates run, held; no third started");
+      await open();
+      assertEquals(await Promise.all(adds), [undefined, undefined, undefined, undefined, undefined]);
+      assertEquals(delegates(), { started: 5, peak: 2 }, "the waiting three ran, never more than two at once");
+      assertEquals(await waitingGauge(), 0);
     },
   );
 });
