@@ -96,6 +96,61 @@ export function devicesOf(pod: PodResources, resource: string): string[] {
 /** A PCI address as sysfs names devices ("0000:81:10.1"): checked before it becomes part of a path. */
 const pciAddress = /^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/;
 
+/** A VF's physical function and a device's driver, read from sysfs (under `sysfs`). */
+function pciDevices(sysfs: string): Pick<PodDevicesService, "physicalFunction" | "driver"> {
+  const physicalFunction: PodDevicesService["physicalFunction"] = (deviceId) =>
+    Effect.gen(function* () {
+      const failure = (reason: string) => new DeviceError({ pod: "-", resource: deviceId, reason });
+      if (!pciAddress.test(deviceId)) {
+        return yield* failure("not a PCI address (expected e.g. 0000:81:10.1)");
+      }
+      const dir = `${sysfs}/bus/pci/devices/${deviceId}/physfn/net`;
+      const names = yield* Effect.tryPromise({
+        try: async () => {
+          const out: string[] = [];
+          for await (const e of Deno.readDir(dir)) out.push(e.name);
+          return out.sort();
+        },
+        catch: (e) =>
+          failure(
+            e instanceof Deno.errors.NotFound
+              ? `no PF network device at ${dir} (not a VF, or its PF has no kernel driver)`
+              : `cannot read ${dir}: ${e instanceof Error ? e.message : e}`,
+          ),
+      });
+      if (names.length === 0) return yield* failure(`${dir} is empty: the PF has no network device`);
+      return names[0];
+    });
+
+  const driver: PodDevicesService["driver"] = (deviceId) =>
+    Effect.gen(function* () {
+      if (!pciAddress.test(deviceId)) {
+        return yield* new DeviceError({
+          pod: "-",
+          resource: deviceId,
+          reason: "not a PCI address (expected e.g. 0000:81:10.1)",
+        });
+      }
+      const link = `${sysfs}/bus/pci/devices/${deviceId}/driver`;
+      return yield* Effect.tryPromise({
+        try: () => Deno.readLink(link).then((target) => target.split("/").pop() || undefined),
+        catch: (e) => e,
+      }).pipe(
+        Effect.catch((e) =>
+          e instanceof Deno.errors.NotFound ? Effect.succeed(undefined) : Effect.fail(
+            new DeviceError({
+              pod: "-",
+              resource: deviceId,
+              reason: `cannot read ${link}: ${e instanceof Error ? e.message : e}`,
+            }),
+          )
+        ),
+      );
+    });
+
+  return { physicalFunction, driver };
+}
+
 export const makePodResourcesDevices = (options: PodResourcesOptions = {}) =>
   Effect.gen(function* () {
     const socket = options.socket ?? defaultPodResourcesSocket;
@@ -201,57 +256,7 @@ export const makePodResourcesDevices = (options: PodResourcesOptions = {}) =>
         ),
       );
 
-    const physicalFunction: PodDevicesService["physicalFunction"] = (deviceId) =>
-      Effect.gen(function* () {
-        const failure = (reason: string) => new DeviceError({ pod: "-", resource: deviceId, reason });
-        if (!pciAddress.test(deviceId)) {
-          return yield* failure("not a PCI address (expected e.g. 0000:81:10.1)");
-        }
-        const dir = `${sysfs}/bus/pci/devices/${deviceId}/physfn/net`;
-        const names = yield* Effect.tryPromise({
-          try: async () => {
-            const out: string[] = [];
-            for await (const e of Deno.readDir(dir)) out.push(e.name);
-            return out.sort();
-          },
-          catch: (e) =>
-            failure(
-              e instanceof Deno.errors.NotFound
-                ? `no PF network device at ${dir} (not a VF, or its PF has no kernel driver)`
-                : `cannot read ${dir}: ${e instanceof Error ? e.message : e}`,
-            ),
-        });
-        if (names.length === 0) return yield* failure(`${dir} is empty: the PF has no network device`);
-        return names[0];
-      });
-
-    const driver: PodDevicesService["driver"] = (deviceId) =>
-      Effect.gen(function* () {
-        if (!pciAddress.test(deviceId)) {
-          return yield* new DeviceError({
-            pod: "-",
-            resource: deviceId,
-            reason: "not a PCI address (expected e.g. 0000:81:10.1)",
-          });
-        }
-        const link = `${sysfs}/bus/pci/devices/${deviceId}/driver`;
-        return yield* Effect.tryPromise({
-          try: () => Deno.readLink(link).then((target) => target.split("/").pop() || undefined),
-          catch: (e) => e,
-        }).pipe(
-          Effect.catch((e) =>
-            e instanceof Deno.errors.NotFound ? Effect.succeed(undefined) : Effect.fail(
-              new DeviceError({
-                pod: "-",
-                resource: deviceId,
-                reason: `cannot read ${link}: ${e instanceof Error ? e.message : e}`,
-              }),
-            )
-          ),
-        );
-      });
-
-    return { devices, physicalFunction, driver } satisfies PodDevicesService;
+    return { devices, ...pciDevices(sysfs) } satisfies PodDevicesService;
   });
 
 export const layerPodResourcesDevices = (options: PodResourcesOptions = {}): Layer.Layer<PodDevices> =>

@@ -15,7 +15,6 @@ const limit = 150;
 const knownOffenders: ReadonlyArray<string> = [
   "adapters/kube/client.ts makeKube",
   "adapters/kube/live.ts httpBackend",
-  "adapters/kubelet/podresources.ts makePodResourcesDevices",
   "adapters/netlink/live.ts makeHandle",
   "adapters/sim/delegates.ts registerSimulatedDelegates",
   "core/cni/add.ts add",
