@@ -143,196 +143,222 @@ export interface MakeKubeOptions {
   readonly pageSize?: number;
 }
 
+/** The request verbs of the Kube port over a backend; `listRaw` (undecoded, all pages) serves the watches too. */
+function requests(backend: KubeBackend, options: MakeKubeOptions) {
+  const get: KubeService["get"] = (rt, name, opts = {}) =>
+    Effect.gen(function* () {
+      const namespace = yield* scopeNamespace("get", rt, opts.namespace, name);
+      const raw = yield* backend.get({ rt, namespace, name });
+      return yield* decodeWith(rt, "get")(raw);
+    });
+
+  const listRaw = (rt: AnyResourceType, opts: ListOptions) =>
+    Effect.gen(function* () {
+      const namespace = rt.namespaced ? opts.namespace : undefined;
+      const limit = opts.pageSize ?? options.pageSize ?? 500;
+      const query = {
+        ...(opts.labelSelector ? { labelSelector: opts.labelSelector } : {}),
+        ...(opts.fieldSelector ? { fieldSelector: opts.fieldSelector } : {}),
+        limit,
+      };
+      const items: JsonObject[] = [];
+      let page = yield* backend.list({ rt, namespace }, query);
+      const resourceVersion = page.resourceVersion;
+      items.push(...page.items);
+      while (page.continue) {
+        page = yield* backend.list({ rt, namespace }, { ...query, continue: page.continue });
+        items.push(...page.items);
+      }
+      return { items, resourceVersion };
+    }).pipe(
+      // A continue token can expire (410) between pages; a fresh list is consistent again. Three tries.
+      Effect.retry({ times: 2, while: (e: KubeError) => e._tag === "KubeGone" }),
+    );
+
+  const list: KubeService["list"] = (rt, opts = {}) =>
+    Effect.gen(function* () {
+      const raw = yield* listRaw(rt, opts);
+      const items = yield* Effect.forEach(raw.items, decodeWith(rt, "list"));
+      return { items, resourceVersion: raw.resourceVersion };
+    });
+
+  const createRaw = <A, I>(rt: ResourceType<A, I>, object: A, opts: WriteOptions, answer: Answer) =>
+    Effect.gen(function* () {
+      const enc = yield* encodeFor("create", rt, object, opts.namespace);
+      // Creating from a copy of a stored object is common; the apiserver refuses a set resourceVersion.
+      const { resourceVersion: _rv, ...metadata } = enc.body.metadata as JsonObject;
+      const body = { ...enc.body, metadata };
+      return yield* backend.create({ rt, namespace: enc.namespace }, body, { ...writeParams(opts), answer });
+    });
+
+  const replaceRaw = <A, I>(
+    verb: "update" | "updateStatus",
+    rt: ResourceType<A, I>,
+    object: A,
+    opts: WriteOptions,
+    answer: Answer,
+  ) =>
+    Effect.gen(function* () {
+      const enc = yield* encodeFor(verb, rt, object, opts.namespace);
+      if (!enc.name) return yield* missingName(verb, rt, enc.namespace);
+      return yield* backend.replace(
+        { rt, namespace: enc.namespace, name: enc.name },
+        enc.body,
+        { ...writeParams(opts), answer, ...(verb === "updateStatus" ? { subresource: "status" as const } : {}) },
+      );
+    });
+
+  const create: KubeService["create"] = (rt, object, opts = {}) =>
+    Effect.flatMap(createRaw(rt, object, opts, "object"), decodeWith(rt, "create"));
+
+  const replace =
+    (verb: "update" | "updateStatus") => <A, I>(rt: ResourceType<A, I>, object: A, opts: WriteOptions = {}) =>
+      Effect.flatMap(replaceRaw(verb, rt, object, opts, "object"), decodeWith(rt, verb));
+
+  const createReturningMetadata: KubeService["createReturningMetadata"] = (rt, object, opts = {}) =>
+    Effect.flatMap(createRaw(rt, object, opts, "metadata"), decodeMetadata(rt, "create"));
+
+  const updateReturningMetadata: KubeService["updateReturningMetadata"] = (rt, object, opts = {}) =>
+    Effect.flatMap(replaceRaw("update", rt, object, opts, "metadata"), decodeMetadata(rt, "update"));
+
+  const patch: KubeService["patch"] = (rt, name, p, opts = {}) =>
+    Effect.gen(function* () {
+      const namespace = yield* scopeNamespace("patch", rt, opts.namespace, name);
+      if (p.type === "apply" && !opts.fieldManager) {
+        return yield* new KubeBadRequest({
+          ...where("patch", rt, namespace, name),
+          code: 400,
+          detail: "server-side apply needs a fieldManager",
+        });
+      }
+      const body = p.type === "apply"
+        ? {
+          ...p,
+          object: {
+            ...(isJsonObject(p.object) ? p.object : {}),
+            apiVersion: apiVersionOf(rt),
+            kind: rt.kind,
+            metadata: {
+              ...(isJsonObject(p.object) && isJsonObject(p.object.metadata) ? p.object.metadata : {}),
+              name,
+              ...(namespace ? { namespace } : {}),
+            },
+          },
+        }
+        : p;
+      const raw = yield* backend.patch({ rt, namespace, name }, body, {
+        ...writeParams(opts),
+        ...(opts.subresource ? { subresource: opts.subresource } : {}),
+      });
+      return yield* decodeWith(rt, "patch")(raw);
+    });
+
+  const del: KubeService["delete"] = <A, I>(rt: ResourceType<A, I>, name: string, opts: DeleteOptionsArg = {}) =>
+    Effect.gen(function* () {
+      const namespace = yield* scopeNamespace("delete", rt, opts.namespace, name);
+      const { namespace: _ns, ...rest } = opts;
+      const raw = yield* backend.delete({ rt, namespace, name }, rest);
+      const meta = metaOf(raw);
+      const pending = raw.kind !== "Status" && meta.deletionTimestamp !== undefined &&
+        ((meta.finalizers?.length ?? 0) > 0 || (meta.deletionGracePeriodSeconds ?? 0) > 0);
+      if (!pending) return { _tag: "Deleted" } as DeleteResult<A>;
+      const object = yield* decodeWith(rt, "delete")(raw);
+      return { _tag: "Pending", object } as DeleteResult<A>;
+    });
+
+  return {
+    listRaw,
+    verbs: {
+      get,
+      list,
+      create,
+      update: replace("update"),
+      updateStatus: replace("updateStatus"),
+      patch,
+      delete: del,
+      createReturningMetadata,
+      updateReturningMetadata,
+    },
+  };
+}
+
+/** Watches over a backend, with decodes shared between watchers of one resource type. */
+function watches(backend: KubeBackend, listRaw: ReturnType<typeof requests>["listRaw"]) {
+  // Decoded watch objects per resource type object (its schema), by the raw object they came from.
+  const decodeCaches = new WeakMap<object, WeakMap<JsonObject, Keyed<unknown>>>();
+  const decodeCache = <A, I>(rt: ResourceType<A, I>): WeakMap<JsonObject, Keyed<A>> => {
+    let c = decodeCaches.get(rt);
+    if (!c) decodeCaches.set(rt, c = new WeakMap());
+    return c as WeakMap<JsonObject, Keyed<A>>;
+  };
+
+  /** The resilient watch over keyed objects; `watch` and informers both use it. */
+  const watchKeyed = <A, I>(rt: ResourceType<A, I>, opts: WatchOptions): Stream.Stream<
+    WatchEvent<Keyed<A>>,
+    KubeError
+  > => {
+    const namespace = rt.namespaced ? opts.namespace : undefined;
+    const decoded = decodeCache(rt);
+    const keyed = (verb: string) => (raw: unknown): Effect.Effect<Keyed<A>, KubeError> => {
+      const hit = isJsonObject(raw) ? decoded.get(raw) : undefined;
+      if (hit) return Effect.succeed(hit);
+      return Effect.map(decodeWith(rt, verb)(raw), (object): Keyed<A> => {
+        const m = metaOf(raw);
+        const k = { key: objectKey(m.namespace, m.name ?? ""), object, resourceVersion: m.resourceVersion ?? "" };
+        // A frozen object (the memory store's) never changes: every watch and relist seeing it shares one decode.
+        if (isJsonObject(raw) && Object.isFrozen(raw)) decoded.set(raw, k);
+        return k;
+      });
+    };
+    const toEvent = (ev: RawWatchEvent): Effect.Effect<WatchEvent<Keyed<A>>, KubeError> => {
+      const resourceVersion = metaOf(ev.object).resourceVersion ?? "";
+      if (ev.type === "BOOKMARK") return Effect.succeed({ _tag: "Bookmark", resourceVersion });
+      const tag = ev.type === "ADDED" ? "Added" : ev.type === "MODIFIED" ? "Modified" : "Deleted";
+      return Effect.map(keyed("watch")(ev.object), (object) => ({ _tag: tag, object, resourceVersion }));
+    };
+    const filters = {
+      ...(opts.labelSelector ? { labelSelector: opts.labelSelector } : {}),
+      ...(opts.fieldSelector ? { fieldSelector: opts.fieldSelector } : {}),
+    };
+    return resilientWatch<Keyed<A>>({
+      list: Effect.gen(function* () {
+        const raw = yield* listRaw(rt, { ...filters, ...(namespace ? { namespace } : {}) });
+        const items = yield* Effect.forEach(raw.items, keyed("list"));
+        return { items, resourceVersion: raw.resourceVersion };
+      }),
+      watchFrom: (resourceVersion) =>
+        backend.watch({ rt, namespace }, { ...filters, resourceVersion, bookmarks: opts.bookmarks ?? true }).pipe(
+          Stream.mapEffect(toEvent),
+        ),
+    }, {
+      ...(opts.resourceVersion ? { resourceVersion: opts.resourceVersion } : {}),
+      ...(opts.retry ? { retry: opts.retry } : {}),
+    });
+  };
+
+  const watch: KubeService["watch"] = (rt, opts = {}) =>
+    watchKeyed(rt, opts).pipe(Stream.map((ev) => {
+      switch (ev._tag) {
+        case "Sync":
+          return { ...ev, items: ev.items.map((k) => k.object) };
+        case "Bookmark":
+          return ev;
+        default:
+          return { ...ev, object: ev.object.object };
+      }
+    }));
+
+  return { watchKeyed, watch };
+}
+
 /** The Kube port over a backend. Scoped: informers started through it stop with the scope. */
 export const makeKube = (
   backend: KubeBackend,
   options: MakeKubeOptions = {},
 ): Effect.Effect<KubeService, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const get: KubeService["get"] = (rt, name, opts = {}) =>
-      Effect.gen(function* () {
-        const namespace = yield* scopeNamespace("get", rt, opts.namespace, name);
-        const raw = yield* backend.get({ rt, namespace, name });
-        return yield* decodeWith(rt, "get")(raw);
-      });
-
-    const listRaw = (rt: AnyResourceType, opts: ListOptions) =>
-      Effect.gen(function* () {
-        const namespace = rt.namespaced ? opts.namespace : undefined;
-        const limit = opts.pageSize ?? options.pageSize ?? 500;
-        const query = {
-          ...(opts.labelSelector ? { labelSelector: opts.labelSelector } : {}),
-          ...(opts.fieldSelector ? { fieldSelector: opts.fieldSelector } : {}),
-          limit,
-        };
-        const items: JsonObject[] = [];
-        let page = yield* backend.list({ rt, namespace }, query);
-        const resourceVersion = page.resourceVersion;
-        items.push(...page.items);
-        while (page.continue) {
-          page = yield* backend.list({ rt, namespace }, { ...query, continue: page.continue });
-          items.push(...page.items);
-        }
-        return { items, resourceVersion };
-      }).pipe(
-        // A continue token can expire (410) between pages; a fresh list is consistent again. Three tries.
-        Effect.retry({ times: 2, while: (e: KubeError) => e._tag === "KubeGone" }),
-      );
-
-    const list: KubeService["list"] = (rt, opts = {}) =>
-      Effect.gen(function* () {
-        const raw = yield* listRaw(rt, opts);
-        const items = yield* Effect.forEach(raw.items, decodeWith(rt, "list"));
-        return { items, resourceVersion: raw.resourceVersion };
-      });
-
-    const createRaw = <A, I>(rt: ResourceType<A, I>, object: A, opts: WriteOptions, answer: Answer) =>
-      Effect.gen(function* () {
-        const enc = yield* encodeFor("create", rt, object, opts.namespace);
-        // Creating from a copy of a stored object is common; the apiserver refuses a set resourceVersion.
-        const { resourceVersion: _rv, ...metadata } = enc.body.metadata as JsonObject;
-        const body = { ...enc.body, metadata };
-        return yield* backend.create({ rt, namespace: enc.namespace }, body, { ...writeParams(opts), answer });
-      });
-
-    const replaceRaw = <A, I>(
-      verb: "update" | "updateStatus",
-      rt: ResourceType<A, I>,
-      object: A,
-      opts: WriteOptions,
-      answer: Answer,
-    ) =>
-      Effect.gen(function* () {
-        const enc = yield* encodeFor(verb, rt, object, opts.namespace);
-        if (!enc.name) return yield* missingName(verb, rt, enc.namespace);
-        return yield* backend.replace(
-          { rt, namespace: enc.namespace, name: enc.name },
-          enc.body,
-          { ...writeParams(opts), answer, ...(verb === "updateStatus" ? { subresource: "status" as const } : {}) },
-        );
-      });
-
-    const create: KubeService["create"] = (rt, object, opts = {}) =>
-      Effect.flatMap(createRaw(rt, object, opts, "object"), decodeWith(rt, "create"));
-
-    const replace =
-      (verb: "update" | "updateStatus") => <A, I>(rt: ResourceType<A, I>, object: A, opts: WriteOptions = {}) =>
-        Effect.flatMap(replaceRaw(verb, rt, object, opts, "object"), decodeWith(rt, verb));
-
-    const createReturningMetadata: KubeService["createReturningMetadata"] = (rt, object, opts = {}) =>
-      Effect.flatMap(createRaw(rt, object, opts, "metadata"), decodeMetadata(rt, "create"));
-
-    const updateReturningMetadata: KubeService["updateReturningMetadata"] = (rt, object, opts = {}) =>
-      Effect.flatMap(replaceRaw("update", rt, object, opts, "metadata"), decodeMetadata(rt, "update"));
-
-    const patch: KubeService["patch"] = (rt, name, p, opts = {}) =>
-      Effect.gen(function* () {
-        const namespace = yield* scopeNamespace("patch", rt, opts.namespace, name);
-        if (p.type === "apply" && !opts.fieldManager) {
-          return yield* new KubeBadRequest({
-            ...where("patch", rt, namespace, name),
-            code: 400,
-            detail: "server-side apply needs a fieldManager",
-          });
-        }
-        const body = p.type === "apply"
-          ? {
-            ...p,
-            object: {
-              ...(isJsonObject(p.object) ? p.object : {}),
-              apiVersion: apiVersionOf(rt),
-              kind: rt.kind,
-              metadata: {
-                ...(isJsonObject(p.object) && isJsonObject(p.object.metadata) ? p.object.metadata : {}),
-                name,
-                ...(namespace ? { namespace } : {}),
-              },
-            },
-          }
-          : p;
-        const raw = yield* backend.patch({ rt, namespace, name }, body, {
-          ...writeParams(opts),
-          ...(opts.subresource ? { subresource: opts.subresource } : {}),
-        });
-        return yield* decodeWith(rt, "patch")(raw);
-      });
-
-    const del: KubeService["delete"] = <A, I>(rt: ResourceType<A, I>, name: string, opts: DeleteOptionsArg = {}) =>
-      Effect.gen(function* () {
-        const namespace = yield* scopeNamespace("delete", rt, opts.namespace, name);
-        const { namespace: _ns, ...rest } = opts;
-        const raw = yield* backend.delete({ rt, namespace, name }, rest);
-        const meta = metaOf(raw);
-        const pending = raw.kind !== "Status" && meta.deletionTimestamp !== undefined &&
-          ((meta.finalizers?.length ?? 0) > 0 || (meta.deletionGracePeriodSeconds ?? 0) > 0);
-        if (!pending) return { _tag: "Deleted" } as DeleteResult<A>;
-        const object = yield* decodeWith(rt, "delete")(raw);
-        return { _tag: "Pending", object } as DeleteResult<A>;
-      });
-
-    // Decoded watch objects per resource type object (its schema), by the raw object they came from.
-    const decodeCaches = new WeakMap<object, WeakMap<JsonObject, Keyed<unknown>>>();
-    const decodeCache = <A, I>(rt: ResourceType<A, I>): WeakMap<JsonObject, Keyed<A>> => {
-      let c = decodeCaches.get(rt);
-      if (!c) decodeCaches.set(rt, c = new WeakMap());
-      return c as WeakMap<JsonObject, Keyed<A>>;
-    };
-
-    /** The resilient watch over keyed objects; `watch` and informers both use it. */
-    const watchKeyed = <A, I>(rt: ResourceType<A, I>, opts: WatchOptions): Stream.Stream<
-      WatchEvent<Keyed<A>>,
-      KubeError
-    > => {
-      const namespace = rt.namespaced ? opts.namespace : undefined;
-      const decoded = decodeCache(rt);
-      const keyed = (verb: string) => (raw: unknown): Effect.Effect<Keyed<A>, KubeError> => {
-        const hit = isJsonObject(raw) ? decoded.get(raw) : undefined;
-        if (hit) return Effect.succeed(hit);
-        return Effect.map(decodeWith(rt, verb)(raw), (object): Keyed<A> => {
-          const m = metaOf(raw);
-          const k = { key: objectKey(m.namespace, m.name ?? ""), object, resourceVersion: m.resourceVersion ?? "" };
-          // A frozen object (the memory store's) never changes: every watch and relist seeing it shares one decode.
-          if (isJsonObject(raw) && Object.isFrozen(raw)) decoded.set(raw, k);
-          return k;
-        });
-      };
-      const toEvent = (ev: RawWatchEvent): Effect.Effect<WatchEvent<Keyed<A>>, KubeError> => {
-        const resourceVersion = metaOf(ev.object).resourceVersion ?? "";
-        if (ev.type === "BOOKMARK") return Effect.succeed({ _tag: "Bookmark", resourceVersion });
-        const tag = ev.type === "ADDED" ? "Added" : ev.type === "MODIFIED" ? "Modified" : "Deleted";
-        return Effect.map(keyed("watch")(ev.object), (object) => ({ _tag: tag, object, resourceVersion }));
-      };
-      const filters = {
-        ...(opts.labelSelector ? { labelSelector: opts.labelSelector } : {}),
-        ...(opts.fieldSelector ? { fieldSelector: opts.fieldSelector } : {}),
-      };
-      return resilientWatch<Keyed<A>>({
-        list: Effect.gen(function* () {
-          const raw = yield* listRaw(rt, { ...filters, ...(namespace ? { namespace } : {}) });
-          const items = yield* Effect.forEach(raw.items, keyed("list"));
-          return { items, resourceVersion: raw.resourceVersion };
-        }),
-        watchFrom: (resourceVersion) =>
-          backend.watch({ rt, namespace }, { ...filters, resourceVersion, bookmarks: opts.bookmarks ?? true }).pipe(
-            Stream.mapEffect(toEvent),
-          ),
-      }, {
-        ...(opts.resourceVersion ? { resourceVersion: opts.resourceVersion } : {}),
-        ...(opts.retry ? { retry: opts.retry } : {}),
-      });
-    };
-
-    const watch: KubeService["watch"] = (rt, opts = {}) =>
-      watchKeyed(rt, opts).pipe(Stream.map((ev) => {
-        switch (ev._tag) {
-          case "Sync":
-            return { ...ev, items: ev.items.map((k) => k.object) };
-          case "Bookmark":
-            return ev;
-          default:
-            return { ...ev, object: ev.object.object };
-        }
-      }));
+    const { listRaw, verbs } = requests(backend, options);
+    const { watchKeyed, watch } = watches(backend, listRaw);
 
     // Informers are shared per (resource type object, filters). The key holds the descriptor's identity, not its
     // name: two descriptors of one resource may decode with different schemas.
@@ -356,19 +382,7 @@ export const makeKube = (
       return RcMap.get(informers, key) as unknown as Effect.Effect<Informer<A>, never, Scope.Scope>;
     };
 
-    return {
-      get,
-      list,
-      create,
-      update: replace("update"),
-      updateStatus: replace("updateStatus"),
-      patch,
-      delete: del,
-      watch,
-      informer,
-      createReturningMetadata,
-      updateReturningMetadata,
-    } satisfies KubeService;
+    return { ...verbs, watch, informer } satisfies KubeService;
   });
 
 type DeleteOptionsArg = Parameters<KubeService["delete"]>[2];

@@ -104,6 +104,50 @@ const parseBody = (raw: string): unknown => {
   }
 };
 
+/** A watch over `conn`: the server's event lines as they come, the request ended after a random timeout in range. */
+function watchStream(
+  conn: Connection,
+  o: { readonly userAgent: string; readonly minWatch: number; readonly maxWatch: number },
+  ref: CollectionRef,
+  q: Parameters<KubeBackend["watch"]>[1],
+): Stream.Stream<RawWatchEvent, KubeError> {
+  const t = target("watch", ref);
+  return Stream.unwrap(Effect.gen(function* () {
+    const abort = yield* Effect.acquireRelease(
+      Effect.sync(() => new AbortController()),
+      (c) => Effect.sync(() => c.abort()),
+    );
+    const url = path(ref) + query({
+      watch: 1,
+      resourceVersion: q.resourceVersion,
+      allowWatchBookmarks: q.bookmarks ? true : undefined,
+      labelSelector: q.labelSelector,
+      fieldSelector: q.fieldSelector,
+      timeoutSeconds: o.minWatch + Math.floor(Math.random() * (o.maxWatch - o.minWatch + 1)),
+    });
+    const res = yield* Effect.tryPromise({
+      try: async () =>
+        fetch(`${conn.server}${url}`, {
+          headers: { ...(await conn.headers()), Accept: "application/json", "User-Agent": o.userAgent },
+          ...(conn.client ? { client: conn.client } : {}),
+          signal: abort.signal,
+        }),
+      catch: (e) => transportError(t, e),
+    });
+    if (!res.ok || res.body === null) {
+      const body = yield* Effect.promise(() => res.text().catch(() => ""));
+      return yield* Effect.fail(errorFromStatus(t, res.status, parseBody(body)));
+    }
+    const stream = res.body;
+    return Stream.fromReadableStream({ evaluate: () => stream, onError: (e) => transportError(t, e) }).pipe(
+      Stream.decodeText,
+      Stream.splitLines,
+      Stream.filter((line) => line.trim() !== ""),
+      Stream.mapEffect((line) => parseWatchLine(t, line)),
+    );
+  }));
+}
+
 /** The HTTP backend over a connection. Exported for tests (fake servers). */
 export function httpBackend(conn: Connection, options: Omit<LiveKubeOptions, "config"> = {}): KubeBackend {
   const timeoutMs = options.requestTimeoutMs ?? 30_000;
@@ -152,46 +196,7 @@ export function httpBackend(conn: Connection, options: Omit<LiveKubeOptions, "co
   const writeQuery = (p: { dryRun?: boolean; fieldManager?: string }, force?: boolean) =>
     query({ dryRun: p.dryRun ? "All" : undefined, fieldManager: p.fieldManager, force: force ? true : undefined });
 
-  const watch = (
-    ref: CollectionRef,
-    q: Parameters<KubeBackend["watch"]>[1],
-  ): Stream.Stream<RawWatchEvent, KubeError> => {
-    const t = target("watch", ref);
-    return Stream.unwrap(Effect.gen(function* () {
-      const abort = yield* Effect.acquireRelease(
-        Effect.sync(() => new AbortController()),
-        (c) => Effect.sync(() => c.abort()),
-      );
-      const url = path(ref) + query({
-        watch: 1,
-        resourceVersion: q.resourceVersion,
-        allowWatchBookmarks: q.bookmarks ? true : undefined,
-        labelSelector: q.labelSelector,
-        fieldSelector: q.fieldSelector,
-        timeoutSeconds: minWatch + Math.floor(Math.random() * (maxWatch - minWatch + 1)),
-      });
-      const res = yield* Effect.tryPromise({
-        try: async () =>
-          fetch(`${conn.server}${url}`, {
-            headers: { ...(await conn.headers()), Accept: "application/json", "User-Agent": userAgent },
-            ...(conn.client ? { client: conn.client } : {}),
-            signal: abort.signal,
-          }),
-        catch: (e) => transportError(t, e),
-      });
-      if (!res.ok || res.body === null) {
-        const body = yield* Effect.promise(() => res.text().catch(() => ""));
-        return yield* Effect.fail(errorFromStatus(t, res.status, parseBody(body)));
-      }
-      const stream = res.body;
-      return Stream.fromReadableStream({ evaluate: () => stream, onError: (e) => transportError(t, e) }).pipe(
-        Stream.decodeText,
-        Stream.splitLines,
-        Stream.filter((line) => line.trim() !== ""),
-        Stream.mapEffect((line) => parseWatchLine(t, line)),
-      );
-    }));
-  };
+  const watch: KubeBackend["watch"] = (ref, q) => watchStream(conn, { userAgent, minWatch, maxWatch }, ref, q);
 
   return {
     get: (ref) => send(target("get", ref, ref.name), "GET", path(ref, ref.name)),

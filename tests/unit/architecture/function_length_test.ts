@@ -13,8 +13,6 @@ const limit = 150;
  * entry is removed with the split.
  */
 const knownOffenders: ReadonlyArray<string> = [
-  "adapters/kube/client.ts makeKube",
-  "adapters/kube/live.ts httpBackend",
   "adapters/netlink/live.ts makeHandle",
   "adapters/sim/delegates.ts registerSimulatedDelegates",
   "core/cni/add.ts add",
