@@ -123,21 +123,31 @@ class Switcher {
   }
 }
 
-/** A NetnsHandle over one socket; `nsFd` is undefined for the host namespace (no switch needed). */
-function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined, sw: Switcher): NetnsHandle {
-  const nameAttr = (w: Writer, name: string) => {
-    // A name the kernel could never hold is simply not there (the kernel would call it EINVAL).
-    if (name.length === 0 || new TextEncoder().encode(name).length >= V.IFNAMSIZ) {
-      throw new KernelError(Errno.ENODEV, `no link named "${name}"`);
-    }
-    w.attrStr(IFLA.IFNAME, name);
-  };
-  /** ifinfomsg selecting `sel`: by index, or index 0 plus IFLA_IFNAME. */
-  const selectLink = (sel: LinkSel, flags = 0, change = 0): Writer => {
-    const w = ifinfomsg(new Writer(), typeof sel === "number" ? sel : 0, flags, change);
-    if (typeof sel === "string") nameAttr(w, sel);
-    return w;
-  };
+/** What the operations of one handle share: its namespace and the NETLINK_ROUTE socket bound to it. */
+interface HandleContext {
+  readonly ref: NetnsRef;
+  readonly sock: NetlinkSocket;
+  /** Undefined for the host namespace (no switch needed). */
+  readonly nsFd: number | undefined;
+  readonly sw: Switcher;
+}
+
+const nameAttr = (w: Writer, name: string) => {
+  // A name the kernel could never hold is simply not there (the kernel would call it EINVAL).
+  if (name.length === 0 || new TextEncoder().encode(name).length >= V.IFNAMSIZ) {
+    throw new KernelError(Errno.ENODEV, `no link named "${name}"`);
+  }
+  w.attrStr(IFLA.IFNAME, name);
+};
+/** ifinfomsg selecting `sel`: by index, or index 0 plus IFLA_IFNAME. */
+const selectLink = (sel: LinkSel, flags = 0, change = 0): Writer => {
+  const w = ifinfomsg(new Writer(), typeof sel === "number" ? sel : 0, flags, change);
+  if (typeof sel === "string") nameAttr(w, sel);
+  return w;
+};
+
+/** Links looked up through `sock`: by index or name. */
+function lookups(sock: NetlinkSocket) {
   const getLink = (sel: LinkSel): Link => {
     const w = selectLink(sel).attrU32(IFLA.EXT_MASK, RTEXT_FILTER_SKIP_STATS);
     const [reply] = sock.request(RTM.GETLINK, 0, w.finish());
@@ -145,6 +155,15 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
     return decodeLink(reply);
   };
   const indexOf = (sel: LinkSel): number => (typeof sel === "number" ? sel : getLink(sel).index);
+  return { getLink, indexOf };
+}
+
+/** `ip link`: list, create (every kind), delete, change, move between namespaces. */
+function linkOps({ ref, sock, sw }: HandleContext): Pick<
+  NetnsHandle,
+  "links" | "link" | "createLink" | "deleteLink" | "setLink" | "moveLink"
+> {
+  const { getLink, indexOf } = lookups(sock);
   const listLinks = (): Link[] =>
     sock.dump(RTM.GETLINK, ifinfomsg(new Writer(), 0).attrU32(IFLA.EXT_MASK, RTEXT_FILTER_SKIP_STATS).finish())
       .map(decodeLink);
@@ -189,6 +208,62 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
     }
   };
 
+  return {
+    links: () => attempt("list links", `in ${NetnsRef.describe(ref)}`, listLinks),
+    link: (sel) => attempt("get link", String(sel), () => getLink(sel)),
+    createLink: (spec) =>
+      attempt("create link", `${spec.name} (${spec.kind})`, () => {
+        V.checkLinkSpec(spec);
+        const up = spec.up ? IFF_UP : 0;
+        sw.withFd(spec.netns, (fd) =>
+          sw.withFd(spec.kind === "veth" ? spec.peer.netns : undefined, (peerFd) => {
+            const w = ifinfomsg(new Writer(), 0, up, up);
+            writeLinkAttrs(w, {
+              name: spec.name,
+              ...(spec.mtu !== undefined ? { mtu: spec.mtu } : {}),
+              ...(spec.mac !== undefined ? { mac: V.mac(spec.mac) } : {}),
+              ...(fd !== undefined ? { netnsFd: fd } : {}),
+            });
+            if (spec.kind === "vlan" || spec.kind === "macvlan" || spec.kind === "ipvlan") {
+              w.attrU32(IFLA.LINK, indexOf(spec.parent));
+            }
+            writeLinkInfo(w, kindInfo(spec, peerFd));
+            sock.request(RTM.NEWLINK, NLM_F_CREATE | NLM_F_EXCL, w.finish());
+          }));
+      }, true),
+    deleteLink: (sel) =>
+      attempt("delete link", String(sel), () => {
+        sock.request(RTM.DELLINK, 0, selectLink(sel).finish());
+      }),
+    setLink: (sel, changes: LinkChanges) =>
+      attempt("set link", String(sel), () => {
+        if (changes.name !== undefined) V.checkName(changes.name);
+        const mac = changes.mac !== undefined ? V.deviceMac(changes.mac) : undefined;
+        const up = changes.up === undefined ? 0 : IFF_UP;
+        // A rename needs the ifindex: with index 0, IFLA_IFNAME selects the link instead.
+        const target = changes.name !== undefined ? indexOf(sel) : sel;
+        const w = selectLink(target, changes.up ? IFF_UP : 0, up);
+        if (mac) w.attr(IFLA.ADDRESS, mac);
+        if (changes.mtu !== undefined) w.attrU32(IFLA.MTU, changes.mtu);
+        if (changes.name !== undefined) w.attrStr(IFLA.IFNAME, changes.name);
+        if (changes.alias !== undefined) w.attrStr(IFLA.IFALIAS, changes.alias ?? "");
+        if (changes.master !== undefined) w.attrU32(IFLA.MASTER, changes.master === null ? 0 : indexOf(changes.master));
+        sock.request(RTM.NEWLINK, 0, w.finish());
+      }),
+    moveLink: (sel, target) =>
+      attempt("move link", `${sel} to ${NetnsRef.describe(target)}`, () =>
+        sw.withFd(target, (fd) => {
+          sock.request(RTM.NEWLINK, 0, selectLink(sel).attrU32(IFLA.NET_NS_FD, fd!).finish());
+        })),
+  };
+}
+
+/** `ip address`. */
+function addressOps({ ref, sock }: HandleContext): Pick<
+  NetnsHandle,
+  "addresses" | "addAddress" | "replaceAddress" | "deleteAddress"
+> {
+  const { indexOf } = lookups(sock);
   const addrOp = (spec: AddressSpec, mode: "add" | "replace") =>
     attempt(`${mode} address`, `${spec.cidr} on ${spec.link}`, () => {
       const r = V.addrRequest(spec);
@@ -208,6 +283,42 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
       );
     });
 
+  return {
+    addresses: (filter = {}) =>
+      attempt(
+        "list addresses",
+        filter.link !== undefined ? `on ${filter.link}` : `in ${NetnsRef.describe(ref)}`,
+        () => {
+          const index = filter.link !== undefined ? indexOf(filter.link) : undefined;
+          const af = filter.family ? afOf(filter.family) : AF_UNSPEC;
+          return sock.dump(RTM.GETADDR, encodeAddrDump(af))
+            .map(decodeAddr)
+            .filter((a): a is Address =>
+              a !== undefined && (index === undefined || a.link === index) &&
+              (filter.family === undefined || a.family === filter.family)
+            );
+        },
+      ),
+    addAddress: (spec) => addrOp(spec, "add"),
+    replaceAddress: (spec) => addrOp(spec, "replace"),
+    deleteAddress: (link, cidr) =>
+      attempt("delete address", `${cidr} on ${link}`, () => {
+        const p = V.prefix(cidr, "address");
+        sock.request(
+          RTM.DELADDR,
+          0,
+          encodeAddr({ family: p.family, prefix: p.prefix, flags: 0, scope: 0, index: indexOf(link), local: p.bytes }),
+        );
+      }),
+  };
+}
+
+/** `ip route` and `ip rule`. */
+function routeOps({ ref, sock }: HandleContext): Pick<
+  NetnsHandle,
+  "routes" | "addRoute" | "replaceRoute" | "deleteRoute" | "rules" | "addRule" | "deleteRule"
+> {
+  const { indexOf } = lookups(sock);
   const routeBody = (spec: RouteSpec, forDelete: boolean) => {
     const r = V.routeRequest(spec, forDelete);
     const dst = V.checkRouteDst(r);
@@ -245,95 +356,7 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
     });
   };
 
-  const sysctlPath = (key: string) => {
-    V.checkSysctlKey(key);
-    return `/proc/sys/${key}`;
-  };
-
   return {
-    ref,
-
-    links: () => attempt("list links", `in ${NetnsRef.describe(ref)}`, listLinks),
-
-    link: (sel) => attempt("get link", String(sel), () => getLink(sel)),
-
-    createLink: (spec) =>
-      attempt("create link", `${spec.name} (${spec.kind})`, () => {
-        V.checkLinkSpec(spec);
-        const up = spec.up ? IFF_UP : 0;
-        sw.withFd(spec.netns, (fd) =>
-          sw.withFd(spec.kind === "veth" ? spec.peer.netns : undefined, (peerFd) => {
-            const w = ifinfomsg(new Writer(), 0, up, up);
-            writeLinkAttrs(w, {
-              name: spec.name,
-              ...(spec.mtu !== undefined ? { mtu: spec.mtu } : {}),
-              ...(spec.mac !== undefined ? { mac: V.mac(spec.mac) } : {}),
-              ...(fd !== undefined ? { netnsFd: fd } : {}),
-            });
-            if (spec.kind === "vlan" || spec.kind === "macvlan" || spec.kind === "ipvlan") {
-              w.attrU32(IFLA.LINK, indexOf(spec.parent));
-            }
-            writeLinkInfo(w, kindInfo(spec, peerFd));
-            sock.request(RTM.NEWLINK, NLM_F_CREATE | NLM_F_EXCL, w.finish());
-          }));
-      }, true),
-
-    deleteLink: (sel) =>
-      attempt("delete link", String(sel), () => {
-        sock.request(RTM.DELLINK, 0, selectLink(sel).finish());
-      }),
-
-    setLink: (sel, changes: LinkChanges) =>
-      attempt("set link", String(sel), () => {
-        if (changes.name !== undefined) V.checkName(changes.name);
-        const mac = changes.mac !== undefined ? V.deviceMac(changes.mac) : undefined;
-        const up = changes.up === undefined ? 0 : IFF_UP;
-        // A rename needs the ifindex: with index 0, IFLA_IFNAME selects the link instead.
-        const target = changes.name !== undefined ? indexOf(sel) : sel;
-        const w = selectLink(target, changes.up ? IFF_UP : 0, up);
-        if (mac) w.attr(IFLA.ADDRESS, mac);
-        if (changes.mtu !== undefined) w.attrU32(IFLA.MTU, changes.mtu);
-        if (changes.name !== undefined) w.attrStr(IFLA.IFNAME, changes.name);
-        if (changes.alias !== undefined) w.attrStr(IFLA.IFALIAS, changes.alias ?? "");
-        if (changes.master !== undefined) w.attrU32(IFLA.MASTER, changes.master === null ? 0 : indexOf(changes.master));
-        sock.request(RTM.NEWLINK, 0, w.finish());
-      }),
-
-    moveLink: (sel, target) =>
-      attempt("move link", `${sel} to ${NetnsRef.describe(target)}`, () =>
-        sw.withFd(target, (fd) => {
-          sock.request(RTM.NEWLINK, 0, selectLink(sel).attrU32(IFLA.NET_NS_FD, fd!).finish());
-        })),
-
-    addresses: (filter = {}) =>
-      attempt(
-        "list addresses",
-        filter.link !== undefined ? `on ${filter.link}` : `in ${NetnsRef.describe(ref)}`,
-        () => {
-          const index = filter.link !== undefined ? indexOf(filter.link) : undefined;
-          const af = filter.family ? afOf(filter.family) : AF_UNSPEC;
-          return sock.dump(RTM.GETADDR, encodeAddrDump(af))
-            .map(decodeAddr)
-            .filter((a): a is Address =>
-              a !== undefined && (index === undefined || a.link === index) &&
-              (filter.family === undefined || a.family === filter.family)
-            );
-        },
-      ),
-
-    addAddress: (spec) => addrOp(spec, "add"),
-    replaceAddress: (spec) => addrOp(spec, "replace"),
-
-    deleteAddress: (link, cidr) =>
-      attempt("delete address", `${cidr} on ${link}`, () => {
-        const p = V.prefix(cidr, "address");
-        sock.request(
-          RTM.DELADDR,
-          0,
-          encodeAddr({ family: p.family, prefix: p.prefix, flags: 0, scope: 0, index: indexOf(link), local: p.bytes }),
-        );
-      }),
-
     routes: (filter = {}) =>
       attempt("list routes", `in ${NetnsRef.describe(ref)}`, () => {
         const index = filter.link !== undefined ? indexOf(filter.link) : undefined;
@@ -345,14 +368,12 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
             (table === "all" || r.table === table) && (index === undefined || r.link === index)
           );
       }),
-
     addRoute: (spec) => routeOp(spec, "add"),
     replaceRoute: (spec) => routeOp(spec, "replace"),
     deleteRoute: (spec) =>
       attempt("delete route", V.describeRoute(spec), () => {
         sock.request(RTM.DELROUTE, 0, routeBody(spec, true));
       }),
-
     rules: (family) =>
       attempt(
         "list rules",
@@ -362,17 +383,21 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
             .map(decodeRule)
             .filter((r): r is Rule => r !== undefined && (family === undefined || r.family === family)),
       ),
-
     addRule: (spec) =>
       attempt("add rule", V.describeRule(spec), () => {
         sock.request(RTM.NEWRULE, NLM_F_CREATE | NLM_F_EXCL, ruleBody(spec));
       }),
-
     deleteRule: (match) =>
       attempt("delete rule", V.describeRule(match), () => {
         sock.request(RTM.DELRULE, 0, ruleBody(match));
       }),
+  };
+}
 
+/** `ip neighbour` and `bridge fdb`. */
+function neighbourOps({ sock }: HandleContext): Pick<NetnsHandle, "neighbours" | "addNeighbour" | "deleteNeighbour"> {
+  const { indexOf } = lookups(sock);
+  return {
     neighbours: (filter) =>
       attempt("list neighbours", `${filter.family}${filter.link !== undefined ? ` on ${filter.link}` : ""}`, () => {
         const index = filter.link !== undefined ? indexOf(filter.link) : undefined;
@@ -382,7 +407,6 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
             n !== undefined && n.family === filter.family && (index === undefined || n.link === index)
           );
       }),
-
     addNeighbour: (spec, mode = "add") =>
       attempt(`${mode} neighbour`, V.describeNeighbour(spec), () => {
         const r = V.neighRequest(spec);
@@ -402,7 +426,6 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
           }),
         );
       }),
-
     deleteNeighbour: (spec) =>
       attempt("delete neighbour", V.describeNeighbour(spec), () => {
         const r = V.neighRequest(spec);
@@ -420,7 +443,18 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
           }),
         );
       }),
+  };
+}
 
+/** What is not netlink: sysctls and the gratuitous ARP, done with the thread switched into the namespace. */
+function namespaceOps({ sock, nsFd, sw }: HandleContext): Pick<NetnsHandle, "sysctl" | "setSysctl" | "gratuitousArp"> {
+  const { getLink } = lookups(sock);
+  const sysctlPath = (key: string) => {
+    V.checkSysctlKey(key);
+    return `/proc/sys/${key}`;
+  };
+
+  return {
     sysctl: (key) =>
       attempt("get sysctl", key, () => {
         const path = sysctlPath(key);
@@ -436,7 +470,6 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
           }
         });
       }),
-
     setSysctl: (key, value) =>
       attempt("set sysctl", `${key}=${value}`, () => {
         const path = sysctlPath(key);
@@ -449,7 +482,6 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
           }
         });
       }),
-
     gratuitousArp: (link, address) =>
       attempt("send gratuitous arp", `${address} on ${link}`, () => {
         const ip = V.ip(address);
@@ -472,6 +504,19 @@ function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined
           sys.close(fd);
         }
       }),
+  };
+}
+
+/** A NetnsHandle over one socket; `nsFd` is undefined for the host namespace (no switch needed). */
+function makeHandle(ref: NetnsRef, sock: NetlinkSocket, nsFd: number | undefined, sw: Switcher): NetnsHandle {
+  const context: HandleContext = { ref, sock, nsFd, sw };
+  return {
+    ref,
+    ...linkOps(context),
+    ...addressOps(context),
+    ...routeOps(context),
+    ...neighbourOps(context),
+    ...namespaceOps(context),
   };
 }
 

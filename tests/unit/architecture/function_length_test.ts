@@ -13,7 +13,6 @@ const limit = 150;
  * entry is removed with the split.
  */
 const knownOffenders: ReadonlyArray<string> = [
-  "adapters/netlink/live.ts makeHandle",
   "adapters/sim/delegates.ts registerSimulatedDelegates",
   "core/cni/add.ts add",
   "core/cni/add.ts attachOne",
