@@ -9,7 +9,8 @@ const binaries: Record<string, ReadonlyArray<string>> = {
   danm: ["--allow-env", "--allow-read", "--allow-write", "--allow-net"],
   fakeipam: ["--allow-env", "--allow-read", "--allow-write", "--allow-net"],
   // The node agent needs netlink (FFI), /run/netns, /proc/sys and the API.
-  netwatcher: ["--allow-all"],
+  // Its young generation capped as its DaemonSet runs it (k8s/netwatcher/daemonset.yaml says why).
+  netwatcher: ["--allow-all", "--v8-flags=--max-semi-space-size=4"],
   svcwatcher: ["--allow-env", "--allow-read", "--allow-net"],
   webhook: ["--allow-env", "--allow-read", "--allow-net"],
   danmctl: ["--allow-env", "--allow-read", "--allow-net"],

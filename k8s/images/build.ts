@@ -43,7 +43,15 @@ export const components: ReadonlyArray<Component> = [
     entries: ["cmd/netwatcher.ts", "cmd/install_cni.ts", "cmd/danm.ts", "cmd/fakeipam.ts"],
     files: ["k8s/images/install-cni.sh"],
     user: "0",
-    entrypoint: ["deno", "run", "--cached-only", "--allow-all", "/opt/danm/cmd/netwatcher.ts"],
+    // The young generation capped (bench:overload; k8s/netwatcher/daemonset.yaml says why).
+    entrypoint: [
+      "deno",
+      "run",
+      "--cached-only",
+      "--allow-all",
+      "--v8-flags=--max-semi-space-size=4",
+      "/opt/danm/cmd/netwatcher.ts",
+    ],
     release: true,
     compiled: ["danm", "fakeipam"],
   },

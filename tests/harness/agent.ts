@@ -1,7 +1,11 @@
 // The real node agent process (cmd/netwatcher.ts: netwatcher + the danm CNI daemon) for one node, started in the
 // caller's network namespace with a socket and sandbox records of its own; for the tests and benchmarks that need the
 // process itself (overload bounds, SIGTERM drain, RSS), not the layer in-process.
+import { components } from "../../k8s/images/build.ts";
 import { repoRoot } from "./proc.ts";
+
+/** The V8 flags the node agent runs with in its image and DaemonSet (its memory bound relies on them). */
+const v8Flags = components.find((c) => c.name === "danm-node")!.entrypoint.filter((a) => a.startsWith("--v8-flags="));
 
 export interface NodeAgentOptions {
   readonly kubeconfig: string;
@@ -35,6 +39,7 @@ export async function startNodeAgent(o: NodeAgentOptions): Promise<NodeAgent> {
     args: [
       "run",
       "-A",
+      ...v8Flags,
       `${repoRoot}/cmd/netwatcher.ts`,
       "--kubeconfig",
       o.kubeconfig,
