@@ -33,6 +33,7 @@ import { layerLiveCniListener } from "../adapters/cniserver/live.ts";
 import { layerLiveFs } from "../adapters/fs/live.ts";
 import { layerLiveHttp } from "../adapters/http/live.ts";
 import { layerLiveProcess } from "../adapters/process/live.ts";
+import { trimMallocEvery } from "../adapters/runtime/malloc_trim.ts";
 import { decodeFlagsOrExit, hostname, runUntilSignal } from "../adapters/cli/main.ts";
 import { logFlagFields, logFlagOptions, loggingLayer } from "../adapters/cli/logging.ts";
 import { layerLiveKube } from "../adapters/kube/live.ts";
@@ -165,6 +166,8 @@ const main = Effect.gen(function* () {
       }, cni?.metrics.ipam).pipe(Effect.provide(blockStoreFromKube)),
     );
   }
+  // What a burst of CNI requests freed goes back to the kernel (adapters/runtime/malloc_trim.ts).
+  yield* trimMallocEvery(30_000);
   return yield* nw.join;
 }).pipe(
   Effect.scoped,
