@@ -4,7 +4,7 @@
 // plugin would add one) and answer in the requested CNI version, so danm's delegation path runs unchanged.
 import { Effect, Schema } from "effect";
 import type { FakeInvocation, FakeOutput, MemoryProcess } from "../process/memory.ts";
-import { type Netlink, NetnsRef } from "../../core/ports/netlink.ts";
+import { type LinkSpec, type Netlink, NetnsRef } from "../../core/ports/netlink.ts";
 import { formatIp, lastAddress, parseCidr } from "../../core/net/ip.ts";
 
 const Opt = Schema.optionalKey;
@@ -39,7 +39,32 @@ const PluginConfig = Schema.Struct({
 });
 type PluginConfig = typeof PluginConfig.Type;
 
-export const simulatedPluginTypes = ["flannel", "calico", "bridge", "ptp", "macvlan", "ipvlan", "host-device", "sriov"];
+/** How a simulated plugin makes its interface, the real plugin's way. */
+export interface SimulatedPlugin {
+  /** A link on the config's `master`, made in the pod (macvlan, ipvlan); otherwise a veth pair. */
+  readonly child?: (child: { name: string; parent: string; netns: NetnsRef }) => LinkSpec;
+  /** The veth's host end goes on the config's bridge (default cni0). */
+  readonly bridge?: boolean;
+  /**
+   * The cluster's pod network (flannel, calico): a per-node pod CIDR 10.<octet>.<node>.0/24 when its config has no
+   * IPAM, and a default route through the gateway.
+   */
+  readonly podNetworkOctet?: number;
+}
+
+/** The simulated plugins (the twins of the delegates danm's backends run), by plugin type. */
+export const simulatedPlugins: Readonly<Record<string, SimulatedPlugin>> = {
+  flannel: { podNetworkOctet: 244 },
+  calico: { podNetworkOctet: 245 },
+  bridge: { bridge: true },
+  ptp: {},
+  macvlan: { child: (c) => ({ kind: "macvlan", mode: "bridge", ...c }) },
+  ipvlan: { child: (c) => ({ kind: "ipvlan", mode: "l2", ...c }) },
+  "host-device": {},
+  sriov: {},
+};
+
+export const simulatedPluginTypes = Object.keys(simulatedPlugins);
 
 interface Address {
   readonly cidr: string;
@@ -143,7 +168,7 @@ export function registerSimulatedDelegates(
     }
   };
 
-  const plugin = (type: string) => (inv: FakeInvocation): Effect.Effect<FakeOutput> =>
+  const plugin = (type: string, sim: SimulatedPlugin) => (inv: FakeInvocation): Effect.Effect<FakeOutput> =>
     Effect.gen(function* () {
       const command = inv.env.CNI_COMMAND ?? "";
       const raw = new TextDecoder().decode(inv.stdin);
@@ -180,39 +205,22 @@ export function registerSimulatedDelegates(
       const planned = ipamAddresses(conf, owner);
       const addresses = planned ?? (yield* execIpam(inv, conf.ipam!.type));
       if (typeof addresses === "string") return error(version, 11, addresses);
-      // Pod CIDR plugins (flannel, calico) bring their own IPAM when the config has none.
-      const podCidr = `10.${type === "calico" ? 245 : 244}.${opts.nodeIndex + 1}.0/24`;
-      const addrs = addresses.length === 0 && (type === "flannel" || type === "calico")
-        ? [allocate(podCidr, owner)!]
+      // Pod network plugins (flannel, calico) bring their own IPAM when the config has none.
+      const octet = sim.podNetworkOctet;
+      const addrs = addresses.length === 0 && octet !== undefined
+        ? [allocate(`10.${octet}.${opts.nodeIndex + 1}.0/24`, owner)!]
         : addresses;
       const created = yield* Effect.result(Effect.scoped(Effect.gen(function* () {
         const host = netlink.host;
         const pod = yield* netlink.netns(podNs);
-        if (type === "macvlan" || type === "ipvlan") {
+        if (sim.child) {
           if (!conf.master) return yield* Effect.fail(`${type}: "master" is required`);
-          yield* host.createLink(
-            type === "macvlan"
-              ? {
-                kind: "macvlan",
-                name: ifname,
-                parent: conf.master,
-                mode: "bridge",
-                netns: podNs,
-                ...(conf.mtu ? { mtu: conf.mtu } : {}),
-              }
-              : {
-                kind: "ipvlan",
-                name: ifname,
-                parent: conf.master,
-                mode: "l2",
-                netns: podNs,
-                ...(conf.mtu ? { mtu: conf.mtu } : {}),
-              },
-          );
+          const spec = sim.child({ name: ifname, parent: conf.master, netns: podNs });
+          yield* host.createLink({ ...spec, ...(conf.mtu ? { mtu: conf.mtu } : {}) });
         } else {
           const peer = `veth${(inv.env.CNI_CONTAINERID ?? "x").slice(0, 6)}${ifname.slice(-3)}`.slice(0, 15);
           yield* host.createLink({ kind: "veth", name: peer, up: true, peer: { name: ifname, netns: podNs } });
-          if (type === "bridge") {
+          if (sim.bridge) {
             const br = conf.bridge ?? "cni0";
             const exists = yield* Effect.result(host.link(br));
             if (exists._tag === "Failure") yield* host.createLink({ kind: "bridge", name: br, up: true });
@@ -222,7 +230,7 @@ export function registerSimulatedDelegates(
         yield* pod.setLink(ifname, { up: true });
         for (const a of addrs) yield* pod.addAddress({ link: ifname, cidr: a.cidr, nodad: a.cidr.includes(":") });
         const gw = addrs.find((a) => a.gateway)?.gateway;
-        if (gw && (type === "flannel" || type === "calico" || conf.isGateway)) {
+        if (gw && (octet !== undefined || conf.isGateway)) {
           yield* pod.addRoute({ dst: "default", gateway: gw, link: ifname }).pipe(Effect.ignore);
         }
         return yield* pod.link(ifname);
@@ -250,5 +258,5 @@ export function registerSimulatedDelegates(
       };
     });
 
-  for (const t of simulatedPluginTypes) proc.register(`${opts.binDir}/${t}`, plugin(t));
+  for (const [t, sim] of Object.entries(simulatedPlugins)) proc.register(`${opts.binDir}/${t}`, plugin(t, sim));
 }

@@ -5,12 +5,13 @@
 // (delegates.ts), and svcwatcher (services.ts) — then reports what came out. This module composes them in order.
 import { Effect, type Scope } from "effect";
 import { layerMemoryFs, MemoryFileSystem } from "../fs/memory.ts";
-import { simulatedPluginTypes } from "./delegates.ts";
+import { simulatedPlugins, simulatedPluginTypes } from "./delegates.ts";
 import { applyClusterObjects, clusterObjectKinds, settle, type SimRecord, startApiTwin } from "./cluster.ts";
 import { binDir, cniDir, hostInterfaces, type NodeCtx, startNode } from "./nodes.ts";
 import { simulatePod } from "./pods.ts";
 import { danmServices, runSvcwatcherUntilSettled, serviceEndpoints } from "./services.ts";
 import { ClusterNetworkResource, DanmNetResource, type Network, TenantNetworkResource } from "../../core/api/danm.ts";
+import { backendForType } from "../../core/cni/backends/kinds.ts";
 import { status as networkStatus } from "../../core/ctl/commands.ts";
 import { Fs } from "../../core/ports/filesystem.ts";
 import { Kube, type KubeService, type ResourceType } from "../../core/ports/kube.ts";
@@ -25,8 +26,8 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 
 /** A delegate config for networks of a static NetworkType, unless the scenario gives one. */
 export function defaultDelegateConfig(n: Network, index: number): Record<string, unknown> | undefined {
+  if (backendForType(n.spec.NetworkType).generated) return undefined;
   const type = (n.spec.NetworkType ?? "").toLowerCase();
-  if (!type || type === "ipvlan" || type === "macvlan" || type === "sriov") return undefined;
   const nid = n.spec.NetworkID ?? n.metadata.name ?? "net";
   const annotation = n.metadata.annotations?.[cniConfigAnnotation];
   if (annotation) {
@@ -36,10 +37,11 @@ export function defaultDelegateConfig(n: Network, index: number): Record<string,
     } catch { /* reported by the caller as a scenario error */ }
   }
   const base = { cniVersion: "0.4.0", name: nid, type };
-  if (type === "flannel" || type === "calico") return base;
+  const plugin = simulatedPlugins[type];
+  if (plugin?.podNetworkOctet !== undefined) return base;
   return {
     ...base,
-    ...(type === "bridge" ? { bridge: `br-${nid}`.slice(0, 15), isGateway: true } : {}),
+    ...(plugin?.bridge ? { bridge: `br-${nid}`.slice(0, 15), isGateway: true } : {}),
     ipam: { type: "host-local", subnet: `10.99.${index}.0/24` },
   };
 }

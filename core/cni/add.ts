@@ -2,9 +2,9 @@
 // attachment fails, the whole pod is rolled back (interfaces, addresses, policy rules, delegate state, IPAM
 // reservations, DanmEps) and one error names every failed network.
 //
-// Per attachment: reserve addresses (danm IPAM, when it owns them) → create the interface (built-in IPVLAN, or the
-// delegate with danm's interface name and fakeipam carrying danm's addresses) → DanmEp and post-processing
-// (sysctls, routes, policy routes) concurrently. Before anything is created the sandbox record lists the planned
+// Per attachment: reserve addresses (danm IPAM, when it owns them) → create the interface through its backend
+// (core/cni/backends: built-in IPVLAN, or a delegate with danm's interface name and fakeipam carrying danm's
+// addresses) → DanmEp and post-processing (sysctls, routes, policy routes) concurrently. Before anything is created the sandbox record lists the planned
 // attachments, so even a crash mid-ADD leaves a DEL (or GC) that knows what to undo.
 import { Effect } from "effect";
 import type { NetworkStatusEntry } from "../api/annotations.ts";
@@ -15,35 +15,18 @@ import type { NamingScheme } from "../podnetworks/naming.ts";
 import { Ipam, type Owner } from "../ipam/allocator.ts";
 import { networkLabels } from "../ipam/metrics.ts";
 import { Kube } from "../ports/kube.ts";
-import { Netlink, type NetnsHandle, NetnsRef } from "../ports/netlink.ts";
-import {
-  chainAdd,
-  type DelegateChain,
-  loadStaticConfig,
-  macvlanConfig,
-  parseDelegateConfig,
-  sriovConfig,
-  withCniArgs,
-  withIpam,
-} from "./attach/delegate.ts";
-import { createDpdkInterface, dpdkDrivers } from "./attach/dpdk.ts";
+import { Netlink, NetnsRef } from "../ports/netlink.ts";
+import { withIpam } from "./attach/delegate.ts";
 import { attachDeadline } from "./attach/slots.ts";
-import { createIpvlan } from "./attach/ipvlan.ts";
-import { findParent } from "./attach/parent.ts";
 import { PodDevices } from "../ports/pod_devices.ts";
+import type { AddContext, Progress } from "./backends/backend.ts";
+import { moduleOf } from "./backends/table.ts";
 import { delSandbox, teardown, type TeardownItem } from "./del.ts";
 import { buildEndpoint, createEndpoint, patchNetworkStatus } from "./endpoints.ts";
 import { AttachmentError, attachmentsFailed, cniError, step, StepError } from "./errors.ts";
 import type { DanmNetConf } from "./netconf.ts";
-import {
-  asksForAddress,
-  type AttachmentPlan,
-  fakeIpamSection,
-  isV6,
-  plainIp,
-  planAttachment,
-  ticketFakeIpamSection,
-} from "./plan.ts";
+import { fakeIpamSection, isV6, plainIp, ticketFakeIpamSection } from "./addresses.ts";
+import { asksForAddress, type AttachmentPlan, planAttachment } from "./plan.ts";
 import { postProcess } from "./postprocess.ts";
 import { CniError, encodeResult, ErrorCode, type Invocation, mergeResults, type Result } from "./protocol.ts";
 import { type CniMetrics, CurrentCniMetrics, CurrentRequest } from "./metrics.ts";
@@ -59,34 +42,10 @@ import {
 } from "./state.ts";
 import { explainSelection } from "./select.ts";
 
-/** What one attachment has done so far: what a rollback has to undo, whatever point it failed at. */
-interface Progress {
-  ipam?: AttachmentRecord["ipam"];
-  delegate?: DelegateChain;
-  delegateResult?: unknown;
-  epName?: string;
-  rules: RuleRecord[];
-  addresses: string[];
-  /** Links danm created in the pod beside the delegate's (the DPDK dummy and its VLAN). */
-  ownLinks: string[];
-}
-
 interface Outcome {
   readonly result: Result;
   readonly status: NetworkStatusEntry;
   readonly record: AttachmentRecord;
-}
-
-interface AddContext {
-  readonly inv: Invocation;
-  readonly conf: DanmNetConf;
-  readonly pod: Pod;
-  readonly podRef: { readonly namespace: string; readonly name: string; readonly uid: string };
-  readonly host: NetnsHandle;
-  readonly podNs: NetnsHandle;
-  readonly podNsRef: NetnsRef;
-  /** device_pool attachments: their device ID, or why there is none. */
-  readonly devices: ReadonlyMap<number, string | StepError>;
 }
 
 const cniArgsText = (args: Readonly<Record<string, string>>) =>
@@ -97,7 +56,7 @@ const recordOf = (plan: AttachmentPlan, p: Progress, extra: Partial<AttachmentRe
   ifName: plan.ifName,
   network: plan.network,
   networkType: plan.networkType,
-  backend: plan.backend._tag === "Ipvlan" ? "ipvlan" : "delegate",
+  backend: moduleOf(plan.backend).builtIn ? "ipvlan" : "delegate",
   ...(p.ipam ? { ipam: p.ipam } : plan.ipam ? { ipam: plan.ipam.ref } : {}),
   ...(p.epName ? { epName: p.epName } : {}),
   ...(p.delegate ? { delegate: p.delegate } : {}),
@@ -112,7 +71,7 @@ const recordOf = (plan: AttachmentPlan, p: Progress, extra: Partial<AttachmentRe
 const teardownItem = (plan: AttachmentPlan, p: Progress): TeardownItem => ({
   ifName: plan.ifName,
   label: plan.label,
-  backend: plan.backend._tag === "Ipvlan" ? "ipvlan" : p.delegate ? "delegate" : "unknown",
+  backend: moduleOf(plan.backend).builtIn ? "ipvlan" : p.delegate ? "delegate" : "unknown",
   ...(p.delegate ? { delegate: p.delegate } : {}),
   ...(p.delegateResult !== undefined ? { delegateResult: p.delegateResult } : {}),
   // Released even when the reservation's outcome is unknown (interrupted): releasing by owner is idempotent.
@@ -122,230 +81,132 @@ const teardownItem = (plan: AttachmentPlan, p: Progress): TeardownItem => ({
   ownLinks: p.ownLinks,
 });
 
-/** The addresses of a delegate's result that sit on pod-side interfaces (all of them when it names none). */
-const delegateAddresses = (r: Result): string[] =>
-  r.ips.filter((ip) => ip.interface === undefined || r.interfaces[ip.interface]?.sandbox !== undefined)
-    .map((ip) => ip.address);
+/** One attachment on its way: what its steps share. */
+interface Attaching {
+  readonly ctx: AddContext;
+  readonly plan: AttachmentPlan;
+  readonly p: Progress;
+  readonly epName: string;
+  /** The DanmEp's addresses: danm's reservation, else the last of each family the delegate gave (DANM's rule). */
+  v4: string;
+  v6: string;
+  /** The device the attachment got (device pools). */
+  device: string | undefined;
+}
 
-const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
+/** Reserves the attachment's addresses in danm's IPAM, when it owns them. */
+const reserveAddresses = (a: Attaching) =>
   Effect.gen(function* () {
+    const { ctx, plan, p } = a;
+    if (!plan.ipam) return;
     const rt = yield* CniRuntime;
-    const cfg = rt.config;
     const ipam = yield* Ipam;
-    const { podRef } = ctx;
     const owner: Owner = {
-      namespace: podRef.namespace,
-      pod: podRef.name,
-      podUid: podRef.uid,
+      namespace: ctx.podRef.namespace,
+      pod: ctx.podRef.name,
+      podUid: ctx.podRef.uid,
       sandbox: ctx.inv.containerId,
       iface: plan.ifName,
-      node: cfg.nodeName,
+      node: rt.config.nodeName,
     };
-    let v4 = "", v6 = "";
-    const reserve = Effect.gen(function* () {
-      if (!plan.ipam) return;
-      p.ipam = plan.ipam.ref;
-      const network = yield* rt.withReservedIps(plan.ipam);
-      const got = yield* ipam.allocate(network, owner, plan.ip, plan.ip6).pipe(step("reserve addresses"));
-      v4 = got.v4 ?? "";
-      v6 = got.v6 ?? "";
-      p.addresses = [v4, v6].filter((a) => a !== "" && a !== "none");
-    });
-    const backend = plan.backend;
-    // A delegate whose addresses danm reserves starts at once, with a ticket for fakeipam (tickets.ts): its process
-    // starts overlap the reservation. Not SR-IOV: its DanmEp needs the device first, and the DPDK stand-in the
-    // addresses.
-    const pipelined = plan.ipam !== undefined && asksForAddress(plan) &&
-      (backend._tag === "Macvlan" || backend._tag === "Static" || backend._tag === "Nad");
-    if (!pipelined) yield* reserve;
-    const invocation = {
-      containerId: ctx.inv.containerId,
-      netns: ctx.inv.netns,
-      ifName: plan.ifName,
-      cniArgs: cniArgsText(ctx.inv.args),
-      cniPath: ctx.inv.path,
-      path: cfg.delegatePath,
-      socket: cfg.socketPath,
-    };
-    const version = ctx.conf.version;
-    let device = plan.device;
-    const kind = plan.network.kind;
-    const epName = crypto.randomUUID();
-    /** A VF bound to a DPDK driver: danm adds the kernel-visible stand-in after the delegate. */
-    let dpdk = false;
+    p.ipam = plan.ipam.ref;
+    const network = yield* rt.withReservedIps(plan.ipam);
+    const got = yield* ipam.allocate(network, owner, plan.ip, plan.ip6).pipe(step("reserve addresses"));
+    a.v4 = got.v4 ?? "";
+    a.v6 = got.v6 ?? "";
+    p.addresses = [a.v4, a.v6].filter((x) => x !== "" && x !== "none");
+  });
 
-    /** The delegate's list before danm's IPAM section went in (the record keeps it with the final addresses). */
-    let delegateBase: DelegateChain | undefined;
-
-    /** Creates the interface, a delegate with `ipamSection` if given; its CNI result. */
-    const createInterface = (ipamSection: Record<string, unknown> | undefined) =>
-      Effect.gen(function* () {
-        if (backend._tag === "Ipvlan") {
-          const out = yield* createIpvlan({
-            host: ctx.host,
-            pod: ctx.podNs,
-            podRef: ctx.podNsRef,
-            ifName: plan.ifName,
-            parent: backend.parent,
-            mtu: plan.mtu,
-            addresses: p.addresses,
-          });
-          return {
-            interfaces: [{
-              name: plan.ifName,
-              ...(out.mac ? { mac: out.mac } : {}),
-              sandbox: ctx.inv.netns,
-              mtu: out.mtu,
-            }],
-            ips: p.addresses.map((address) => ({ address, interface: 0 })),
-            routes: [],
-          } satisfies Result;
-        }
-        let chain: DelegateChain;
-        switch (backend._tag) {
-          case "Macvlan": {
-            if (!backend.parent) {
-              return yield* new StepError({
-                operation: "choose the macvlan master",
-                reason: "the network has neither host_device, vlan nor vxlan",
-              });
-            }
-            const master = backend.parent.name;
-            const parent = yield* findParent(ctx.host, backend.parent);
-            chain = macvlanConfig({
-              networkId: backend.networkId,
-              master,
-              mtu: plan.mtu ?? parent.mtu,
-              cniVersion: version,
-            });
-            break;
-          }
-          case "Sriov": {
-            const assigned = ctx.devices.get(plan.index);
-            if (assigned === undefined || assigned instanceof StepError) {
-              return yield* (assigned ?? new StepError({ operation: "allocate a device", reason: "none assigned" }));
-            }
-            device = assigned;
-            const devices = yield* PodDevices;
-            const master = yield* devices.physicalFunction(assigned).pipe(step(`find the PF of ${assigned}`));
-            const driver = yield* devices.driver(assigned).pipe(step(`find the driver of ${assigned}`));
-            dpdk = driver !== undefined && dpdkDrivers.has(driver);
-            chain = sriovConfig({
-              networkId: backend.networkId,
-              master,
-              deviceId: assigned,
-              vlan: backend.vlan,
-              cniVersion: version,
-            });
-            break;
-          }
-          case "Static":
-            chain = yield* loadStaticConfig(ctx.conf.config.cniDir, backend.networkId, backend.networkType, version)
-              .pipe(
-                step("load the delegate configuration"),
-              );
-            break;
-          case "Nad":
-            if (!backend.config) {
-              return yield* new StepError({
-                operation: "read spec.config",
-                reason: "the NetworkAttachmentDefinition has none",
-              });
-            }
-            chain = yield* parseDelegateConfig(backend.config, plan.label, {
-              name: plan.network.name,
-              cniVersion: version,
-            }).pipe(step("read spec.config"));
-            break;
-        }
-        if (plan.cniArgs) chain = withCniArgs(chain, plan.cniArgs);
-        delegateBase = chain;
-        if (ipamSection) chain = withIpam(chain, ipamSection);
-        p.delegate = chain;
-        const out = yield* chainAdd(chain, invocation).pipe(step(`${chain.source} ADD`));
-        p.delegateResult = out.raw;
-        if (dpdk && device) {
-          yield* createDpdkInterface({
-            pod: ctx.podNs,
-            ifName: plan.ifName,
-            epName,
-            vlan: backend._tag === "Sriov" ? backend.vlan : undefined,
-            pci: device,
-            mac: out.result.interfaces.find((i) => i.name === plan.ifName)?.mac,
-            addresses: p.addresses,
-            created: p.ownLinks,
-          });
-        }
-        if (!plan.ipam) {
-          // The delegate's own IPAM decided: record its addresses (DANM: the last of each family wins).
-          p.addresses = delegateAddresses(out.result);
-          v4 = p.addresses.filter((a) => !isV6(a)).at(-1) ?? "";
-          v6 = p.addresses.filter(isV6).at(-1) ?? "";
-        }
-        return out.result;
-      });
-
-    /** The DanmEp (danm networks only; NAD attachments are reported through network-status). */
-    const createEp = Effect.gen(function* () {
-      if (!isNetworkKind(kind)) return;
-      const name = epName;
-      p.epName = name;
-      yield* createEndpoint(buildEndpoint({
-        name,
-        pod: ctx.pod,
-        node: cfg.nodeName,
-        host: cfg.host,
+/** Creates the interface through its backend, a delegate with `ipamSection` if given; the CNI result. */
+const createInterface = (a: Attaching, ipamSection: Record<string, unknown> | undefined) =>
+  Effect.gen(function* () {
+    const { ctx, plan, p } = a;
+    const cfg = (yield* CniRuntime).config;
+    const created = yield* moduleOf(plan.backend).create({
+      add: ctx,
+      plan,
+      progress: p,
+      epName: a.epName,
+      ipamSection,
+      invocation: {
         containerId: ctx.inv.containerId,
         netns: ctx.inv.netns,
-        network: { kind, name: plan.network.name },
-        networkType: plan.networkType,
         ifName: plan.ifName,
-        address: v4 || (plan.ip === "none" ? "none" : ""),
-        address6: v6 || (plan.ip6 === "none" ? "none" : ""),
-        ...(plan.mtu === undefined ? {} : { mtu: plan.mtu }),
-        ...(device ? { device } : {}),
-        proutes: plan.proutes,
-        proutes6: plan.proutes6,
-      })).pipe(step("create the DanmEp"));
-    });
-
-    let result: Result;
-    let post: { readonly rules: ReadonlyArray<RuleRecord> };
-    const reservedSection = () => (p.addresses.length > 0 ? fakeIpamSection(p.addresses) : undefined);
-    if (pipelined) {
-      // Both run to their end whatever the other does, so the rollback knows what exists; a failed reservation is
-      // reported before the delegate's failure it causes.
-      const [reserved, created] = yield* rt.tickets.withTicket((ticket) =>
-        Effect.all([
-          reserve.pipe(
-            Effect.tapError((e) => ticket.reject(e.message)),
-            Effect.andThen(Effect.suspend(() => ticket.fulfil(p.addresses))),
-            Effect.andThen(createEp),
-            Effect.result,
-          ),
-          Effect.result(createInterface(ticketFakeIpamSection(ticket.id))),
-        ], { concurrency: 2 })
-      );
-      if (reserved._tag === "Failure") return yield* reserved.failure;
-      if (created._tag === "Failure") return yield* created.failure;
-      result = created.success;
-      // What DEL and CHECK replay: the addresses themselves, not a ticket that is gone.
-      const section = reservedSection();
-      if (delegateBase && section) p.delegate = withIpam(delegateBase, section);
-      post = yield* postProcess(ctx.podNs, plan, p.addresses, false);
-    } else if (plan.ipam && backend._tag !== "Sriov") {
-      // danm's IPAM already fixed the addresses: the DanmEp need not wait for the interface.
-      [, result] = yield* Effect.all([createEp, createInterface(reservedSection())], { concurrency: 2 });
-      post = yield* postProcess(ctx.podNs, plan, p.addresses, backend._tag === "Ipvlan");
-    } else {
-      result = yield* createInterface(reservedSection());
-      [, post] = yield* Effect.all([
-        createEp,
-        postProcess(ctx.podNs, plan, p.addresses, backend._tag === "Ipvlan"),
-      ], { concurrency: 2 });
+        cniArgs: cniArgsText(ctx.inv.args),
+        cniPath: ctx.inv.path,
+        path: cfg.delegatePath,
+        socket: cfg.socketPath,
+      },
+    }, plan.backend);
+    if (created.device) a.device = created.device;
+    if (!plan.ipam) {
+      a.v4 = p.addresses.filter((x) => !isV6(x)).at(-1) ?? "";
+      a.v6 = p.addresses.filter(isV6).at(-1) ?? "";
     }
-    p.rules.push(...post.rules);
-    const link = yield* ctx.podNs.link(plan.ifName).pipe(
+    return created;
+  });
+
+/** The DanmEp (danm networks only; NAD attachments are reported through network-status). */
+const createEp = (a: Attaching) =>
+  Effect.gen(function* () {
+    const { ctx, plan } = a;
+    const kind = plan.network.kind;
+    if (!isNetworkKind(kind)) return;
+    const cfg = (yield* CniRuntime).config;
+    a.p.epName = a.epName;
+    yield* createEndpoint(buildEndpoint({
+      name: a.epName,
+      pod: ctx.pod,
+      node: cfg.nodeName,
+      host: cfg.host,
+      containerId: ctx.inv.containerId,
+      netns: ctx.inv.netns,
+      network: { kind, name: plan.network.name },
+      networkType: plan.networkType,
+      ifName: plan.ifName,
+      address: a.v4 || (plan.ip === "none" ? "none" : ""),
+      address6: a.v6 || (plan.ip6 === "none" ? "none" : ""),
+      ...(plan.mtu === undefined ? {} : { mtu: plan.mtu }),
+      ...(a.device ? { device: a.device } : {}),
+      proutes: plan.proutes,
+      proutes6: plan.proutes6,
+    })).pipe(step("create the DanmEp"));
+  });
+
+/**
+ * A delegate whose addresses danm reserves starts at once, with a ticket for fakeipam (tickets.ts): its process
+ * start overlaps the reservation. Both run to their end whatever the other does, so the rollback knows what exists;
+ * a failed reservation is reported before the delegate's failure it causes.
+ */
+const reserveAlongsideDelegate = (a: Attaching) =>
+  Effect.gen(function* () {
+    const rt = yield* CniRuntime;
+    const [reserved, created] = yield* rt.tickets.withTicket((ticket) =>
+      Effect.all([
+        reserveAddresses(a).pipe(
+          Effect.tapError((e) => ticket.reject(e.message)),
+          Effect.andThen(Effect.suspend(() => ticket.fulfil(a.p.addresses))),
+          Effect.andThen(createEp(a)),
+          Effect.result,
+        ),
+        Effect.result(createInterface(a, ticketFakeIpamSection(ticket.id))),
+      ], { concurrency: 2 })
+    );
+    if (reserved._tag === "Failure") return yield* reserved.failure;
+    if (created._tag === "Failure") return yield* created.failure;
+    // What DEL and CHECK replay: the addresses themselves, not a ticket that is gone.
+    const section = reservedSection(a.p);
+    if (created.success.delegateBase && section) a.p.delegate = withIpam(created.success.delegateBase, section);
+    return created.success.result;
+  });
+
+const reservedSection = (p: Progress) => (p.addresses.length > 0 ? fakeIpamSection(p.addresses) : undefined);
+
+/** The attachment's network-status entry, with the interface as the pod sees it now. */
+const statusOf = (a: Attaching, result: Result) =>
+  Effect.gen(function* () {
+    const { plan } = a;
+    const link = yield* a.ctx.podNs.link(plan.ifName).pipe(
       Effect.map((l) => l as { mac?: string; mtu: number } | undefined),
       Effect.catchTag("NetlinkNotFound", () => Effect.succeed(undefined)),
       step(`read ${plan.ifName}`),
@@ -353,29 +214,61 @@ const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
     const mac = link?.mac ?? result.interfaces.find((i) => i.name === plan.ifName)?.mac;
     const mtu = link?.mtu;
     const gateways = result.ips.flatMap((ip) => (ip.gateway ? [ip.gateway] : []));
-    const status: NetworkStatusEntry = {
+    const device = a.device;
+    return {
       name: plan.statusName,
       interface: plan.ifName,
-      ips: p.addresses.map(plainIp),
+      ips: a.p.addresses.map(plainIp),
       ...(mac ? { mac } : {}),
       ...(mtu === undefined ? {} : { mtu }),
       default: plan.isDefault,
       ...(gateways.length > 0 ? { gateway: gateways } : {}),
       ...(device ? { "device-info": { type: "pci", version: "1.1.0", pci: { "pci-address": device } } } : {}),
-    };
+    } satisfies NetworkStatusEntry;
+  });
+
+/**
+ * One attachment: addresses → interface → DanmEp and post-processing, overlapping where the backend allows — a
+ * ticketed delegate starts alongside the reservation; with danm's addresses fixed, the DanmEp need not wait for the
+ * interface unless the backend says it records what the interface got.
+ */
+const attachOne = (ctx: AddContext, plan: AttachmentPlan, p: Progress) =>
+  Effect.gen(function* () {
+    const backend = moduleOf(plan.backend);
+    const a: Attaching = { ctx, plan, p, epName: crypto.randomUUID(), v4: "", v6: "", device: plan.device };
+    let result: Result;
+    let post: { readonly rules: ReadonlyArray<RuleRecord> };
+    if (plan.ipam !== undefined && asksForAddress(plan) && backend.ticketed) {
+      result = yield* reserveAlongsideDelegate(a);
+      post = yield* postProcess(ctx.podNs, plan, p.addresses, backend.builtIn);
+    } else {
+      yield* reserveAddresses(a);
+      const create = Effect.suspend(() => createInterface(a, reservedSection(p))).pipe(Effect.map((c) => c.result));
+      if (plan.ipam && !backend.endpointAfterInterface) {
+        [, result] = yield* Effect.all([createEp(a), create], { concurrency: 2 });
+        post = yield* postProcess(ctx.podNs, plan, p.addresses, backend.builtIn);
+      } else {
+        result = yield* create;
+        [, post] = yield* Effect.all([createEp(a), postProcess(ctx.podNs, plan, p.addresses, backend.builtIn)], {
+          concurrency: 2,
+        });
+      }
+    }
+    p.rules.push(...post.rules);
+    const status = yield* statusOf(a, result);
     return { result, status, record: recordOf(plan, p) } satisfies Outcome;
   });
 
-/** Device IDs for device_pool attachments, popped from the end of the kubelet's list (DANM's order). */
+/** Device IDs for attachments of device pools, popped from the end of the kubelet's list (DANM's order). */
 const assignDevices = (pod: { namespace: string; name: string }, plans: ReadonlyArray<AttachmentPlan>) =>
   Effect.gen(function* () {
     const out = new Map<number, string | StepError>();
     const byResource = new Map<string, AttachmentPlan[]>();
     for (const p of plans) {
-      if (p.backend._tag !== "Sriov") continue;
-      const resource = p.backend.resource;
-      if (!resource) {
-        out.set(p.index, new StepError({ operation: "allocate a device", reason: "the network has no device_pool" }));
+      const resource = moduleOf(p.backend).deviceResource(p.backend);
+      if (resource === undefined) continue;
+      if (resource instanceof StepError) {
+        out.set(p.index, resource);
         continue;
       }
       byResource.set(resource, [...(byResource.get(resource) ?? []), p]);
@@ -425,6 +318,68 @@ const timed = (metrics: CniMetrics | undefined, plan: AttachmentPlan) => <A, E, 
         )
       ),
     );
+  });
+
+/** Every attachment at once, each within the attach timeout: each one's outcome (a failed one is not the call's). */
+const attachAll = (
+  add: Omit<AddContext, "host" | "podNs" | "podNsRef">,
+  plans: ReadonlyArray<AttachmentPlan>,
+  progress: ReadonlyArray<Progress>,
+  metrics: CniMetrics | undefined,
+) =>
+  Effect.scoped(Effect.gen(function* () {
+    const cfg = (yield* CniRuntime).config;
+    const nl = yield* Netlink;
+    const podNsRef = NetnsRef.path(add.inv.netns);
+    const podNs = yield* nl.netns(podNsRef).pipe(
+      Effect.mapError((e) =>
+        cniError(`cannot enter the pod network namespace ${add.inv.netns}`, e.message, ErrorCode.invalidEnvironment)
+      ),
+    );
+    const ctx: AddContext = { ...add, host: nl.host, podNs, podNsRef };
+    return yield* Effect.forEach(plans, (plan, i) =>
+      attachOne(ctx, plan, progress[i]).pipe(
+        timed(metrics, plan),
+        // Waits for delegate slots are the node's load, not this attachment's time (attach/slots.ts).
+        attachDeadline(cfg.attachTimeoutMs),
+        Effect.mapError((e) =>
+          new AttachmentError({
+            network: plan.label,
+            iface: plan.ifName,
+            operation: e.operation,
+            reason: e.reason,
+            ...(e.retriable ? { retriable: true } : {}),
+          })
+        ),
+        Effect.result,
+      ), { concurrency: "unbounded" });
+  }));
+
+/** Undoes what the attachments of a failed ADD did; what cannot be undone now stays recorded for DEL or GC. */
+const rollBack = (planned: SandboxRecord, plans: ReadonlyArray<AttachmentPlan>, progress: ReadonlyArray<Progress>) =>
+  Effect.gen(function* () {
+    const cfg = (yield* CniRuntime).config;
+    const leftovers = yield* teardown({
+      containerId: planned.containerId,
+      netns: planned.netns,
+      pod: planned.pod,
+      cniPath: planned.cniPath,
+      cniArgs: planned.cniArgs,
+      items: plans.map((pl, i) => teardownItem(pl, progress[i])),
+    });
+    if (leftovers.length === 0) {
+      yield* Effect.ignore(removeRecord(cfg.stateDir, planned.containerId));
+      return;
+    }
+    yield* Effect.logWarning(
+      `rollback of ${planned.pod.namespace}/${planned.pod.name} left ${leftovers.length} step(s) for DEL/GC: ${
+        leftovers.map((l) => l.message).join("; ")
+      }`,
+    );
+    yield* Effect.ignore(writeRecord(cfg.stateDir, {
+      ...planned,
+      attachments: plans.map((pl, i) => recordOf(pl, progress[i])),
+    }));
   });
 
 /** The Event a failed ADD leaves on its pod: which networks failed and why (retries of the same failure: one Event). */
@@ -540,59 +495,14 @@ export const add = (inv: Invocation, conf: DanmNetConf) =>
         );
         const devices = yield* assignDevices(podRef, plans);
 
-        const outcome = yield* Effect.scoped(Effect.gen(function* () {
-          const nl = yield* Netlink;
-          const podNsRef = NetnsRef.path(inv.netns);
-          const podNs = yield* nl.netns(podNsRef).pipe(
-            Effect.mapError((e) =>
-              cniError(`cannot enter the pod network namespace ${inv.netns}`, e.message, ErrorCode.invalidEnvironment)
-            ),
-          );
-          const ctx: AddContext = { inv, conf, pod, podRef, host: nl.host, podNs, podNsRef, devices };
-          return yield* Effect.forEach(plans, (plan, i) =>
-            attachOne(ctx, plan, progress[i]).pipe(
-              timed(metrics, plan),
-              // Waits for delegate slots are the node's load, not this attachment's time (attach/slots.ts).
-              attachDeadline(cfg.attachTimeoutMs),
-              Effect.mapError((e) =>
-                new AttachmentError({
-                  network: plan.label,
-                  iface: plan.ifName,
-                  operation: e.operation,
-                  reason: e.reason,
-                  ...(e.retriable ? { retriable: true } : {}),
-                })
-              ),
-              Effect.result,
-            ), { concurrency: "unbounded" });
-        })).pipe(
+        const outcome = yield* attachAll({ inv, conf, pod, podRef, devices }, plans, progress, metrics).pipe(
           // Only entering the namespace can fail here (attachments report through Effect.result): nothing was created.
           Effect.tapError(() => Effect.ignore(removeRecord(cfg.stateDir, inv.containerId))),
         );
 
         const failures = outcome.flatMap((r) => (r._tag === "Failure" ? [r.failure] : []));
         if (failures.length > 0) {
-          const leftovers = yield* teardown({
-            containerId: inv.containerId,
-            netns: inv.netns,
-            pod: podRef,
-            cniPath: inv.path,
-            cniArgs: cniArgsText(inv.args),
-            items: plans.map((pl, i) => teardownItem(pl, progress[i])),
-          });
-          if (leftovers.length === 0) {
-            yield* Effect.ignore(removeRecord(cfg.stateDir, inv.containerId));
-          } else {
-            yield* Effect.logWarning(
-              `rollback of ${podLabel} left ${leftovers.length} step(s) for DEL/GC: ${
-                leftovers.map((l) => l.message).join("; ")
-              }`,
-            );
-            yield* Effect.ignore(writeRecord(cfg.stateDir, {
-              ...planned,
-              attachments: plans.map((pl, i) => recordOf(pl, progress[i])),
-            }));
-          }
+          yield* rollBack(planned, plans, progress);
           return yield* attachmentsFailed(`ADD of pod ${podLabel}`, failures, plans.length);
         }
 

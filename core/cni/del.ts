@@ -14,12 +14,14 @@ import type { DirectoryError } from "../podnetworks/selection.ts";
 import type { NetworkRef as IpamRef } from "../api/ipam.ts";
 import { Ipam } from "../ipam/allocator.ts";
 import { Netlink, type NetlinkError, type NetnsHandle, NetnsRef } from "../ports/netlink.ts";
-import { chainDel, type DelegateChain, loadStaticConfig, macvlanConfig, withIpam } from "./attach/delegate.ts";
+import { chainDel, type DelegateChain } from "./attach/delegate.ts";
+import { backendOf } from "./backends/kinds.ts";
+import { moduleOf } from "./backends/table.ts";
 import { deleteEndpoint, listSandboxEndpoints } from "./endpoints.ts";
 import { AttachmentError, step, type StepError } from "./errors.ts";
 import { removeRules } from "./postprocess.ts";
-import { backendOf, describeNetwork, fakeIpamSection, parentDevice } from "./plan.ts";
-import { type Invocation as CniInvocation, latestVersion, type Result } from "./protocol.ts";
+import { describeNetwork } from "./plan.ts";
+import { type Invocation as CniInvocation, type Result } from "./protocol.ts";
 import { CurrentRequest } from "./metrics.ts";
 import { CniRuntime } from "./runtime.ts";
 import {
@@ -141,8 +143,8 @@ export const itemFromRecord = (a: AttachmentRecord): TeardownItem => ({
 });
 
 /**
- * A DanmEp without a record (the record was lost): the network tells the backend and the IPAM network; the delegate
- * config is regenerated (macvlan) or reloaded (static) as ADD would have built it.
+ * A DanmEp without a record (the record was lost): the network tells the backend and the IPAM network; the backend
+ * says what it can undo (a delegate config regenerated or reloaded as ADD would have built it).
  */
 const itemFromEndpoint = (ep: DanmEp, cniDir: string) =>
   Effect.gen(function* () {
@@ -174,36 +176,7 @@ const itemFromEndpoint = (ep: DanmEp, cniDir: string) =>
       uid: net.metadata.uid ?? "",
     };
     const backend = backendOf(net.spec);
-    const withFake = (c: DelegateChain) => withIpam(c, fakeIpamSection([]));
-    switch (backend._tag) {
-      case "Ipvlan":
-        return { ...base, backend: "ipvlan" as const, ipam };
-      case "Macvlan": {
-        const master = parentDevice(net.spec) ?? "";
-        const chain = macvlanConfig({
-          networkId: backend.networkId,
-          master,
-          mtu: undefined,
-          cniVersion: latestVersion,
-        });
-        return { ...base, backend: "delegate" as const, ipam, delegate: withFake(chain) };
-      }
-      case "Static": {
-        const chain = yield* Effect.orElseSucceed(
-          loadStaticConfig(cniDir, backend.networkId, backend.networkType, latestVersion),
-          () => undefined,
-        );
-        return {
-          ...base,
-          backend: chain ? "delegate" as const : "unknown" as const,
-          ipam,
-          ...(chain ? { delegate: chain } : {}),
-        };
-      }
-      default:
-        // sriov: the VF cannot be identified any more; free what danm holds.
-        return { ...base, backend: "unknown" as const, ipam };
-    }
+    return { ...base, ipam, ...(yield* moduleOf(backend).recover(backend, cniDir)) };
   });
 
 export interface DelSandboxInput {

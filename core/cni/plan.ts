@@ -3,7 +3,8 @@
 //
 // DANM rules (danm-spec §4.4–§4.7, §4.9):
 // - NetworkType "" or "ipvlan" → the built-in IPVLAN; "macvlan" and "sriov" → delegates with generated configs;
-//   anything else → a static delegate configured by <cniDir>/<NetworkID>.conf (or, danm: .conflist).
+//   anything else → a static delegate configured by <cniDir>/<NetworkID>.conf (or, danm: .conflist); each backend
+//   plans its own part (core/cni/backends).
 // - The parent of ipvlan/macvlan: vx_<NetworkID> with vxlan, else <NetworkID>.<vlan> with vlan, else host_device.
 // - danm's IPAM reserves the addresses for ipvlan, macvlan and sriov always, and for static delegates when the
 //   pod asks for "none", or for an address on a network with the matching cidr/net6 (§4.6).
@@ -11,8 +12,9 @@ import type { NetworkKind, NetworkSpec } from "../api/danm.ts";
 import { danmIpamReserves } from "../podnetworks/addressing.ts";
 import { type Attachment, isDanmNetwork } from "../podnetworks/selection.ts";
 import type { IpamNetwork } from "../ipam/allocator.ts";
-import { formatCidr, parseCidr } from "../net/ip.ts";
-import { type ParentDevice, parentOf } from "./attach/parent.ts";
+import { parentOf } from "./attach/parent.ts";
+import { backendOf, type BackendPlan } from "./backends/kinds.ts";
+import { nadPlan } from "./backends/nad/spec.ts";
 
 export type NetworkKindRef = NetworkKind | "NetworkAttachmentDefinition";
 
@@ -27,18 +29,6 @@ export interface NetworkIdentity {
 export const describeNetwork = (n: { kind: string; namespace?: string; name: string }): string =>
   `${n.kind} ${n.namespace ? `${n.namespace}/` : ""}${n.name}`.trim();
 
-export type Backend =
-  | { readonly _tag: "Ipvlan"; readonly parent: ParentDevice | undefined }
-  | { readonly _tag: "Macvlan"; readonly parent: ParentDevice | undefined; readonly networkId: string }
-  | {
-    readonly _tag: "Sriov";
-    readonly resource: string | undefined;
-    readonly vlan: number | undefined;
-    readonly networkId: string;
-  }
-  | { readonly _tag: "Static"; readonly networkId: string; readonly networkType: string }
-  | { readonly _tag: "Nad"; readonly config: string | undefined };
-
 export interface AttachmentPlan {
   /** Sequence index (position in the pod's list); 0 is eth0. */
   readonly index: number;
@@ -48,7 +38,7 @@ export interface AttachmentPlan {
   readonly label: string;
   /** The network's NetworkType as stored ("ipvlan" when empty); "NetworkAttachmentDefinition" for NADs. */
   readonly networkType: string;
-  readonly backend: Backend;
+  readonly backend: BackendPlan;
   /** Set when danm's IPAM reserves this interface's addresses (spec §4.6). */
   readonly ipam?: IpamNetwork;
   readonly ip?: string;
@@ -72,22 +62,6 @@ export interface AttachmentPlan {
 
 /** DANM's DetermineHostDeviceName: vx_<NetworkID>, <NetworkID>.<vlan> or host_device. */
 export const parentDevice = (spec: NetworkSpec): string | undefined => parentOf(spec)?.name;
-
-export function backendOf(spec: NetworkSpec): Backend {
-  const type = (spec.NetworkType ?? "").toLowerCase();
-  const id = spec.NetworkID ?? "";
-  switch (type) {
-    case "":
-    case "ipvlan":
-      return { _tag: "Ipvlan", parent: parentOf(spec) };
-    case "macvlan":
-      return { _tag: "Macvlan", parent: parentOf(spec), networkId: id };
-    case "sriov":
-      return { _tag: "Sriov", resource: spec.Options?.device_pool, vlan: spec.Options?.vlan, networkId: id };
-    default:
-      return { _tag: "Static", networkId: id, networkType: spec.NetworkType ?? "" };
-  }
-}
 
 /** The plan of one resolved attachment of a pod in `podNamespace`. */
 export function planAttachment(a: Attachment, podNamespace: string): AttachmentPlan {
@@ -115,7 +89,7 @@ export function planAttachment(a: Attachment, podNamespace: string): AttachmentP
       network,
       label: describeNetwork(network),
       networkType: "NetworkAttachmentDefinition",
-      backend: { _tag: "Nad", config: nad.spec?.config },
+      backend: nadPlan(nad.spec?.config),
       routes: {},
       routes6: {},
       statusName: `${namespace}/${name}`,
@@ -158,28 +132,6 @@ export function planAttachment(a: Attachment, podNamespace: string): AttachmentP
   };
 }
 
-/** An address with its network's prefix ("10.0.0.5/24") → the policy rule source ("10.0.0.0/24"). */
-export function ruleSource(address: string): string | undefined {
-  const parsed = parseCidr(address);
-  return parsed ? formatCidr(parsed.cidr) : undefined;
-}
-
-/** "10.0.0.5/24" → "10.0.0.5". */
-export const plainIp = (address: string): string => address.split("/")[0];
-
-export const isV6 = (address: string): boolean => address.includes(":");
-
 /** True when the attachment asks danm's IPAM for at least one address (dynamic or static), not only "none". */
 export const asksForAddress = (plan: Pick<AttachmentPlan, "ip" | "ip6">): boolean =>
   [plan.ip, plan.ip6].some((a) => a !== undefined && a !== "" && a !== "none");
-
-/** A fakeipam section whose addresses the daemon gives once the reservation behind `ticket` is made. */
-export const ticketFakeIpamSection = (ticket: string): Record<string, unknown> => ({ type: "fakeipam", ticket });
-
-/** The fakeipam section carrying danm's addresses to a delegate (spec §4.6). */
-export function fakeIpamSection(addresses: ReadonlyArray<string>): Record<string, unknown> {
-  return {
-    type: "fakeipam",
-    ips: addresses.map((a) => ({ ipcidr: a, version: isV6(a) ? 6 : 4 })),
-  };
-}

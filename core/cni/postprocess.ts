@@ -9,7 +9,8 @@ import { Effect } from "effect";
 import type { NetlinkError, NetnsHandle } from "../ports/netlink.ts";
 import { step, type StepError } from "./errors.ts";
 import { formatCidr, parseCidr, parseIp } from "../net/ip.ts";
-import { type AttachmentPlan, isV6, ruleSource } from "./plan.ts";
+import { isV6, ruleSource } from "./addresses.ts";
+import type { AttachmentPlan } from "./plan.ts";
 import type { RuleRecord } from "./state.ts";
 
 const setIfPresent = (pod: NetnsHandle, key: string, value: string) =>

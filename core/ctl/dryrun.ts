@@ -5,7 +5,8 @@ import { Effect, Schema } from "effect";
 import { layerKubeNetworkDirectory, resolvePodAttachments } from "../podnetworks/selection.ts";
 import type { NamingScheme } from "../podnetworks/naming.ts";
 import { Pod } from "../api/k8s.ts";
-import { type AttachmentPlan, parentDevice, planAttachment } from "../cni/plan.ts";
+import { planAttachment } from "../cni/plan.ts";
+import { specOf } from "../cni/backends/kinds.ts";
 import { parseAddressRequest } from "../ipam/allocator.ts";
 import { InvalidAddressRequest } from "../ipam/errors.ts";
 import { blockIndexOf, lowestFree, offsetInBlock, planFamily, poolBlockRange } from "../ipam/plan.ts";
@@ -58,21 +59,6 @@ function podOf(manifest: unknown): unknown {
     spec: template.spec ?? {},
   };
 }
-
-const backendName = (p: AttachmentPlan) => {
-  switch (p.backend._tag) {
-    case "Ipvlan":
-      return "ipvlan (built in)";
-    case "Macvlan":
-      return "macvlan (generated config)";
-    case "Sriov":
-      return "sriov (generated config)";
-    case "Static":
-      return `${p.backend.networkType} (static delegate ${p.backend.networkId}.conf/.conflist)`;
-    case "Nad":
-      return "NetworkAttachmentDefinition";
-  }
-};
 
 export const dryRun = (manifest: unknown, opts: { namespace?: string; namingScheme?: NamingScheme } = {}) =>
   Effect.gen(function* () {
@@ -151,7 +137,7 @@ export const dryRun = (manifest: unknown, opts: { namespace?: string; namingSche
             addresses.push(formatWithPrefix({ family, value }, plan.network.prefix));
           }
         }
-      } else if (p.backend._tag === "Static" || p.backend._tag === "Nad") {
+      } else {
         notes.push("addresses come from the delegate's own IPAM");
       }
       const hasV4 = addresses.some((x) => x.includes(".")), hasV6 = addresses.some((x) => x.includes(":"));
@@ -165,15 +151,10 @@ export const dryRun = (manifest: unknown, opts: { namespace?: string; namingSche
       } else if (Object.keys(p.proutes).length + Object.keys(p.proutes6).length > 0) {
         notes.push("proutes are ignored: the network has no rt_tables");
       }
-      const object = a.network.kind === "NetworkAttachmentDefinition" ? undefined : a.network.object;
-      const parent = object && (p.backend._tag === "Ipvlan" || p.backend._tag === "Macvlan")
-        ? parentDevice(object.spec)
-        : undefined;
       interfaces.push({
         name: p.ifName,
         network: p.label,
-        backend: backendName(p),
-        ...(parent ? { parent } : {}),
+        ...specOf(p.backend).describe(p.backend),
         addresses,
         routes,
         notes,

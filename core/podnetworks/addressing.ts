@@ -7,12 +7,11 @@
 // on a flannel network without a cidr is flannel's host-local giving the address, not an error. Once danm's IPAM
 // takes over, it does so for both families (DANM: "it takes over for both IPv4, and IPv6").
 import type { NetworkSpec } from "../api/danm.ts";
+import { backendForType } from "../cni/backends/kinds.ts";
 
-/** The NetworkTypes danm handles itself or generates a delegate config for; every other type is a static delegate. */
-const danmBackends: ReadonlySet<string> = new Set(["", "ipvlan", "macvlan", "sriov"]);
-
+/** A NetworkType danm neither handles itself nor generates a delegate config for (core/cni/backends). */
 export const isStaticDelegate = (spec: Pick<NetworkSpec, "NetworkType">): boolean =>
-  !danmBackends.has((spec.NetworkType ?? "").toLowerCase());
+  !backendForType(spec.NetworkType).generated;
 
 const realRequest = (v: string | undefined) => v !== undefined && v !== "" && v !== "none";
 

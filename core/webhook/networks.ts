@@ -14,7 +14,8 @@
 //           names `<NetworkID>.<vlan>` and `vx_<NetworkID>` must fit 15 bytes).
 //   V15     AllowedTenants only on ClusterNetwork.
 //   V16     TenantNetwork: no vlan/vxlan from the user at CREATE; afterwards nothing the webhook assigned changes.
-//   V17     sriov needs device_pool and no host_device; otherwise host_device and device_pool exclude each other.
+//   V17     sriov needs device_pool and no host_device; otherwise host_device and device_pool exclude each other
+//           (each backend's validate, core/cni/backends).
 //   V18     while a pod is attached: vlan, vxlan, host_device, device_pool (and, ours, NetworkType and NetworkID,
 //           which name the host interface or the delegate's config) do not change. DANM only checked this with a
 //           VLAN/VXLAN set and never ran it (UPDATE was unregistered, #144).
@@ -27,20 +28,19 @@
 import type { IPBlock } from "../api/ipam.ts";
 import type { Network, NetworkKind, NetworkOptions } from "../api/danm.ts";
 import { prefixProblem } from "../podnetworks/naming.ts";
+import { backendForType } from "../cni/backends/kinds.ts";
 import { type FamilyPlan, planFamily } from "../ipam/plan.ts";
 import { contains, formatCidr, formatIp, parseCidr, parseIp } from "../net/ip.ts";
 import { demandOf, networkDemandInput, type NetworkRef, planInterfaces, refKey } from "../netwatcher/plan.ts";
 import { type Problem, problem } from "./problems.ts";
 
 export const DefaultNetworkType = "ipvlan";
-/** NetworkTypes whose CNI config danm generates (everything else is a static delegate configured by NetworkID). */
-export const DynamicNetworkTypes = ["ipvlan", "macvlan", "sriov"] as const;
 export const MaxDynamicNetworkIdLength = 10;
 /** Annotation carrying the VNI claim of a TenantNetwork (see claims.ts). */
 export const VniClaimAnnotation = "danm.io/vni-claim";
 
-export const isDynamicType = (t: string | undefined): boolean =>
-  t === undefined || t === "" || (DynamicNetworkTypes as ReadonlyArray<string>).includes(t.toLowerCase());
+/** A NetworkType whose CNI config danm generates (everything else is a static delegate configured by NetworkID). */
+export const isDynamicType = (t: string | undefined): boolean => backendForType(t).generated;
 
 const opts = (n: Network): NetworkOptions => n.spec.Options ?? {};
 const nonEmpty = (s: string | undefined): s is string => s !== undefined && s !== "";
@@ -269,24 +269,7 @@ export function checkNetwork(net: Network, c: CheckOptions): Problem[] {
       out.push(problem(`spec.AllowedTenants[${i}]`, "allowed-tenants-names", `"${t}" is not a namespace name`));
     }
   });
-  if (type.toLowerCase() === "sriov") {
-    if (!nonEmpty(o.device_pool)) {
-      out.push(problem("spec.Options.device_pool", "sriov-device-pool", "is required for NetworkType sriov"));
-    }
-    if (nonEmpty(o.host_device)) {
-      out.push(
-        problem(
-          "spec.Options.host_device",
-          "sriov-device-pool",
-          "must not be set for NetworkType sriov (use device_pool)",
-        ),
-      );
-    }
-  } else if (nonEmpty(o.host_device) && nonEmpty(o.device_pool)) {
-    out.push(
-      problem("spec.Options.device_pool", "device-exclusive", "host_device and device_pool are mutually exclusive"),
-    );
-  }
+  out.push(...backendForType(type).validate(net));
   if (o.mtu !== undefined && nonEmpty(o.net6) && o.mtu < 1280) {
     out.push(problem("spec.Options.mtu", "mtu-ipv6", `${o.mtu} is below 1280, the minimum MTU of IPv6 (net6 is set)`));
   }

@@ -5,7 +5,7 @@ import { Effect } from "effect";
 import type { NetnsHandle } from "../../ports/netlink.ts";
 import { step, type StepError } from "../errors.ts";
 import { interfaceSysctls } from "../postprocess.ts";
-import { isV6 } from "../plan.ts";
+import { isV6 } from "../addresses.ts";
 
 export const configureInterface = (
   pod: NetnsHandle,

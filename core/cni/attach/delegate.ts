@@ -1,7 +1,8 @@
-// Delegation to other CNI plugins (danm-spec §4.4, §4.6): the configurations danm generates (macvlan, sriov) or
-// loads (static <cniDir>/<NetworkID>.conf or .conflist, a NetworkAttachmentDefinition's spec.config), and running
-// them the way a runtime runs a network list: each plugin gets `name` and `cniVersion` injected and, after the
-// first, the previous plugin's result as `prevResult`; DEL runs the list backwards.
+// Delegation to other CNI plugins (danm-spec §4.4, §4.6): the configurations danm loads (static
+// <cniDir>/<NetworkID>.conf or .conflist, a NetworkAttachmentDefinition's spec.config; the generated ones live with
+// their backends in core/cni/backends), and running them the way a runtime runs a network list: each plugin gets
+// `name` and `cniVersion` injected and, after the first, the previous plugin's result as `prevResult`; DEL runs the
+// list backwards.
 //
 // The environment of a delegate is exactly CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME (danm's name for
 // the interface), CNI_ARGS, CNI_PATH, PATH and DANM_SOCKET (so fakeipam finds the node daemon); nothing else of
@@ -147,7 +148,8 @@ export const loadStaticConfig = (
     });
   });
 
-const single = (source: string, plugin: PluginConfig): DelegateChain => ({
+/** A chain of one plugin (the configs backends generate). */
+export const singlePluginChain = (source: string, plugin: PluginConfig): DelegateChain => ({
   source,
   name: String(plugin.name),
   cniVersion: String(plugin.cniVersion),
@@ -155,41 +157,6 @@ const single = (source: string, plugin: PluginConfig): DelegateChain => ({
   disableCheck: false,
   disableGC: false,
 });
-
-/** DANM's generated MACVLAN config, with the MTU from the network or the parent instead of a fixed 1500. */
-export function macvlanConfig(o: {
-  readonly networkId: string;
-  readonly master: string;
-  readonly mtu: number | undefined;
-  readonly cniVersion: string;
-}): DelegateChain {
-  return single("generated macvlan", {
-    cniVersion: o.cniVersion,
-    name: o.networkId,
-    type: "macvlan",
-    master: o.master,
-    mode: "bridge",
-    ...(o.mtu === undefined ? {} : { mtu: o.mtu }),
-  });
-}
-
-/** DANM's generated SR-IOV config. */
-export function sriovConfig(o: {
-  readonly networkId: string;
-  readonly master: string;
-  readonly deviceId: string;
-  readonly vlan: number | undefined;
-  readonly cniVersion: string;
-}): DelegateChain {
-  return single("generated sriov", {
-    cniVersion: o.cniVersion,
-    name: o.networkId,
-    type: "sriov",
-    master: o.master,
-    deviceID: o.deviceId,
-    ...(o.vlan === undefined ? {} : { vlan: o.vlan }),
-  });
-}
 
 /**
  * Puts danm's fakeipam section into the list: replacing the `ipam` of every plugin that has one, else on the first

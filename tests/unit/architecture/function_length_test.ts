@@ -14,8 +14,6 @@ const limit = 150;
  */
 const knownOffenders: ReadonlyArray<string> = [
   "adapters/sim/delegates.ts registerSimulatedDelegates",
-  "core/cni/add.ts add",
-  "core/cni/add.ts attachOne",
 ];
 
 const describe = (module: string, text: string) =>

@@ -1,7 +1,10 @@
 // The pure planning rules of the danm CNI (danm-spec §4.4–§4.7) and delegate configuration handling.
 import { Effect } from "effect";
-import { macvlanConfig, parseDelegateConfig, withCniArgs, withIpam } from "../../../core/cni/attach/delegate.ts";
-import { backendOf, fakeIpamSection, parentDevice, ruleSource } from "../../../core/cni/plan.ts";
+import { parseDelegateConfig, withCniArgs, withIpam } from "../../../core/cni/attach/delegate.ts";
+import { macvlanConfig } from "../../../core/cni/backends/macvlan/mod.ts";
+import { backendOf } from "../../../core/cni/backends/kinds.ts";
+import { fakeIpamSection, ruleSource } from "../../../core/cni/addresses.ts";
+import { parentDevice } from "../../../core/cni/plan.ts";
 import { staticDelegateUsesDanmIpam } from "../../../core/podnetworks/addressing.ts";
 import { assertEquals, assertMatch, assertRejects } from "../../harness/assert.ts";
 

@@ -3,9 +3,9 @@
 // addresses — so the application can read IP, VLAN, MAC and PCI address through ordinary kernel APIs. With a
 // network VLAN the dummy is only the parent (named after the DanmEp, DANM's rule) of a VLAN link carrying the name.
 import { Effect } from "effect";
-import type { NetnsHandle } from "../../ports/netlink.ts";
-import { step } from "../errors.ts";
-import { configureInterface } from "./configure.ts";
+import type { NetnsHandle } from "../../../ports/netlink.ts";
+import { step } from "../../errors.ts";
+import { configureInterface } from "../../attach/configure.ts";
 
 /** The drivers sriov-cni treats as DPDK (user-space) ones. */
 export const dpdkDrivers: ReadonlySet<string> = new Set(["vfio-pci", "igb_uio", "uio_pci_generic"]);

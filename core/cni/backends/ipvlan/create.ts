@@ -3,11 +3,11 @@
 // a move costs the kernel ~30 ms), MTU from the network or the parent, IPv4 and IPv6 (without DAD) addresses,
 // DANM's IPv6 sysctls, and a gratuitous ARP for the IPv4 address.
 import { Effect } from "effect";
-import type { NetnsHandle, NetnsRef } from "../../ports/netlink.ts";
-import { step, StepError } from "../errors.ts";
-import { isV6 } from "../plan.ts";
-import { configureInterface } from "./configure.ts";
-import { findParent, type ParentDevice } from "./parent.ts";
+import type { NetnsHandle, NetnsRef } from "../../../ports/netlink.ts";
+import { step, StepError } from "../../errors.ts";
+import { isV6 } from "../../addresses.ts";
+import { configureInterface } from "../../attach/configure.ts";
+import { findParent, type ParentDevice } from "../../attach/parent.ts";
 
 export interface IpvlanInput {
   readonly host: NetnsHandle;
