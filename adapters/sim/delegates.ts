@@ -77,16 +77,10 @@ const error = (version: string, code: number, msg: string): FakeOutput => ({
 });
 
 /**
- * Registers the simulated plugins under `binDir` in `proc`; they act on `kernel` (the node's simulated kernel,
- * reached through `netlink`). `nodeIndex` separates the per-node pod CIDRs of flannel/calico.
+ * host-local style allocation state, per subnet, for the lifetime of the simulation: like host-local, the search for a
+ * free address starts after the last one handed out, so an allocation does not scan every lease.
  */
-export function registerSimulatedDelegates(
-  proc: MemoryProcess,
-  netlink: Netlink["Service"],
-  opts: { readonly binDir: string; readonly nodeIndex: number },
-): void {
-  // host-local style allocation state, per subnet, for the lifetime of the simulation: like host-local, the
-  // search for a free address starts after the last one handed out, so an allocation does not scan every lease.
+function hostLocalPools() {
   interface Pool {
     readonly byOwner: Map<string, bigint>;
     readonly taken: Set<bigint>;
@@ -127,46 +121,63 @@ export function registerSimulatedDelegates(
       pool.taken.delete(value);
     }
   };
+  return { allocate, release };
+}
 
-  /** Any other IPAM type is exec'd from CNI_PATH (first match) with the plugin's configuration, as libcni does. */
-  const execIpam = (inv: FakeInvocation, type: string): Effect.Effect<Address[] | string> =>
-    Effect.gen(function* () {
-      const dirs = (inv.env.CNI_PATH ?? "").split(":").filter((d) => d !== "");
-      const dir = dirs.find((d) => proc.registered(`${d}/${type}`) !== undefined);
-      if (dir === undefined) return `IPAM plugin ${type} not found in CNI_PATH ${dirs.join(":")}`;
-      const out = yield* Effect.result(proc.service.exec({ argv: [`${dir}/${type}`], env: inv.env, stdin: inv.stdin }));
-      if (out._tag === "Failure") return `IPAM plugin ${type}: ${out.failure.message}`;
-      const text = new TextDecoder().decode(out.success.stdout);
-      const parsed = Schema.decodeUnknownResult(Schema.fromJsonString(IpamOutput))(text);
-      if (out.success.code !== 0 || parsed._tag === "Failure") {
-        const e = Schema.decodeUnknownResult(Schema.fromJsonString(IpamError))(text);
-        return `IPAM plugin ${type}: ${e._tag === "Success" ? e.success.msg : text.slice(0, 200)}`;
-      }
-      return parsed.success.ips.map((ip) => ({ cidr: ip.address, ...(ip.gateway ? { gateway: ip.gateway } : {}) }));
-    });
-
-  /** Addresses from the IPAM types simulated here, an error, or undefined for a type to exec. */
-  const ipamAddresses = (conf: PluginConfig, owner: string): Address[] | string | undefined => {
-    const ipam = conf.ipam;
-    if (!ipam) return [];
-    switch (ipam.type) {
-      case "static":
-        return (ipam.addresses ?? []).map((a) => ({ cidr: a.address, ...(a.gateway ? { gateway: a.gateway } : {}) }));
-      case "host-local": {
-        const subnets = ipam.ranges?.map((r) => r[0]?.subnet).filter((s): s is string => !!s) ??
-          (ipam.subnet ? [ipam.subnet] : []);
-        const out: Address[] = [];
-        for (const s of subnets) {
-          const a = allocate(s, owner);
-          if (!a) return `host-local: no free address in ${s}`;
-          out.push(a);
-        }
-        return out;
-      }
-      default:
-        return undefined;
+/** Any other IPAM type is exec'd from CNI_PATH (first match) with the plugin's configuration, as libcni does. */
+const execIpam = (proc: MemoryProcess, inv: FakeInvocation, type: string): Effect.Effect<Address[] | string> =>
+  Effect.gen(function* () {
+    const dirs = (inv.env.CNI_PATH ?? "").split(":").filter((d) => d !== "");
+    const dir = dirs.find((d) => proc.registered(`${d}/${type}`) !== undefined);
+    if (dir === undefined) return `IPAM plugin ${type} not found in CNI_PATH ${dirs.join(":")}`;
+    const out = yield* Effect.result(proc.service.exec({ argv: [`${dir}/${type}`], env: inv.env, stdin: inv.stdin }));
+    if (out._tag === "Failure") return `IPAM plugin ${type}: ${out.failure.message}`;
+    const text = new TextDecoder().decode(out.success.stdout);
+    const parsed = Schema.decodeUnknownResult(Schema.fromJsonString(IpamOutput))(text);
+    if (out.success.code !== 0 || parsed._tag === "Failure") {
+      const e = Schema.decodeUnknownResult(Schema.fromJsonString(IpamError))(text);
+      return `IPAM plugin ${type}: ${e._tag === "Success" ? e.success.msg : text.slice(0, 200)}`;
     }
-  };
+    return parsed.success.ips.map((ip) => ({ cidr: ip.address, ...(ip.gateway ? { gateway: ip.gateway } : {}) }));
+  });
+
+/** Addresses from the IPAM types simulated here, an error, or undefined for a type to exec. */
+const ipamAddresses = (
+  conf: PluginConfig,
+  owner: string,
+  allocate: (subnet: string, owner: string) => Address | undefined,
+): Address[] | string | undefined => {
+  const ipam = conf.ipam;
+  if (!ipam) return [];
+  switch (ipam.type) {
+    case "static":
+      return (ipam.addresses ?? []).map((a) => ({ cidr: a.address, ...(a.gateway ? { gateway: a.gateway } : {}) }));
+    case "host-local": {
+      const subnets = ipam.ranges?.map((r) => r[0]?.subnet).filter((s): s is string => !!s) ??
+        (ipam.subnet ? [ipam.subnet] : []);
+      const out: Address[] = [];
+      for (const s of subnets) {
+        const a = allocate(s, owner);
+        if (!a) return `host-local: no free address in ${s}`;
+        out.push(a);
+      }
+      return out;
+    }
+    default:
+      return undefined;
+  }
+};
+
+/**
+ * Registers the simulated plugins under `binDir` in `proc`; they act on `kernel` (the node's simulated kernel,
+ * reached through `netlink`). `nodeIndex` separates the per-node pod CIDRs of flannel/calico.
+ */
+export function registerSimulatedDelegates(
+  proc: MemoryProcess,
+  netlink: Netlink["Service"],
+  opts: { readonly binDir: string; readonly nodeIndex: number },
+): void {
+  const { allocate, release } = hostLocalPools();
 
   const plugin = (type: string, sim: SimulatedPlugin) => (inv: FakeInvocation): Effect.Effect<FakeOutput> =>
     Effect.gen(function* () {
@@ -202,8 +213,8 @@ export function registerSimulatedDelegates(
         return {};
       }
       if (command !== "ADD") return error(version, 4, `${type}: unknown CNI_COMMAND ${command}`);
-      const planned = ipamAddresses(conf, owner);
-      const addresses = planned ?? (yield* execIpam(inv, conf.ipam!.type));
+      const planned = ipamAddresses(conf, owner, allocate);
+      const addresses = planned ?? (yield* execIpam(proc, inv, conf.ipam!.type));
       if (typeof addresses === "string") return error(version, 11, addresses);
       // Pod network plugins (flannel, calico) bring their own IPAM when the config has none.
       const octet = sim.podNetworkOctet;
