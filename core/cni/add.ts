@@ -6,7 +6,7 @@
 // (core/cni/backends: built-in IPVLAN, or a delegate with danm's interface name and fakeipam carrying danm's
 // addresses) → DanmEp and post-processing (sysctls, routes, policy routes) concurrently. Before anything is created the sandbox record lists the planned
 // attachments, so even a crash mid-ADD leaves a DEL (or GC) that knows what to undo.
-import { Effect } from "effect";
+import { Clock, Effect } from "effect";
 import type { NetworkStatusEntry } from "../api/annotations.ts";
 import { isNetworkKind } from "../api/danm.ts";
 import type { Pod } from "../api/k8s.ts";
@@ -483,7 +483,7 @@ export const add = (inv: Invocation, conf: DanmNetConf) =>
           containerId: inv.containerId,
           netns: inv.netns,
           node: cfg.nodeName,
-          created: new Date().toISOString(),
+          created: new Date(yield* Clock.currentTimeMillis).toISOString(),
           pod: podRef,
           cniPath: [...inv.path],
           cniArgs: cniArgsText(inv.args),

@@ -8,7 +8,7 @@
 //
 // DEL never fails for what it cannot undo right now (DANM, #167: a failing DEL strands pods in Terminating); the
 // sandbox stays recorded and the daemon retries in the background, and GC catches whatever is left after that.
-import { Effect, Ref } from "effect";
+import { Clock, Effect, Ref } from "effect";
 import { type DanmEp, isNetworkKind, type Network, type NetworkKind } from "../api/danm.ts";
 import type { DirectoryError } from "../podnetworks/selection.ts";
 import type { NetworkRef as IpamRef } from "../api/ipam.ts";
@@ -275,7 +275,7 @@ export const delSandbox = (input: DelSandboxInput) =>
           containerId: input.containerId,
           netns: target.netns,
           node: cfg.nodeName,
-          created: new Date().toISOString(),
+          created: new Date(yield* Clock.currentTimeMillis).toISOString(),
           pod,
           cniPath: [...target.cniPath],
           cniArgs: target.cniArgs,
