@@ -18,6 +18,8 @@ export const aptPackages: Record<string, string> = {
   ctr: "containerd",
   runc: "runc",
   nft: "nftables",
+  // bench:netpol's per-packet cost, and its smoke run in the integration tier.
+  iperf3: "iperf3",
 };
 
 export async function ensureAptPackages(commands: ReadonlyArray<string>, log: (s: string) => void): Promise<void> {
