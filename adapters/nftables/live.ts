@@ -1,0 +1,87 @@
+// The live PolicyTables layer: the `nft` binary, run inside the pod's netns by `nsenter --net=<path>`, through the
+// Process port (an argv array, an exact environment, no shell). Rulesets go to nft on stdin (`nft -f -`), never on
+// its command line, so nothing from a policy is ever parsed as an argument.
+import { Effect, Layer } from "effect";
+import { decodeText, type ExecResult, Process, type ProcessError, tail } from "../../core/ports/process.ts";
+import {
+  PolicyNetnsGone,
+  PolicyTableError,
+  PolicyTableFamily,
+  PolicyTableName,
+  PolicyTables,
+  type PolicyTablesError,
+  type PolicyTablesService,
+  PolicyToolMissing,
+} from "../../core/ports/policy_tables.ts";
+
+export interface LivePolicyTablesOptions {
+  /** Where nsenter and nft are looked up. */
+  readonly path?: string;
+  /** Default 10 s: nft is quick; past this the process is killed and the operation fails. */
+  readonly timeoutMs?: number;
+}
+
+const table = `${PolicyTableFamily} ${PolicyTableName}`;
+// `table X` then `delete table X` in the same transaction: creating an existing table is a no-op, so the delete
+// always finds it; what follows then builds the new table. nft commits the whole file or none of it.
+const dropPrelude = `table ${table}\ndelete table ${table}\n`;
+
+/** What a non-zero exit means: nsenter could not enter the netns or start nft (127), or nft refused. */
+const failure = (op: PolicyTableError["op"], netns: string, r: ExecResult): PolicyTablesError => {
+  const stderr = tail(r.stderr);
+  if (r.code === 127 && /failed to execute nft/.test(stderr)) {
+    return new PolicyToolMissing({ program: "nft", detail: stderr });
+  }
+  if (/^nsenter: cannot open .*No such file or directory/m.test(stderr)) {
+    return new PolicyNetnsGone({ netns, detail: stderr });
+  }
+  return new PolicyTableError({ op, netns, stderr: stderr || `exit code ${r.code}` });
+};
+
+export const makeLivePolicyTables = (
+  process: Process["Service"],
+  options: LivePolicyTablesOptions = {},
+): PolicyTablesService => {
+  const env = { PATH: options.path ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" };
+  const run = (
+    op: PolicyTableError["op"],
+    netns: string,
+    nftArgs: ReadonlyArray<string>,
+    stdin?: string,
+  ): Effect.Effect<string, PolicyTablesError> =>
+    process.exec({
+      argv: ["nsenter", `--net=${netns}`, "--", "nft", ...nftArgs],
+      env,
+      ...(stdin === undefined ? {} : { stdin }),
+      timeoutMs: options.timeoutMs ?? 10_000,
+    }).pipe(
+      Effect.mapError((e: ProcessError): PolicyTablesError =>
+        e._tag === "ProcessNotFound"
+          ? new PolicyToolMissing({ program: "nsenter", detail: e.detail })
+          : new PolicyTableError({ op, netns, stderr: e.message })
+      ),
+      Effect.flatMap((r) => r.code === 0 ? Effect.succeed(decodeText(r.stdout)) : Effect.fail(failure(op, netns, r))),
+    );
+  return {
+    apply: (netns, ruleset) => Effect.asVoid(run("apply", netns, ["-f", "-"], dropPrelude + ruleset)),
+    remove: (netns) => Effect.asVoid(run("remove", netns, ["-f", "-"], dropPrelude)),
+    read: (netns) =>
+      run("read", netns, ["list", "table", PolicyTableFamily, PolicyTableName]).pipe(
+        Effect.catchIf(
+          // nft's answer when the table does not exist: "Error: No such file or directory" naming the command.
+          (e) => e._tag === "PolicyTableError" && /^Error: No such file or directory\s+list table/.test(e.stderr),
+          () => Effect.succeed(undefined),
+        ),
+      ),
+  };
+};
+
+export const layerLivePolicyTables = (
+  options: LivePolicyTablesOptions = {},
+): Layer.Layer<PolicyTables, never, Process> =>
+  Layer.effect(
+    PolicyTables,
+    Effect.gen(function* () {
+      return makeLivePolicyTables(yield* Process, options);
+    }),
+  );

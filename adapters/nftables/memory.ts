@@ -1,0 +1,57 @@
+// The in-memory PolicyTables twin: a map from netns path to the table last applied, for unit tests and the sim.
+// It keeps every operation in order so tests can check what would have reached the kernel.
+import { Effect, Layer } from "effect";
+import {
+  PolicyNetnsGone,
+  PolicyTableError,
+  PolicyTables,
+  type PolicyTablesError,
+  type PolicyTablesService,
+} from "../../core/ports/policy_tables.ts";
+
+export interface PolicyTableOp {
+  readonly op: "apply" | "remove";
+  readonly netns: string;
+  readonly ruleset?: string;
+}
+
+export class MemoryPolicyTables {
+  /** The table in each netns, as applied. */
+  readonly tables = new Map<string, string>();
+  readonly ops: PolicyTableOp[] = [];
+  /** Netns paths that exist; undefined = every path exists. Operations on others fail with PolicyNetnsGone. */
+  netnsPaths: Set<string> | undefined = undefined;
+  /** Makes the next operations on a netns fail (as nft would on a ruleset it refuses), until cleared. */
+  readonly failing = new Map<string, string>();
+
+  private check(op: PolicyTableOp["op"] | "read", netns: string): Effect.Effect<void, PolicyTablesError> {
+    if (this.netnsPaths && !this.netnsPaths.has(netns)) {
+      return Effect.fail(new PolicyNetnsGone({ netns, detail: "no such netns" }));
+    }
+    const stderr = this.failing.get(netns);
+    return stderr === undefined ? Effect.void : Effect.fail(new PolicyTableError({ op, netns, stderr }));
+  }
+
+  readonly service: PolicyTablesService = {
+    apply: (netns, ruleset) =>
+      Effect.andThen(
+        this.check("apply", netns),
+        Effect.sync(() => {
+          this.ops.push({ op: "apply", netns, ruleset });
+          this.tables.set(netns, ruleset);
+        }),
+      ),
+    remove: (netns) =>
+      Effect.andThen(
+        this.check("remove", netns),
+        Effect.sync(() => {
+          this.ops.push({ op: "remove", netns });
+          this.tables.delete(netns);
+        }),
+      ),
+    read: (netns) => Effect.andThen(this.check("read", netns), Effect.sync(() => this.tables.get(netns))),
+  };
+}
+
+export const layerMemoryPolicyTables = (t: MemoryPolicyTables = new MemoryPolicyTables()): Layer.Layer<PolicyTables> =>
+  Layer.succeed(PolicyTables, t.service);
