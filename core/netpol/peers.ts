@@ -1,0 +1,169 @@
+// Peers resolved to addresses on the policed network: podSelector / namespaceSelector picks pods whose addresses
+// ON THAT NETWORK count (a peer pod's other interfaces never do); ipBlock is a CIDR minus its `except`s. Address
+// sets are kept as canonical, merged CIDR lists so equal sets render to equal bytes.
+import type { MultiNetworkPolicy, PolicyPeer } from "../api/netpol.ts";
+import { type Cidr, type Family, formatCidr, lastAddress, makeCidr, parseCidr, parseIp } from "../net/ip.ts";
+import {
+  type AddressBlocks,
+  namespaceLabels,
+  type NetworkKey,
+  type PodKey,
+  type PolicyWorld,
+  type WorldPod,
+} from "./model.ts";
+import { selectorMatches } from "./select.ts";
+
+type Interval = readonly [bigint, bigint];
+
+const width = (f: Family) => (f === 4 ? 32 : 128);
+
+/** Sorts and merges overlapping or adjacent intervals. */
+function normalize(list: ReadonlyArray<Interval>): Interval[] {
+  const sorted = [...list].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const out: Array<[bigint, bigint]> = [];
+  for (const [lo, hi] of sorted) {
+    const last = out[out.length - 1];
+    if (last && lo <= last[1] + 1n) {
+      if (hi > last[1]) last[1] = hi;
+    } else out.push([lo, hi]);
+  }
+  return out;
+}
+
+function subtract(from: ReadonlyArray<Interval>, cut: ReadonlyArray<Interval>): Interval[] {
+  let rest = normalize(from);
+  for (const [clo, chi] of normalize(cut)) {
+    rest = rest.flatMap(([lo, hi]): Interval[] => {
+      if (chi < lo || clo > hi) return [[lo, hi]];
+      const parts: Interval[] = [];
+      if (clo > lo) parts.push([lo, clo - 1n]);
+      if (chi < hi) parts.push([chi + 1n, hi]);
+      return parts;
+    });
+  }
+  return rest;
+}
+
+/** The fewest CIDRs covering exactly [lo, hi]. */
+function toCidrs(family: Family, [lo, hi]: Interval): string[] {
+  const out: string[] = [];
+  const bits = width(family);
+  let start = lo;
+  while (start <= hi) {
+    let size = 0;
+    while (size < bits) {
+      const next = 1n << BigInt(size + 1);
+      if (start % next !== 0n || start + next - 1n > hi) break;
+      size++;
+    }
+    out.push(formatCidr(makeCidr(family, start, bits - size)));
+    start += 1n << BigInt(size);
+  }
+  return out;
+}
+
+function fromCidrs(family: Family, cidrs: ReadonlyArray<string>): Interval[] {
+  return cidrs.flatMap((c): Interval[] => {
+    const p = parseCidr(c);
+    return p && p.cidr.family === family ? [[p.cidr.base, p.cidr.base + p.cidr.size - 1n]] : [];
+  });
+}
+
+const render = (family: Family, list: ReadonlyArray<Interval>) => normalize(list).flatMap((i) => toCidrs(family, i));
+
+export const noAddresses: AddressBlocks = { v4: [], v6: [] };
+
+export const isEmptyBlocks = (b: AddressBlocks): boolean => b.v4.length === 0 && b.v6.length === 0;
+
+/** Union of address blocks, canonical. */
+export function unionBlocks(blocks: ReadonlyArray<AddressBlocks>): AddressBlocks {
+  return {
+    v4: render(4, blocks.flatMap((b) => fromCidrs(4, b.v4))),
+    v6: render(6, blocks.flatMap((b) => fromCidrs(6, b.v6))),
+  };
+}
+
+/** Plain addresses (as attachments hold them) as host blocks. */
+export function hostBlocks(v4: ReadonlyArray<string>, v6: ReadonlyArray<string>): AddressBlocks {
+  const hosts = (family: Family, list: ReadonlyArray<string>) =>
+    render(
+      family,
+      list.flatMap((a): Interval[] => {
+        const ip = parseIp(a);
+        return ip && ip.family === family ? [[ip.value, ip.value]] : [];
+      }),
+    );
+  return { v4: hosts(4, v4), v6: hosts(6, v6) };
+}
+
+/**
+ * ipBlock: `cidr` minus every `except` (excepts of the other family cut nothing). An unparsable cidr or except makes
+ * the block nothing: the webhook refuses such a policy, and one that slipped through must not open traffic.
+ */
+export function ipBlockAddresses(cidr: string, except: ReadonlyArray<string>): AddressBlocks {
+  const p = parseCidr(cidr);
+  if (!p) return noAddresses;
+  const f = p.cidr.family;
+  const cuts = except.map((e) => parseCidr(e));
+  if (cuts.some((c) => c === undefined)) return noAddresses;
+  const span = (c: Cidr): Interval => [c.base, lastAddress(c)];
+  const rest = subtract([span(p.cidr)], cuts.flatMap((c) => (c && c.cidr.family === f ? [span(c.cidr)] : [])));
+  const out = render(f, rest);
+  return f === 4 ? { v4: out, v6: [] } : { v4: [], v6: out };
+}
+
+/** Whether an address (plain) lies in the blocks. */
+export function blocksContain(blocks: AddressBlocks, address: string): boolean {
+  const ip = parseIp(address);
+  if (!ip) return false;
+  return fromCidrs(ip.family, ip.family === 4 ? blocks.v4 : blocks.v6).some(([lo, hi]) =>
+    ip.value >= lo && ip.value <= hi
+  );
+}
+
+/**
+ * The pods a selector peer picks, sorted by key: podSelector alone → the policy's namespace; namespaceSelector alone
+ * → every pod of the matching namespaces; both → AND. An ipBlock peer (or an empty one, which validation refuses)
+ * picks no pods.
+ */
+export function peerPods(
+  world: PolicyWorld,
+  policy: MultiNetworkPolicy,
+  peer: PolicyPeer,
+): ReadonlyArray<readonly [PodKey, WorldPod]> {
+  if (peer.ipBlock) return [];
+  const pods = peer.podSelector ?? undefined;
+  const nss = peer.namespaceSelector ?? undefined;
+  if (pods === undefined && nss === undefined) return [];
+  const own = policy.metadata.namespace ?? "";
+  const nsOk = new Map<string, boolean>();
+  const inNamespace = (ns: string) => {
+    if (nss === undefined) return ns === own;
+    let ok = nsOk.get(ns);
+    if (ok === undefined) nsOk.set(ns, ok = selectorMatches(nss, namespaceLabels(world, ns)));
+    return ok;
+  };
+  const out: Array<readonly [PodKey, WorldPod]> = [];
+  for (const entry of world.pods) {
+    const [, pod] = entry;
+    if (inNamespace(pod.namespace) && (pods === undefined || selectorMatches(pods, pod.labels))) out.push(entry);
+  }
+  return out.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** A pod's addresses on one network (all its interfaces there). */
+export function podAddresses(world: PolicyWorld, pod: PodKey, network: NetworkKey): AddressBlocks {
+  const on = (world.attachments.get(pod) ?? []).filter((a) => a.network === network);
+  return hostBlocks(on.flatMap((a) => a.v4), on.flatMap((a) => a.v6));
+}
+
+/** What one peer resolves to on `network`. */
+export function peerAddresses(
+  world: PolicyWorld,
+  policy: MultiNetworkPolicy,
+  peer: PolicyPeer,
+  network: NetworkKey,
+): AddressBlocks {
+  if (peer.ipBlock) return ipBlockAddresses(peer.ipBlock.cidr, peer.ipBlock.except ?? []);
+  return unionBlocks(peerPods(world, policy, peer).map(([key]) => podAddresses(world, key, network)));
+}

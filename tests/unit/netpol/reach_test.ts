@@ -1,0 +1,253 @@
+// mayReach answers from the compiled rules; a property test holds it to a brute-force reading of the policies
+// themselves (written independently of the compiler: selectors and ipBlocks checked per address, named ports
+// looked up directly), over random worlds.
+import fc from "fast-check";
+import type { MultiNetworkPolicy, PolicyPeer, PolicyPort } from "../../../core/api/netpol.ts";
+import { compilePod } from "../../../core/netpol/compile.ts";
+import { type NetworkKey, type PolicyWorld, type Protocol } from "../../../core/netpol/model.ts";
+import { renderNft } from "../../../core/netpol/nft.ts";
+import { mayReach } from "../../../core/netpol/reach.ts";
+import { policyTypes, selectorMatches } from "../../../core/netpol/select.ts";
+import { namespaceLabels } from "../../../core/netpol/model.ts";
+import { contains, parseCidr, parseIp } from "../../../core/net/ip.ts";
+import { Effect } from "effect";
+import { assert, assertEquals } from "../../harness/assert.ts";
+import { iface, NET, NET2, type PodSpec, policy, world } from "./fixtures.ts";
+
+Deno.test("mayReach: allowed by rules on both ends, denied by isolation, explained", () => {
+  const pods: PodSpec[] = [
+    { name: "a", labels: { app: "a" }, ifs: [iface("net1", NET, ["10.0.0.1"], ["fd00::1"])] },
+    { name: "b", labels: { app: "b" }, ifs: [iface("net1", NET, ["10.0.0.2"], ["fd00::2"])] },
+    { name: "c", labels: { app: "c" }, ifs: [iface("net2", NET2, ["10.9.0.3"])] },
+  ];
+  const allowA = policy("ns1", "allow-a", {
+    podSelector: { matchLabels: { app: "b" } },
+    ingress: [{ from: [{ podSelector: { matchLabels: { app: "a" } } }], ports: [{ port: 80 }] }],
+  });
+  const w = world(pods, [allowA]);
+  const q = { from: "ns1/a", to: "ns1/b", network: NET, protocol: "TCP" as const, port: 80 };
+  const yes = mayReach(w, q);
+  assert(yes.allowed);
+  assertEquals(yes.paths.map((p) => [p.family, p.source, p.destination]), [[4, "10.0.0.1", "10.0.0.2"], [
+    6,
+    "fd00::1",
+    "fd00::2",
+  ]]);
+  assertEquals(yes.paths[0].ingress.allowedBy, [{ policy: "ns1/allow-a", rule: 0 }]);
+  assert(yes.reasons[0].includes("egress not isolated") && yes.reasons[0].includes("ns1/allow-a ingress rule 0"));
+  const no = mayReach(w, { ...q, port: 81 });
+  assert(!no.allowed);
+  assert(no.reasons[0].includes("ingress denied (isolated by ns1/allow-a"), no.reasons[0]);
+  assert(!mayReach(w, { ...q, from: "ns1/b", to: "ns1/a", port: 80 }).allowed === false, "a is not isolated");
+  assertEquals(mayReach(w, { ...q, to: "ns1/c" }).reasons, ["ns1/c has no interface on DanmNet:ns1/net1"]);
+});
+
+// --- brute force --------------------------------------------------------------------------------------------
+
+const addrOf = (w: PolicyWorld, pod: string, net: NetworkKey, family: 4 | 6) =>
+  (w.attachments.get(pod) ?? []).filter((a) => a.network === net).flatMap((a) => family === 4 ? a.v4 : a.v6);
+
+function peerMatches(w: PolicyWorld, p: MultiNetworkPolicy, peer: PolicyPeer, other: string, addr: string): boolean {
+  if (peer.ipBlock) {
+    const ip = parseIp(addr)!;
+    const c = parseCidr(peer.ipBlock.cidr);
+    return !!c && contains(c.cidr, ip) && (peer.ipBlock.except ?? []).every((e) => !contains(parseCidr(e)!.cidr, ip));
+  }
+  const pod = w.pods.get(other)!;
+  if (!peer.podSelector && !peer.namespaceSelector) return false;
+  const nsOk = peer.namespaceSelector
+    ? selectorMatches(peer.namespaceSelector, namespaceLabels(w, pod.namespace))
+    : pod.namespace === p.metadata.namespace;
+  return nsOk && (!peer.podSelector || selectorMatches(peer.podSelector, pod.labels));
+}
+
+function portMatches(w: PolicyWorld, pp: PolicyPort, portOwner: string, proto: Protocol, port: number): boolean {
+  if ((pp.protocol ?? "TCP") !== proto) return false;
+  if (pp.port === undefined || pp.port === null) return true;
+  if (typeof pp.port === "string") {
+    return w.pods.get(portOwner)!.ports.some((n) => n.name === pp.port && n.protocol === proto && n.port === port);
+  }
+  return port >= pp.port && port <= (pp.endPort ?? pp.port);
+}
+
+/** One direction at `self` with the other end `other` (address `otherAddr`); named ports live on `portOwner`. */
+function bruteDirection(
+  w: PolicyWorld,
+  way: "ingress" | "egress",
+  self: string,
+  other: string,
+  otherAddr: string,
+  net: NetworkKey,
+  proto: Protocol,
+  port: number,
+): boolean {
+  const me = w.pods.get(self)!;
+  const applying = [...w.policies.values()].filter((p) =>
+    p.metadata.namespace === me.namespace && selectorMatches(p.spec!.podSelector, me.labels) &&
+    (p.metadata.annotations?.["k8s.v1.cni.cncf.io/policy-for"] === "net1" ? net === NET : net === NET2) &&
+    policyTypes(p)[way]
+  );
+  if (applying.length === 0) return true;
+  const portOwner = way === "ingress" ? self : other;
+  return applying.some((p) =>
+    (way === "ingress" ? p.spec!.ingress ?? [] : (p.spec!.egress ?? []).map((r) => ({ from: r.to, ports: r.ports })))
+      .some((r) =>
+        ((r.from ?? []).length === 0 || r.from!.some((peer) => peerMatches(w, p, peer, other, otherAddr))) &&
+        ((r.ports ?? []).length === 0 || r.ports!.some((pp) => portMatches(w, pp, portOwner, proto, port)))
+      )
+  );
+}
+
+const labelArb = fc.record({ app: fc.constantFrom("a", "b"), tier: fc.constantFrom("x", "y") }, {
+  requiredKeys: ["app"],
+});
+const selectorArb = fc.oneof(
+  fc.constant({}),
+  fc.record({ matchLabels: fc.record({ app: fc.constantFrom("a", "b") }) }),
+  fc.record({
+    matchExpressions: fc.array(
+      fc.record({
+        key: fc.constantFrom("app", "tier", "team"),
+        operator: fc.constantFrom("In", "NotIn", "Exists", "DoesNotExist"),
+        values: fc.array(fc.constantFrom("a", "b", "x", "y"), { maxLength: 2 }),
+      }),
+      { maxLength: 2 },
+    ),
+  }),
+);
+const peerArb: fc.Arbitrary<PolicyPeer> = fc.oneof(
+  fc.record({ podSelector: selectorArb }),
+  fc.record({ namespaceSelector: selectorArb }),
+  fc.record({ podSelector: selectorArb, namespaceSelector: selectorArb }),
+  fc.record({
+    ipBlock: fc.oneof(
+      fc.record({
+        cidr: fc.constantFrom("10.0.0.0/29", "10.0.0.0/24"),
+        except: fc.constantFrom([], ["10.0.0.2/31"], ["10.0.0.4/32"]),
+      }),
+      fc.record({ cidr: fc.constantFrom("fd00::/125", "fd00::/64"), except: fc.constantFrom([], ["fd00::2/127"]) }),
+    ),
+  }),
+);
+const portArb: fc.Arbitrary<PolicyPort> = fc.oneof(
+  fc.record({ protocol: fc.constantFrom("TCP", "UDP"), port: fc.constantFrom(80, 81, "http", "dns") }, {
+    requiredKeys: ["port"],
+  }),
+  fc.record({ port: fc.constant(80), endPort: fc.constantFrom(80, 90) }),
+  fc.record({ protocol: fc.constantFrom("TCP", "UDP") }),
+);
+const ruleArb = fc.record({
+  peers: fc.option(fc.array(peerArb, { maxLength: 2 }), { nil: undefined }),
+  ports: fc.option(fc.array(portArb, { maxLength: 2 }), { nil: undefined }),
+});
+const policyArb = fc.record({
+  ns: fc.constantFrom("ns1", "ns1", "ns2"),
+  selector: fc.oneof(fc.constant({}), selectorArb),
+  net: fc.constantFrom("net1", "ClusterNetwork/cnet"),
+  types: fc.option(fc.subarray(["Ingress", "Egress"] as const, { minLength: 1 }), { nil: undefined }),
+  ingress: fc.option(fc.array(ruleArb, { maxLength: 2 }), { nil: undefined }),
+  egress: fc.option(fc.array(ruleArb, { maxLength: 2 }), { nil: undefined }),
+});
+const podArb = fc.record({
+  ns: fc.constantFrom("ns1", "ns2"),
+  labels: labelArb,
+  http: fc.constantFrom(80, 81, undefined),
+  dnsUdp: fc.boolean(),
+  onNet1: fc.boolean(),
+  v6: fc.boolean(),
+});
+
+type PodGen = typeof podArb extends fc.Arbitrary<infer T> ? T : never;
+type PolicyGen = typeof policyArb extends fc.Arbitrary<infer T> ? T : never;
+
+function buildWorld(
+  podSpecs: ReadonlyArray<PodGen>,
+  policySpecs: ReadonlyArray<PolicyGen>,
+  teamA: boolean,
+): PolicyWorld {
+  const pods: PodSpec[] = podSpecs.map((p, i) => ({
+    ns: p.ns,
+    name: `p${i}`,
+    labels: p.labels,
+    ports: [
+      ...(p.http === undefined ? [] : [{ name: "http", port: p.http, protocol: "TCP" as const }]),
+      ...(p.dnsUdp ? [{ name: "dns", port: 80, protocol: "UDP" as const }] : []),
+    ],
+    // net1 is a DanmNet of ns1: only ns1's pods can be on it; everyone is on the ClusterNetwork.
+    ifs: [
+      ...(p.onNet1 && p.ns === "ns1" ? [iface("net1", NET, [`10.0.0.${i + 1}`], p.v6 ? [`fd00::${i + 1}`] : [])] : []),
+      iface("net2", NET2, [`10.0.0.${i + 1}`], p.v6 ? [`fd00::${i + 1}`] : []),
+    ],
+  }));
+  const policies = policySpecs.map((s, i) =>
+    policy(s.ns, `pol${i}`, {
+      podSelector: s.selector,
+      ...(s.types ? { policyTypes: s.types } : {}),
+      ...(s.ingress
+        ? {
+          ingress: s.ingress.map((r) => ({
+            ...(r.peers ? { from: r.peers } : {}),
+            ...(r.ports ? { ports: r.ports } : {}),
+          })),
+        }
+        : {}),
+      ...(s.egress
+        ? {
+          egress: s.egress.map((r) => ({
+            ...(r.peers ? { to: r.peers } : {}),
+            ...(r.ports ? { ports: r.ports } : {}),
+          })),
+        }
+        : {}),
+    }, s.net)
+  );
+  return world(pods, policies, { ns1: { team: teamA ? "a" : "b" }, ns2: { team: "b" } });
+}
+
+Deno.test("property: mayReach agrees with a brute-force reading of the policies; rendering is deterministic", () => {
+  let allowed = 0;
+  let denied = 0;
+  fc.assert(
+    fc.property(
+      fc.array(podArb, { minLength: 2, maxLength: 4 }),
+      fc.array(policyArb, { minLength: 1, maxLength: 3 }),
+      fc.boolean(),
+      (podSpecs, policySpecs, teamA) => {
+        const w = buildWorld(podSpecs, policySpecs, teamA);
+        const keys = [...w.pods.keys()];
+        for (const from of keys) {
+          assertEquals(Effect.runSync(renderNft(compilePod(w, from))), Effect.runSync(renderNft(compilePod(w, from))));
+          for (const to of keys) {
+            for (const net of [NET, NET2]) {
+              for (const protocol of ["TCP", "UDP"] as const) {
+                for (const port of [80, 81, 85]) {
+                  const got = mayReach(w, { from, to, network: net, protocol, port });
+                  let expected = true;
+                  let paths = 0;
+                  for (const family of [4, 6] as const) {
+                    for (const s of addrOf(w, from, net, family)) {
+                      for (const d of addrOf(w, to, net, family)) {
+                        paths++;
+                        expected &&= bruteDirection(w, "egress", from, to, d, net, protocol, port) &&
+                          bruteDirection(w, "ingress", to, from, s, net, protocol, port);
+                      }
+                    }
+                  }
+                  assertEquals(
+                    got.allowed,
+                    paths > 0 && expected,
+                    `${from} → ${to} ${net} ${protocol}/${port}\n${got.reasons.join("\n")}`,
+                  );
+                  if (paths > 0) got.allowed ? allowed++ : denied++;
+                }
+              }
+            }
+          }
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+  // The generator must exercise both answers, or the agreement above proves little.
+  assert(allowed > 1000 && denied > 1000, `allowed ${allowed}, denied ${denied}`);
+});
