@@ -1,14 +1,27 @@
-// Installs the generated danm.io CRDs into the test apiserver. Idempotent (create, or replace what another test
-// installed) because every test file of the tier shares one apiserver.
+// Installs the CRDs of danm's base into the test apiserver: the generated danm.io CRDs and the MultiNetworkPolicy CRD
+// (k8s/multinetworkpolicy-crd). Idempotent (create, or replace what another test installed) because every test file
+// of the tier shares one apiserver.
 import type * as k8s from "@kubernetes/client-node";
+// @ts-types="npm:@types/js-yaml@4.0.9"
+import yaml from "js-yaml";
 import { Effect } from "effect";
 import { type CustomResourceDefinition, customResourceDefinition } from "../../../core/api/crdgen.ts";
 import { danmCrdDescriptions } from "../../../core/api/danm_crds.ts";
+import { repoRoot } from "../../harness/proc.ts";
 import { pick, type Rest, restClient } from "./rest.ts";
 
 export const danmCrds: ReadonlyArray<CustomResourceDefinition> = Effect.runSync(
   Effect.forEach(danmCrdDescriptions, customResourceDefinition),
 );
+
+/** The MultiNetworkPolicy CRD as k8s/ ships it (the NPWG's kind, not generated). */
+export const multiNetworkPolicyCrdFile = "k8s/multinetworkpolicy-crd/k8s.cni.cncf.io_multi-networkpolicies.yaml";
+export const multiNetworkPolicyCrd = yaml.load(
+  Deno.readTextFileSync(`${repoRoot}/${multiNetworkPolicyCrdFile}`),
+) as CustomResourceDefinition;
+
+/** Every CRD `kubectl apply -k k8s` installs. */
+const baseCrds = [...danmCrds, multiNetworkPolicyCrd];
 
 const crdPath = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 
@@ -41,12 +54,12 @@ async function established(rest: Rest, name: string, timeoutMs: number): Promise
   }
 }
 
-/** Creates or replaces every danm.io CRD and waits until all are Established. */
+/** Creates or replaces every CRD of the base (danm.io + MultiNetworkPolicy) and waits until all are Established. */
 export async function installDanmCrds(kc: k8s.KubeConfig, timeoutMs = 30_000): Promise<void> {
   const rest = restClient(kc);
   try {
-    for (const crd of danmCrds) await createOrReplace(rest, crd);
-    for (const crd of danmCrds) await established(rest, crd.metadata.name, timeoutMs);
+    for (const crd of baseCrds) await createOrReplace(rest, crd);
+    for (const crd of baseCrds) await established(rest, crd.metadata.name, timeoutMs);
   } finally {
     rest.close();
   }

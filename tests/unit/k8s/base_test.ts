@@ -67,6 +67,7 @@ Deno.test("base: renders the CRDs, the node agent, svcwatcher and the webhook, i
     "CustomResourceDefinition/danmeps.danm.io",
     "CustomResourceDefinition/danmnets.danm.io",
     "CustomResourceDefinition/ipblocks.danm.io",
+    "CustomResourceDefinition/multi-networkpolicies.k8s.cni.cncf.io",
     "CustomResourceDefinition/reservedips.danm.io",
     "CustomResourceDefinition/tenantconfigs.danm.io",
     "CustomResourceDefinition/tenantnetworks.danm.io",
