@@ -5,7 +5,8 @@
 // what they may be and anything else is refused with a typed error.
 import { Effect, Schema } from "effect";
 import { formatCidr, parseCidr } from "../net/ip.ts";
-import type { Direction, Flow, PodRules } from "./model.ts";
+import type { AddressBlocks, Direction, Flow, PodRules, Protocol } from "./model.ts";
+import { fromCidrs, type Interval, toCanonicalCidrs, unionBlocks } from "./peers.ts";
 
 export const NetpolTable = "danm_netpol";
 
@@ -22,7 +23,7 @@ export class NetpolRenderError extends Schema.TaggedError<NetpolRenderError>()("
 
 /** Interface names as danm makes them; stricter than Linux (which allows quotes, spaces…), on purpose. */
 const ifNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
-const protocols = { TCP: "tcp", UDP: "udp", SCTP: "sctp" } as const;
+const protocols: Readonly<Record<Protocol, string>> = { TCP: "tcp", UDP: "udp", SCTP: "sctp" };
 
 /** What IPv6 needs on a link whatever the policy: neighbour and router discovery, MLD. */
 const icmpv6Link = "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, " +
@@ -31,64 +32,125 @@ const icmpv6Link = "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighb
 type Bad = (field: string, value: string, reason: string) => NetpolRenderError;
 
 /** A CIDR as nft will read it: must parse and already be canonical (the engine only makes canonical ones). */
-function checkedCidr(text: string, family: 4 | 6, bad: Bad): string {
+function checkCidr(text: string, family: 4 | 6, bad: Bad): void {
   const p = parseCidr(text);
   if (!p || p.cidr.family !== family || formatCidr(p.cidr) !== text) {
     throw bad("address", text, `is not a canonical IPv${family} CIDR`);
   }
-  return text;
 }
 
-function checkedPort(n: number, bad: Bad): number {
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw bad("port", String(n), "is not a port number");
-  return n;
+/** Refuses a flow with anything the text could not carry safely. */
+function checkFlow(flow: Flow, bad: Bad): void {
+  if (flow.peers !== "any") {
+    flow.peers.v4.forEach((c) => checkCidr(c, 4, bad));
+    flow.peers.v6.forEach((c) => checkCidr(c, 6, bad));
+  }
+  if (flow.protocol !== undefined && !Object.hasOwn(protocols, flow.protocol)) {
+    throw bad("protocol", String(flow.protocol), "is not TCP, UDP or SCTP");
+  }
+  if (flow.ports) {
+    const { from, to } = flow.ports;
+    for (const n of [from, to]) {
+      if (!Number.isInteger(n) || n < 1 || n > 65535) throw bad("port", String(n), "is not a port number");
+    }
+    if (to < from) throw bad("port", `${from}-${to}`, "is an inverted range");
+  }
 }
 
-/** The l4 part of a flow's rule: "" (any protocol), "meta l4proto tcp" or "meta l4proto tcp th dport 80-90". */
-function l4Match(flow: Flow, bad: Bad): string {
-  if (flow.protocol === undefined) return "";
-  const proto = (protocols as Record<string, string>)[flow.protocol];
-  if (!proto) throw bad("protocol", String(flow.protocol), "is not TCP, UDP or SCTP");
-  if (!flow.ports) return `meta l4proto ${proto}`;
-  const from = checkedPort(flow.ports.from, bad);
-  const to = checkedPort(flow.ports.to, bad);
-  if (to < from) throw bad("port", `${from}-${to}`, "is an inverted range");
-  return `meta l4proto ${proto} th dport ${from === to ? from : `${from}-${to}`}`;
+/** One element of a direction's l4 set: peer CIDR . protocol . port range. */
+export interface L4Element {
+  readonly cidr: string;
+  readonly protocol: Protocol;
+  readonly from: number;
+  readonly to: number;
 }
+
+/**
+ * An isolated direction folded for the kernel: per family ONE set of disjoint (peer . protocol . ports) elements and
+ * one set of peers allowed every protocol, so a packet costs the same few lookups however many policies apply.
+ */
+export interface FoldedDirection {
+  readonly acceptAll: boolean;
+  readonly l4: { readonly v4: ReadonlyArray<L4Element>; readonly v6: ReadonlyArray<L4Element> };
+  readonly anyProtocol: AddressBlocks;
+}
+
+const fullRange = (f: 4 | 6): Interval => [0n, (1n << (f === 4 ? 32n : 128n)) - 1n];
+const protocolOrder: ReadonlyArray<Protocol> = ["TCP", "UDP", "SCTP"];
+
+interface Box {
+  readonly addr: Interval;
+  readonly from: number;
+  readonly to: number;
+}
+
+/** Boxes (address range × port range) of one protocol as disjoint elements: port segments, merged when equal. */
+function disjointElements(family: 4 | 6, protocol: Protocol, boxes: ReadonlyArray<Box>): L4Element[] {
+  const cuts = [...new Set(boxes.flatMap((b) => [b.from, b.to + 1]))].sort((a, b) => a - b);
+  const segments: Array<{ from: number; to: number; cidrs: string[] }> = [];
+  for (let i = 0; i + 1 < cuts.length; i++) {
+    const [from, to] = [cuts[i], cuts[i + 1] - 1];
+    const cidrs = toCanonicalCidrs(family, boxes.filter((b) => b.from <= from && b.to >= to).map((b) => b.addr));
+    const last = segments[segments.length - 1];
+    if (last && last.to + 1 === from && last.cidrs.join() === cidrs.join()) last.to = to;
+    else if (cidrs.length > 0) segments.push({ from, to, cidrs });
+  }
+  return segments.flatMap((s) => s.cidrs.map((cidr) => ({ cidr, protocol, from: s.from, to: s.to })));
+}
+
+/** Folds a direction's flows (already checked) into its sets. */
+export function foldDirection(d: Direction): FoldedDirection {
+  const acceptAll = d.flows.some((f) => f.peers === "any" && f.protocol === undefined);
+  const anyProtocol = unionBlocks(
+    d.flows.flatMap((f) => (f.protocol === undefined && f.peers !== "any" ? [f.peers] : [])),
+  );
+  const l4 = (family: 4 | 6) =>
+    protocolOrder.flatMap((protocol) => {
+      const boxes = d.flows.flatMap((f): Box[] => {
+        if (f.protocol !== protocol) return [];
+        const [from, to] = f.ports ? [f.ports.from, f.ports.to] : [0, 65535];
+        const addrs = f.peers === "any"
+          ? [fullRange(family)]
+          : fromCidrs(family, family === 4 ? f.peers.v4 : f.peers.v6);
+        return addrs.map((addr) => ({ addr, from, to }));
+      });
+      return disjointElements(family, protocol, boxes);
+    });
+  return { acceptAll, l4: { v4: l4(4), v6: l4(6) }, anyProtocol };
+}
+
+const element = (e: L4Element) =>
+  `${e.cidr} . ${protocols[e.protocol]} . ${e.from === e.to ? e.from : `${e.from}-${e.to}`}`;
+
+const setText = (name: string, type: string, elements: ReadonlyArray<string>) =>
+  `\tset ${name} {\n\t\ttype ${type}\n\t\tflags interval\n\t\telements = { ${elements.join(", ")} }\n\t}`;
 
 interface ChainOut {
   readonly sets: string[];
   readonly rules: string[];
 }
 
-/** One interface direction's chain body: link-level ICMPv6, one rule per flow and family, then drop. */
-function directionChain(prefix: string, way: "in" | "out", d: Direction, bad: Bad): ChainOut {
+/** One interface direction's chain: link-level ICMPv6, at most four set lookups (or accept-all), then drop. */
+function directionChain(chain: string, way: "in" | "out", d: Direction, bad: Bad): ChainOut {
+  d.flows.forEach((f) => checkFlow(f, bad));
   const addr = way === "in" ? "saddr" : "daddr";
+  const folded = foldDirection(d);
   const sets: string[] = [];
-  const setNames = new Map<string, string>();
-  const setFor = (family: 4 | 6, cidrs: ReadonlyArray<string>) => {
-    const elements = cidrs.map((c) => checkedCidr(c, family, bad)).join(", ");
-    const key = `${family} ${elements}`;
-    let name = setNames.get(key);
-    if (name === undefined) {
-      name = `${prefix}_s${setNames.size}`;
-      setNames.set(key, name);
-      sets.push(
-        `\tset ${name} {\n\t\ttype ipv${family}_addr\n\t\tflags interval\n\t\telements = { ${elements} }\n\t}`,
-      );
-    }
-    return name;
-  };
   const rules = [icmpv6Link];
-  for (const flow of d.flows) {
-    const l4 = l4Match(flow, bad);
-    const tail = l4 === "" ? "accept" : `${l4} accept`;
-    if (flow.peers === "any") {
-      rules.push(tail);
-      continue;
-    }
-    if (flow.peers.v4.length > 0) rules.push(`ip ${addr} @${setFor(4, flow.peers.v4)} ${tail}`);
-    if (flow.peers.v6.length > 0) rules.push(`ip6 ${addr} @${setFor(6, flow.peers.v6)} ${tail}`);
+  if (folded.acceptAll) return { sets, rules: [...rules, "accept"] };
+  for (const [family, ip] of [[4, "ip"], [6, "ip6"]] as const) {
+    const elements = family === 4 ? folded.l4.v4 : folded.l4.v6;
+    if (elements.length === 0) continue;
+    const name = `${chain}_l4v${family}`;
+    sets.push(setText(name, `ipv${family}_addr . inet_proto . inet_service`, elements.map(element)));
+    rules.push(`${ip} ${addr} . meta l4proto . th dport @${name} accept`);
+  }
+  for (const [family, ip] of [[4, "ip"], [6, "ip6"]] as const) {
+    const cidrs = family === 4 ? folded.anyProtocol.v4 : folded.anyProtocol.v6;
+    if (cidrs.length === 0) continue;
+    const name = `${chain}_allv${family}`;
+    sets.push(setText(name, `ipv${family}_addr`, cidrs));
+    rules.push(`${ip} ${addr} @${name} accept`);
   }
   rules.push("drop");
   return { sets, rules };

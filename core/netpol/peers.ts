@@ -13,12 +13,13 @@ import {
 } from "./model.ts";
 import { selectorMatches } from "./select.ts";
 
-type Interval = readonly [bigint, bigint];
+/** An inclusive address range. */
+export type Interval = readonly [bigint, bigint];
 
 const width = (f: Family) => (f === 4 ? 32 : 128);
 
 /** Sorts and merges overlapping or adjacent intervals. */
-function normalize(list: ReadonlyArray<Interval>): Interval[] {
+export function normalize(list: ReadonlyArray<Interval>): Interval[] {
   const sorted = [...list].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const out: Array<[bigint, bigint]> = [];
   for (const [lo, hi] of sorted) {
@@ -62,14 +63,17 @@ function toCidrs(family: Family, [lo, hi]: Interval): string[] {
   return out;
 }
 
-function fromCidrs(family: Family, cidrs: ReadonlyArray<string>): Interval[] {
+/** The intervals of the CIDRs of one family (others skipped). */
+export function fromCidrs(family: Family, cidrs: ReadonlyArray<string>): Interval[] {
   return cidrs.flatMap((c): Interval[] => {
     const p = parseCidr(c);
     return p && p.cidr.family === family ? [[p.cidr.base, p.cidr.base + p.cidr.size - 1n]] : [];
   });
 }
 
-const render = (family: Family, list: ReadonlyArray<Interval>) => normalize(list).flatMap((i) => toCidrs(family, i));
+/** Intervals as the fewest canonical CIDRs, merged first. */
+export const toCanonicalCidrs = (family: Family, list: ReadonlyArray<Interval>): string[] =>
+  normalize(list).flatMap((i) => toCidrs(family, i));
 
 export const noAddresses: AddressBlocks = { v4: [], v6: [] };
 
@@ -78,15 +82,15 @@ export const isEmptyBlocks = (b: AddressBlocks): boolean => b.v4.length === 0 &&
 /** Union of address blocks, canonical. */
 export function unionBlocks(blocks: ReadonlyArray<AddressBlocks>): AddressBlocks {
   return {
-    v4: render(4, blocks.flatMap((b) => fromCidrs(4, b.v4))),
-    v6: render(6, blocks.flatMap((b) => fromCidrs(6, b.v6))),
+    v4: toCanonicalCidrs(4, blocks.flatMap((b) => fromCidrs(4, b.v4))),
+    v6: toCanonicalCidrs(6, blocks.flatMap((b) => fromCidrs(6, b.v6))),
   };
 }
 
 /** Plain addresses (as attachments hold them) as host blocks. */
 export function hostBlocks(v4: ReadonlyArray<string>, v6: ReadonlyArray<string>): AddressBlocks {
   const hosts = (family: Family, list: ReadonlyArray<string>) =>
-    render(
+    toCanonicalCidrs(
       family,
       list.flatMap((a): Interval[] => {
         const ip = parseIp(a);
@@ -108,7 +112,7 @@ export function ipBlockAddresses(cidr: string, except: ReadonlyArray<string>): A
   if (cuts.some((c) => c === undefined)) return noAddresses;
   const span = (c: Cidr): Interval => [c.base, lastAddress(c)];
   const rest = subtract([span(p.cidr)], cuts.flatMap((c) => (c && c.cidr.family === f ? [span(c.cidr)] : [])));
-  const out = render(f, rest);
+  const out = toCanonicalCidrs(f, rest);
   return f === 4 ? { v4: out, v6: [] } : { v4: [], v6: out };
 }
 
