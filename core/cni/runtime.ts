@@ -118,6 +118,12 @@ export interface CniRuntimeService {
   readonly background: (key: string, e: Effect.Effect<void>) => Effect.Effect<void>;
   /** Reservations delegates are waiting for through fakeipam (tickets.ts). */
   readonly tickets: AddressTickets;
+  /**
+   * Where each delegate plugin was found (core/cni/attach/ipamhandoff.ts resolveBinary), by CNI_PATH and type: one
+   * stat per plugin for the daemon's life instead of one per attachment. Only found paths are kept, so a plugin
+   * installed later (a DaemonSet copying its binary) is still found.
+   */
+  readonly pluginBinaries: Map<string, string>;
   /** Events on pods (a failed ADD), aggregated on repeats. */
   readonly events: EventRecorder;
   /**
@@ -249,6 +255,7 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
       background,
       pendingTeardowns: yield* Ref.make<ReadonlySet<string>>(new Set()),
       tickets: makeAddressTickets(),
+      pluginBinaries: new Map(),
       events: makeEventRecorder(kube, { component: "danm-cni", instance: config.nodeName }),
       // An object that never exists: a NotFound answer proves the apiserver and the DanmEp API are reachable.
       apiReachable: yield* makeApiProbe(() => kube.get(DanmEpResource, "danm-status-probe", { namespace: "default" }), {

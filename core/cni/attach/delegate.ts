@@ -14,7 +14,7 @@ import { DelegateConfigError, DelegateError } from "../errors.ts";
 import { CurrentCniMetrics, CurrentRequest } from "../metrics.ts";
 import { compareVersions, type ValidAttachment } from "../netconf.ts";
 import { decodeResult, type Result } from "../protocol.ts";
-import { resolveBinary, staticForFakeIpam } from "./ipamhandoff.ts";
+import { forgetBinary, resolveBinary, staticForFakeIpam } from "./ipamhandoff.ts";
 import { withDelegateSlot } from "./slots.ts";
 
 export type PluginConfig = Readonly<Record<string, unknown>>;
@@ -266,7 +266,10 @@ const runPlugin = (
       env,
       stdin: JSON.stringify(plugin),
       ...(inv.timeoutMs === undefined ? {} : { timeoutMs: inv.timeoutMs }),
-    }).pipe(Effect.mapError((e) => fail(e.message)));
+    }).pipe(
+      Effect.tapError(() => forgetBinary(type, inv.cniPath)),
+      Effect.mapError((e) => fail(e.message)),
+    );
     const stdout = decodeText(out.stdout).trim();
     let parsed: unknown = undefined;
     if (stdout !== "") {

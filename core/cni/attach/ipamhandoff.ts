@@ -14,16 +14,31 @@ import { CniRuntime } from "../runtime.ts";
 
 type PluginConfig = Readonly<Record<string, unknown>>;
 
-/** Finds `type` in CNI_PATH (the runtime's order). */
+/** Finds `type` in CNI_PATH (the runtime's order); in the node daemon a found path is kept per CNI_PATH and type. */
 export const resolveBinary = (type: string, cniPath: ReadonlyArray<string>) =>
   Effect.gen(function* () {
+    const cache = Option.getOrUndefined(yield* Effect.serviceOption(CniRuntime))?.pluginBinaries;
+    const key = binaryKey(type, cniPath);
+    const cached = cache?.get(key);
+    if (cached !== undefined) return cached;
     const fs = yield* Fs;
     for (const dir of cniPath) {
       const path = `${dir}/${type}`;
-      if (yield* Effect.orElseSucceed(fs.exists(path), () => false)) return path;
+      if (yield* Effect.orElseSucceed(fs.exists(path), () => false)) {
+        cache?.set(key, path);
+        return path;
+      }
     }
     return undefined;
   });
+
+/** Drops a cached path (its exec failed: the binary may have moved; the next call looks again). */
+export const forgetBinary = (type: string, cniPath: ReadonlyArray<string>) =>
+  Effect.map(Effect.serviceOption(CniRuntime), (rt) => {
+    if (Option.isSome(rt)) rt.value.pluginBinaries.delete(binaryKey(type, cniPath));
+  });
+
+const binaryKey = (type: string, cniPath: ReadonlyArray<string>) => `${cniPath.join(":")}\n${type}`;
 
 /** Reference plugins whose only use of their `ipam` section is to exec that IPAM plugin and take its result. */
 const execsItsIpam = new Set(["bridge", "macvlan", "ipvlan", "ptp", "vlan", "host-device", "tap", "dummy"]);

@@ -94,3 +94,41 @@ Deno.test("ipam handoff: a delegate started before the reservation gets its addr
     await w.dispose();
   }
 });
+
+Deno.test("ipam handoff: the node daemon looks each plugin up in CNI_PATH once, not once per attachment", async () => {
+  const w = await makeWorld();
+  try {
+    w.fs.seed({ [`${binDir}/static`]: "" });
+    const looked: string[] = [];
+    const exists = w.fs.service.exists;
+    Object.assign(w.fs.service, {
+      exists: (path: string) => {
+        looked.push(path);
+        return exists(path);
+      },
+    });
+    await createNetwork(w, "DanmNet", "mv", {
+      NetworkID: "mvnet",
+      NetworkType: "macvlan",
+      Options: { host_device: "ens5", cidr: "10.31.0.0/24" },
+    });
+    for (const name of ["p1", "p2", "p3"]) {
+      const pod = await createPod(w, name, {
+        "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]),
+      });
+      const r = await w.call("danm", cniEnv("ADD", sandbox(w), pod), danmConf("1.0.0"));
+      assertEquals(r.code, 0, r.stdout);
+    }
+    const adds = w.process.calls.filter((c) => c.argv[0] === `${binDir}/macvlan` && c.env.CNI_COMMAND === "ADD");
+    assertEquals(adds.length, 3);
+    assertEquals(adds.map((c) => JSON.parse(new TextDecoder().decode(c.stdin)).ipam.type), [
+      "static",
+      "static",
+      "static",
+    ]);
+    assertEquals(looked.filter((p) => p.endsWith("/static")), [`${binDir}/static`]);
+    assertEquals(looked.filter((p) => p.endsWith("/macvlan")), [`${binDir}/macvlan`]);
+  } finally {
+    await w.dispose();
+  }
+});
