@@ -146,14 +146,14 @@ async function withAgent(
 }
 
 /** The CNI error of a failed ADD (code, msg), or undefined when it succeeded. */
-async function addOutcome(p: Promise<unknown>): Promise<{ code: number; msg: string } | undefined> {
+async function addOutcome(p: Promise<unknown>): Promise<{ code: number; msg: string; details?: string } | undefined> {
   try {
     await p;
     return undefined;
   } catch (e) {
     if (!(e instanceof CniCallFailed)) throw e;
-    const j = e.outcome.json as { code?: number; msg?: string } | undefined;
-    return { code: j?.code ?? -1, msg: j?.msg ?? e.outcome.stdout };
+    const j = e.outcome.json as { code?: number; msg?: string; details?: string } | undefined;
+    return { code: j?.code ?? -1, msg: j?.msg ?? e.outcome.stdout, ...(j?.details ? { details: j.details } : {}) };
   }
 }
 
@@ -289,6 +289,29 @@ Deno.test("node agent: --cni-max-delegates 2 runs at most 2 delegates at once, t
       assertEquals(await Promise.all(adds), [undefined, undefined, undefined, undefined, undefined]);
       assertEquals(delegates(), { started: 5, peak: 2 }, "the waiting three ran, never more than two at once");
       assertEquals(await waitingGauge(), 0);
+    },
+  );
+});
+
+Deno.test("node agent: an ADD waiting for a delegate slot past --cni-delegate-wait-timeout gets CNI error 11; its retry passes", async () => {
+  await withAgent(
+    ["--cni-max-delegates", "1", "--cni-delegate-wait-timeout", "1s"],
+    async ({ fakelet, hold, open, pod, started, delegates }) => {
+      const a = await pod("a"), b = await pod("b");
+      await hold();
+      const first = addOutcome(fakelet.runPod("default", a));
+      await started(1); // a holds the only slot until open()
+      const t0 = performance.now();
+      const waited = await addOutcome(fakelet.runPod("default", b));
+      const ms = performance.now() - t0;
+      assert(waited !== undefined && waited.code === 11, `the waiting ADD says to retry: ${JSON.stringify(waited)}`);
+      assertMatch(`${waited.msg} ${waited.details}`, /no delegate slot free within 1000 ms .*--cni-max-delegates 1/);
+      assert(ms < 30_000, `answered ${ms.toFixed(0)} ms after it started, with a 1 s wait bound`);
+      assertEquals(delegates(), { started: 1, peak: 1 }, "b's delegate never started");
+      await open();
+      assertEquals(await first, undefined);
+      assertEquals(await addOutcome(fakelet.runPod("default", b)), undefined, "the retry, with the slot free, passes");
+      assertEquals(delegates(), { started: 2, peak: 1 });
     },
   );
 });
