@@ -31,13 +31,7 @@ import { pick, type Rest } from "../integration/api/rest.ts";
 import { apiRequestCounts, processCpuMs, writesBetween } from "./accounting.ts";
 import { type BenchNetworks, danmGoSetup, multusWhereaboutsSetup, type PeerSetup } from "./peers/setup.ts";
 
-if (Deno.args.includes("--kubelet")) {
-  console.error(
-    "bench:scale --kubelet (the same bursts on the real-node cluster of tests/harness/node: kubelet + containerd) " +
-      "is not implemented yet; without --kubelet it runs on fake kubelets",
-  );
-  Deno.exit(2);
-}
+if (Deno.args.includes("--kubelet")) Deno.exit(await (await import("./scale_kubelet.ts")).scaleOnKubelet());
 const outside = await isolated("DANM_BENCH_ISOLATED", import.meta.filename!, Deno.args).catch((e) => {
   console.error(`bench:scale: ${e instanceof Error ? e.message : e}`);
   return 1;
@@ -48,6 +42,8 @@ const pods = Number(Deno.env.get("BENCH_SCALE_PODS") ?? 1000);
 const nodeCount = Number(Deno.env.get("BENCH_SCALE_NODES") ?? 10);
 const parallel = Number(Deno.env.get("BENCH_SCALE_PARALLEL") ?? 4);
 const timeoutMs = Number(Deno.env.get("BENCH_SCALE_TIMEOUT_S") ?? 900) * 1000;
+// Which peers run besides danm (a lock slot on a shared machine may not fit all three).
+const peersToRun = new Set((Deno.env.get("BENCH_SCALE_PEERS") ?? "danm-go,multus").split(",").filter((x) => x));
 // Each system gets nodes of its own: a fake kubelet takes every pod bound to its node's name, and the pods of the
 // systems before it stay in the API.
 const nodesOf = (system: string) => Array.from({ length: nodeCount }, (_, i) => `${system}-${i + 1}`);
@@ -369,6 +365,20 @@ async function peerPhase(
   }
 }
 
+/** A peer's figures in the JSON line; ratio = peer time / danm time, a lower bound when the peer stalled. */
+const peerFields = (key: string, r: ScaleResult, danm: ScaleResult) => ({
+  [`${key}_s`]: fmt(r.seconds),
+  [`${key}_completed`]: r.completed,
+  [`${key}_stalled`]: r.stalled,
+  [`${key}_failures`]: r.failures,
+  [`${key}_duplicates`]: r.duplicates,
+  [`${key}_api_writes`]: Object.values(r.writes).reduce((a, n) => a + n, 0),
+  [`${key}_objects`]: r.objects,
+  [`${key}_cpu_ms_per_pod`]: r.cpuMsPerPod,
+  [`${key}_load_average`]: r.loadAverage,
+  [`ratio_${key}`]: fmt(r.seconds / danm.seconds),
+});
+
 const api = await startApiServer();
 const rest = adminRest(api);
 let exitCode = 0;
@@ -378,16 +388,20 @@ try {
       `≤ ${parallel} sandboxes at a time per node, bound ${timeoutMs / 1000}s per system`,
   );
   const danm = await danmPhase(api, rest);
-  const go = await peerPhase(api, "sg", rest, danmGoSetup(api, nets), async (p) => ({
-    danmeps: await count(rest, `/apis/danm.k8s.io/v1/namespaces/${p.namespace}/danmeps`),
-  }));
-  const mw = await peerPhase(api, "sm", rest, multusWhereaboutsSetup(api, nets), async () => ({
-    ippools: await count(rest, `/apis/whereabouts.cni.cncf.io/v1alpha1/namespaces/${whereaboutsNamespace}/ippools`),
-    overlappingrangeipreservations: await count(
-      rest,
-      `/apis/whereabouts.cni.cncf.io/v1alpha1/namespaces/${whereaboutsNamespace}/overlappingrangeipreservations`,
-    ),
-  }));
+  const go = peersToRun.has("danm-go")
+    ? await peerPhase(api, "sg", rest, danmGoSetup(api, nets), async (p) => ({
+      danmeps: await count(rest, `/apis/danm.k8s.io/v1/namespaces/${p.namespace}/danmeps`),
+    }))
+    : undefined;
+  const mw = peersToRun.has("multus")
+    ? await peerPhase(api, "sm", rest, multusWhereaboutsSetup(api, nets), async () => ({
+      ippools: await count(rest, `/apis/whereabouts.cni.cncf.io/v1alpha1/namespaces/${whereaboutsNamespace}/ippools`),
+      overlappingrangeipreservations: await count(
+        rest,
+        `/apis/whereabouts.cni.cncf.io/v1alpha1/namespaces/${whereaboutsNamespace}/overlappingrangeipreservations`,
+      ),
+    }))
+    : undefined;
   const writes = (r: ScaleResult) => Object.values(r.writes).reduce((a, n) => a + n, 0);
   const result = {
     bench: "scale",
@@ -405,33 +419,18 @@ try {
     danm_objects: danm.objects,
     danm_cpu_ms_per_pod: danm.cpuMsPerPod,
     danm_load_average: danm.loadAverage,
-    danm_go_s: fmt(go.seconds),
-    danm_go_completed: go.completed,
-    danm_go_stalled: go.stalled,
-    danm_go_failures: go.failures,
-    danm_go_duplicates: go.duplicates,
-    danm_go_api_writes: writes(go),
-    danm_go_objects: go.objects,
-    danm_go_cpu_ms_per_pod: go.cpuMsPerPod,
-    danm_go_load_average: go.loadAverage,
-    multus_whereabouts_s: fmt(mw.seconds),
-    multus_whereabouts_completed: mw.completed,
-    multus_whereabouts_stalled: mw.stalled,
-    multus_whereabouts_failures: mw.failures,
-    multus_whereabouts_duplicates: mw.duplicates,
-    multus_whereabouts_api_writes: writes(mw),
-    multus_whereabouts_objects: mw.objects,
-    multus_whereabouts_cpu_ms_per_pod: mw.cpuMsPerPod,
-    multus_whereabouts_load_average: mw.loadAverage,
-    // Peer time / danm time; a stalled peer's is a lower bound (its time is the bound).
-    ratio_multus_whereabouts: fmt(mw.seconds / danm.seconds),
-    ratio_danm_go: fmt(go.seconds / danm.seconds),
+    ...(go ? peerFields("danm_go", go, danm) : { danm_go: "not run (BENCH_SCALE_PEERS)" }),
+    ...(mw ? peerFields("multus_whereabouts", mw, danm) : { multus_whereabouts: "not run (BENCH_SCALE_PEERS)" }),
   };
-  console.log(
-    `bench:scale: Multus + Whereabouts took ${result.ratio_multus_whereabouts}× danm's time${
-      mw.stalled ? " (at least: it stalled)" : ""
-    }, DANM v4.3.0 ${result.ratio_danm_go}×${go.stalled ? " (at least: it stalled)" : ""}`,
-  );
+  for (const [label, r] of [["Multus + Whereabouts", mw], ["DANM v4.3.0", go]] as const) {
+    if (r) {
+      console.log(
+        `bench:scale: ${label} took ${fmt(r.seconds / danm.seconds)}× danm's time${
+          r.stalled ? " (at least: it stalled)" : ""
+        }`,
+      );
+    }
+  }
   console.log(JSON.stringify(result));
 } catch (e) {
   console.error(`bench:scale failed: ${e instanceof Error ? e.message : e}`);
