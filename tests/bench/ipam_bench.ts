@@ -26,6 +26,7 @@ import { startApiServer } from "../harness/apiserver.ts";
 import { isolated } from "../harness/isolate.ts";
 import { run } from "../harness/proc.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
+import { processCpuMs } from "./accounting.ts";
 import { danmGoIpam, type PeerIpamResult, type PeerLoad, whereaboutsIpam } from "./peers/ipam.ts";
 
 const outside = await isolated("DANM_BENCH_ISOLATED", import.meta.filename!, Deno.args).catch((e) => {
@@ -56,6 +57,8 @@ const percentile = (xs: number[], p: number) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN;
 };
 const round = (x: number) => Math.round(x * 100) / 100;
+// For profiling danm's side alone (e.g. with --cpu-prof): its part, then its JSON line, without model and peers.
+const danmOnly = Deno.env.get("BENCH_IPAM_DANM_ONLY") === "1";
 
 interface RunResult {
   /** Every address handed out, warm-up included (for the duplicate count). */
@@ -208,6 +211,13 @@ try {
       Math.round(fill * 100)
     }% of the pool)`,
   );
+  // CPU of the parties while danm allocates: this process (the allocator and its client), apiserver, etcd.
+  const parties = {
+    "allocator process": () => processCpuMs(Deno.pid),
+    apiserver: () => processCpuMs(api.pids.apiserver),
+    etcd: () => processCpuMs(api.pids.etcd),
+  };
+  const cpuBefore = Object.fromEntries(Object.entries(parties).map(([k, f]) => [k, f()]));
   const danm = await drive(
     (node, seq) =>
       Effect.gen(function* () {
@@ -217,7 +227,12 @@ try {
     () => Layer.merge(kubeLayer(), ipamLayer().pipe(Layer.provide(blockStoreFromKube), Layer.provide(kubeLayer()))),
     { warmupCount, totalCount },
   );
+  const allocations = danm.addresses.length;
+  const cpuUsPerAlloc = Object.fromEntries(
+    Object.entries(parties).map(([k, f]) => [k, Math.round(((f() - cpuBefore[k]) * 1000) / Math.max(1, allocations))]),
+  );
   console.log(`allocator counters: ${JSON.stringify(totals)}`);
+  console.log(`CPU per allocation (µs, warm-up included): ${JSON.stringify(cpuUsPerAlloc)}`);
   const stored = await setup(Effect.gen(function* () {
     const kube = yield* Kube;
     const blocks = (yield* kube.list(ipBlockResource, { labelSelector: `${labels.networkUid}=${net.ref.uid}` })).items;
@@ -237,89 +252,103 @@ try {
     } ms, errors ${danm.errors}, duplicates ${duplicatesOf(danm.addresses)}, stored reservations ${stored.length}`,
   );
 
-  const baseline = await drive((_node, _seq) => danmAllocate("bench-danm-scheme"), () =>
-    Layer.merge(
-      kubeLayer(),
-      Layer.succeed(
-        Ipam,
-        Ipam.of({
-          allocate: () => Effect.die("unused"),
-          release: () => Effect.die("unused"),
-          stats: () => noStats,
-          track: () => Effect.die("unused"),
-          usage: () => [],
-        }),
-      ),
-    ), { warmupCount: 0, measureSeconds: baselineSeconds }); // No warm-up: one of its allocations takes longer than one would.
-  const baseAllocs = baseline.latenciesMs.length / baseline.elapsedS;
-  console.log(
-    `DANM scheme model (bitmask in the network object, optimistic retry): ${baseline.latenciesMs.length} allocations in ${
-      baseline.elapsedS.toFixed(1)
-    }s = ${baseAllocs.toFixed(0)}/s, p50 ${percentile(baseline.latenciesMs, 50).toFixed(1)} ms, p99 ${
-      percentile(baseline.latenciesMs, 99).toFixed(1)
-    } ms, errors ${baseline.errors}, duplicates ${duplicatesOf(baseline.addresses)}`,
-  );
-  // Duplicates among the addresses handed out, and among the reservations stored (which must match them 1:1).
-  const duplicates = duplicatesOf(danm.addresses) + duplicatesOf(stored);
-  if (stored.length !== danm.addresses.length) {
-    console.log(`WARNING: ${stored.length} stored reservations for ${danm.addresses.length} allocations`);
-  }
-
-  // The real peers, same apiserver, same concurrency.
-  const peerLine = (p: PeerIpamResult) =>
+  if (danmOnly) {
+    console.log(JSON.stringify({
+      bench: "ipam",
+      danm_only: true,
+      allocs_per_s: round(danmAllocs),
+      p50_ms: round(percentile(danm.latenciesMs, 50)),
+      p99_ms: round(percentile(danm.latenciesMs, 99)),
+      duplicates: duplicatesOf(danm.addresses) + duplicatesOf(stored),
+      errors: danm.errors,
+      cpu_us_per_alloc: cpuUsPerAlloc,
+    }));
+  } else {
+    const baseline = await drive((_node, _seq) => danmAllocate("bench-danm-scheme"), () =>
+      Layer.merge(
+        kubeLayer(),
+        Layer.succeed(
+          Ipam,
+          Ipam.of({
+            allocate: () => Effect.die("unused"),
+            release: () => Effect.die("unused"),
+            stats: () => noStats,
+            track: () => Effect.die("unused"),
+            usage: () => [],
+          }),
+        ),
+      ), { warmupCount: 0, measureSeconds: baselineSeconds }); // No warm-up: one of its allocations takes longer than one would.
+    const baseAllocs = baseline.latenciesMs.length / baseline.elapsedS;
     console.log(
-      `${p.label}: ${p.allocations} of ${p.requested} allocations in ${p.seconds.toFixed(1)}s = ${
-        p.allocsPerS.toFixed(1)
-      }/s, p50 ${p.p50Ms.toFixed(0)} ms, p99 ${p.p99Ms.toFixed(0)} ms, errors ${p.errors}${
-        p.firstError ? ` (first: ${p.firstError.replaceAll("\n", " ").slice(0, 200)})` : ""
-      }, duplicates ${p.duplicates}, stored ${p.stored}${
-        p.stalled ? `, STALLED: stopped after ${peerLoad.timeoutMs / 1000}s` : ""
-      }`,
+      `DANM scheme model (bitmask in the network object, optimistic retry): ${baseline.latenciesMs.length} allocations in ${
+        baseline.elapsedS.toFixed(1)
+      }s = ${baseAllocs.toFixed(0)}/s, p50 ${percentile(baseline.latenciesMs, 50).toFixed(1)} ms, p99 ${
+        percentile(baseline.latenciesMs, 99).toFixed(1)
+      } ms, errors ${baseline.errors}, duplicates ${duplicatesOf(baseline.addresses)}`,
     );
-  console.log(`real peers: ${peerLoad.requesters} concurrent requesters × ${peerLoad.rounds} allocations each`);
-  const whereabouts = await whereaboutsIpam(api, "10.62.0.0/16", peerLoad);
-  peerLine(whereabouts);
-  await run(["ip", "link", "add", "benchipam0", "type", "veth", "peer", "name", "benchipam1"]);
-  for (const l of ["benchipam0", "benchipam1"]) await run(["ip", "link", "set", l, "up"]);
-  const danmGo = await danmGoIpam(api, "10.63.0.0/16", "benchipam0", peerLoad);
-  peerLine(danmGo);
-  console.log(JSON.stringify({
-    bench: "ipam",
-    nodes,
-    allocators_per_node: perNode,
-    warmup_allocations: danm.warmupLatenciesMs.length,
-    measured_allocations: danm.latenciesMs.length,
-    pool_fill: round(stored.length / poolSize),
-    allocs_per_s: round(danmAllocs),
-    warmup_p99_ms: round(percentile(danm.warmupLatenciesMs, 99)),
-    p50_ms: round(percentile(danm.latenciesMs, 50)),
-    p99_ms: round(percentile(danm.latenciesMs, 99)),
-    duplicates,
-    errors: danm.errors,
-    baseline: "DANM scheme model (bitmask in the network object, optimistic retry)",
-    baseline_allocs_per_s: round(baseAllocs),
-    baseline_p50_ms: round(percentile(baseline.latenciesMs, 50)),
-    baseline_p99_ms: round(percentile(baseline.latenciesMs, 99)),
-    baseline_duplicates: duplicatesOf(baseline.addresses),
-    ratio: round(danmAllocs / baseAllocs),
-    peer_requesters: peerLoad.requesters,
-    whereabouts_allocs_per_s: round(whereabouts.allocsPerS),
-    whereabouts_p50_ms: round(whereabouts.p50Ms),
-    whereabouts_p99_ms: round(whereabouts.p99Ms),
-    whereabouts_allocations: whereabouts.allocations,
-    whereabouts_errors: whereabouts.errors,
-    whereabouts_duplicates: whereabouts.duplicates,
-    whereabouts_stalled: whereabouts.stalled,
-    danm_go_allocs_per_s: round(danmGo.allocsPerS),
-    danm_go_p50_ms: round(danmGo.p50Ms),
-    danm_go_p99_ms: round(danmGo.p99Ms),
-    danm_go_allocations: danmGo.allocations,
-    danm_go_errors: danmGo.errors,
-    danm_go_duplicates: danmGo.duplicates,
-    danm_go_stalled: danmGo.stalled,
-    ratio_whereabouts: round(danmAllocs / whereabouts.allocsPerS),
-    ratio_danm_go: round(danmAllocs / danmGo.allocsPerS),
-  }));
+    // Duplicates among the addresses handed out, and among the reservations stored (which must match them 1:1).
+    const duplicates = duplicatesOf(danm.addresses) + duplicatesOf(stored);
+    if (stored.length !== danm.addresses.length) {
+      console.log(`WARNING: ${stored.length} stored reservations for ${danm.addresses.length} allocations`);
+    }
+
+    // The real peers, same apiserver, same concurrency.
+    const peerLine = (p: PeerIpamResult) =>
+      console.log(
+        `${p.label}: ${p.allocations} of ${p.requested} allocations in ${p.seconds.toFixed(1)}s = ${
+          p.allocsPerS.toFixed(1)
+        }/s, p50 ${p.p50Ms.toFixed(0)} ms, p99 ${p.p99Ms.toFixed(0)} ms, errors ${p.errors}${
+          p.firstError ? ` (first: ${p.firstError.replaceAll("\n", " ").slice(0, 200)})` : ""
+        }, duplicates ${p.duplicates}, stored ${p.stored}${
+          p.stalled ? `, STALLED: stopped after ${peerLoad.timeoutMs / 1000}s` : ""
+        }`,
+      );
+    console.log(`real peers: ${peerLoad.requesters} concurrent requesters × ${peerLoad.rounds} allocations each`);
+    const whereabouts = await whereaboutsIpam(api, "10.62.0.0/16", peerLoad);
+    peerLine(whereabouts);
+    await run(["ip", "link", "add", "benchipam0", "type", "veth", "peer", "name", "benchipam1"]);
+    for (const l of ["benchipam0", "benchipam1"]) await run(["ip", "link", "set", l, "up"]);
+    const danmGo = await danmGoIpam(api, "10.63.0.0/16", "benchipam0", peerLoad);
+    peerLine(danmGo);
+    console.log(JSON.stringify({
+      bench: "ipam",
+      nodes,
+      allocators_per_node: perNode,
+      warmup_allocations: danm.warmupLatenciesMs.length,
+      measured_allocations: danm.latenciesMs.length,
+      pool_fill: round(stored.length / poolSize),
+      allocs_per_s: round(danmAllocs),
+      warmup_p99_ms: round(percentile(danm.warmupLatenciesMs, 99)),
+      p50_ms: round(percentile(danm.latenciesMs, 50)),
+      p99_ms: round(percentile(danm.latenciesMs, 99)),
+      duplicates,
+      errors: danm.errors,
+      baseline: "DANM scheme model (bitmask in the network object, optimistic retry)",
+      baseline_allocs_per_s: round(baseAllocs),
+      baseline_p50_ms: round(percentile(baseline.latenciesMs, 50)),
+      baseline_p99_ms: round(percentile(baseline.latenciesMs, 99)),
+      baseline_duplicates: duplicatesOf(baseline.addresses),
+      ratio: round(danmAllocs / baseAllocs),
+      cpu_us_per_alloc: cpuUsPerAlloc,
+      peer_requesters: peerLoad.requesters,
+      whereabouts_allocs_per_s: round(whereabouts.allocsPerS),
+      whereabouts_p50_ms: round(whereabouts.p50Ms),
+      whereabouts_p99_ms: round(whereabouts.p99Ms),
+      whereabouts_allocations: whereabouts.allocations,
+      whereabouts_errors: whereabouts.errors,
+      whereabouts_duplicates: whereabouts.duplicates,
+      whereabouts_stalled: whereabouts.stalled,
+      danm_go_allocs_per_s: round(danmGo.allocsPerS),
+      danm_go_p50_ms: round(danmGo.p50Ms),
+      danm_go_p99_ms: round(danmGo.p99Ms),
+      danm_go_allocations: danmGo.allocations,
+      danm_go_errors: danmGo.errors,
+      danm_go_duplicates: danmGo.duplicates,
+      danm_go_stalled: danmGo.stalled,
+      ratio_whereabouts: round(danmAllocs / whereabouts.allocsPerS),
+      ratio_danm_go: round(danmAllocs / danmGo.allocsPerS),
+    }));
+  }
 } finally {
   await api.stop();
   await Deno.remove(api.dir, { recursive: true }).catch(() => {});
