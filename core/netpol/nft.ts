@@ -4,9 +4,8 @@
 // Nothing from input is quoted into the text: interface names, addresses, protocols and ports are checked against
 // what they may be and anything else is refused with a typed error.
 import { Effect, Schema } from "effect";
-import { formatCidr, parseCidr } from "../net/ip.ts";
 import type { AddressBlocks, Direction, Flow, PodRules, Protocol } from "./model.ts";
-import { fromCidrs, type Interval, toCanonicalCidrs, unionBlocks } from "./peers.ts";
+import { cidrSpan, fromCidrs, type Interval, toCanonicalCidrs, unionBlocks } from "./peers.ts";
 
 export const NetpolTable = "danm_netpol";
 
@@ -33,8 +32,8 @@ type Bad = (field: string, value: string, reason: string) => NetpolRenderError;
 
 /** A CIDR as nft will read it: must parse and already be canonical (the engine only makes canonical ones). */
 function checkCidr(text: string, family: 4 | 6, bad: Bad): void {
-  const p = parseCidr(text);
-  if (!p || p.cidr.family !== family || formatCidr(p.cidr) !== text) {
+  const p = cidrSpan(text);
+  if (!p || p.family !== family || toCanonicalCidrs(family, [p.span]).join() !== text) {
     throw bad("address", text, `is not a canonical IPv${family} CIDR`);
   }
 }

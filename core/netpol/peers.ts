@@ -9,6 +9,7 @@ import {
   type NetworkKey,
   type PodKey,
   type PolicyWorld,
+  type WorldAttachment,
   type WorldPod,
 } from "./model.ts";
 import { selectorMatches } from "./select.ts";
@@ -45,30 +46,64 @@ function subtract(from: ReadonlyArray<Interval>, cut: ReadonlyArray<Interval>): 
   return rest;
 }
 
+/**
+ * Parsing and printing addresses (ipaddr.js) dominate compilation at scale — the same few thousand pod addresses are
+ * read and written for every policy that names them — so both directions are memoized, within a bound.
+ */
+const memoLimit = 200_000;
+const parsedCidrs = new Map<string, { readonly family: Family; readonly span: Interval } | null>();
+// Keyed by the bigints themselves: printing a 128-bit key costs about as much as the lookup saves.
+const printedSpans = { 4: new Map<bigint, Map<bigint, string[]>>(), 6: new Map<bigint, Map<bigint, string[]>>() };
+
+function memo<K, V>(cache: Map<K, V>, key: K, make: () => V): V {
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit;
+  if (cache.size >= memoLimit) cache.clear();
+  const value = make();
+  cache.set(key, value);
+  return value;
+}
+
+/** A CIDR's family and address range, when it parses. */
+export const cidrSpan = (text: string): { readonly family: Family; readonly span: Interval } | null =>
+  memo(parsedCidrs, text, () => {
+    const p = parseCidr(text);
+    return p ? { family: p.cidr.family, span: [p.cidr.base, lastAddress(p.cidr)] } : null;
+  });
+
 /** The fewest CIDRs covering exactly [lo, hi]. */
 function toCidrs(family: Family, [lo, hi]: Interval): string[] {
-  const out: string[] = [];
-  const bits = width(family);
-  let start = lo;
-  while (start <= hi) {
-    let size = 0;
-    while (size < bits) {
-      const next = 1n << BigInt(size + 1);
-      if (start % next !== 0n || start + next - 1n > hi) break;
-      size++;
-    }
-    out.push(formatCidr(makeCidr(family, start, bits - size)));
-    start += 1n << BigInt(size);
+  let byEnd = printedSpans[family].get(lo);
+  if (!byEnd) {
+    if (printedSpans[family].size >= memoLimit) printedSpans[family].clear();
+    printedSpans[family].set(lo, byEnd = new Map());
   }
-  return out;
+  return memo(byEnd, hi, () => {
+    const out: string[] = [];
+    const bits = width(family);
+    let start = lo;
+    while (start <= hi) {
+      let size = 0;
+      while (size < bits) {
+        const next = 1n << BigInt(size + 1);
+        if (start % next !== 0n || start + next - 1n > hi) break;
+        size++;
+      }
+      out.push(formatCidr(makeCidr(family, start, bits - size)));
+      start += 1n << BigInt(size);
+    }
+    return out;
+  });
 }
 
 /** The intervals of the CIDRs of one family (others skipped). */
 export function fromCidrs(family: Family, cidrs: ReadonlyArray<string>): Interval[] {
-  return cidrs.flatMap((c): Interval[] => {
-    const p = parseCidr(c);
-    return p && p.cidr.family === family ? [[p.cidr.base, p.cidr.base + p.cidr.size - 1n]] : [];
-  });
+  const out: Interval[] = [];
+  for (const c of cidrs) {
+    const p = cidrSpan(c);
+    if (p && p.family === family) out.push(p.span);
+  }
+  return out;
 }
 
 /** Intervals as the fewest canonical CIDRs, merged first. */
@@ -90,13 +125,7 @@ export function unionBlocks(blocks: ReadonlyArray<AddressBlocks>): AddressBlocks
 /** Plain addresses (as attachments hold them) as host blocks. */
 export function hostBlocks(v4: ReadonlyArray<string>, v6: ReadonlyArray<string>): AddressBlocks {
   const hosts = (family: Family, list: ReadonlyArray<string>) =>
-    toCanonicalCidrs(
-      family,
-      list.flatMap((a): Interval[] => {
-        const ip = parseIp(a);
-        return ip && ip.family === family ? [[ip.value, ip.value]] : [];
-      }),
-    );
+    toCanonicalCidrs(family, fromCidrs(family, list.map((a) => `${a}/${width(family)}`)));
   return { v4: hosts(4, v4), v6: hosts(6, v6) };
 }
 
@@ -126,39 +155,55 @@ export function blocksContain(blocks: AddressBlocks, address: string): boolean {
 }
 
 /**
- * The pods a selector peer picks, sorted by key: podSelector alone → the policy's namespace; namespaceSelector alone
- * → every pod of the matching namespaces; both → AND. An ipBlock peer (or an empty one, which validation refuses)
- * picks no pods.
+ * Whether a selector peer picks a pod: podSelector alone → the policy's namespace; namespaceSelector alone → every
+ * pod of the matching namespaces; both → AND. An ipBlock peer (or an empty one, which validation refuses) picks no
+ * pod.
  */
+export function peerSelectsPod(
+  world: PolicyWorld,
+  policy: MultiNetworkPolicy,
+  peer: PolicyPeer,
+  pod: WorldPod,
+): boolean {
+  if (peer.ipBlock) return false;
+  const pods = peer.podSelector ?? undefined;
+  const nss = peer.namespaceSelector ?? undefined;
+  if (pods === undefined && nss === undefined) return false;
+  const nsOk = nss === undefined
+    ? pod.namespace === (policy.metadata.namespace ?? "")
+    : selectorMatches(nss, namespaceLabels(world, pod.namespace));
+  return nsOk && (pods === undefined || selectorMatches(pods, pod.labels));
+}
+
+/** The pods a selector peer picks (see `peerSelectsPod`), sorted by key. */
 export function peerPods(
   world: PolicyWorld,
   policy: MultiNetworkPolicy,
   peer: PolicyPeer,
 ): ReadonlyArray<readonly [PodKey, WorldPod]> {
-  if (peer.ipBlock) return [];
-  const pods = peer.podSelector ?? undefined;
-  const nss = peer.namespaceSelector ?? undefined;
-  if (pods === undefined && nss === undefined) return [];
-  const own = policy.metadata.namespace ?? "";
-  const nsOk = new Map<string, boolean>();
-  const inNamespace = (ns: string) => {
-    if (nss === undefined) return ns === own;
-    let ok = nsOk.get(ns);
-    if (ok === undefined) nsOk.set(ns, ok = selectorMatches(nss, namespaceLabels(world, ns)));
-    return ok;
-  };
+  if (peer.ipBlock || (!peer.podSelector && !peer.namespaceSelector)) return [];
   const out: Array<readonly [PodKey, WorldPod]> = [];
   for (const entry of world.pods) {
-    const [, pod] = entry;
-    if (inNamespace(pod.namespace) && (pods === undefined || selectorMatches(pods, pod.labels))) out.push(entry);
+    if (peerSelectsPod(world, policy, peer, entry[1])) out.push(entry);
   }
   return out.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
+/** Per attachment list (replaced, never mutated, when a pod's interfaces change): its addresses per network. */
+const addressesByNetwork = new WeakMap<ReadonlyArray<WorldAttachment>, Map<NetworkKey, AddressBlocks>>();
+
 /** A pod's addresses on one network (all its interfaces there). */
 export function podAddresses(world: PolicyWorld, pod: PodKey, network: NetworkKey): AddressBlocks {
-  const on = (world.attachments.get(pod) ?? []).filter((a) => a.network === network);
-  return hostBlocks(on.flatMap((a) => a.v4), on.flatMap((a) => a.v6));
+  const attachments = world.attachments.get(pod);
+  if (!attachments) return noAddresses;
+  let perNetwork = addressesByNetwork.get(attachments);
+  if (!perNetwork) addressesByNetwork.set(attachments, perNetwork = new Map());
+  let blocks = perNetwork.get(network);
+  if (!blocks) {
+    const on = attachments.filter((a) => a.network === network);
+    perNetwork.set(network, blocks = hostBlocks(on.flatMap((a) => a.v4), on.flatMap((a) => a.v6)));
+  }
+  return blocks;
 }
 
 /** What one peer resolves to on `network`. */
