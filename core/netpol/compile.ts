@@ -45,7 +45,30 @@ function portSpec(p: PolicyPort): PortSpec | undefined {
 const namedPort = (pod: WorldPod | undefined, name: string, protocol: Protocol): number | undefined =>
   pod?.ports.find((p) => p.name === name && p.protocol === protocol)?.port;
 
+/**
+ * What compiling one pod learns that holds for every pod of the same world snapshot: a rule's peers resolved on a
+ * network, and its egress named-port flows. Many pods share a policy, so a batch compiles each rule's peers once.
+ * Valid for ONE world: make a new cache when anything changes.
+ */
+export interface CompileCache {
+  readonly rules: WeakMap<MultiNetworkPolicy, Map<string, AddressBlocks | "any" | Flow[]>>;
+}
+
+export const newCompileCache = (): CompileCache => ({ rules: new WeakMap() });
+
+function cached<T extends AddressBlocks | "any" | Flow[]>(c: RuleContext, key: string, make: () => T): T {
+  let perPolicy = c.cache.rules.get(c.policy);
+  if (!perPolicy) c.cache.rules.set(c.policy, perPolicy = new Map());
+  const full = `${c.way}/${c.index}/${c.network}/${key}`;
+  const hit = perPolicy.get(full);
+  if (hit !== undefined) return hit as T;
+  const value = make();
+  perPolicy.set(full, value);
+  return value;
+}
+
 interface RuleContext {
+  readonly cache: CompileCache;
   readonly world: PolicyWorld;
   readonly pod: PodKey;
   readonly network: NetworkKey;
@@ -99,10 +122,10 @@ function ruleFlows(
   const peers = peerList && peerList.length > 0 ? peerList : undefined;
   const resolved: AddressBlocks | "any" = peers === undefined
     ? "any"
-    : unionBlocks(peers.map((p) => peerAddresses(c.world, c.policy, p, c.network)));
+    : cached(c, "peers", () => unionBlocks(peers.map((p) => peerAddresses(c.world, c.policy, p, c.network))));
   if (!portList || portList.length === 0) return [{ peers: resolved, origin }];
   const out: Flow[] = [];
-  for (const p of portList) {
+  for (const [portIndex, p] of portList.entries()) {
     const spec = portSpec(p);
     if (spec === undefined) continue;
     if (spec._tag === "Range") {
@@ -112,13 +135,14 @@ function ruleFlows(
       if (port !== undefined) {
         out.push({ peers: resolved, protocol: spec.protocol, ports: { from: port, to: port }, origin });
       }
-    } else out.push(...egressNamedFlows(c, resolved, spec));
+    } else out.push(...cached(c, `port${portIndex}`, () => egressNamedFlows(c, resolved, spec)));
   }
   return out;
 }
 
 /** One direction of one interface: isolated when an applying policy has that type; the union of their rules. */
 function direction(
+  cache: CompileCache,
   world: PolicyWorld,
   pod: PodKey,
   network: NetworkKey,
@@ -133,7 +157,7 @@ function direction(
       ? (policy.spec?.ingress ?? []).map((r) => ({ peers: r.from, ports: r.ports }))
       : (policy.spec?.egress ?? []).map((r) => ({ peers: r.to, ports: r.ports }));
     for (const [index, rule] of rules.entries()) {
-      flows.push(...ruleFlows({ world, pod, network, policyKey, policy, way, index }, rule.peers, rule.ports));
+      flows.push(...ruleFlows({ cache, world, pod, network, policyKey, policy, way, index }, rule.peers, rule.ports));
     }
   }
   // A rule whose peers resolve to no address allows nothing: drop it rather than render an empty set.
@@ -143,12 +167,15 @@ function direction(
   };
 }
 
-/** The compiled rules of one pod: only its policed interfaces, sorted by name; none when no policy applies. */
-export function compilePod(world: PolicyWorld, pod: PodKey): PodRules {
+/**
+ * The compiled rules of one pod: only its policed interfaces, sorted by name; none when no policy applies. Pass one
+ * `cache` to every pod of a batch over the same world (see `compilePods`).
+ */
+export function compilePod(world: PolicyWorld, pod: PodKey, cache: CompileCache = newCompileCache()): PodRules {
   const interfaces: InterfaceRules[] = [];
   for (const { attachment, policies } of applyingPolicies(world, pod)) {
-    const ingress = direction(world, pod, attachment.network, policies, "ingress");
-    const egress = direction(world, pod, attachment.network, policies, "egress");
+    const ingress = direction(cache, world, pod, attachment.network, policies, "ingress");
+    const egress = direction(cache, world, pod, attachment.network, policies, "egress");
     if (!ingress && !egress) continue;
     interfaces.push({
       ifName: attachment.ifName,
@@ -158,4 +185,12 @@ export function compilePod(world: PolicyWorld, pod: PodKey): PodRules {
     });
   }
   return { pod, interfaces: interfaces.sort((a, b) => (a.ifName < b.ifName ? -1 : a.ifName > b.ifName ? 1 : 0)) };
+}
+
+/** The compiled rules of several pods of one world, sharing what their policies have in common. */
+export function compilePods(world: PolicyWorld, pods: Iterable<PodKey>): Map<PodKey, PodRules> {
+  const cache = newCompileCache();
+  const out = new Map<PodKey, PodRules>();
+  for (const pod of pods) out.set(pod, compilePod(world, pod, cache));
+  return out;
 }

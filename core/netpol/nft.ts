@@ -33,7 +33,7 @@ type Bad = (field: string, value: string, reason: string) => NetpolRenderError;
 /** A CIDR as nft will read it: must parse and already be canonical (the engine only makes canonical ones). */
 function checkCidr(text: string, family: 4 | 6, bad: Bad): void {
   const p = cidrSpan(text);
-  if (!p || p.family !== family || toCanonicalCidrs(family, [p.span]).join() !== text) {
+  if (!p || p.family !== family || !p.canonical) {
     throw bad("address", text, `is not a canonical IPv${family} CIDR`);
   }
 }

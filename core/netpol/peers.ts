@@ -51,7 +51,13 @@ function subtract(from: ReadonlyArray<Interval>, cut: ReadonlyArray<Interval>): 
  * read and written for every policy that names them — so both directions are memoized, within a bound.
  */
 const memoLimit = 200_000;
-const parsedCidrs = new Map<string, { readonly family: Family; readonly span: Interval } | null>();
+interface ParsedCidr {
+  readonly family: Family;
+  readonly span: Interval;
+  /** The text is the CIDR's canonical spelling (host bits clear, IPv6 per RFC 5952). */
+  readonly canonical: boolean;
+}
+const parsedCidrs = new Map<string, ParsedCidr | null>();
 // Keyed by the bigints themselves: printing a 128-bit key costs about as much as the lookup saves.
 const printedSpans = { 4: new Map<bigint, Map<bigint, string[]>>(), 6: new Map<bigint, Map<bigint, string[]>>() };
 
@@ -65,10 +71,11 @@ function memo<K, V>(cache: Map<K, V>, key: K, make: () => V): V {
 }
 
 /** A CIDR's family and address range, when it parses. */
-export const cidrSpan = (text: string): { readonly family: Family; readonly span: Interval } | null =>
+export const cidrSpan = (text: string): ParsedCidr | null =>
   memo(parsedCidrs, text, () => {
     const p = parseCidr(text);
-    return p ? { family: p.cidr.family, span: [p.cidr.base, lastAddress(p.cidr)] } : null;
+    if (!p) return null;
+    return { family: p.cidr.family, span: [p.cidr.base, lastAddress(p.cidr)], canonical: formatCidr(p.cidr) === text };
   });
 
 /** The fewest CIDRs covering exactly [lo, hi]. */

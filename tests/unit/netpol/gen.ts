@@ -50,7 +50,7 @@ const ruleArb = fc.record({
 export const policyArb = fc.record({
   ns: fc.constantFrom("ns1", "ns1", "ns2"),
   selector: fc.oneof(fc.constant({}), selectorArb),
-  net: fc.constantFrom("net1", "ClusterNetwork/cnet"),
+  net: fc.constantFrom("net1", "ClusterNetwork/cnet", "net1, ClusterNetwork/cnet"),
   types: fc.option(fc.subarray(["Ingress", "Egress"] as const, { minLength: 1 }), { nil: undefined }),
   ingress: fc.option(fc.array(ruleArb, { maxLength: 2 }), { nil: undefined }),
   egress: fc.option(fc.array(ruleArb, { maxLength: 2 }), { nil: undefined }),
