@@ -69,7 +69,7 @@ export const check = (inv: Invocation, prevResult: Result | undefined) =>
             });
           }
         } else {
-          for (const ep of (yield* rt.nodeEndpoints).filter((e) => e.spec.CID === inv.containerId)) {
+          for (const ep of yield* rt.sandboxEndpoints(inv.containerId)) {
             const i = ep.spec.Interface;
             expectations.push({
               label: `${ep.spec.apiType || "DanmNet"} ${ep.spec.NetworkName}`,

@@ -210,7 +210,7 @@ export const delSandbox = (input: DelSandboxInput) =>
       () => undefined,
     );
     const items: TeardownItem[] = record ? record.attachments.map(itemFromRecord) : [];
-    let endpoints: ReadonlyArray<DanmEp> = (yield* rt.nodeEndpoints).filter((e) => e.spec.CID === input.containerId);
+    let endpoints: ReadonlyArray<DanmEp> = yield* rt.sandboxEndpoints(input.containerId);
     let lookupFailed: string | undefined;
     if (!record && endpoints.length === 0) {
       // No record and nothing cached: ask the apiserver (the cache may lag, or the labels may have been changed).

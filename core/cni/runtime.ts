@@ -101,6 +101,8 @@ export interface CniRuntimeService {
   readonly nodeEndpoints: Effect.Effect<ReadonlyArray<DanmEp>>;
   /** This node's DanmEps of one pod (by `spec.PodUID`), as the informer sees them; no scan of the node's. */
   readonly podEndpoints: (podUid: string) => Effect.Effect<ReadonlyArray<DanmEp>>;
+  /** This node's DanmEps of one sandbox (by `spec.CID`), as the informer sees them; no scan of the node's. */
+  readonly sandboxEndpoints: (containerId: string) => Effect.Effect<ReadonlyArray<DanmEp>>;
   /** The network as the IPAM must see it: with the addresses its ReservedIPs keep from dynamic allocation. */
   readonly withReservedIps: (network: IpamNetwork) => Effect.Effect<IpamNetwork>;
   /** Names of the caches that have not finished their first list. */
@@ -137,6 +139,8 @@ export class CniRuntime extends Context.Service<CniRuntime, CniRuntimeService>()
 
 /** The index of DanmEps by pod; module-level, so every runtime over one shared informer shares the index. */
 const endpointPodUid = (ep: DanmEp): ReadonlyArray<string> => ep.spec.PodUID === undefined ? [] : [ep.spec.PodUID];
+/** The index of DanmEps by sandbox (container ID), for DEL and CHECK; module-level for the same reason. */
+const endpointSandbox = (ep: DanmEp): ReadonlyArray<string> => ep.spec.CID ? [ep.spec.CID] : [];
 
 const synced = <A>(name: string, i: Informer<A>) =>
   Effect.map(SubscriptionRef.get(i.state), (s) => (s.synced ? undefined : name));
@@ -156,6 +160,7 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
     });
     const reservedIps: Informer<ReservedIP> = yield* kube.informer(reservedIpResource);
     const endpointsByPod = yield* endpoints.index(endpointPodUid);
+    const endpointsBySandbox = yield* endpoints.index(endpointSandbox);
 
     const directory = cachedNetworkDirectory(kube, { danmNets, tenantNets, clusterNets });
 
@@ -248,6 +253,7 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
       pod,
       nodeEndpoints: endpoints.list,
       podEndpoints: endpointsByPod.get,
+      sandboxEndpoints: endpointsBySandbox.get,
       withReservedIps,
       unsynced,
       withSandboxLock,
