@@ -143,13 +143,46 @@ export interface MakeKubeOptions {
   readonly pageSize?: number;
 }
 
+/**
+ * Decodes per resource type that remember what they decoded from a frozen object (the memory store's objects never
+ * change once stored): a write's answer, the watch event of that write to every watcher, later gets and relists of
+ * the unchanged object all share one decode. Other objects (the live apiserver's) are decoded each time.
+ */
+function sharedDecodes() {
+  const caches = new WeakMap<object, WeakMap<JsonObject, Keyed<unknown>>>();
+  const cacheOf = <A, I>(rt: ResourceType<A, I>): WeakMap<JsonObject, Keyed<A>> => {
+    let c = caches.get(rt);
+    if (!c) caches.set(rt, c = new WeakMap());
+    return c as WeakMap<JsonObject, Keyed<A>>;
+  };
+  const keyed = <A, I>(rt: ResourceType<A, I>, verb: string) => {
+    const decoded = cacheOf(rt);
+    return (raw: unknown): Effect.Effect<Keyed<A>, KubeError> => {
+      const hit = isJsonObject(raw) ? decoded.get(raw) : undefined;
+      if (hit) return Effect.succeed(hit);
+      return Effect.map(decodeWith(rt, verb)(raw), (object): Keyed<A> => {
+        const m = metaOf(raw);
+        const k = { key: objectKey(m.namespace, m.name ?? ""), object, resourceVersion: m.resourceVersion ?? "" };
+        if (isJsonObject(raw) && Object.isFrozen(raw)) decoded.set(raw, k);
+        return k;
+      });
+    };
+  };
+  const object = <A, I>(rt: ResourceType<A, I>, verb: string) => {
+    const k = keyed(rt, verb);
+    return (raw: unknown): Effect.Effect<A, KubeError> => Effect.map(k(raw), (x) => x.object);
+  };
+  return { keyed, object };
+}
+type SharedDecodes = ReturnType<typeof sharedDecodes>;
+
 /** The request verbs of the Kube port over a backend; `listRaw` (undecoded, all pages) serves the watches too. */
-function requests(backend: KubeBackend, options: MakeKubeOptions) {
+function requests(backend: KubeBackend, options: MakeKubeOptions, decodes: SharedDecodes) {
   const get: KubeService["get"] = (rt, name, opts = {}) =>
     Effect.gen(function* () {
       const namespace = yield* scopeNamespace("get", rt, opts.namespace, name);
       const raw = yield* backend.get({ rt, namespace, name });
-      return yield* decodeWith(rt, "get")(raw);
+      return yield* decodes.object(rt, "get")(raw);
     });
 
   const listRaw = (rt: AnyResourceType, opts: ListOptions) =>
@@ -178,7 +211,7 @@ function requests(backend: KubeBackend, options: MakeKubeOptions) {
   const list: KubeService["list"] = (rt, opts = {}) =>
     Effect.gen(function* () {
       const raw = yield* listRaw(rt, opts);
-      const items = yield* Effect.forEach(raw.items, decodeWith(rt, "list"));
+      const items = yield* Effect.forEach(raw.items, decodes.object(rt, "list"));
       return { items, resourceVersion: raw.resourceVersion };
     });
 
@@ -209,11 +242,11 @@ function requests(backend: KubeBackend, options: MakeKubeOptions) {
     });
 
   const create: KubeService["create"] = (rt, object, opts = {}) =>
-    Effect.flatMap(createRaw(rt, object, opts, "object"), decodeWith(rt, "create"));
+    Effect.flatMap(createRaw(rt, object, opts, "object"), decodes.object(rt, "create"));
 
   const replace =
     (verb: "update" | "updateStatus") => <A, I>(rt: ResourceType<A, I>, object: A, opts: WriteOptions = {}) =>
-      Effect.flatMap(replaceRaw(verb, rt, object, opts, "object"), decodeWith(rt, verb));
+      Effect.flatMap(replaceRaw(verb, rt, object, opts, "object"), decodes.object(rt, verb));
 
   const createReturningMetadata: KubeService["createReturningMetadata"] = (rt, object, opts = {}) =>
     Effect.flatMap(createRaw(rt, object, opts, "metadata"), decodeMetadata(rt, "create"));
@@ -250,7 +283,7 @@ function requests(backend: KubeBackend, options: MakeKubeOptions) {
         ...writeParams(opts),
         ...(opts.subresource ? { subresource: opts.subresource } : {}),
       });
-      return yield* decodeWith(rt, "patch")(raw);
+      return yield* decodes.object(rt, "patch")(raw);
     });
 
   const del: KubeService["delete"] = <A, I>(rt: ResourceType<A, I>, name: string, opts: DeleteOptionsArg = {}) =>
@@ -262,7 +295,7 @@ function requests(backend: KubeBackend, options: MakeKubeOptions) {
       const pending = raw.kind !== "Status" && meta.deletionTimestamp !== undefined &&
         ((meta.finalizers?.length ?? 0) > 0 || (meta.deletionGracePeriodSeconds ?? 0) > 0);
       if (!pending) return { _tag: "Deleted" } as DeleteResult<A>;
-      const object = yield* decodeWith(rt, "delete")(raw);
+      const object = yield* decodes.object(rt, "delete")(raw);
       return { _tag: "Pending", object } as DeleteResult<A>;
     });
 
@@ -282,34 +315,15 @@ function requests(backend: KubeBackend, options: MakeKubeOptions) {
   };
 }
 
-/** Watches over a backend, with decodes shared between watchers of one resource type. */
-function watches(backend: KubeBackend, listRaw: ReturnType<typeof requests>["listRaw"]) {
-  // Decoded watch objects per resource type object (its schema), by the raw object they came from.
-  const decodeCaches = new WeakMap<object, WeakMap<JsonObject, Keyed<unknown>>>();
-  const decodeCache = <A, I>(rt: ResourceType<A, I>): WeakMap<JsonObject, Keyed<A>> => {
-    let c = decodeCaches.get(rt);
-    if (!c) decodeCaches.set(rt, c = new WeakMap());
-    return c as WeakMap<JsonObject, Keyed<A>>;
-  };
-
+/** Watches over a backend, with decodes shared between watchers of one resource type (and with the requests). */
+function watches(backend: KubeBackend, listRaw: ReturnType<typeof requests>["listRaw"], decodes: SharedDecodes) {
   /** The resilient watch over keyed objects; `watch` and informers both use it. */
   const watchKeyed = <A, I>(rt: ResourceType<A, I>, opts: WatchOptions): Stream.Stream<
     WatchEvent<Keyed<A>>,
     KubeError
   > => {
     const namespace = rt.namespaced ? opts.namespace : undefined;
-    const decoded = decodeCache(rt);
-    const keyed = (verb: string) => (raw: unknown): Effect.Effect<Keyed<A>, KubeError> => {
-      const hit = isJsonObject(raw) ? decoded.get(raw) : undefined;
-      if (hit) return Effect.succeed(hit);
-      return Effect.map(decodeWith(rt, verb)(raw), (object): Keyed<A> => {
-        const m = metaOf(raw);
-        const k = { key: objectKey(m.namespace, m.name ?? ""), object, resourceVersion: m.resourceVersion ?? "" };
-        // A frozen object (the memory store's) never changes: every watch and relist seeing it shares one decode.
-        if (isJsonObject(raw) && Object.isFrozen(raw)) decoded.set(raw, k);
-        return k;
-      });
-    };
+    const keyed = (verb: string) => decodes.keyed(rt, verb);
     const toEvent = (ev: RawWatchEvent): Effect.Effect<WatchEvent<Keyed<A>>, KubeError> => {
       const resourceVersion = metaOf(ev.object).resourceVersion ?? "";
       if (ev.type === "BOOKMARK") return Effect.succeed({ _tag: "Bookmark", resourceVersion });
@@ -357,8 +371,9 @@ export const makeKube = (
   options: MakeKubeOptions = {},
 ): Effect.Effect<KubeService, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const { listRaw, verbs } = requests(backend, options);
-    const { watchKeyed, watch } = watches(backend, listRaw);
+    const decodes = sharedDecodes();
+    const { listRaw, verbs } = requests(backend, options, decodes);
+    const { watchKeyed, watch } = watches(backend, listRaw, decodes);
 
     // Informers are shared per (resource type object, filters). The key holds the descriptor's identity, not its
     // name: two descriptors of one resource may decode with different schemas.
