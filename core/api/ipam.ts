@@ -111,12 +111,48 @@ export const Reservation = Schema.String.pipe(Schema.decodeTo(
 ));
 export type Reservation = typeof Reservation.Type;
 
-const ReservationMap = Schema.Record(Schema.String, ReservationFields);
+type ReservationMap = Readonly<Record<string, typeof ReservationFields.Type>>;
+
+/**
+ * Stored lines by reservation object. A block write re-encodes its up to 64 reservations of which one changed;
+ * the IPAM never changes a reservation object (it puts a new one under the offset), so a line, once formatted,
+ * stays right for its object. Checked reservations likewise.
+ */
+const storedLines = new WeakMap<object, string>();
+
+const isReservation = (u: unknown): u is typeof ReservationFields.Type => {
+  if (typeof u !== "object" || u === null) return false;
+  if (storedLines.has(u)) return true;
+  const r = u as Record<string, unknown>;
+  return typeof r.pod === "string" && typeof r.podUid === "string" && typeof r.sandbox === "string" &&
+    typeof r.iface === "string" && typeof r.node === "string" && typeof r.since === "string" &&
+    (r.static === undefined || typeof r.static === "boolean");
+};
+
+/** formatReservationLine, remembered per reservation object (see storedLines). */
+function storedLine(r: typeof ReservationFields.Type): string | { readonly problem: string } {
+  const known = storedLines.get(r);
+  if (known !== undefined) return known;
+  const line = formatReservationLine(r);
+  if (typeof line === "string") storedLines.set(r, line);
+  return line;
+}
+
+/**
+ * The decoded map, checked by a guard instead of a Schema walk of every entry: the text is parsed strictly on
+ * decode and every line is checked on encode (formatReservationLine), so the walk checked nothing more — and
+ * it was most of the Schema work of an IPAM block write (up to 64 structs, per write, on both sides).
+ */
+const ReservationMap = Schema.declare(
+  (u: unknown): u is ReservationMap =>
+    typeof u === "object" && u !== null && !Array.isArray(u) && Object.values(u).every(isReservation),
+  { identifier: "ReservationMap" },
+);
 
 /** All reservations of a block as stored: one text, a line `<offset> <reservation line>` each. */
 export const Reservations = Schema.String.pipe(Schema.decodeTo(
   ReservationMap,
-  SchemaTransformation.transformEffect<typeof ReservationMap.Type, string>({
+  SchemaTransformation.transformEffect<ReservationMap, string>({
     decode: (text, options) => {
       const out: Record<string, typeof ReservationFields.Type> = {};
       for (const line of text.split("\n")) {
@@ -140,7 +176,7 @@ export const Reservations = Schema.String.pipe(Schema.decodeTo(
     encode: (map, options) => {
       const lines: string[] = [];
       for (const offset of Object.keys(map).sort((a, b) => Number(a) - Number(b))) {
-        const line = /^\d+$/.test(offset) ? formatReservationLine(map[offset]) : { problem: "offsets are decimal" };
+        const line = /^\d+$/.test(offset) ? storedLine(map[offset]) : { problem: "offsets are decimal" };
         if (typeof line !== "string") {
           return Effect.fail(
             new SchemaIssue.InvalidValue({ message: `offset ${offset}: ${line.problem}` }, Option.some(map), options),

@@ -81,3 +81,26 @@ Deno.test("a reservations text with a bad offset, a bad line or an offset twice 
     assert(got._tag === "Failure" && got.failure.message.includes(why), `${text}: ${String(got)}`);
   }
 });
+
+Deno.test("a block's reservations text: malformed entries are refused on encode; a re-encode after one change is exact", () => {
+  const r = (pod: string) => ({
+    pod: `ns/${pod}`,
+    podUid: `uid-${pod}`,
+    sandbox: `sb-${pod}`,
+    iface: "eth0",
+    node: "n1",
+    since: "2026-11-28T00:00:00.000Z",
+  });
+  const { since: _since, ...noSince } = r("x");
+  for (const bad of [{ "1": noSince }, { "1": { ...r("x"), static: "yes" } }, { "1": "ns/x" }, [r("x")]]) {
+    assertEquals(Schema.encodeUnknownResult(Reservations)(bad)._tag, "Failure", JSON.stringify(bad));
+  }
+  assertEquals(Schema.encodeUnknownResult(Reservations)({ "1": { ...r("x"), iface: "a=b" } })._tag, "Failure");
+  // The same reservation objects in the next write of the block, one replaced and one added.
+  const a = r("a"), b = r("b");
+  const first = Schema.encodeSync(Reservations)({ "1": a, "2": b });
+  const second = Schema.encodeSync(Reservations)({ "1": a, "2": r("c"), "3": b });
+  assertEquals(first.split("\n").map((l) => l.split(" ")[1]), ["ns/a", "ns/b"]);
+  assertEquals(second.split("\n").map((l) => l.split(" ")[1]), ["ns/a", "ns/c", "ns/b"]);
+  assertEquals(Schema.decodeUnknownSync(Reservations)(second), { "1": a, "2": r("c"), "3": b });
+});
