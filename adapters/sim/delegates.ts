@@ -25,6 +25,9 @@ const IpamOutput = Schema.Struct({
   ips: Schema.Array(Schema.Struct({ address: Schema.String, gateway: Opt(Schema.String) })),
 });
 const IpamError = Schema.Struct({ msg: Schema.String });
+// Built once: a Schema built per call is a new AST, and its parser is compiled again on every decode.
+const decodeIpamOutput = Schema.decodeUnknownResult(Schema.fromJsonString(IpamOutput));
+const decodeIpamError = Schema.decodeUnknownResult(Schema.fromJsonString(IpamError));
 
 const PluginConfig = Schema.Struct({
   cniVersion: Opt(Schema.String),
@@ -133,9 +136,9 @@ const execIpam = (proc: MemoryProcess, inv: FakeInvocation, type: string): Effec
     const out = yield* Effect.result(proc.service.exec({ argv: [`${dir}/${type}`], env: inv.env, stdin: inv.stdin }));
     if (out._tag === "Failure") return `IPAM plugin ${type}: ${out.failure.message}`;
     const text = new TextDecoder().decode(out.success.stdout);
-    const parsed = Schema.decodeUnknownResult(Schema.fromJsonString(IpamOutput))(text);
+    const parsed = decodeIpamOutput(text);
     if (out.success.code !== 0 || parsed._tag === "Failure") {
-      const e = Schema.decodeUnknownResult(Schema.fromJsonString(IpamError))(text);
+      const e = decodeIpamError(text);
       return `IPAM plugin ${type}: ${e._tag === "Success" ? e.success.msg : text.slice(0, 200)}`;
     }
     return parsed.success.ips.map((ip) => ({ cidr: ip.address, ...(ip.gateway ? { gateway: ip.gateway } : {}) }));
