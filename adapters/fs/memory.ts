@@ -24,6 +24,20 @@ class Failure {
   constructor(readonly error: FsError) {}
 }
 
+/**
+ * A missing file is an answer (a new sandbox has no record yet), not a bug: its error is built without the stack
+ * trace every Error captures (that capture was ~0.8 % of a 10,000-pod simulation's CPU).
+ */
+function notFound(op: string, path: string): FsNotFound {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new FsNotFound({ op, path, detail: "" });
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 export class MemoryFileSystem {
   private readonly nodes = new Map<string, Node>([["/", { kind: "directory", mode: 0o755, mtimeMs: Date.now() }]]);
   /** Each directory's entries (full paths): a listing or a removal reads its own directory, not every path. */
@@ -72,7 +86,7 @@ export class MemoryFileSystem {
     for (let p = parentOf(path); p !== "/"; p = parentOf(p)) {
       if (this.nodes.get(p)?.kind === "file") throw new Failure(new FsIoError({ op, path, detail: "not a directory" }));
     }
-    throw new Failure(new FsNotFound({ op, path, detail: "" }));
+    throw new Failure(notFound(op, path));
   }
 
   private dirFor(op: string, path: string): void {
