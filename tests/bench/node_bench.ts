@@ -12,6 +12,7 @@ import { Effect, Fiber, Stream } from "effect";
 import { type Pod, PodResource } from "../../core/api/k8s.ts";
 import { isolated } from "../harness/isolate.ts";
 import { pauseImage, prepareNodeBinaries } from "../harness/node/binaries.ts";
+import { agentStatus, logRestarted } from "../harness/node/agents.ts";
 import { type NodeCluster, startNodeCluster } from "../harness/node/cluster.ts";
 import { repoRoot, sleep } from "../harness/proc.ts";
 import { eventually } from "../harness/eventually.ts";
@@ -38,40 +39,6 @@ interface RunResult {
   readonly agentRestarts: number;
   readonly agentLastEnds: ReadonlyArray<string>;
 }
-
-interface AgentStatus {
-  readonly restarts: number;
-  /** Why each restarted container last ended (kubelet's lastState): OOMKilled, Error with its exit code, … */
-  readonly lastEnds: ReadonlyArray<string>;
-  /** The pods and containers that restarted. */
-  readonly restarted: ReadonlyArray<{ pod: string; container: string }>;
-}
-
-const agentStatus = async (c: NodeCluster): Promise<AgentStatus> => {
-  const statuses = (JSON.parse(
-    await c.kubectl(["get", "pods", "-n", "kube-system", "-l", "app.kubernetes.io/name=danm-netwatcher", "-o", "json"]),
-  ).items as Array<{
-    metadata: { name: string };
-    spec: { nodeName?: string };
-    status: {
-      containerStatuses?: Array<{
-        name: string;
-        restartCount: number;
-        lastState?: { terminated?: { reason?: string; exitCode?: number; finishedAt?: string } };
-      }>;
-    };
-  }>).flatMap((p) =>
-    (p.status.containerStatuses ?? []).map((s) => ({ pod: p.metadata.name, node: p.spec.nodeName ?? "?", ...s }))
-  );
-  return {
-    restarts: statuses.reduce((n, s) => n + s.restartCount, 0),
-    restarted: statuses.filter((s) => s.restartCount > 0).map((s) => ({ pod: s.pod, container: s.name })),
-    lastEnds: statuses.filter((s) => s.lastState?.terminated).map((s) => {
-      const t = s.lastState!.terminated!;
-      return `${s.node}/${s.name}: ${t.reason ?? "?"} (exit ${t.exitCode ?? "?"}) at ${t.finishedAt ?? "?"}`;
-    }),
-  };
-};
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
@@ -130,12 +97,7 @@ async function measure(c: NodeCluster, namespace: string, interfaces: string | u
   const allRunningS = (performance.now() - start) / 1000;
   const after = await agentStatus(c);
   const restarts = after.restarts - restartsBefore;
-  for (const r of restarts ? after.restarted : []) {
-    // What the agent said before it ended: the reason a restart count alone does not give.
-    const previous = await c.kubectl(["logs", "-n", "kube-system", r.pod, "-c", r.container, "--previous", "--tail=15"])
-      .catch((e) => `(no previous log: ${e instanceof Error ? e.message : e})`);
-    log(`${r.pod}/${r.container} before its last restart:\n${previous.trimEnd()}`);
-  }
+  if (restarts) await logRestarted(c, after, log);
   await Fiber.interrupt(watch).pipe(Effect.runPromise);
   const latencies = [...sandboxReady].map(([uid, t]) => t - (created.get(uid) ?? t)).sort((a, b) => a - b);
   const perNode: Record<string, number> = {};

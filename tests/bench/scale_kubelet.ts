@@ -18,6 +18,7 @@ import { type DanmEp, DanmEpResource } from "../../core/api/danm.ts";
 import { pick, type Rest } from "../integration/api/rest.ts";
 import { eventually } from "../harness/eventually.ts";
 import { isolated } from "../harness/isolate.ts";
+import { agentStatus, logRestarted } from "../harness/node/agents.ts";
 import { pauseImage, prepareNodeBinaries } from "../harness/node/binaries.ts";
 import { startNodeCluster } from "../harness/node/cluster.ts";
 import { repoRoot, sleep } from "../harness/proc.ts";
@@ -123,6 +124,7 @@ export async function scaleOnKubelet(): Promise<number> {
       { clusterNetwork: "scale-mv", ip: "dynamic" },
       { clusterNetwork: "scale-dn", ip: "dynamic" },
     ]);
+    const restartsBefore = (await agentStatus(cluster)).restarts;
     const before = await apiRequestCounts(cluster.rest);
     const started = performance.now();
     let next = 0;
@@ -164,6 +166,9 @@ export async function scaleOnKubelet(): Promise<number> {
     const eps = (await cluster.kubeRun(cluster.kube.list(DanmEpResource, { namespace }))).items;
     const { duplicates, missing } = addressCheck(eps, pods);
     const danmeps = eps.length;
+    const agents = await agentStatus(cluster);
+    const agentRestarts = agents.restarts - restartsBefore;
+    if (agentRestarts) await logRestarted(cluster, agents, log);
     const loadAverage = Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
     const apiWrites = Object.values(writes).reduce((a, n) => a + n, 0);
     log(
@@ -171,7 +176,9 @@ export async function scaleOnKubelet(): Promise<number> {
         `${failures} sandbox failures${firstFailure ? ` (first: ${firstFailure})` : ""}, ${duplicates} duplicate and ` +
         `${missing} missing secondary addresses, ${danmeps} DanmEps; ${apiWrites} API writes (${
           Object.entries(writes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v} ${k}`).join(", ")
-        }); load average ${loadAverage}`,
+        }); node agent restarts ${agentRestarts}${
+          agentRestarts ? ` (${agents.lastEnds.join("; ")})` : ""
+        }; load average ${loadAverage}`,
     );
     console.log(JSON.stringify({
       bench: "scale",
@@ -190,6 +197,8 @@ export async function scaleOnKubelet(): Promise<number> {
       danm_duplicates: duplicates,
       danm_missing: missing,
       danm_api_writes: apiWrites,
+      danm_agent_restarts: agentRestarts,
+      ...(agentRestarts ? { danm_agent_last_ends: agents.lastEnds } : {}),
       danm_load_average: loadAverage,
       peers: "not run on the real-node cluster (only under bench:scale's fake kubelets)",
     }));

@@ -22,5 +22,6 @@ Deno.test("bench:scale --kubelet runs danm's burst on real nodes and reports it"
   );
   assertEquals(typeof json.danm_s, "number");
   assertEquals(typeof json.danm_failures, "number");
+  assertEquals(typeof json.danm_agent_restarts, "number");
   assertEquals(typeof json.peers, "string");
 });
