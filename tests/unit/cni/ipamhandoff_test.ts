@@ -2,6 +2,7 @@
 // (core/cni/attach/ipamhandoff.ts): when it happens, and every case in which fakeipam must stay.
 import { Effect } from "effect";
 import { staticForFakeIpam } from "../../../core/cni/attach/ipamhandoff.ts";
+import { ProcessNotFound } from "../../../core/ports/process.ts";
 import { layerMemoryFs, MemoryFileSystem } from "../../../adapters/fs/memory.ts";
 import { assertEquals, assertMatch } from "../../harness/assert.ts";
 import { binDir, cniEnv, createNetwork, createPod, danmConf, makeWorld, sandbox } from "./fixture.ts";
@@ -128,6 +129,44 @@ Deno.test("ipam handoff: the node daemon looks each plugin up in CNI_PATH once, 
     ]);
     assertEquals(looked.filter((p) => p.endsWith("/static")), [`${binDir}/static`]);
     assertEquals(looked.filter((p) => p.endsWith("/macvlan")), [`${binDir}/macvlan`]);
+  } finally {
+    await w.dispose();
+  }
+});
+
+Deno.test("ipam handoff: a cached plugin path whose exec fails is looked up again on the next call", async () => {
+  const w = await makeWorld();
+  try {
+    const alt = "/opt/cni/alt";
+    const env = (pod: Awaited<ReturnType<typeof createPod>>) => ({
+      ...cniEnv("ADD", sandbox(w), pod),
+      CNI_PATH: `${binDir}:${alt}`,
+    });
+    await createNetwork(w, "DanmNet", "mv", {
+      NetworkID: "mvnet",
+      NetworkType: "macvlan",
+      Options: { host_device: "ens5", cidr: "10.32.0.0/24" },
+    });
+    const annotations = { "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]) };
+    assertEquals((await w.call("danm", env(await createPod(w, "p1", annotations)), danmConf("1.0.0"))).code, 0);
+    // The plugin moves to the other CNI_PATH directory: exec of the cached path now fails as a missing binary does.
+    w.process.register(`${alt}/macvlan`, w.process.registered(`${binDir}/macvlan`)!);
+    await w.run(w.fs.service.remove(`${binDir}/macvlan`));
+    w.fs.seed({ [`${alt}/macvlan`]: "" });
+    const exec = w.process.service.exec;
+    Object.assign(w.process.service, {
+      exec: (o: Parameters<typeof exec>[0]) =>
+        o.argv[0] === `${binDir}/macvlan`
+          ? Effect.fail(new ProcessNotFound({ program: o.argv[0], detail: "gone" }))
+          : exec(o),
+    });
+    const p2 = await createPod(w, "p2", annotations);
+    const first = await w.call("danm", env(p2), danmConf("1.0.0"));
+    assertEquals(first.code !== 0, true, "the exec of the stale path fails");
+    const retry = await w.call("danm", env(p2), danmConf("1.0.0"));
+    assertEquals(retry.code, 0, retry.stdout);
+    const last = w.process.calls.filter((c) => c.argv[0].endsWith("/macvlan")).at(-1)!;
+    assertEquals(last.argv[0], `${alt}/macvlan`);
   } finally {
     await w.dispose();
   }
