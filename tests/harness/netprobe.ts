@@ -62,7 +62,14 @@ async function probeOne(t: Target, timeoutMs: number): Promise<boolean> {
   try {
     // Several tries: a first datagram may wait for neighbour resolution.
     for (let i = 0; i < 3; i++) {
-      await socket.send(new TextEncoder().encode("hi"), { transport: "udp", hostname: t.address, port: t.port });
+      // A local output-hook drop (egress policy) fails the send itself with EPERM: that datagram is blocked.
+      const sent = await socket.send(new TextEncoder().encode("hi"), {
+        transport: "udp",
+        hostname: t.address,
+        port: t.port,
+      })
+        .then(() => true, (e) => (e instanceof Deno.errors.PermissionDenied ? false : Promise.reject(e)));
+      if (!sent) return false;
       const got = await withTimeout(socket.receive(), timeoutMs / 3);
       if (got) return true;
     }
