@@ -1,10 +1,11 @@
 // The danm webhook plugged into the in-memory apiserver, with the registrations of k8s/webhook/webhooks.yaml:
 // networks are mutated (CREATE/UPDATE) and validated (CREATE/UPDATE/DELETE), ReservedIPs validated (CREATE/UPDATE/
-// DELETE), TenantConfigs validated, pods
-// carrying danm or NPWG annotations validated on CREATE. Requests travel as real AdmissionReview documents
+// DELETE), TenantConfigs and MultiNetworkPolicies validated (CREATE/UPDATE), pods carrying danm or NPWG annotations
+// validated on CREATE. Requests travel as real AdmissionReview documents
 // through the same handlers the HTTPS server uses.
 import { Effect } from "effect";
 import { InterfacesAnnotation, LegacyInterfacesAnnotation, NetworksAnnotation } from "../../core/api/annotations.ts";
+import { MultiNetworkPolicyResource } from "../../core/api/netpol.ts";
 import type { Admission } from "../../core/webhook/admit.ts";
 import { Kube } from "../../core/ports/kube.ts";
 import type { AdmissionDecision, AdmissionHook, AdmissionRequest } from "../kube/memory.ts";
@@ -87,6 +88,15 @@ export function webhookHooks(admission: Admission, kube: Kube["Service"]): Admis
         isDanm(req) &&
         ((networkPlurals.has(req.resource.plural)) || req.resource.plural === "reservedips" ||
           (req.resource.plural === "tenantconfigs" && req.operation !== "DELETE")),
+      admit: (req) => decide(admission.validate, req, kube, false),
+    },
+    {
+      name: "multinetworkpolicies.validate.danm.io",
+      phase: "validating",
+      matches: (req) =>
+        req.resource.group === MultiNetworkPolicyResource.group &&
+        req.resource.plural === MultiNetworkPolicyResource.plural && req.subresource === undefined &&
+        (req.operation === "CREATE" || req.operation === "UPDATE"),
       admit: (req) => decide(admission.validate, req, kube, false),
     },
     {

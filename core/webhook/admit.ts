@@ -3,8 +3,8 @@
 //   /mutate    danm networks, CREATE and UPDATE: defaults (NetworkType, pools), TenantNetwork automation
 //              (profile, VNI claim, NetworkID override). Everything a request could be refused for is checked
 //              *before* a VNI is claimed, so a refused request normally never claims anything.
-//   /validate  danm networks (CREATE, UPDATE, DELETE), TenantConfigs (CREATE, UPDATE) and pods (CREATE): every
-//              rule on the final object, the UPDATE rules that compare with the stored object, delete protection.
+//   /validate  danm networks (CREATE, UPDATE, DELETE), TenantConfigs and MultiNetworkPolicies (CREATE, UPDATE) and
+//              pods (CREATE): every rule on the final object, the UPDATE rules that compare with the stored object, delete protection.
 //              A TenantNetwork it refuses gets its VNI claim released at once.
 //
 // Both are safe to call again with their own output (the apiserver may retry or reinvoke): a claim held by the
@@ -24,6 +24,7 @@ import {
 } from "../api/danm.ts";
 import { problemsOf, renderProblems } from "../api/formats.ts";
 import { Pod } from "../api/k8s.ts";
+import { MultiNetworkPolicyResource } from "../api/netpol.ts";
 import type { NamingScheme } from "../podnetworks/naming.ts";
 import { Kube } from "../ports/kube.ts";
 import { ReservedIP, reservedIpNetwork, reservedIpResource } from "../api/reservedip.ts";
@@ -45,6 +46,7 @@ import {
   withDefaults,
 } from "./networks.ts";
 import { checkPod } from "./pods.ts";
+import { makePolicyValidation } from "./policies.ts";
 import {
   AdmissionDenied,
   AdmissionFailure,
@@ -559,6 +561,7 @@ export const makeAdmission = (
   const { mutateNetwork } = networkMutation(context);
   const { validateNetwork } = networkValidation(context);
   const { validateTenantConfig, validateReservedIp, validatePod } = objectValidation(context);
+  const validatePolicy = makePolicyValidation(view.directory);
   const run = reviews(view, metrics, settings);
   const isDanmGroup = (g: string) => g === "danm.io" || g === "danm.k8s.io";
 
@@ -576,6 +579,9 @@ export const makeAdmission = (
         if (isDanmGroup(req.kind.group) && kind === "TenantConfig") return validateTenantConfig(req, ref);
         if (req.kind.group === DanmGroup && kind === "ReservedIP") return validateReservedIp(req, ref);
         if (req.kind.group === "" && kind === "Pod") return validatePod(req, ref);
+        if (req.kind.group === MultiNetworkPolicyResource.group && kind === MultiNetworkPolicyResource.kind) {
+          return validatePolicy(req, ref);
+        }
         return Effect.succeed({});
       }),
   };

@@ -10,9 +10,12 @@
 //   - pods: Fail too, but only pods that ask for danm or NPWG networks are sent (matchConditions, CEL, GA since
 //     1.30), hostNetwork pods never, and kube-system is excluded so that the webhook's own namespace and the
 //     control plane never wait for it. A down webhook blocks only new pods that name secondary networks.
+//   - MultiNetworkPolicies (both served versions): Fail too — a policy with a broken field would police differently
+//     than its author thinks.
 //   - reinvocationPolicy Never: our mutation does not depend on other mutators' output; the validating webhook
 //     sees the final object anyway.
 import { InterfacesAnnotation, LegacyInterfacesAnnotation, NetworksAnnotation } from "../api/annotations.ts";
+import { MultiNetworkPolicyResource } from "../api/netpol.ts";
 
 export const WebhookConfigurationName = "danm-webhook";
 
@@ -119,6 +122,16 @@ export function webhookConfigurations(o: RegistrationOptions): {
         {
           ...common(o, "reservedips.validate.danm.io", "/validate"),
           rules: [danmRule(["CREATE", "UPDATE", "DELETE"], ["reservedips"])],
+        },
+        {
+          ...common(o, "multinetworkpolicies.validate.danm.io", "/validate"),
+          rules: [{
+            apiGroups: [MultiNetworkPolicyResource.group],
+            apiVersions: ["v1beta1", "v1beta2"],
+            operations: ["CREATE", "UPDATE"],
+            resources: [MultiNetworkPolicyResource.plural],
+            scope: "Namespaced",
+          }],
         },
         {
           ...common(o, "pods.validate.danm.io", "/validate"),

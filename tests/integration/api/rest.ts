@@ -7,6 +7,15 @@ export interface RestResponse {
   readonly status: number;
   /** Parsed JSON, or the text when the response is not JSON. */
   readonly body: unknown;
+  /** The texts of the `Warning: 299 - "…"` headers (admission webhooks' warnings, deprecations). */
+  readonly warnings: ReadonlyArray<string>;
+}
+
+/** RFC 7234 warn-texts of a `Warning` header value (comma-joined when repeated). */
+function warningsOf(header: string | null): string[] {
+  const out: string[] = [];
+  for (const m of (header ?? "").matchAll(/\d{3} \S+ "((?:[^"\\]|\\.)*)"/g)) out.push(m[1].replace(/\\(.)/g, "$1"));
+  return out;
 }
 
 /** The value at a path of keys/indices inside parsed JSON (undefined where the path leaves it). */
@@ -59,7 +68,7 @@ export function restClient(kc: k8s.KubeConfig): Rest {
       try {
         parsed = JSON.parse(text);
       } catch { /* not JSON: keep the text */ }
-      return { status: res.status, body: parsed };
+      return { status: res.status, body: parsed, warnings: warningsOf(res.headers.get("warning")) };
     },
     close: () => client.close(),
   };

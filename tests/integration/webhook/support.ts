@@ -41,7 +41,8 @@ export type Kind =
   | "DanmEp"
   | "ReservedIP"
   | "Pod"
-  | "Lease";
+  | "Lease"
+  | "MultiNetworkPolicy";
 
 const paths: Record<Kind, (ns: string) => string> = {
   DanmNet: (ns) => `/apis/danm.io/v1/namespaces/${ns}/danmnets`,
@@ -52,6 +53,12 @@ const paths: Record<Kind, (ns: string) => string> = {
   ReservedIP: (ns) => `/apis/danm.io/v1/namespaces/${ns}/reservedips`,
   Pod: (ns) => `/api/v1/namespaces/${ns}/pods`,
   Lease: (ns) => `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`,
+  MultiNetworkPolicy: (ns) => `/apis/k8s.cni.cncf.io/v1beta1/namespaces/${ns}/multi-networkpolicies`,
+};
+const apiVersions: Partial<Record<Kind, string>> = {
+  Pod: "v1",
+  Lease: "coordination.k8s.io/v1",
+  MultiNetworkPolicy: "k8s.cni.cncf.io/v1beta1",
 };
 const namespaced = (k: Kind) => k !== "ClusterNetwork" && k !== "TenantConfig";
 
@@ -123,7 +130,7 @@ export async function startTestWebhook(o: StartOptions = {}): Promise<TestWebhoo
   const withMeta = (kind: Kind, body: Json): Json => {
     const meta = (body.metadata ?? {}) as Json;
     return {
-      apiVersion: kind === "Pod" ? "v1" : kind === "Lease" ? "coordination.k8s.io/v1" : "danm.io/v1",
+      apiVersion: apiVersions[kind] ?? "danm.io/v1",
       kind,
       ...body,
       metadata: {
