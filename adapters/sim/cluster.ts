@@ -1,5 +1,5 @@
 // The simulated cluster's API: the in-memory apiserver with the danm webhook as its admission chain, and the
-// scenario's cluster objects (namespaces, tenant configs, networks, ReservedIPs, NADs, Services) created through it
+// scenario's cluster objects (namespaces, tenant configs, networks, ReservedIPs, NADs, MultiNetworkPolicies, Services) created through it
 // in dependency order, the way `kubectl apply` would, every refusal and bad object recorded for the report.
 import { Effect, Schema } from "effect";
 import { makeMemoryKube, MemoryApiServer } from "../kube/memory.ts";
@@ -18,6 +18,7 @@ import {
   type Service,
   ServiceResource,
 } from "../../core/api/k8s.ts";
+import { MultiNetworkPolicyResource } from "../../core/api/netpol.ts";
 import { reservedIpResource } from "../../core/api/reservedip.ts";
 import { makeAdmission } from "../../core/webhook/admit.ts";
 import { makeClaims } from "../../core/webhook/claims.ts";
@@ -46,6 +47,7 @@ export const clusterObjectKinds = new Set([
   "DanmNet",
   "ReservedIP",
   "NetworkAttachmentDefinition",
+  "MultiNetworkPolicy",
   "Service",
 ]);
 /** Kinds that become pods. */
@@ -162,6 +164,7 @@ export const applyClusterObjects = (
         }), { discard: true });
     yield* createNamespaced("ReservedIP", reservedIpResource);
     yield* createNamespaced("NetworkAttachmentDefinition", NetworkAttachmentDefinitionResource);
+    yield* createNamespaced("MultiNetworkPolicy", MultiNetworkPolicyResource);
     for (const o of byKind(["Service"])) {
       const v = yield* Effect.result(decodeWith(o, ServiceResource));
       if (v._tag === "Success") {

@@ -2,13 +2,14 @@
 // in-memory layers — the Kubernetes API twin with the danm webhook as its admission chain (cluster.ts), one
 // simulated kernel per node with its host NICs, a netwatcher and a CNI daemon per node (nodes.ts), a fake kubelet
 // step per pod: a netns and a CNI ADD exactly as a runtime sends it (pods.ts), simulated delegate plugins
-// (delegates.ts), and svcwatcher (services.ts) — then reports what came out. This module composes them in order.
+// (delegates.ts), svcwatcher (services.ts) and the MultiNetworkPolicies' view (policies.ts) — then reports what came out. This module composes them in order.
 import { Effect, type Scope } from "effect";
 import { layerMemoryFs, MemoryFileSystem } from "../fs/memory.ts";
 import { simulatedPlugins, simulatedPluginTypes } from "./delegates.ts";
 import { applyClusterObjects, clusterObjectKinds, settle, type SimRecord, startApiTwin } from "./cluster.ts";
 import { binDir, cniDir, hostInterfaces, type NodeCtx, startNode } from "./nodes.ts";
 import { simulatePod } from "./pods.ts";
+import { policyView } from "./policies.ts";
 import { danmServices, runSvcwatcherUntilSettled, serviceEndpoints } from "./services.ts";
 import { ClusterNetworkResource, DanmNetResource, type Network, TenantNetworkResource } from "../../core/api/danm.ts";
 import { backendForType } from "../../core/cni/backends/kinds.ts";
@@ -139,8 +140,10 @@ export const runEmbedded = (
     for (const c of ctxs.values()) yield* c.reconcile.pipe(Effect.ignore);
     yield* settle;
 
+    const policed = yield* policyView(kube, pods);
     const outcome: SimOutcome = {
-      pods,
+      pods: policed.pods,
+      ...(policed.policies.length > 0 ? { policies: policed.policies } : {}),
       nodes: yield* Effect.forEach([...ctxs.values()], (c) => hostInterfaces(c)),
       services: yield* Effect.forEach(services, (s) => serviceEndpoints(kube, s)),
       networks: yield* networkStatus.pipe(Effect.provideService(Kube, kube), Effect.orDie),

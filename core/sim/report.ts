@@ -1,6 +1,7 @@
 // What a simulation produced, and how it reads: tables for people, one JSON document (`-o json`) for scripts.
 import type { NetworkStatusRow } from "../ctl/commands.ts";
 import { renderTable } from "../ctl/table.ts";
+import { policyRows, type SimInterfacePolicy } from "./policies.ts";
 
 export interface SimPodInterface {
   readonly name: string;
@@ -17,6 +18,8 @@ export interface SimPodInterface {
   readonly device?: string;
   /** Routes with a gateway ("dst via gw [table N]") and policy rules ("from … lookup N"). */
   readonly routes: ReadonlyArray<string>;
+  /** The MultiNetworkPolicies that apply to this interface and what they isolate; absent when none applies. */
+  readonly policy?: SimInterfacePolicy;
 }
 
 export interface SimPod {
@@ -51,6 +54,8 @@ export interface SimOutcome {
   readonly rejected: ReadonlyArray<
     { kind: string; namespace?: string; name: string; reason: string; source: string }
   >;
+  /** The MultiNetworkPolicies admitted (`namespace/name`); absent or empty: the scenario has none. */
+  readonly policies?: ReadonlyArray<string>;
   /** Problems with the scenario itself (file, object, field). */
   readonly errors: ReadonlyArray<string>;
   /** Present when the run was stopped (Ctrl-C) before every pod was started: `pods` holds those that were. */
@@ -95,6 +100,15 @@ export function renderOutcome(o: SimOutcome): string {
       ? renderTable(["POD", "NODE", "IFACE", "NETWORK", "TYPE", "ADDRESSES", "ROUTES"], podRows)
       : "  none",
   );
+  if (o.policies?.length) {
+    const rows = policyRows(o.pods);
+    section(
+      `NETWORK POLICIES (${o.policies.length}: ${o.policies.join(", ")})`,
+      rows.length
+        ? renderTable(["POD", "IFACE", "NETWORK", "POLICIES", "INGRESS", "EGRESS"], rows)
+        : "  none applies to any pod interface",
+    );
+  }
   const failed = o.pods.filter((p) => p.status === "Failed");
   if (failed.length) {
     section(
