@@ -17,6 +17,7 @@ import {
 } from "../core/ctl/commands.ts";
 import { dryRun, renderDryRun } from "../core/ctl/dryrun.ts";
 import { migrate, migrationComplete, renderMigration } from "../core/ctl/migrate.ts";
+import { reach, renderReach } from "../core/ctl/reach.ts";
 import { isConsistent } from "../core/ipam/consistency.ts";
 // @ts-types="npm:@types/js-yaml@4.0.9"
 import yaml from "js-yaml";
@@ -137,9 +138,13 @@ const commands: Readonly<Record<string, Command>> = {
     },
   },
   "dry-run": {
-    synopsis: "<pod.yaml> [-n NS]",
-    about: ["interfaces, addresses and routes a pod (or workload) would get (changes nothing)"],
+    synopsis: "<pod.yaml> | reach <from> <to> <network> <port>[/proto] [-n NS]",
+    about: [
+      "interfaces, addresses and routes a pod (or workload) would get (changes nothing);",
+      "reach: may one pod reach another there, by the MultiNetworkPolicies (exit 3 if denied)",
+    ],
     run: async (i) => {
+      if (i.args[0] === "reach") return await reachCommand(i);
       const file = required("dry-run", i, "which manifest");
       if (!file) return 2;
       let manifest: unknown;
@@ -155,6 +160,20 @@ const commands: Readonly<Record<string, Command>> = {
     },
   },
 };
+
+async function reachCommand(i: Invocation): Promise<number> {
+  const [, from, to, network, port, ...extra] = i.args;
+  if (port === undefined || extra.length > 0) {
+    console.error(`danmctl dry-run reach: <from-pod> <to-pod> <network> <port>[/proto]?\n${usage()}`);
+    return 2;
+  }
+  const r = await i.run(
+    reach({ from, to, network, port, ...(i.flags.namespace ? { namespace: i.flags.namespace } : {}) }),
+  );
+  if (r._tag === "Failure") return fail(r.failure);
+  print(i.json, r.success, renderReach(r.success));
+  return r.success.allowed ? 0 : 3;
+}
 
 function usage(): string {
   const rows = Object.entries(commands).map(([name, c]) => [`${name} ${c.synopsis}`.trim(), c.about] as const);
