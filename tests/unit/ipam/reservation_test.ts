@@ -51,16 +51,18 @@ Deno.test("malformed reservation lines and unencodable fields are refused", () =
   assertEquals(spaced._tag, "Failure");
 });
 
+/** A reservation of pod `ns/<pod>` on eth0 of node n1. */
+const reservationOf = (pod: string) => ({
+  pod: `ns/${pod}`,
+  podUid: `uid-${pod}`,
+  sandbox: `sb-${pod}`,
+  iface: "eth0",
+  node: "n1",
+  since: "2026-11-28T00:00:00.000Z",
+});
+
 Deno.test("a block's reservations are stored as one text, a line per offset in offset order, and read back", () => {
-  const r = (pod: string) => ({
-    pod: `ns/${pod}`,
-    podUid: `uid-${pod}`,
-    sandbox: `sb-${pod}`,
-    iface: "eth0",
-    node: "n1",
-    since: "2026-11-28T00:00:00.000Z",
-  });
-  const map = { "17": r("b"), "3": { ...r("a"), static: true }, "40": r("c") };
+  const map = { "17": reservationOf("b"), "3": { ...reservationOf("a"), static: true }, "40": reservationOf("c") };
   const text = Schema.encodeSync(Reservations)(map);
   assertEquals(text.split("\n").map((l) => l.split(" ").slice(0, 2).join(" ")), ["3 ns/a", "17 ns/b", "40 ns/c"]);
   assertEquals(Schema.decodeUnknownSync(Reservations)(text), map);
@@ -83,24 +85,23 @@ Deno.test("a reservations text with a bad offset, a bad line or an offset twice 
 });
 
 Deno.test("a block's reservations text: malformed entries are refused on encode; a re-encode after one change is exact", () => {
-  const r = (pod: string) => ({
-    pod: `ns/${pod}`,
-    podUid: `uid-${pod}`,
-    sandbox: `sb-${pod}`,
-    iface: "eth0",
-    node: "n1",
-    since: "2026-11-28T00:00:00.000Z",
-  });
-  const { since: _since, ...noSince } = r("x");
-  for (const bad of [{ "1": noSince }, { "1": { ...r("x"), static: "yes" } }, { "1": "ns/x" }, [r("x")]]) {
+  const { since: _since, ...noSince } = reservationOf("x");
+  for (
+    const bad of [{ "1": noSince }, { "1": { ...reservationOf("x"), static: "yes" } }, { "1": "ns/x" }, [
+      reservationOf("x"),
+    ]]
+  ) {
     assertEquals(Schema.encodeUnknownResult(Reservations)(bad)._tag, "Failure", JSON.stringify(bad));
   }
-  assertEquals(Schema.encodeUnknownResult(Reservations)({ "1": { ...r("x"), iface: "a=b" } })._tag, "Failure");
+  assertEquals(
+    Schema.encodeUnknownResult(Reservations)({ "1": { ...reservationOf("x"), iface: "a=b" } })._tag,
+    "Failure",
+  );
   // The same reservation objects in the next write of the block, one replaced and one added.
-  const a = r("a"), b = r("b");
+  const a = reservationOf("a"), b = reservationOf("b");
   const first = Schema.encodeSync(Reservations)({ "1": a, "2": b });
-  const second = Schema.encodeSync(Reservations)({ "1": a, "2": r("c"), "3": b });
+  const second = Schema.encodeSync(Reservations)({ "1": a, "2": reservationOf("c"), "3": b });
   assertEquals(first.split("\n").map((l) => l.split(" ")[1]), ["ns/a", "ns/b"]);
   assertEquals(second.split("\n").map((l) => l.split(" ")[1]), ["ns/a", "ns/c", "ns/b"]);
-  assertEquals(Schema.decodeUnknownSync(Reservations)(second), { "1": a, "2": r("c"), "3": b });
+  assertEquals(Schema.decodeUnknownSync(Reservations)(second), { "1": a, "2": reservationOf("c"), "3": b });
 });
