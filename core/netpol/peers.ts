@@ -50,7 +50,7 @@ function subtract(from: ReadonlyArray<Interval>, cut: ReadonlyArray<Interval>): 
  * Parsing and printing addresses (ipaddr.js) dominate compilation at scale — the same few thousand pod addresses are
  * read and written for every policy that names them — so both directions are memoized, within a bound.
  */
-const memoLimit = 200_000;
+const memoLimit = 50_000;
 interface ParsedCidr {
   readonly family: Family;
   readonly span: Interval;
