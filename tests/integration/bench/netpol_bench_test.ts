@@ -20,5 +20,5 @@ Deno.test("bench:netpol --quick runs end to end and prints its figures as the la
   for (const s of [figures.tcp, figures.udp]) {
     assert(s.policed_gbit > 0 && s.unpoliced_gbit > 0, `no throughput measured: ${JSON.stringify(s)}`);
   }
-  assert(figures.throughput_ratio === Math.min(figures.tcp.ratio, figures.udp.ratio), "throughput_ratio is the worse");
+  assert(figures.throughput_ratio === figures.tcp.ratio, "throughput_ratio is the TCP ratio");
 });
