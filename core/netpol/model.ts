@@ -158,14 +158,18 @@ export function attachmentOfDanmEp(ep: DanmEp): WorldAttachment {
 /**
  * A pod's danm-managed interfaces: its DanmEps (danm networks) plus the NetworkAttachmentDefinition attachments of
  * its network-status annotation (NADs get no DanmEp). The `default` entry (the cluster CNI's primary interface) and
- * entries for interfaces a DanmEp already records are skipped. Sorted by interface name.
+ * entries for interfaces a DanmEp already records are skipped; with `podUid`, DanmEps of another pod UID are too.
+ * Sorted by interface name.
  */
 export function podAttachments(
   podNamespace: string,
   danmEps: ReadonlyArray<DanmEp>,
   networkStatus: ReadonlyArray<NetworkStatusEntry>,
+  podUid?: string,
 ): ReadonlyArray<WorldAttachment> {
-  const out = danmEps.map(attachmentOfDanmEp);
+  // A DanmEp left by an earlier pod of the same name (another UID) is not this pod's interface.
+  const own = danmEps.filter((ep) => !podUid || !ep.spec.PodUID || ep.spec.PodUID === podUid);
+  const out = own.map(attachmentOfDanmEp);
   const recorded = new Set(out.map((a) => a.ifName));
   for (const entry of networkStatus) {
     if (entry.default || !entry.interface || recorded.has(entry.interface)) continue;

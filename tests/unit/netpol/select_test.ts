@@ -126,6 +126,12 @@ Deno.test("world builders: named ports, namespace name label, DanmEps and NAD ne
     { name: "other/nad", interface: "net3", ips: ["192.168.1.5", "fd01::5"] },
     { name: "nad2", interface: "net4", ips: ["not-an-ip"] },
   ]);
+  const stale = {
+    ...ep("dn", "net2", "", "10.0.0.5/24", "none"),
+    spec: { ...ep("dn", "net2", "", "10.0.0.5/24", "none").spec, PodUID: "old" },
+  };
+  assertEquals(podAttachments("ns1", [stale], [], "new"), [], "a DanmEp of an earlier pod with the same name");
+  assertEquals(podAttachments("ns1", [stale], []).length, 1, "no UID given: not filtered");
   assertEquals(got, [
     { network: "ClusterNetwork:cn", ifName: "net1", v4: [], v6: ["fd00::5"] },
     { network: "DanmNet:ns1/dn", ifName: "net2", v4: ["10.0.0.5"], v6: [] },
