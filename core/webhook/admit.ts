@@ -376,7 +376,7 @@ function networkValidation({ view, claims, metrics, fromView, liveNetworks }: Ad
         const tc = yield* fromView(ref, view.tenantConfig);
         problems.push(...(yield* fromView(ref, tenantVniCheck(req, net as TenantNetwork, tc))));
       }
-      problems.push(...hostInterfaceConflicts(net, kind, yield* liveNetworks, req.operation === "CREATE"));
+      problems.push(...hostInterfaceConflicts(net, kind, yield* liveNetworks, old));
       if (old !== undefined) {
         const pods = yield* view.attachedPods(kind, net.metadata.namespace ?? req.namespace, net.metadata.name ?? "");
         problems.push(...checkNetworkUpdate(old, net, { kind, ...(pods.length > 0 ? { attachedPod: pods[0] } : {}) }));

@@ -31,7 +31,7 @@ import { prefixProblem } from "../podnetworks/naming.ts";
 import { backendForType } from "../cni/backends/kinds.ts";
 import { type FamilyPlan, planFamily } from "../ipam/plan.ts";
 import { contains, formatCidr, formatIp, parseCidr, parseIp } from "../net/ip.ts";
-import { demandOf, networkDemandInput, type NetworkRef, planInterfaces, refKey } from "../netwatcher/plan.ts";
+import { demandOf, networkDemandInput, type NetworkRef, planInterfaces, refKey, sameSpec } from "../netwatcher/plan.ts";
 import { type Problem, problem } from "./problems.ts";
 
 export const DefaultNetworkType = "ipvlan";
@@ -457,7 +457,9 @@ export const deviceOf = (n: Network): string | undefined => {
 
 /**
  * A network's identity for the host-interface plan. One being created counts as the youngest whatever its timestamp
- * says (the apiserver sets it before validation, and ties at its 1 s resolution would fall back to kind and name).
+ * says (the apiserver sets it before validation, and ties at its 1 s resolution would fall back to kind and name);
+ * so does one whose update asks for other host interfaces: its claim on them is new, and its age must not take
+ * an interface from a younger network whose pods use it.
  */
 const demandRef = (kind: NetworkKind, n: Network, creating = false): NetworkRef => ({
   kind,
@@ -467,6 +469,13 @@ const demandRef = (kind: NetworkKind, n: Network, creating = false): NetworkRef 
     ? {}
     : { creationTimestamp: n.metadata.creationTimestamp }),
 });
+
+/** Whether an update leaves the network's host interfaces as they were. */
+function sameDemand(kind: NetworkKind, old: Network, next: Network): boolean {
+  const a = demandOfNetwork(demandRef(kind, old), old)?.interfaces ?? [];
+  const b = demandOfNetwork(demandRef(kind, next), next)?.interfaces ?? [];
+  return a.length === b.length && a.every((s, i) => sameSpec(s, b[i]));
+}
 
 // The vxlan-mode annotation is left out on both sides: which mode an unannotated network gets is the agents' flag,
 // unknown here; a mode clash alone is not an isolation problem (netwatcher still refuses it on the nodes).
@@ -483,9 +492,11 @@ export function hostInterfaceConflicts(
   net: Network,
   kind: NetworkKind,
   others: ReadonlyArray<{ readonly kind: NetworkKind; readonly object: Network }>,
-  creating: boolean,
+  /** The stored object on UPDATE; absent on CREATE. */
+  old?: Network,
 ): Problem[] {
-  const mine = demandOfNetwork(demandRef(kind, net, creating), net);
+  const newcomer = old === undefined || !sameDemand(kind, old, net);
+  const mine = demandOfNetwork(demandRef(kind, net, newcomer), net);
   if (mine === undefined || mine.problem !== undefined) return [];
   const self = refKey(mine.ref);
   const theirs = others

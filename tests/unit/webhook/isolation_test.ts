@@ -16,6 +16,7 @@ import type { Kube, KubeError } from "../../../core/ports/kube.ts";
 import { assertEquals, assertMatch, fail } from "../../harness/assert.ts";
 import { eventuallyHolds } from "../../harness/eventually.ts";
 import { type Env, type Json, registerWebhook, withEnv } from "./harness.ts";
+import { hostInterfaceConflicts } from "../../../core/webhook/networks.ts";
 
 const resources = {
   DanmNet: DanmNetResource,
@@ -120,3 +121,25 @@ Deno.test("isolation: DanmNets and ClusterNetworks share a host interface only w
       assertMatch(moved.message, /host interface vx_vx is already claimed/);
     })
   ));
+
+Deno.test("isolation: an update moving an OLDER network onto a younger one's host interface is refused; an update that keeps its interfaces keeps its age", () => {
+  const net = (name: string, created: string, Options: Json) =>
+    Effect.runSync(Effect.orDie(decodeDanmObject("DanmNet", {
+      apiVersion: "danm.io/v1",
+      kind: "DanmNet",
+      metadata: { name, namespace: "ns", creationTimestamp: created },
+      spec: { NetworkID: "vx", NetworkType: "ipvlan", Options },
+    })));
+  const older = net("older", "2026-01-01T00:00:00Z", { host_device: "ens4", vxlan: 900 });
+  const younger = net("younger", "2026-06-01T00:00:00Z", { host_device: "ens4", vxlan: 600 });
+  const others = [{ kind: "DanmNet" as const, object: younger }];
+  // `older` asks for vx_vx only now, by this update (it had a VLAN before): the interface is younger's.
+  const before = net("older", "2026-01-01T00:00:00Z", { host_device: "ens4", vlan: 7 });
+  const moved = hostInterfaceConflicts(older, "DanmNet", others, before);
+  assertEquals(moved.length, 1);
+  assertMatch(moved[0].message, /host interface vx_vx is already claimed by the older DanmNet ns\/younger/);
+  // The same interface as before the update (e.g. a label change): its age stands, nothing to refuse for it.
+  assertEquals(hostInterfaceConflicts(older, "DanmNet", others, older), []);
+  // Created now: the youngest whatever its timestamp says.
+  assertEquals(hostInterfaceConflicts(older, "DanmNet", others).length, 1);
+});
