@@ -13,7 +13,7 @@ import { type Pod, PodResource } from "../../core/api/k8s.ts";
 import { isolated } from "../harness/isolate.ts";
 import { pauseImage, prepareNodeBinaries } from "../harness/node/binaries.ts";
 import { agentStatus, logRestarted } from "../harness/node/agents.ts";
-import { type NodeCluster, startNodeCluster } from "../harness/node/cluster.ts";
+import { defaultServiceAccount, type NodeCluster, startNodeCluster } from "../harness/node/cluster.ts";
 import { repoRoot, sleep } from "../harness/proc.ts";
 import { eventually } from "../harness/eventually.ts";
 
@@ -165,15 +165,7 @@ try {
   ];
   await cluster.kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: networks }));
   for (const n of [ns, base]) {
-    await eventually(
-      `the default ServiceAccount of ${n}`,
-      async () => {
-        await cluster.kubectl(["get", "serviceaccount", "default", "-n", n]);
-        return true;
-      },
-      60_000,
-      500,
-    );
+    await defaultServiceAccount(cluster, n);
   }
   const nodeInfo = JSON.parse(await cluster.kubectl(["get", "nodes", "-o", "json"])).items[0].status.nodeInfo;
   log(`${pods} pods, ${nodeCount} nodes, kubelet ${nodeInfo.kubeletVersion}, ${nodeInfo.containerRuntimeVersion}`);

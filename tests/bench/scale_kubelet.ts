@@ -16,11 +16,10 @@ import { Effect, Fiber, Stream } from "effect";
 import { type Pod, PodResource } from "../../core/api/k8s.ts";
 import { type DanmEp, DanmEpResource } from "../../core/api/danm.ts";
 import { pick, type Rest } from "../integration/api/rest.ts";
-import { eventually } from "../harness/eventually.ts";
 import { isolated } from "../harness/isolate.ts";
 import { agentStatus, logRestarted } from "../harness/node/agents.ts";
 import { pauseImage, prepareNodeBinaries } from "../harness/node/binaries.ts";
-import { startNodeCluster } from "../harness/node/cluster.ts";
+import { defaultServiceAccount, startNodeCluster } from "../harness/node/cluster.ts";
 import { repoRoot, sleep } from "../harness/proc.ts";
 import { apiRequestCounts, writesBetween } from "./accounting.ts";
 
@@ -93,15 +92,7 @@ export async function scaleOnKubelet(): Promise<number> {
       },
     ];
     await cluster.kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }));
-    await eventually(
-      `the default ServiceAccount of ${namespace}`,
-      async () => {
-        await cluster.kubectl(["get", "serviceaccount", "default", "-n", namespace]);
-        return true;
-      },
-      60_000,
-      500,
-    );
+    await defaultServiceAccount(cluster, namespace);
     const nodeInfo = JSON.parse(await cluster.kubectl(["get", "nodes", "-o", "json"])).items[0].status.nodeInfo;
     log(`${pods} pods, ${nodeCount} nodes, kubelet ${nodeInfo.kubeletVersion}, ${nodeInfo.containerRuntimeVersion}`);
 

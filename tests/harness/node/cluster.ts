@@ -122,6 +122,19 @@ export interface NodeCluster extends AsyncDisposable {
 /** Nodes register with this taint; it is removed once danm's node agent is Ready there. */
 export const notInstalledTaint = "danm.test/danm-not-installed";
 
+/** Waits for the default ServiceAccount the controller-manager creates with a namespace: pods can't be made before. */
+export function defaultServiceAccount(c: Pick<NodeCluster, "kubectl">, namespace: string): Promise<boolean> {
+  return eventually(
+    `the default ServiceAccount of ${namespace}`,
+    async () => {
+      await c.kubectl(["get", "serviceaccount", "default", "-n", namespace]);
+      return true;
+    },
+    60_000,
+    500,
+  );
+}
+
 /** Paths a node owns: bind-mounted from per-node directories inside the node's mount namespace. */
 const nodePaths = [
   "/opt/cni/bin",

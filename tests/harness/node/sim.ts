@@ -3,10 +3,9 @@
 // pause image: the scenario's images exist in no registry this machine can reach.
 import { CommandFailed } from "../proc.ts";
 import type { RealTarget, TargetOptions } from "../../../adapters/sim/real.ts";
-import { eventually } from "../eventually.ts";
 import { type Json, type Refusal } from "../stack.ts";
 import { pauseImage } from "./binaries.ts";
-import { startNodeCluster } from "./cluster.ts";
+import { defaultServiceAccount, startNodeCluster } from "./cluster.ts";
 
 const workloadKinds = new Set(["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"]);
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -68,15 +67,7 @@ export async function onRealNodes(o: TargetOptions): Promise<RealTarget> {
         const namespace = String(m.namespace ?? "default");
         if (kind === "Pod" || workloadKinds.has(kind)) {
           // Pods need their ServiceAccount, which the controller-manager creates with the namespace.
-          await eventually(
-            `the default ServiceAccount of ${namespace}`,
-            async () => {
-              await cluster.kubectl(["get", "serviceaccount", "default", "-n", namespace]);
-              return true;
-            },
-            60_000,
-            500,
-          ).catch(() => {});
+          await defaultServiceAccount(cluster, namespace).catch(() => {});
         }
         try {
           await cluster.kubectl(["create", "-f", "-"], JSON.stringify(obj));
