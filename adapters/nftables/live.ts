@@ -29,10 +29,11 @@ const dropPrelude = `table ${table}\ndelete table ${table}\n`;
 /** What a non-zero exit means: nsenter could not enter the netns or start nft (127), or nft refused. */
 const failure = (op: PolicyTableError["op"], netns: string, r: ExecResult): PolicyTablesError => {
   const stderr = tail(r.stderr);
-  if (r.code === 127 && /failed to execute nft/.test(stderr)) {
+  // util-linux says "failed to execute nft", busybox's nsenter (the node image's) "can't execute 'nft'".
+  if (r.code === 127 && /failed to execute nft|can't execute 'nft'/.test(stderr)) {
     return new PolicyToolMissing({ program: "nft", detail: stderr });
   }
-  if (/^nsenter: cannot open .*No such file or directory/m.test(stderr)) {
+  if (/^nsenter: (cannot|can't) open .*No such file or directory/m.test(stderr)) {
     return new PolicyNetnsGone({ netns, detail: stderr });
   }
   return new PolicyTableError({ op, netns, stderr: stderr || `exit code ${r.code}` });

@@ -37,3 +37,17 @@ Deno.test("live PolicyTables: read maps nft's 'no such table' to undefined and o
     "PolicyNetnsGone",
   );
 });
+
+Deno.test("live PolicyTables: busybox nsenter's messages (the node image's) map to the same typed errors", async () => {
+  let out = { code: 1, stderr: "nsenter: can't open '/n': No such file or directory" };
+  const proc = new MemoryProcess().register("nsenter", () => Effect.succeed(out));
+  const tables = makeLivePolicyTables(proc.service);
+  assertEquals(
+    (await Effect.runPromise(Effect.flip(tables.apply("/n", ""))))
+      ._tag,
+    "PolicyNetnsGone",
+  );
+  out = { code: 127, stderr: "nsenter: can't execute 'nft': No such file or directory" };
+  const missing = await Effect.runPromise(Effect.flip(tables.apply("/n", "")));
+  assert(missing._tag === "PolicyToolMissing" && missing.program === "nft", missing.message);
+});
