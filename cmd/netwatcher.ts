@@ -13,6 +13,7 @@
 //                                 [--pod-resources-socket /var/lib/kubelet/pod-resources/kubelet.sock]
 //                                 [--cni-max-concurrent 32] [--cni-max-delegates 8] [--cni-max-queue 128]
 //                                 [--cni-drain-timeout 20s] [--cni-delegate-wait-timeout 60s]
+//                                 [--netpol-resync-period 60s]
 //                                 [--log-level info] [--log-format auto|json|text]
 //
 // :<metrics-port> serves /metrics (netwatcher's and the CNI daemon's), /healthz (liveness: the process serves) and
@@ -25,6 +26,8 @@ import { VxlanMode } from "../core/netwatcher/plan.ts";
 import { serveMetrics } from "../core/observability/metrics.ts";
 import { NetnsRef } from "../core/ports/netlink.ts";
 import * as CniNode from "../core/cni/node.ts";
+import * as Netpol from "../core/netpol/controller.ts";
+import { layerLivePolicyTables } from "../adapters/nftables/live.ts";
 import { defaultDaemonSocket } from "../core/cni/versions.ts";
 import { blockStoreFromKube, kubeOwnerDirectory } from "../core/ipam/kube.ts";
 import { reclaimLoop } from "../core/ipam/reclaim.ts";
@@ -65,6 +68,7 @@ const Flags = Schema.Struct({
   "cni-max-queue": Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
   "cni-drain-timeout": DurationText,
   "cni-delegate-wait-timeout": DurationText,
+  "netpol-resync-period": DurationText,
   ...logFlagFields,
 });
 
@@ -98,6 +102,8 @@ const { values } = parseArgs({
     "cni-max-queue": { type: "string", default: "128" },
     "cni-drain-timeout": { type: "string", default: "20s" },
     "cni-delegate-wait-timeout": { type: "string", default: "60s" },
+    // MultiNetworkPolicy tables of this node's pods are read back (and repaired) at least this often.
+    "netpol-resync-period": { type: "string", default: "60s" },
     ...logFlagOptions,
   },
   strict: true,
@@ -130,6 +136,13 @@ const cniLayer = flags["cni-socket"]
     reclaimGraceSeconds: Duration.toSeconds(toDuration(flags["reclaim-grace"])),
   })
   : Layer.empty;
+// MultiNetworkPolicy enforcement in the pods' netns (core/netpol/controller.ts); the CNI daemon's ADD programs
+// new pods through it, so it is provided to the daemon too.
+const netpol = Netpol.layer({
+  nodeName: flags["node-name"],
+  render: Netpol.engineRenderer,
+  resyncPeriod: toDuration(flags["netpol-resync-period"]),
+}).pipe(Layer.provide(layerLivePolicyTables()));
 const platform = Layer.mergeAll(
   layerLiveKube({
     config: flags.kubeconfig ? { _tag: "Kubeconfig", path: flags.kubeconfig } : { _tag: "Auto" },
@@ -146,12 +159,16 @@ const platform = Layer.mergeAll(
 const main = Effect.gen(function* () {
   const nw = yield* Netwatcher.Netwatcher;
   const cni = Option.getOrUndefined(yield* Effect.serviceOption(CniNode.CniNode));
+  const policy = yield* Netpol.NetpolController;
   const server = yield* serveMetrics(
     {
       port: flags["metrics-port"],
-      ready: allReady({ netwatcher: nw.notReady, ...(cni ? { cni: cni.notReady } : {}) }),
+      ready: allReady({ netwatcher: nw.notReady, netpol: policy.notReady, ...(cni ? { cni: cni.notReady } : {}) }),
     },
-    cni ? Effect.map(Effect.all([nw.metrics, cni.renderMetrics]), (texts) => texts.join("")) : nw.metrics,
+    Effect.map(
+      Effect.all([nw.metrics, policy.metrics, ...(cni ? [cni.renderMetrics] : [])]),
+      (texts) => texts.join(""),
+    ),
   );
   yield* Effect.logInfo(`netwatcher ${nw.nodeName}: metrics on :${server.address.port}/metrics`);
   if (cni) yield* Effect.logInfo(`danm CNI daemon on ${flags["cni-socket"]}`);
@@ -168,10 +185,10 @@ const main = Effect.gen(function* () {
   }
   // What a burst of CNI requests freed goes back to the kernel (adapters/runtime/malloc_trim.ts).
   yield* trimMallocEvery(30_000);
-  return yield* nw.join;
+  return yield* Effect.raceFirst(nw.join, policy.join);
 }).pipe(
   Effect.scoped,
-  Effect.provide(Layer.merge(agent, cniLayer)),
+  Effect.provide(Layer.merge(agent, Layer.provideMerge(cniLayer, netpol))),
   Effect.provide(platform),
   Effect.provide(loggingLayer(flags["log-level"], flags["log-format"])),
 );

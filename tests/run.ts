@@ -68,8 +68,9 @@ function parseArgs(): { tiers: Tier[]; files: string[] } {
 function needs(tiers: Tier[]): string[] {
   const cmds = new Set<string>(["ip", "openssl"]);
   if (tiers.some((t) => t !== "unit")) ["unshare", "ping"].forEach((c) => cmds.add(c));
-  // bench:netpol's smoke run (tests/integration/bench/): nftables rulesets, iperf3 traffic.
-  if (tiers.includes("integration")) ["nft", "iperf3"].forEach((c) => cmds.add(c));
+  // bench:netpol's smoke run (tests/integration/bench/): nftables rulesets, iperf3 traffic; the policy tables
+  // (tests/integration/netpol/): nft inside pod netns through nsenter.
+  if (tiers.includes("integration")) ["nft", "iperf3", "nsenter"].forEach((c) => cmds.add(c));
   if (tiers.includes("kernel")) ["qemu-system-x86_64", "busybox", "depmod", "cpio"].forEach((c) => cmds.add(c));
   if (tiers.includes("e2e") || tiers.includes("peers")) cmds.add("nsenter");
   if (tiers.includes("node")) nodeCommands.forEach((c) => cmds.add(c));

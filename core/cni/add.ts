@@ -27,6 +27,7 @@ import { AttachmentError, attachmentsFailed, cniError, step, StepError } from ".
 import type { DanmNetConf } from "./netconf.ts";
 import { fakeIpamSection, isV6, plainIp, ticketFakeIpamSection } from "./addresses.ts";
 import { asksForAddress, type AttachmentPlan, planAttachment } from "./plan.ts";
+import { programPodPolicy } from "./policy.ts";
 import { postProcess } from "./postprocess.ts";
 import { CniError, encodeResult, ErrorCode, type Invocation, mergeResults, type Result } from "./protocol.ts";
 import { type CniMetrics, CurrentCniMetrics, CurrentRequest } from "./metrics.ts";
@@ -507,6 +508,10 @@ export const add = (inv: Invocation, conf: DanmNetConf) =>
         }
 
         const done = outcome.map((r) => (r as { success: Outcome }).success);
+        // The pod's network policy is in place before it is reported up (core/cni/policy.ts); else it fails closed.
+        yield* programPodPolicy(pod, inv.netns, plans, done.map((o) => o.status)).pipe(
+          Effect.tapError(() => rollBack(planned, plans, progress)),
+        );
         const merged = mergeResults(done.map((o) => o.result));
         yield* writeRecord(cfg.stateDir, {
           ...planned,

@@ -5,6 +5,7 @@
 //   Layer.provide(CniNode.layer({ nodeName, socketPath, stateDir, … }),
 //                 Layer.mergeAll(kube, netlink, process, fs, cniserver))   // adapters/cniserver/live.ts
 import { Context, Effect, Layer, Option, Ref, type Scope } from "effect";
+import { NetpolController } from "../netpol/controller.ts";
 import { DefaultCniDir } from "../api/cniconfig.ts";
 import { Ipam, type IpamNetwork, makeIpam } from "../ipam/allocator.ts";
 import { networkLabels } from "../ipam/metrics.ts";
@@ -106,7 +107,13 @@ export const makeHandler = (
     const outer = yield* Effect.context<Kube | Netlink | Process | Fs>();
     // The live kubelet client when the composition root supplies one (adapters/kubelet), else refusals.
     const provided = yield* Effect.serviceOption(PodDevices);
-    const context = outer.pipe(
+    // The node agent's policy controller, when it runs in this process: the ADD programs the pod's table through it.
+    const policy = yield* Effect.serviceOption(NetpolController);
+    const withPolicy = Option.match(policy, {
+      onNone: () => outer,
+      onSome: (controller) => outer.pipe(Context.add(NetpolController, controller)),
+    });
+    const context = withPolicy.pipe(
       Context.add(CniRuntime, runtime),
       Context.add(Ipam, ipam),
       Context.add(BlockStore, blockStore),

@@ -7,8 +7,9 @@
 //   danm-svcwatcher  Endpoints/EndpointSlices over danm networks; user 65532
 //
 // Every image is three layers, the first two shared (stored and pulled once):
-//   1. base:  /usr/bin/deno (the Deno running this build), the glibc libraries it links, busybox (a POSIX shell and
-//             cp/mv/… for install-cni.sh and the CNI launcher scripts), /etc/passwd with root and 65532
+//   1. base:  /usr/bin/deno (the Deno running this build), /usr/sbin/nft (nftables, for MultiNetworkPolicy), the
+//             libraries they link, busybox (a POSIX shell and cp/mv/… for install-cni.sh and the CNI launcher
+//             scripts, nsenter for the node agent), /etc/passwd with root and 65532
 //   2. deps:  DENO_DIR=/opt/danm/.deno, the npm packages of every component exactly as deno.lock pins them
 //             (`deno cache --frozen`), so no container ever downloads anything
 //   3. the component's own sources under /opt/danm: the modules its entry points import, deno.json, deno.lock
@@ -97,7 +98,26 @@ export const imageEnv = [
 ];
 
 /** busybox applets linked into /bin: what install-cni.sh and the launcher scripts use, and a shell to look around. */
-const applets = ["sh", "cat", "cp", "chmod", "env", "ln", "ls", "mkdir", "mv", "rm", "sleep", "test", "true"];
+const applets = [
+  "sh",
+  "cat",
+  "cp",
+  "chmod",
+  "env",
+  "ln",
+  "ls",
+  "mkdir",
+  "mv",
+  "rm",
+  "sleep",
+  "test",
+  "true",
+  // The node agent enters pods' network namespaces with it to program their MultiNetworkPolicy tables.
+  "nsenter",
+];
+
+/** nftables' command line, for MultiNetworkPolicy enforcement in the pods' namespaces (adapters/nftables/live.ts). */
+const nftBinary = "/usr/sbin/nft";
 
 export interface BuiltImages {
   readonly tag: string;
@@ -187,6 +207,7 @@ async function copyInto(root: string, src: string, dest: string, mode?: number):
 
 interface Inputs {
   readonly deno: string;
+  readonly nft: string;
   readonly libs: ReadonlyArray<string>;
   readonly busybox: string;
   readonly sources: Readonly<Record<string, ReadonlyArray<string>>>;
@@ -195,7 +216,8 @@ interface Inputs {
 
 async function gatherInputs(compiled: boolean): Promise<Inputs> {
   const deno = Deno.execPath();
-  const libs = await sharedLibraries(deno);
+  const nft = nftBinary;
+  const libs = [...new Set([...await sharedLibraries(deno), ...await sharedLibraries(nft)])].sort();
   const busybox = await findBusybox();
   const sources: Record<string, string[]> = {};
   for (const c of components) {
@@ -210,7 +232,7 @@ async function gatherInputs(compiled: boolean): Promise<Inputs> {
     if (!denort) throw new Error("--compiled needs DENORT_BIN (see deno task compile)");
     parts.push(`denort ${await fileHash(denort)}`);
   }
-  for (const f of [deno, busybox, ...libs]) parts.push(`${f} ${await fileHash(f)}`);
+  for (const f of [deno, nft, busybox, ...libs]) parts.push(`${f} ${await fileHash(f)}`);
   for (const f of ["k8s/images/build.ts", "k8s/images/oci.ts"]) {
     parts.push(`${f} ${await fileHash(`${repoRoot}/${f}`)}`);
   }
@@ -219,11 +241,12 @@ async function gatherInputs(compiled: boolean): Promise<Inputs> {
     for (const f of sources[c.name]) parts.push(`${c.name} ${f} ${await fileHash(`${repoRoot}/${f}`)}`);
   }
   const tag = (await sha256(parts.join("\n"))).slice(0, 12);
-  return { deno, libs, busybox, sources, tag };
+  return { deno, nft, libs, busybox, sources, tag };
 }
 
 async function stageBase(root: string, inputs: Inputs): Promise<void> {
   await copyInto(root, inputs.deno, "/usr/bin/deno", 0o755);
+  await copyInto(root, inputs.nft, "/usr/sbin/nft", 0o755);
   for (const lib of inputs.libs) {
     // The linker at its ABI path; libraries where the linker looks by default.
     const dest = lib.includes("/ld-linux")

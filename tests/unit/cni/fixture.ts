@@ -19,6 +19,8 @@ import { layerMemoryFs, MemoryFileSystem } from "../../../adapters/fs/memory.ts"
 import { makeMemoryKube, MemoryApiServer } from "../../../adapters/kube/memory.ts";
 import * as MemNetlink from "../../../adapters/netlink/memory.ts";
 import { type FakeInvocation, type FakeOutput, MemoryProcess } from "../../../adapters/process/memory.ts";
+import { layerMemoryPolicyTables, type MemoryPolicyTables } from "../../../adapters/nftables/memory.ts";
+import { engineRenderer, make as makeNetpol, NetpolController } from "../../../core/netpol/controller.ts";
 
 export const binDir = "/opt/cni/bin";
 export const cniDir = "/etc/cni/net.d";
@@ -147,6 +149,8 @@ export interface WorldOptions extends Partial<CniNodeOptions> {
   readonly wrapKube?: (k: KubeService) => KubeService;
   /** Collects the node's log as the daemons write it (JSON lines). */
   readonly logLines?: string[];
+  /** Runs the node agent's policy controller next to the daemon (as cmd/netwatcher does), on these tables. */
+  readonly policyTables?: MemoryPolicyTables;
 }
 
 /** A `wrapKube` whose GETs fail as an unreachable apiserver's while `down` is set (STATUS, readiness). */
@@ -165,7 +169,7 @@ export function getOutage(): { down: boolean; readonly wrapKube: (k: KubeService
 }
 
 export async function makeWorld(opts: WorldOptions = {}): Promise<World> {
-  const { wrapKube, logLines, ...options } = opts;
+  const { wrapKube, logLines, policyTables, ...options } = opts;
   const server = new MemoryApiServer();
   const kernel = new MemNetlink.MemoryKernel({
     hostNics: [{ name: "ens4", mtu: 1500 }, { name: "ens5", mtu: 9000 }, { name: "ens6", mtu: 1500 }],
@@ -182,6 +186,15 @@ export async function makeWorld(opts: WorldOptions = {}): Promise<World> {
     Layer.succeed(Process, process.service),
     layerMemoryFs(fs),
   );
+  const policy = policyTables
+    ? await Effect.runPromise(
+      makeNetpol({ nodeName, render: engineRenderer }).pipe(
+        Effect.provideService(Kube, kube),
+        Effect.provide(layerMemoryPolicyTables(policyTables)),
+        Scope.provide(scope),
+      ),
+    )
+    : undefined;
   const newNode = (more: Partial<CniNodeOptions> = {}) =>
     Effect.runPromise(
       makeHandler({
@@ -195,6 +208,7 @@ export async function makeWorld(opts: WorldOptions = {}): Promise<World> {
         ...more,
       }).pipe(
         Effect.provideService(Kube, nodeKube),
+        policy ? Effect.provideService(NetpolController, policy) : (e) => e,
         Effect.provide(layers),
         Effect.provide(logLines ? Logger.layer([jsonLogger((l) => logLines.push(l))]) : Layer.empty),
         Scope.provide(scope),

@@ -8,6 +8,7 @@
 import * as DanmApi from "../../../core/api/danm.ts";
 import * as IpamApi from "../../../core/api/ipam.ts";
 import * as K8sApi from "../../../core/api/k8s.ts";
+import * as NetpolApi from "../../../core/api/netpol.ts";
 import * as ReservedIpApi from "../../../core/api/reservedip.ts";
 import * as WebhookKinds from "../../../core/webhook/kinds.ts";
 import { assert, assertEquals, fail } from "../../harness/assert.ts";
@@ -17,7 +18,7 @@ import { renderKustomization } from "./kustomize.ts";
 
 /** "group/plural" of every ResourceType exported by core/api, by its exported name. */
 const resources = new Map<string, string>();
-for (const mod of [DanmApi, IpamApi, K8sApi, ReservedIpApi, WebhookKinds]) {
+for (const mod of [DanmApi, IpamApi, K8sApi, NetpolApi, ReservedIpApi, WebhookKinds]) {
   for (const [name, value] of Object.entries(mod)) {
     if (typeof value === "object" && value !== null && "plural" in value && "group" in value) {
       const rt = value as { group: string; plural: string };
@@ -37,6 +38,8 @@ const DYNAMIC: Record<string, ReadonlyArray<string>> = {
   // probe(rt): networkRt(kind), NetworkAttachmentDefinitionResource, NodeResource.
   "core/netwatcher/agent.ts rt": [...networks, nads, "/nodes"],
   "core/netwatcher/agent.ts networkRt(kind)": networks,
+  // The policy controller's caches (watched(rt)): policies, pods, namespaces, DanmEps.
+  "core/netpol/controller.ts rt": ["k8s.cni.cncf.io/multi-networkpolicies", "/pods", "/namespaces", "danm.io/danmeps"],
   // The per-node status record of a network.
   "core/netwatcher/status.ts rt": networks,
   "core/ipam/kube.ts networkResource(ref.kind)": networks,
@@ -177,6 +180,8 @@ Deno.test("rbac: the curated list of the node agent's rights (review aid: change
   assertEquals(have, [
     "/events create",
     "/events patch",
+    "/namespaces list",
+    "/namespaces watch",
     "/nodes list",
     "/nodes watch",
     "/pods get",
@@ -207,6 +212,8 @@ Deno.test("rbac: the curated list of the node agent's rights (review aid: change
     "danm.io/tenantnetworks list",
     "danm.io/tenantnetworks watch",
     "danm.io/tenantnetworks/status update",
+    "k8s.cni.cncf.io/multi-networkpolicies list",
+    "k8s.cni.cncf.io/multi-networkpolicies watch",
     "k8s.cni.cncf.io/network-attachment-definitions get",
     "k8s.cni.cncf.io/network-attachment-definitions list",
     "k8s.cni.cncf.io/network-attachment-definitions patch",
