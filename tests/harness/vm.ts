@@ -18,6 +18,9 @@ const guestModules = [
   "bridge",
   "vxlan",
   "dummy",
+  // MultiNetworkPolicy tables (tests/kernel/netpol): nf_tables with the inet family, sets and vmaps built in; ct state.
+  "nf_tables",
+  "nft_ct",
 ];
 
 // The initramfs /init. Static text: the job itself travels as JSON through the results share and is

@@ -12,6 +12,14 @@ import { makeLiveFs } from "../../../adapters/fs/live.ts";
 import { makeMemoryKube, MemoryApiServer } from "../../../adapters/kube/memory.ts";
 import * as LiveNetlink from "../../../adapters/netlink/live.ts";
 import { makeLiveProcess } from "../../../adapters/process/live.ts";
+import { layerLivePolicyTables } from "../../../adapters/nftables/live.ts";
+import {
+  engineRenderer,
+  make as makeNetpol,
+  NetpolController,
+  type NetpolControllerConfig,
+  type NetpolControllerService,
+} from "../../../core/netpol/controller.ts";
 import { type NetnsScope, netnsScope } from "../../harness/netns.ts";
 import { IpAddr } from "../../harness/iproute.ts";
 
@@ -33,6 +41,8 @@ export const addrs = async (s: NetnsScope, ns: string) =>
 
 export interface Env {
   readonly scope: NetnsScope;
+  /** With `policy`: the node agent's policy controller (live nft tables), which the ADD programs pods through. */
+  readonly policy?: NetpolControllerService;
   readonly kube: KubeService;
   readonly node: CniNodeService;
   readonly run: string;
@@ -44,7 +54,12 @@ export interface Env {
 }
 
 export async function setup(
-  opts: { readonly podDevices?: PodDevicesService; readonly kube?: KubeService } = {},
+  opts: {
+    readonly podDevices?: PodDevicesService;
+    readonly kube?: KubeService;
+    /** Runs the policy controller next to the node handler, as cmd/netwatcher does. */
+    readonly policy?: Partial<NetpolControllerConfig>;
+  } = {},
 ): Promise<Env> {
   const scope = netnsScope();
   const effectScope = Scope.makeUnsafe();
@@ -66,6 +81,14 @@ export async function setup(
       Layer.succeed(Process, makeLiveProcess()),
       Layer.succeed(Fs, makeLiveFs()),
     );
+    const policy = opts.policy
+      ? await Effect.runPromise(
+        makeNetpol({ nodeName: "guest", render: engineRenderer, ...opts.policy }).pipe(
+          Effect.provide(Layer.provideMerge(layerLivePolicyTables(), layers)),
+          Scope.provide(effectScope),
+        ),
+      )
+      : undefined;
     const node = await Effect.runPromise(
       makeHandler({
         nodeName: "guest",
@@ -73,6 +96,7 @@ export async function setup(
         stateDir: `${tmp}/state`,
         ...(opts.podDevices ? { podDevices: opts.podDevices } : {}),
       }).pipe(
+        policy ? Effect.provideService(NetpolController, policy) : (e) => e,
         Effect.provide(layers),
         Scope.provide(effectScope),
       ),
@@ -84,7 +108,7 @@ export async function setup(
       const r = await Effect.runPromise(node.handle({ program: "danm", env, stdin: JSON.stringify(stdin) }));
       return { code: r.code, stdout: r.stdout, json: r.stdout ? JSON.parse(r.stdout) : undefined };
     };
-    return { scope, kube, node, run: id, call, dispose };
+    return { scope, kube, node, run: id, call, dispose, ...(policy ? { policy } : {}) };
   } catch (e) {
     await dispose();
     throw e;

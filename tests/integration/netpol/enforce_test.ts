@@ -1,0 +1,294 @@
+// MultiNetworkPolicy enforced on the real thing: the real node agent process (cmd/netwatcher.ts: policy controller +
+// CNI daemon) on the real apiserver, pods set up by a fake kubelet through the thin `danm` client in real network
+// namespaces, on a macvlan and a bridge network (danm IPAM, IPv4 and IPv6), checked with real TCP and UDP connections
+// between the pods' namespaces. Default deny in the namespace, one allow rule each way: allowed flows pass, the rest
+// is dropped, both directions, both families; label and policy changes reach the kernel within a measured bound; the
+// interface on a network no policy is for (eth0) is never filtered; a SIGKILLed agent leaves enforcement in place
+// and, restarted, reprograms a table tampered with while it was down.
+import { Effect, Exit, Scope } from "effect";
+import { DanmEpResource, DanmNetResource } from "../../../core/api/danm.ts";
+import { NamespaceResource, PodResource } from "../../../core/api/k8s.ts";
+import { type MultiNetworkPolicy, MultiNetworkPolicyResource, PolicyForAnnotation } from "../../../core/api/netpol.ts";
+import type { KubeService } from "../../../core/ports/kube.ts";
+import { makeLiveKube } from "../../../adapters/kube/live.ts";
+import { type NodeAgent, startNodeAgent } from "../../harness/agent.ts";
+import { assert, assertEquals, fail } from "../../harness/assert.ts";
+import { makeCniBin } from "../../harness/cnibin.ts";
+import { useCluster } from "../../harness/cluster.ts";
+import { Fakelet } from "../../harness/fakelet.ts";
+import { run } from "../../harness/proc.ts";
+import { netprobeServer, probeFrom } from "../../harness/netprobe.ts";
+import { installDanmCrds } from "../api/danm_crds.ts";
+
+const sanitize = { sanitizeOps: false, sanitizeResources: false };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The bound asserted on every change reaching the kernel; the measured times are printed (typically far below). */
+const boundMs = 10_000;
+
+interface PodInfo {
+  readonly name: string;
+  readonly netnsName: string;
+  /** Network name → [v4, v6] on it. */
+  readonly addrs: Record<string, [string, string]>;
+}
+
+async function setup() {
+  const cluster = await useCluster();
+  await installDanmCrds(cluster.kubeConfig);
+  const r = crypto.randomUUID().slice(0, 6);
+  const ns = `netpolnode-${r}`, node = `netpolnode-${r}`;
+  const tmp = await Deno.makeTempDir({ prefix: `netpolnode-${r}-` });
+  const scope = Scope.makeUnsafe();
+  const kube: KubeService = await Effect.runPromise(
+    makeLiveKube({ config: { _tag: "Kubeconfig", path: cluster.kubeconfigPath } }).pipe(Scope.provide(scope)),
+  );
+  const k = <A, E>(e: Effect.Effect<A, E>) => Effect.runPromise(e);
+  let agent: NodeAgent | undefined;
+  const startAgent = async () => {
+    agent = await startNodeAgent({
+      kubeconfig: cluster.kubeconfigPath,
+      nodeName: node,
+      dir: `${tmp}/agent`,
+      logFile: `${tmp}/agent.log`,
+      args: ["--netpol-resync-period", "2s"],
+    });
+    return agent;
+  };
+  await startAgent();
+  const bin = await makeCniBin({ socket: agent!.socket, referencePlugins: true });
+  await Deno.mkdir(`${tmp}/net.d`);
+  const fakelet = new Fakelet({
+    nodeName: node,
+    kube,
+    binDir: bin.dir,
+    netconf: { cniVersion: "1.1.0", name: "danm_meta_cni", type: "danm", cniDir: `${tmp}/net.d` },
+  });
+  // A parent NIC with carrier for macvlan, bridges for the bridge networks: links of this tier's private netns.
+  await run(["ip", "link", "add", `npm${r}`, "type", "veth", "peer", "name", `npq${r}`]);
+  for (const l of [`npm${r}`, `npq${r}`]) await run(["ip", "link", "set", l, "up"]);
+  for (const [id, bridge] of [[`npb${r}`, `cnb${r}`], [`npe${r}`, `cne${r}`]]) {
+    await Deno.writeTextFile(
+      `${tmp}/net.d/${id}.conf`,
+      JSON.stringify({
+        cniVersion: "1.0.0",
+        name: id,
+        type: "bridge",
+        bridge,
+        ipam: { type: "host-local", ranges: [[{ subnet: "10.99.99.0/24" }]] },
+      }),
+    );
+  }
+  await k(kube.create(NamespaceResource, { metadata: { name: ns } }));
+  const net = (name: string, spec: Record<string, unknown>) =>
+    k(kube.create(DanmNetResource, { metadata: { name, namespace: ns }, spec: spec as never }));
+  await net("prim", { NetworkID: `npe${r}`, NetworkType: "bridge", Options: { cidr: "10.241.0.0/24" } });
+  await net("mv", {
+    NetworkID: `npm${r}`,
+    NetworkType: "macvlan",
+    Options: { host_device: `npm${r}`, cidr: "10.241.1.0/24", net6: "fd00:241:1::/64" },
+  });
+  await net("br", {
+    NetworkID: `npb${r}`,
+    NetworkType: "bridge",
+    Options: { container_prefix: "br", cidr: "10.241.2.0/24", net6: "fd00:241:2::/64" },
+  });
+  // Ready when the daemon's STATUS says so, as a runtime checks.
+  for (let i = 0;; i++) {
+    const [st] = await fakelet.status();
+    if (st.code === 0) break;
+    if (i > 300) fail(`the agent did not become ready: ${st.stdout}\n${await Deno.readTextFile(`${tmp}/agent.log`)}`);
+    await sleep(100);
+  }
+
+  const pods: PodInfo[] = [];
+  const createPod = async (name: string, labels: Record<string, string>): Promise<PodInfo> => {
+    const annotation = [
+      { network: "prim", ip: "dynamic" },
+      { network: "mv", ip: "dynamic", ip6: "dynamic" },
+      { network: "br", ip: "dynamic", ip6: "dynamic" },
+    ];
+    await k(kube.create(PodResource, {
+      metadata: { name, namespace: ns, labels, annotations: { "danm.io/interfaces": JSON.stringify(annotation) } },
+      spec: { nodeName: node, containers: [{ name: "c", image: "pause" }] },
+    }));
+    const sb = await fakelet.runPod(ns, name);
+    const eps = (await k(kube.list(DanmEpResource, { namespace: ns }))).items.filter((e) => e.spec.Pod === name);
+    const addrs: Record<string, [string, string]> = {};
+    for (const e of eps) {
+      const plain = (a?: string) => (a ?? "").split("/")[0];
+      addrs[e.spec.NetworkName] = [plain(e.spec.Interface.Address), plain(e.spec.Interface.AddressIPv6)];
+    }
+    // IPv6 addresses are usable once duplicate address detection is done.
+    for (let i = 0; (await run(["ip", "-n", sb.netnsName, "-6", "addr", "show", "tentative"])).trim() !== ""; i++) {
+      if (i > 100) fail(`${name}: IPv6 addresses stay tentative`);
+      await sleep(50);
+    }
+    const info = { name, netnsName: sb.netnsName, addrs };
+    pods.push(info);
+    return info;
+  };
+
+  const dispose = async () => {
+    await agent?.dispose();
+    for (const p of pods) await fakelet.stopPod(ns, p.name).catch(() => {});
+    await fakelet.dispose().catch(() => {});
+    // No controller-manager here to empty a deleted namespace: its objects go one by one.
+    for (const p of pods) {
+      await k(Effect.ignore(kube.delete(PodResource, p.name, { namespace: ns, gracePeriodSeconds: 0 })));
+    }
+    for (
+      const pol of (await k(
+        Effect.orElseSucceed(kube.list(MultiNetworkPolicyResource, { namespace: ns }), () => ({ items: [] })),
+      )).items
+    ) {
+      await k(Effect.ignore(kube.delete(MultiNetworkPolicyResource, pol.metadata.name ?? "", { namespace: ns })));
+    }
+    for (const n of ["prim", "mv", "br"]) await k(Effect.ignore(kube.delete(DanmNetResource, n, { namespace: ns })));
+    await k(Effect.ignore(kube.delete(NamespaceResource, ns)));
+    await Effect.runPromise(Scope.close(scope, Exit.void));
+    await bin.dispose();
+    for (const l of [`npm${r}`, `cnb${r}`, `cne${r}`]) await run(["ip", "link", "del", l]).catch(() => {});
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    await cluster.release();
+  };
+  return { r, ns, kube, k, fakelet, createPod, startAgent, agent: () => agent!, tmp, dispose };
+}
+
+const policy = (ns: string, name: string, spec: MultiNetworkPolicy["spec"]): MultiNetworkPolicy => ({
+  metadata: { name, namespace: ns, annotations: { [PolicyForAnnotation]: "mv, br" } },
+  ...(spec ? { spec } : {}),
+});
+const ports = [{ protocol: "TCP" as const, port: 7001 }, { protocol: "UDP" as const, port: 7002 }];
+
+/** Every flow from `from` to `to` on the policed networks (both families, allowed and other ports). */
+const flows = (to: PodInfo) =>
+  ["mv", "br"].flatMap((n) =>
+    to.addrs[n].flatMap((a) => [`tcp:${a}:7001`, `udp:${a}:7002`, `tcp:${a}:7003`, `udp:${a}:7003`])
+  );
+/** What a from→to probe should see: `allowed` = the allow rule applies (ports 7001/7002 only). */
+const expect = (to: PodInfo, allowed: boolean) =>
+  Object.fromEntries(flows(to).map((t) => [t, allowed && /:700[12]$/.test(t)]));
+
+/** Polls `nft list table` in the pod's netns until `pred` holds; the time it took, in ms. */
+async function kernelTable(netnsName: string, pred: (listing: string | undefined) => boolean): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    const listing = await run(["ip", "netns", "exec", netnsName, "nft", "list", "table", "inet", "danm_netpol"])
+      .catch(() => undefined);
+    if (pred(listing)) return performance.now() - started;
+    if (performance.now() - started > boundMs) fail(`the table in ${netnsName} did not change within ${boundMs} ms`);
+    await sleep(20);
+  }
+}
+
+Deno.test({
+  name: "netpol enforcement: default deny + allow rules on macvlan and bridge, v4/v6, TCP/UDP; changes; agent restart",
+  ...sanitize,
+  fn: async () => {
+    const t = await setup();
+    try {
+      const { ns, k, kube } = t;
+      await k(kube.create(
+        MultiNetworkPolicyResource,
+        policy(ns, "deny-all", {
+          podSelector: {},
+          policyTypes: ["Ingress", "Egress"],
+        }),
+      ));
+      await k(kube.create(
+        MultiNetworkPolicyResource,
+        policy(ns, "server-in", {
+          podSelector: { matchLabels: { app: "server" } },
+          ingress: [{ from: [{ podSelector: { matchLabels: { app: "client" } } }], ports }],
+        }),
+      ));
+      await k(kube.create(
+        MultiNetworkPolicyResource,
+        policy(ns, "client-out", {
+          podSelector: { matchLabels: { app: "client" } },
+          egress: [{ to: [{ podSelector: { matchLabels: { app: "server" } } }], ports }],
+        }),
+      ));
+      const server = await t.createPod("server", { app: "server" });
+      const client = await t.createPod("client", { app: "client" });
+      const other = await t.createPod("other", { app: "other" });
+      for (const p of [server, client, other]) {
+        await kernelTable(p.netnsName, (l) => l !== undefined); // programmed by the ADD itself
+      }
+      await using _s = await netprobeServer(server.netnsName, [7001, 7002, 7003]);
+      await using _c = await netprobeServer(client.netnsName, [7001, 7002, 7003]);
+      // Peers' tables follow the new pods' addresses asynchronously: the client's egress to the server once the
+      // server's DanmEps are seen.
+      await kernelTable(client.netnsName, (l) => l?.includes(server.addrs.mv[0]) ?? false);
+      await kernelTable(server.netnsName, (l) => l?.includes(client.addrs.mv[0]) ?? false);
+
+      assertEquals(await probeFrom(client.netnsName, flows(server)), expect(server, true), "client → server");
+      assertEquals(await probeFrom(other.netnsName, flows(server)), expect(server, false), "other → server");
+      assertEquals(await probeFrom(server.netnsName, flows(client)), expect(client, false), "server → client");
+      // eth0 is on a network no policy is for: never filtered.
+      const prim = [`tcp:${server.addrs.prim[0]}:7003`, `udp:${server.addrs.prim[0]}:7003`];
+      assertEquals(await probeFrom(other.netnsName, prim), { [prim[0]]: true, [prim[1]]: true }, "eth0 open");
+
+      // A label change: `other` becomes a client → allowed within the bound.
+      const timings: Record<string, number> = {};
+      const patchLabels = (name: string, app: string) =>
+        k(kube.patch(PodResource, name, { type: "merge", patch: { metadata: { labels: { app } } } }, {
+          namespace: ns,
+        }));
+      let t0 = performance.now();
+      await patchLabels("other", "client");
+      await kernelTable(server.netnsName, (l) => l?.includes(other.addrs.mv[0]) ?? false);
+      await kernelTable(other.netnsName, (l) => l?.includes(server.addrs.mv[0]) ?? false);
+      timings.label_allow_ms = performance.now() - t0;
+      assertEquals(
+        await probeFrom(other.netnsName, flows(server)),
+        expect(server, true),
+        "other (now client) → server",
+      );
+
+      // A policy change: the server's allow rule removed → the client is dropped too.
+      t0 = performance.now();
+      await k(kube.delete(MultiNetworkPolicyResource, "server-in", { namespace: ns }));
+      await kernelTable(server.netnsName, (l) => l !== undefined && !l.includes(client.addrs.mv[0]));
+      timings.policy_delete_ms = performance.now() - t0;
+      assertEquals(await probeFrom(client.netnsName, flows(server)), expect(server, false), "allow rule gone");
+      t0 = performance.now();
+      await k(kube.create(
+        MultiNetworkPolicyResource,
+        policy(ns, "server-in", {
+          podSelector: { matchLabels: { app: "server" } },
+          ingress: [{ from: [{ podSelector: { matchLabels: { app: "client" } } }], ports }],
+        }),
+      ));
+      await kernelTable(server.netnsName, (l) => l?.includes(client.addrs.mv[0]) ?? false);
+      timings.policy_create_ms = performance.now() - t0;
+      assertEquals(await probeFrom(client.netnsName, flows(server)), expect(server, true), "allow rule back");
+
+      // The agent dies: enforcement stays in the kernel. Someone removes the server's table meanwhile; the
+      // restarted agent puts it back.
+      await t.agent().dispose();
+      assertEquals(await probeFrom(other.netnsName, [`tcp:${server.addrs.mv[0]}:7003`]), {
+        [`tcp:${server.addrs.mv[0]}:7003`]: false,
+      }, "agent down: still enforced");
+      await run(["ip", "netns", "exec", server.netnsName, "nft", "delete", "table", "inet", "danm_netpol"]);
+      assertEquals(
+        await probeFrom(other.netnsName, [`tcp:${server.addrs.mv[0]}:7003`]),
+        { [`tcp:${server.addrs.mv[0]}:7003`]: true },
+        "the tampered pod is open while nobody watches",
+      );
+      t0 = performance.now();
+      await t.startAgent();
+      await kernelTable(server.netnsName, (l) => l !== undefined);
+      timings.restart_reprogram_ms = performance.now() - t0;
+      assertEquals(await probeFrom(client.netnsName, flows(server)), expect(server, true), "after restart: client");
+      assertEquals(await probeFrom(server.netnsName, flows(client)), expect(client, false), "after restart: server");
+      console.log(`netpol convergence (ms, to the kernel): ${JSON.stringify(timings)}`);
+      for (const [what, ms] of Object.entries(timings)) assert(ms < boundMs, `${what}: ${ms} ms`);
+    } catch (e) {
+      console.error(await Deno.readTextFile(`${t.tmp}/agent.log`).catch(() => "(no agent log)"));
+      throw e;
+    } finally {
+      await t.dispose();
+    }
+  },
+});
