@@ -14,8 +14,9 @@ import { PolicyTables, type PolicyTablesError } from "../ports/policy_tables.ts"
 import type { ReadinessCheck } from "../observability/metrics.ts";
 import { allReady, cachesSynced, informerSynced } from "../observability/readiness.ts";
 import { NetwatcherFailed } from "../netwatcher/errors.ts";
-import type { PodKey, PolicyWorld } from "./model.ts";
-import { compilePod } from "./compile.ts";
+import { type CompileCache, compilePod, newCompileCache } from "./compile.ts";
+import { affectedPods } from "./affected.ts";
+import { emptyWorld, type PodKey, type PolicyWorld } from "./model.ts";
 import { renderNft } from "./nft.ts";
 import { type LocalPod, nodeWorld, type PodOverride, type WorldInputs } from "./world.ts";
 import { type NetpolMetrics, netpolMetrics } from "./controller_metrics.ts";
@@ -27,9 +28,14 @@ export type PolicyRenderer = (
   pod: PodKey,
 ) => Effect.Effect<string | undefined, { readonly message: string }>;
 
+/** Compiled peers shared by the pods rendered from one world snapshot (the engine's batch cache). */
+const compileCaches = new WeakMap<PolicyWorld, CompileCache>();
+
 /** The engine's renderer: the pod's compiled rules as one nft table (core/netpol/compile.ts, nft.ts). */
 export const engineRenderer: PolicyRenderer = (world, pod) => {
-  const rules = compilePod(world, pod);
+  let cache = compileCaches.get(world);
+  if (!cache) compileCaches.set(world, cache = newCompileCache());
+  const rules = compilePod(world, pod, cache);
   return rules.interfaces.length === 0 ? Effect.succeed(undefined) : renderNft(rules);
 };
 
@@ -157,6 +163,8 @@ class PodLedger {
 }
 
 interface PassContext {
+  /** The world the previous pass rendered from: a change pass re-renders only the pods the difference affects. */
+  previous: PolicyWorld;
   readonly node: string;
   readonly render: PolicyRenderer;
   readonly tables: PolicyTables["Service"];
@@ -175,7 +183,14 @@ const runPass = (ctx: PassContext, inputs: WorldInputs, verify: boolean, changed
     const now = yield* Clock.currentTimeMillis;
     const applied: PodKey[] = [], removed: PodKey[] = [];
     const failed = new Map<PodKey, string>();
-    for (const pod of local.values()) {
+    // Which local pods to look at: all on a resync; else those the change affects (the engine's affectedPods),
+    // pods not yet handled in this netns and pods whose retry is due.
+    const affected = verify ? undefined : affectedPods(ctx.previous, world, local.keys());
+    ctx.previous = world;
+    const due = (pod: LocalPod) =>
+      affected === undefined || affected.has(pod.key) || ctx.ledger.failures.has(pod.key) ||
+      ctx.ledger.applied.get(pod.key)?.netns !== pod.netns;
+    for (const pod of [...local.values()].filter(due)) {
       const retry = ctx.ledger.failures.get(pod.key);
       if (retry && retry.retryAt > now) {
         failed.set(pod.key, "waiting to retry");
@@ -253,6 +268,7 @@ export const make = (
     const metrics = netpolMetrics(node);
     const ledger = new PodLedger(config.backoffMs ?? 500, config.maxBackoffMs ?? 30_000);
     const ctx: PassContext = {
+      previous: emptyWorld,
       node,
       render: config.render,
       tables,

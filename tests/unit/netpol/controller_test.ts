@@ -190,3 +190,43 @@ Deno.test("netpol controller: programPod programs a new pod from what the ADD kn
     const gone = yield* Effect.flip(c.programPod({ pod: newPod, netns: "/run/netns/db-new", attachments }));
     assertMatch(gone.message, /is gone/);
   })));
+
+Deno.test("netpol controller: a change re-renders only the local pods it affects (the engine's affectedPods)", () =>
+  run(Effect.gen(function* () {
+    const tables = new MemoryPolicyTables();
+    const rendered: string[] = [];
+    const counting: PolicyRenderer = (world, key) => {
+      rendered.push(key);
+      return render(world, key);
+    };
+    const { kube, start } = yield* setup(tables, { render: counting });
+    yield* kube.create(PodResource, pod("db-a", "node-a", { app: "db" }));
+    yield* kube.create(PodResource, pod("web-a", "node-a", { app: "web" }));
+    yield* kube.create(PodResource, pod("far-b", "node-b", { app: "far" }));
+    for (
+      const [p, n, ip] of [["db-a", "node-a", "10.0.0.1"], ["web-a", "node-a", "10.0.0.2"], [
+        "far-b",
+        "node-b",
+        "10.0.0.3",
+      ]]
+    ) {
+      yield* kube.create(DanmEpResource, ep(p, n, ip));
+    }
+    yield* kube.create(MultiNetworkPolicyResource, denyAll);
+    yield* start();
+    yield* eventuallyHolds("the first pass", Effect.sync(() => tables.tables.has("/run/netns/db-a")), 5_000);
+    yield* Effect.sleep("100 millis");
+    rendered.length = 0;
+    // A label no policy looks at, on a pod of another node: nothing local to redo.
+    yield* kube.patch(PodResource, "far-b", { type: "merge", patch: { metadata: { labels: { tier: "x" } } } }, {
+      namespace: "ns1",
+    });
+    yield* Effect.sleep("300 millis");
+    assertEquals(rendered, [], "an unrelated change renders no local pod");
+    // web-a becoming a db: only web-a is rendered again.
+    yield* kube.patch(PodResource, "web-a", { type: "merge", patch: { metadata: { labels: { app: "db" } } } }, {
+      namespace: "ns1",
+    });
+    yield* eventuallyHolds("web-a's table", Effect.sync(() => tables.tables.has("/run/netns/web-a")), 5_000);
+    assertEquals([...new Set(rendered)], ["ns1/web-a"]);
+  })));
