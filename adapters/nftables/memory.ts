@@ -7,6 +7,7 @@ import {
   PolicyTables,
   type PolicyTablesError,
   type PolicyTablesService,
+  PolicyToolMissing,
 } from "../../core/ports/policy_tables.ts";
 
 export interface PolicyTableOp {
@@ -21,10 +22,15 @@ export class MemoryPolicyTables {
   readonly ops: PolicyTableOp[] = [];
   /** Netns paths that exist; undefined = every path exists. Operations on others fail with PolicyNetnsGone. */
   netnsPaths: Set<string> | undefined = undefined;
+  /** Set: every operation fails as on a node without this program (nft or nsenter). */
+  missingTool: string | undefined = undefined;
   /** Makes the next operations on a netns fail (as nft would on a ruleset it refuses), until cleared. */
   readonly failing = new Map<string, string>();
 
   private check(op: PolicyTableOp["op"] | "read", netns: string): Effect.Effect<void, PolicyTablesError> {
+    if (this.missingTool) {
+      return Effect.fail(new PolicyToolMissing({ program: this.missingTool, detail: "not installed" }));
+    }
     if (this.netnsPaths && !this.netnsPaths.has(netns)) {
       return Effect.fail(new PolicyNetnsGone({ netns, detail: "no such netns" }));
     }

@@ -106,7 +106,10 @@ const convergePod = (
         applied.set(pod.key, { netns: pod.netns, script: undefined, listing: undefined });
         return "unchanged";
       }
-      const present = yield* tables.read(pod.netns);
+      // Without nft no table of ours can be there either: a node that polices nothing needs no nft.
+      const present = yield* tables.read(pod.netns).pipe(
+        Effect.catchTag("PolicyToolMissing", () => Effect.succeed(undefined)),
+      );
       if (present !== undefined) yield* tables.remove(pod.netns);
       applied.set(pod.key, { netns: pod.netns, script: undefined, listing: undefined });
       return present !== undefined ? "removed" : "unchanged";

@@ -230,3 +230,23 @@ Deno.test("netpol controller: a change re-renders only the local pods it affects
     yield* eventuallyHolds("web-a's table", Effect.sync(() => tables.tables.has("/run/netns/web-a")), 5_000);
     assertEquals([...new Set(rendered)], ["ns1/web-a"]);
   })));
+
+Deno.test("netpol controller: a node without nft is fine while no policy selects its pods, and failing once one does", () =>
+  run(Effect.gen(function* () {
+    const tables = new MemoryPolicyTables();
+    tables.missingTool = "nft";
+    const { kube, start } = yield* setup(tables);
+    yield* kube.create(PodResource, pod("db-a", "node-a", { app: "db" }));
+    yield* kube.create(DanmEpResource, ep("db-a", "node-a", "10.0.0.1"));
+    const c = yield* start();
+    assertEquals((yield* c.syncNow).failed.size, 0, "nothing to enforce: no nft needed");
+    assertEquals((yield* kube.list(EventResource, { namespace: "ns1" })).items.length, 0);
+    yield* kube.create(MultiNetworkPolicyResource, denyAll);
+    yield* eventuallyHolds(
+      "the missing nft reported",
+      Effect.map(Effect.orDie(kube.list(EventResource, { namespace: "ns1" })), (l) => l.items.length === 1),
+      5_000,
+    );
+    const [event] = (yield* kube.list(EventResource, { namespace: "ns1" })).items;
+    assertMatch(event.message ?? "", /needs "nft", which is not installed/);
+  })));
