@@ -19,6 +19,8 @@ const guestModules = [
   "vxlan",
   "dummy",
   // MultiNetworkPolicy tables (tests/kernel/netpol): nf_tables with the inet family, sets and vmaps built in; ct state.
+  // libcrc32c (theirs, through nf_conntrack) needs a crc32c implementation first: modules.dep only has it as a softdep.
+  "crc32c_generic",
   "nf_tables",
   "nft_ct",
 ];
