@@ -189,6 +189,10 @@ const runPass = (ctx: PassContext, inputs: WorldInputs, verify: boolean, changed
     // Which local pods to look at: all on a resync; else those the change affects (the engine's affectedPods),
     // pods not yet handled in this netns and pods whose retry is due.
     const affected = verify ? undefined : affectedPods(ctx.previous, world, local.keys());
+    yield* Effect.logDebug(
+      `netpol ${ctx.node}: ${verify ? "resync" : "change"} pass over ${local.size} local pod(s)` +
+        (affected ? `, affected: ${[...affected].join(" ") || "none"}` : ""),
+    );
     ctx.previous = world;
     const due = (pod: LocalPod) =>
       affected === undefined || affected.has(pod.key) || ctx.ledger.failures.has(pod.key) ||
@@ -214,6 +218,7 @@ const runPass = (ctx: PassContext, inputs: WorldInputs, verify: boolean, changed
       }
       ctx.ledger.failures.delete(pod.key);
       ctx.events.clear(pod.key);
+      if (r.success !== "unchanged") yield* Effect.logDebug(`netpol ${ctx.node}: pod ${pod.key}: table ${r.success}`);
       if (r.success === "applied") applied.push(pod.key);
       if (r.success === "removed") removed.push(pod.key);
       if (r.success === "applied" || r.success === "removed") {
