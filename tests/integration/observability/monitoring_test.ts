@@ -3,6 +3,7 @@
 // rules and the Grafana dashboard read only metrics danm exports.
 import { cniMetrics } from "../../../core/cni/metrics.ts";
 import { netwatcherMetrics } from "../../../core/netwatcher/metrics.ts";
+import { netpolMetrics } from "../../../core/netpol/controller_metrics.ts";
 import type { Registry } from "../../../core/observability/metrics.ts";
 import { SvcwatcherMetrics } from "../../../core/svcwatcher/metrics.ts";
 import { WebhookMetrics } from "../../../core/webhook/metrics.ts";
@@ -37,6 +38,9 @@ function populated(): Registry[] {
   nw.changes.inc({ action: "create" });
   nw.statusWrites.inc({ result: "updated" });
   nw.events.inc({ reason: "HostInterfaceFailed" });
+  const np = netpolMetrics("node-1");
+  np.applies.inc({ result: "applied" });
+  np.convergeSeconds.observe(0.05);
   const sw = new SvcwatcherMetrics();
   sw.syncs.inc({ result: "success" });
   sw.syncErrors.inc({ error: "KubeConflict" });
@@ -55,7 +59,7 @@ function populated(): Registry[] {
   wh.claims.inc({ outcome: "claimed" });
   wh.certReloads.inc();
   wh.ready.set(1);
-  return [cni.registry, nw.registry, sw.registry, wh.registry];
+  return [cni.registry, nw.registry, np.registry, sw.registry, wh.registry];
 }
 
 /** Every exported metric name, histograms with their _bucket/_count/_sum series. */
