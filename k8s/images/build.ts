@@ -217,6 +217,9 @@ interface Inputs {
 async function gatherInputs(compiled: boolean): Promise<Inputs> {
   const deno = Deno.execPath();
   const nft = nftBinary;
+  await Deno.stat(nft).catch(() => {
+    throw new Error(`no ${nft} (Debian package nftables) to give the node image its MultiNetworkPolicy tool`);
+  });
   const libs = [...new Set([...await sharedLibraries(deno), ...await sharedLibraries(nft)])].sort();
   const busybox = await findBusybox();
   const sources: Record<string, string[]> = {};
