@@ -133,6 +133,8 @@ load 1m
   danm_netwatcher_networks_not_ready{node="good"} 0x30
   danm_netwatcher_reconciles_total{node="bad",result="error"} 0+1x30
   danm_netwatcher_reconciles_total{node="good",result="error"} 0x30
+  danm_netpol_failing_pods{node="bad"} 1x30
+  danm_netpol_failing_pods{node="good"} 0x30
 `;
   const firing = await evalAlerts(rulesFile, "30m", series);
   const where = Object.fromEntries(
@@ -149,6 +151,7 @@ load 1m
     DanmIpamReservationsReclaimed: ["bad"],
     DanmHostInterfacesNotReady: ["bad"],
     DanmNetwatcherReconcileFailing: ["bad"],
+    DanmNetworkPolicyNotEnforced: ["bad"],
   };
   assertEquals(Object.keys(expected).sort(), rules.map((r) => r.alert!).sort(), "every alert is exercised here");
   assertEquals(where, expected);
