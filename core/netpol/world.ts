@@ -75,7 +75,9 @@ export function nodeWorld(
   for (const pod of allPods) {
     if (terminated(pod) || pod.metadata.deletionTimestamp !== undefined) continue;
     const key = podKey(pod.metadata.namespace ?? "", pod.metadata.name ?? "");
-    const eps = epsByPod.get(key) ?? [];
+    // DanmEps of an earlier pod of the same name (another UID) are neither its interfaces nor its netns.
+    const uid = pod.metadata.uid;
+    const eps = (epsByPod.get(key) ?? []).filter((ep) => !uid || !ep.spec.PodUID || ep.spec.PodUID === uid);
     const isOverride = override !== undefined && overrideKey === key;
     const netns = isOverride ? override.netns : eps.find((ep) => ep.spec.Host === node && ep.spec.netns)?.spec.netns;
     if (netns) local.set(key, { key, netns });
