@@ -69,6 +69,14 @@ Deno.test("danmctl dry-run reach: allowed and denied with the deciding rule, on 
     assertMatch(bad.stderr, new RegExp(`pod ${namespace}/ghost does not exist`));
     assertEquals((await danmctl("dry-run", "reach", w.cli, w.srv)).code, 2, "misuse");
   } finally {
+    // The test apiserver runs no namespace controller: the objects go one by one, then their namespace.
+    for (
+      const collection of [
+        `/apis/k8s.cni.cncf.io/v1beta1/namespaces/${namespace}/multi-networkpolicies`,
+        `/apis/danm.io/v1/namespaces/${namespace}/danmeps`,
+        `/api/v1/namespaces/${namespace}/pods?gracePeriodSeconds=0`,
+      ]
+    ) await rest.call("DELETE", collection);
     await rest.call("DELETE", `/api/v1/namespaces/${namespace}`);
     rest.close();
     await cluster.release();
