@@ -42,7 +42,7 @@ export function clusterWorld(o: ClusterObjects): PolicyWorld {
       ? []
       : Effect.runSync(Effect.orElseSucceed(parseNetworkStatus(status), () => []));
     pods.set(key, wp);
-    attachments.set(key, podAttachments(wp.namespace, epsByPod.get(key) ?? [], entries));
+    attachments.set(key, podAttachments(wp.namespace, epsByPod.get(key) ?? [], entries, pod.metadata.uid));
   }
   const live = o.policies.filter((p) => p.metadata.deletionTimestamp === undefined);
   return {

@@ -5,6 +5,7 @@ import { layerMemoryKube, MemoryApiServer } from "../../../adapters/kube/memory.
 import { parsePortArg, reach, type ReachArgs, renderReach } from "../../../core/ctl/reach.ts";
 import { Kube } from "../../../core/ports/kube.ts";
 import { PodResource } from "../../../core/api/k8s.ts";
+import { type DanmEp, DanmEpResource } from "../../../core/api/danm.ts";
 import { MultiNetworkPolicyResource } from "../../../core/api/netpol.ts";
 import { type ReachWorld, seedReachWorld } from "../../fixtures/netpol/reach_world.ts";
 import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
@@ -81,9 +82,24 @@ Deno.test("reach: without any policy every path is open; a terminated pod is not
     Effect.gen(function* () {
       const kube = yield* Kube;
       yield* kube.delete(MultiNetworkPolicyResource, w.policy, { namespace: "default" });
+      // A DanmEp an earlier srv (another pod UID) left behind is not one of srv's interfaces.
+      yield* kube.create(DanmEpResource, {
+        metadata: { name: "stale-ep", namespace: "default" },
+        spec: {
+          NetworkName: w.network,
+          EndpointID: "stale",
+          Pod: w.srv,
+          PodUID: "an-earlier-uid",
+          Interface: { Name: "data9", Address: "10.66.0.99/24" },
+        },
+      } as DanmEp);
       const open = yield* reach({ from: w.other, to: w.srv, network: w.network, port: "9/udp" });
       assert(open.allowed);
-      assertEquals(open.paths.length, 2, "IPv4 and IPv6");
+      assertEquals(
+        open.paths.map((p) => p.destination),
+        ["10.66.0.1", "fd00:66::1"],
+        "IPv4 and IPv6, no stale address",
+      );
       const pod = yield* kube.get(PodResource, w.cli, { namespace: "default" });
       yield* kube.updateStatus(PodResource, { ...pod, status: { phase: "Succeeded" } });
       const r = yield* ask({ from: w.cli, to: w.srv, network: w.network, port: "80" });
