@@ -51,6 +51,8 @@ export function nodeWorld(
   inputs: WorldInputs,
   node: string,
   override?: PodOverride,
+  /** Every pod even when no policy exists (the cluster-wide view of core/netpol/cluster.ts). */
+  everyPod = false,
 ): NodeWorld {
   const epsByPod = new Map<PodKey, DanmEp[]>();
   for (const ep of inputs.danmEps) {
@@ -71,7 +73,7 @@ export function nodeWorld(
     ]
     : inputs.pods;
   // Without policies only the local pods matter (their stale tables go): the world stays empty.
-  const policed = inputs.policies.length > 0 || override !== undefined;
+  const policed = inputs.policies.length > 0 || override !== undefined || everyPod;
   for (const pod of allPods) {
     if (terminated(pod) || pod.metadata.deletionTimestamp !== undefined) continue;
     const key = podKey(pod.metadata.namespace ?? "", pod.metadata.name ?? "");
