@@ -22,6 +22,10 @@ export class MemoryPolicyTables {
   readonly ops: PolicyTableOp[] = [];
   /** Netns paths that exist; undefined = every path exists. Operations on others fail with PolicyNetnsGone. */
   netnsPaths: Set<string> | undefined = undefined;
+  /** How long each apply takes (as nft does on a big table); `peakApplies` is the most that ran at once. */
+  applyMs = 0;
+  peakApplies = 0;
+  private running = 0;
   /** Set: every operation fails as on a node without this program (nft or nsenter). */
   missingTool: string | undefined = undefined;
   /** Makes the next operations on a netns fail (as nft would on a ruleset it refuses), until cleared. */
@@ -42,10 +46,14 @@ export class MemoryPolicyTables {
     apply: (netns, ruleset) =>
       Effect.andThen(
         this.check("apply", netns),
-        Effect.sync(() => {
-          this.ops.push({ op: "apply", netns, ruleset });
-          this.tables.set(netns, ruleset);
-        }),
+        Effect.sync(() => this.peakApplies = Math.max(this.peakApplies, ++this.running)).pipe(
+          Effect.andThen(Effect.sleep(this.applyMs)),
+          Effect.andThen(Effect.sync(() => {
+            this.ops.push({ op: "apply", netns, ruleset });
+            this.tables.set(netns, ruleset);
+          })),
+          Effect.ensuring(Effect.sync(() => this.running--)),
+        ),
       ),
     remove: (netns) =>
       Effect.andThen(

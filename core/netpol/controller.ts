@@ -46,6 +46,8 @@ export interface NetpolControllerConfig {
   readonly resyncPeriod?: Duration.Input;
   /** How long `programPod` waits for the caches' first list before failing. Default 30 s. */
   readonly syncTimeout?: Duration.Input;
+  /** Pods programmed at once (each an nsenter + nft process). Default 8. */
+  readonly concurrency?: number;
   /** First retry of a pod that failed; doubles per failure up to `maxBackoffMs`. Default 500 ms / 30 s. */
   readonly backoffMs?: number;
   readonly maxBackoffMs?: number;
@@ -73,7 +75,10 @@ export interface NetpolControllerService {
 export class NetpolController
   extends Context.Service<NetpolController, NetpolControllerService>()("danm/core/netpol/NetpolController") {}
 
-/** What the controller last put into a pod's netns: `listing` is nft's own reading of it right after. */
+/**
+ * What the controller last put into a pod's netns. `listing` is nft's own reading of it, taken at the first resync
+ * after the apply (reading a big table back costs about as much as applying it, so a change pass does not).
+ */
 interface Applied {
   readonly netns: string;
   readonly script: string | undefined;
@@ -115,11 +120,20 @@ const convergePod = (
       return present !== undefined ? "removed" : "unchanged";
     }
     if (known && prev.script === script) {
-      if (mode !== "verify" || (yield* tables.read(pod.netns)) === prev.listing) return "unchanged";
-      yield* Effect.logWarning(`netpol: the table in ${pod.netns} (pod ${pod.key}) was changed by someone else`);
+      if (mode !== "verify") return "unchanged";
+      if (prev.listing !== undefined) {
+        if ((yield* tables.read(pod.netns)) === prev.listing) return "unchanged";
+        yield* Effect.logWarning(`netpol: the table in ${pod.netns} (pod ${pod.key}) was changed by someone else`);
+      }
+      // Not read back since it was applied: apply it again (idempotent, one transaction) and keep nft's reading,
+      // which later resyncs compare with.
+      yield* tables.apply(pod.netns, script);
+      applied.set(pod.key, { netns: pod.netns, script, listing: yield* tables.read(pod.netns) });
+      return prev.listing === undefined ? "unchanged" : "applied";
     }
     yield* tables.apply(pod.netns, script);
-    applied.set(pod.key, { netns: pod.netns, script, listing: yield* tables.read(pod.netns) });
+    const listing = mode === "verify" ? yield* tables.read(pod.netns) : undefined;
+    applied.set(pod.key, { netns: pod.netns, script, listing });
     return "applied";
   }).pipe(
     Effect.catchTag("PolicyNetnsGone", (e) =>
@@ -166,6 +180,8 @@ class PodLedger {
 }
 
 interface PassContext {
+  /** Pods programmed at once. */
+  readonly concurrency: number;
   /** The world the previous pass rendered from: a change pass re-renders only the pods the difference affects. */
   previous: PolicyWorld;
   readonly node: string;
@@ -197,37 +213,36 @@ const runPass = (ctx: PassContext, inputs: WorldInputs, verify: boolean, changed
     const due = (pod: LocalPod) =>
       affected === undefined || affected.has(pod.key) || ctx.ledger.failures.has(pod.key) ||
       ctx.ledger.applied.get(pod.key)?.netns !== pod.netns;
-    for (const pod of [...local.values()].filter(due)) {
-      const retry = ctx.ledger.failures.get(pod.key);
-      if (retry && retry.retryAt > now) {
-        failed.set(pod.key, "waiting to retry");
-        continue;
-      }
-      const r = yield* Effect.result(
-        Effect.flatMap(
-          ctx.render(world, pod.key),
-          (script) => convergePod(ctx.tables, ctx.ledger.applied, pod, script, verify ? "verify" : "changed"),
-        ),
-      );
-      if (r._tag === "Failure") {
-        ctx.ledger.failed(pod.key, now);
-        failed.set(pod.key, r.failure.message);
-        ctx.metrics.applies.inc({ result: "error" });
-        yield* ctx.events.failure(pod.key, r.failure.message);
-        continue;
-      }
-      ctx.ledger.failures.delete(pod.key);
-      ctx.events.clear(pod.key);
-      if (r.success !== "unchanged") yield* Effect.logDebug(`netpol ${ctx.node}: pod ${pod.key}: table ${r.success}`);
-      if (r.success === "applied") applied.push(pod.key);
-      if (r.success === "removed") removed.push(pod.key);
-      if (r.success === "applied" || r.success === "removed") {
+    // Pods are independent (an nsenter + nft process each): several at once, as many as `concurrency`.
+    yield* Effect.forEach([...local.values()].filter(due), (pod) =>
+      Effect.gen(function* () {
+        const retry = ctx.ledger.failures.get(pod.key);
+        if (retry && retry.retryAt > now) {
+          failed.set(pod.key, "waiting to retry");
+          return;
+        }
+        const r = yield* Effect.result(
+          Effect.flatMap(
+            ctx.render(world, pod.key),
+            (script) => convergePod(ctx.tables, ctx.ledger.applied, pod, script, verify ? "verify" : "changed"),
+          ),
+        );
+        if (r._tag === "Failure") {
+          ctx.ledger.failed(pod.key, now);
+          failed.set(pod.key, r.failure.message);
+          ctx.metrics.applies.inc({ result: "error" });
+          return yield* ctx.events.failure(pod.key, r.failure.message);
+        }
+        ctx.ledger.failures.delete(pod.key);
+        ctx.events.clear(pod.key);
+        if (r.success === "unchanged" || r.success === "gone") return;
+        yield* Effect.logDebug(`netpol ${ctx.node}: pod ${pod.key}: table ${r.success}`);
+        (r.success === "applied" ? applied : removed).push(pod.key);
         ctx.metrics.applies.inc({ result: r.success });
         if (changedSince !== undefined) {
           ctx.metrics.convergeSeconds.observe(((yield* Clock.currentTimeMillis) - changedSince) / 1000);
         }
-      }
-    }
+      }), { concurrency: ctx.concurrency, discard: true });
     ctx.ledger.forget(new Set(local.keys()));
     ctx.events.retain(new Set(local.keys()));
     const policed = [...ctx.ledger.applied.values()].filter((a) => a.script !== undefined).length;
@@ -276,6 +291,7 @@ export const make = (
     const metrics = netpolMetrics(node);
     const ledger = new PodLedger(config.backoffMs ?? 500, config.maxBackoffMs ?? 30_000);
     const ctx: PassContext = {
+      concurrency: config.concurrency ?? 8,
       previous: emptyWorld,
       node,
       render: config.render,

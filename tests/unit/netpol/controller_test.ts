@@ -250,3 +250,18 @@ Deno.test("netpol controller: a node without nft is fine while no policy selects
     const [event] = (yield* kube.list(EventResource, { namespace: "ns1" })).items;
     assertMatch(event.message ?? "", /needs "nft", which is not installed/);
   })));
+
+Deno.test("netpol controller: pods are programmed several at once, never more than `concurrency`", () =>
+  run(Effect.gen(function* () {
+    const tables = new MemoryPolicyTables();
+    tables.applyMs = 30;
+    const { kube, start } = yield* setup(tables, { concurrency: 4 });
+    for (let i = 0; i < 12; i++) {
+      yield* kube.create(PodResource, pod(`db-${i}`, "node-a", { app: "db" }));
+      yield* kube.create(DanmEpResource, ep(`db-${i}`, "node-a", `10.0.0.${i + 1}`));
+    }
+    yield* kube.create(MultiNetworkPolicyResource, denyAll);
+    yield* start();
+    yield* eventuallyHolds("12 tables", Effect.sync(() => tables.tables.size === 12), 5_000);
+    assertEquals(tables.peakApplies, 4);
+  })));
