@@ -1,13 +1,23 @@
-// bench:netpol's smoke run: the bench itself, in its --quick form (one short throughput round, a few policies), so a
-// broken bench is caught by the suite. Not a timed test: the figures are only checked to be there and sane.
+// bench:netpol's smoke run: the bench itself, in its --quick form (a few pods over two nodes' policy controllers, two
+// policies, one change of each kind, one short throughput round), so a broken bench is caught by the suite. Not a
+// timed test: the figures are only checked to be there and consistent; the bench itself fails on a change that never
+// converged, a kernel table that differs from the predicted ruleset, or a namespace left behind.
 import { Schema } from "effect";
 import { assert } from "../../harness/assert.ts";
 import { repoRoot, run } from "../../harness/proc.ts";
 
 const Shape = Schema.Struct({ ratio: Schema.Number, policed_gbit: Schema.Number, unpoliced_gbit: Schema.Number });
 const Figures = Schema.decodeUnknownSync(Schema.Struct({
+  pods: Schema.Number,
   policies: Schema.Number,
+  converge_p50_ms: Schema.Number,
+  converge_p99_ms: Schema.Number,
   throughput_ratio: Schema.Number,
+  changes: Schema.Number,
+  converge_timeouts: Schema.Number,
+  affected_max: Schema.Number,
+  kernel_checks: Schema.Number,
+  kernel_mismatches: Schema.Number,
   tcp: Shape,
   udp: Shape,
   leftovers: Schema.Number,
@@ -21,4 +31,8 @@ Deno.test("bench:netpol --quick runs end to end and prints its figures as the la
     assert(s.policed_gbit > 0 && s.unpoliced_gbit > 0, `no throughput measured: ${JSON.stringify(s)}`);
   }
   assert(figures.throughput_ratio === figures.tcp.ratio, "throughput_ratio is the TCP ratio");
+  assert(figures.changes === 4 && figures.converge_timeouts === 0, `changes: ${JSON.stringify(figures)}`);
+  assert(figures.affected_max > 0, "no change affected any pod: the scenario measures nothing");
+  assert(figures.converge_p50_ms > 0 && figures.converge_p99_ms >= figures.converge_p50_ms, "percentiles");
+  assert(figures.kernel_checks > 0 && figures.kernel_mismatches === 0, `kernel read-back: ${JSON.stringify(figures)}`);
 });
