@@ -5,11 +5,12 @@
 // table back and reprograms a pod whose table someone changed. A new process has applied nothing yet, so its first
 // pass programs every local pod (and removes tables no policy asks for any more). The CNI ADD programs a new pod
 // through `programPod` before it reports success, so a pod never runs unpoliced.
-import { Cause, Clock, Context, Deferred, Duration, Effect, Layer, Queue, type Scope, Semaphore, Stream } from "effect";
+import { Cause, Clock, Context, Deferred, Duration, Effect, Layer, Queue, Scope, Semaphore, Stream } from "effect";
 import { DanmEpResource } from "../api/danm.ts";
 import { NamespaceResource, PodResource } from "../api/k8s.ts";
 import { MultiNetworkPolicyResource } from "../api/netpol.ts";
-import { type Informer, Kube, type KubeError, type ResourceType } from "../ports/kube.ts";
+import { type Informer, type InformerOptions, Kube, type KubeError, type ResourceType } from "../ports/kube.ts";
+import { nodeSelector } from "../cni/endpoints.ts";
 import { PolicyTables, type PolicyTablesError } from "../ports/policy_tables.ts";
 import type { ReadinessCheck } from "../observability/metrics.ts";
 import { allReady, cachesSynced, informerSynced } from "../observability/readiness.ts";
@@ -142,20 +143,34 @@ const convergePod = (
       ).pipe(Effect.as("gone" as const))),
   );
 
-interface Caches {
-  /** Undefined when the MultiNetworkPolicy CRD is not installed: no policies, nothing enforced. */
-  readonly policies: Informer<WorldInputs["policies"][number]> | undefined;
+/** The cluster-wide caches policies need (peers anywhere): opened once the first policy exists. */
+interface ClusterCaches {
   readonly pods: Informer<WorldInputs["pods"][number]>;
   readonly namespaces: Informer<WorldInputs["namespaces"][number]>;
   readonly danmEps: Informer<WorldInputs["danmEps"][number]>;
 }
 
-const snapshot = (c: Caches): Effect.Effect<WorldInputs> =>
-  Effect.all({
-    policies: c.policies ? c.policies.list : Effect.succeed([]),
-    pods: c.pods.list,
-    namespaces: c.namespaces.list,
-    danmEps: c.danmEps.list,
+interface Caches {
+  /** Undefined when the MultiNetworkPolicy CRD is not installed: no policies, nothing enforced. */
+  readonly policies: Informer<WorldInputs["policies"][number]> | undefined;
+  /** This node's DanmEps (the CNI daemon's own cache when it runs in the process): which pods are local. */
+  readonly local: Informer<WorldInputs["danmEps"][number]>;
+  /** Opens the cluster-wide caches (once) and waits for their first list. */
+  readonly cluster: Effect.Effect<ClusterCaches, KubeError>;
+}
+
+/** What a pass works from: without policies only the policies and this node's DanmEps (cheap, no cluster caches). */
+const snapshot = (c: Caches): Effect.Effect<WorldInputs, KubeError> =>
+  Effect.gen(function* () {
+    const policies = c.policies ? yield* c.policies.list : [];
+    if (policies.length === 0) return { policies, pods: [], namespaces: [], danmEps: yield* c.local.list };
+    const cl = yield* c.cluster;
+    return {
+      policies,
+      pods: yield* cl.pods.list,
+      namespaces: yield* cl.namespaces.list,
+      danmEps: yield* cl.danmEps.list,
+    };
   });
 
 /** The per-pod bookkeeping of one controller: what is applied, what failed and when to retry. */
@@ -251,13 +266,14 @@ const runPass = (ctx: PassContext, inputs: WorldInputs, verify: boolean, changed
     return { applied, removed, failed, policed } satisfies NetpolPassReport;
   });
 
-/** The four caches, each feeding `wake` with the arrival time of every change. */
-const openCaches = (wake: Queue.Queue<number>, failure: Deferred.Deferred<never, NetwatcherFailed>) =>
+/** The caches, each feeding `wake` with the arrival time of every change. */
+const openCaches = (node: string, wake: Queue.Queue<number>, failure: Deferred.Deferred<never, NetwatcherFailed>) =>
   Effect.gen(function* () {
     const kube = yield* Kube;
-    const watched = <A, I>(rt: ResourceType<A, I>) =>
+    const scope = yield* Effect.scope;
+    const watched = <A, I>(rt: ResourceType<A, I>, options?: InformerOptions) =>
       Effect.gen(function* () {
-        const inf = yield* kube.informer(rt);
+        const inf = yield* kube.informer(rt, options);
         yield* inf.changes.pipe(
           Stream.runForEach((ev) =>
             ev._tag === "Synced" ? Effect.void : Effect.flatMap(Clock.currentTimeMillis, (t) => Queue.offer(wake, t))
@@ -265,7 +281,7 @@ const openCaches = (wake: Queue.Queue<number>, failure: Deferred.Deferred<never,
           Effect.catch((e: KubeError) =>
             Deferred.fail(failure, new NetwatcherFailed({ operation: "watch", object: rt.kind, reason: e.message }))
           ),
-          Effect.forkScoped,
+          Effect.forkIn(scope),
         );
         return inf;
       });
@@ -273,11 +289,21 @@ const openCaches = (wake: Queue.Queue<number>, failure: Deferred.Deferred<never,
     const crd = yield* Effect.result(kube.list(MultiNetworkPolicyResource));
     const missing = crd._tag === "Failure" && crd.failure._tag === "KubeNotFound";
     if (missing) yield* Effect.logWarning("netpol: the MultiNetworkPolicy API is not installed: no policy enforced");
+    const open = yield* Effect.cached(
+      Effect.gen(function* () {
+        const cl = {
+          pods: yield* watched(PodResource),
+          namespaces: yield* watched(NamespaceResource),
+          danmEps: yield* watched(DanmEpResource),
+        };
+        return cl;
+      }).pipe(Scope.provide(scope)),
+    );
+    const cluster = Effect.tap(open, (cl) => Effect.all([cl.pods.synced, cl.namespaces.synced, cl.danmEps.synced]));
     return {
       policies: missing ? undefined : yield* watched(MultiNetworkPolicyResource),
-      pods: yield* watched(PodResource),
-      namespaces: yield* watched(NamespaceResource),
-      danmEps: yield* watched(DanmEpResource),
+      local: yield* watched(DanmEpResource, { labelSelector: nodeSelector(node) }),
+      cluster,
     } satisfies Caches;
   });
 
@@ -302,17 +328,14 @@ export const make = (
     };
     const failure = yield* Deferred.make<never, NetwatcherFailed>();
     const wake = yield* Queue.unbounded<number>();
-    const caches = yield* openCaches(wake, failure);
-    const synced = Effect.all([
-      caches.policies ? caches.policies.synced : Effect.void,
-      caches.pods.synced,
-      caches.namespaces.synced,
-      caches.danmEps.synced,
-    ]);
+    const caches = yield* openCaches(node, wake, failure);
+    const synced = Effect.all([caches.policies ? caches.policies.synced : Effect.void, caches.local.synced]);
     const lock = yield* Semaphore.make(1);
 
     const pass = (verify: boolean, changedSince?: number) =>
-      lock.withPermit(Effect.flatMap(snapshot(caches), (inputs) => runPass(ctx, inputs, verify, changedSince)));
+      lock.withPermit(
+        Effect.flatMap(Effect.orDie(snapshot(caches)), (inputs) => runPass(ctx, inputs, verify, changedSince)),
+      );
 
     const programPod = (o: PodOverride) =>
       Effect.gen(function* () {
@@ -325,7 +348,14 @@ export const make = (
         // No policy anywhere (the common case on the CNI hot path): nothing to build, nothing to run.
         if (caches.policies === undefined || (yield* caches.policies.list).length === 0) return;
         yield* lock.withPermit(Effect.gen(function* () {
-          const { world } = nodeWorld(yield* snapshot(caches), node, o);
+          const inputs = yield* Effect.timeoutOrElse(
+            Effect.mapError(snapshot(caches), (e) => fail(`policy caches: ${e.message}`)),
+            {
+              duration: config.syncTimeout ?? "30 seconds",
+              orElse: () => Effect.fail(fail("the policy caches have not synced yet")),
+            },
+          );
+          const { world } = nodeWorld(inputs, node, o);
           const script = yield* Effect.mapError(config.render(world, key), (e) => fail(e.message));
           const r = yield* Effect.mapError(
             convergePod(tables, ledger.applied, { key, netns: o.netns }, script, "new"),
@@ -372,9 +402,7 @@ export const make = (
       notReady: allReady({
         caches: cachesSynced([
           ...(caches.policies ? [["MultiNetworkPolicies", informerSynced(caches.policies)] as const] : []),
-          ["Pods", informerSynced(caches.pods)],
-          ["Namespaces", informerSynced(caches.namespaces)],
-          ["DanmEps", informerSynced(caches.danmEps)],
+          ["this node's DanmEps", informerSynced(caches.local)],
         ]),
       }),
       join: Deferred.await(failure),

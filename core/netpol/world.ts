@@ -72,8 +72,16 @@ export function nodeWorld(
       override.pod,
     ]
     : inputs.pods;
-  // Without policies only the local pods matter (their stale tables go): the world stays empty.
+  // Without policies only the local pods matter (their stale tables go) and the world stays empty: this node's
+  // DanmEps say which they are, no pod objects needed (the node agent then keeps no cluster-wide caches).
   const policed = inputs.policies.length > 0 || override !== undefined || everyPod;
+  if (!policed) {
+    for (const [key, eps] of epsByPod) {
+      const netns = eps.find((ep) => ep.spec.Host === node && ep.spec.netns)?.spec.netns;
+      if (netns) local.set(key, { key, netns });
+    }
+    return { world: { policies: new Map(), pods, namespaces: new Map(), attachments }, local };
+  }
   for (const pod of allPods) {
     if (terminated(pod) || pod.metadata.deletionTimestamp !== undefined) continue;
     const key = podKey(pod.metadata.namespace ?? "", pod.metadata.name ?? "");
@@ -83,7 +91,6 @@ export function nodeWorld(
     const isOverride = override !== undefined && overrideKey === key;
     const netns = isOverride ? override.netns : eps.find((ep) => ep.spec.Host === node && ep.spec.netns)?.spec.netns;
     if (netns) local.set(key, { key, netns });
-    if (!policed) continue;
     const wp = worldPod(pod);
     pods.set(key, wp);
     attachments.set(key, isOverride ? override.attachments : podAttachments(wp.namespace, eps, networkStatus(pod)));

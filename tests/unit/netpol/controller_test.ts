@@ -3,6 +3,7 @@
 // retried with backoff and reported as pod Events, and the CNI ADD's programPod (fail closed).
 import { Effect, Layer } from "effect";
 import { type DanmEp, DanmEpResource } from "../../../core/api/danm.ts";
+import { EpLabels } from "../../../core/cni/endpoints.ts";
 import { EventResource, type Pod, PodResource } from "../../../core/api/k8s.ts";
 import { MultiNetworkPolicyResource } from "../../../core/api/netpol.ts";
 import { make, type NetpolControllerConfig, type PolicyRenderer } from "../../../core/netpol/controller.ts";
@@ -29,7 +30,8 @@ const pod = (name: string, node: string, labels: Record<string, string>): Pod =>
   spec: { nodeName: node, containers: [{ name: "c", image: "x" }] },
 });
 const ep = (podName: string, node: string, ip: string): DanmEp => ({
-  metadata: { namespace: "ns1", name: `${podName}-net1` },
+  // The node label the CNI puts on its DanmEps (the controller's view of its own node's pods).
+  metadata: { namespace: "ns1", name: `${podName}-net1`, labels: { [EpLabels.node]: node } },
   spec: {
     NetworkName: "net1",
     EndpointID: `${podName}-net1`,
@@ -264,4 +266,29 @@ Deno.test("netpol controller: pods are programmed several at once, never more th
     yield* start();
     yield* eventuallyHolds("12 tables", Effect.sync(() => tables.tables.size === 12), 5_000);
     assertEquals(tables.peakApplies, 4);
+  })));
+
+Deno.test("netpol controller: without policies it caches only policies and this node's DanmEps; the first opens the rest", () =>
+  run(Effect.gen(function* () {
+    const tables = new MemoryPolicyTables();
+    const kube = yield* makeMemoryKube(new MemoryApiServer());
+    const opened: string[] = [];
+    const counting = {
+      ...kube,
+      informer: ((rt, options) => {
+        opened.push(`${rt.kind}${options?.labelSelector ? ` ${options.labelSelector}` : ""}`);
+        return kube.informer(rt, options);
+      }) as typeof kube.informer,
+    };
+    yield* kube.create(PodResource, pod("db-a", "node-a", { app: "db" }));
+    yield* kube.create(DanmEpResource, ep("db-a", "node-a", "10.0.0.1"));
+    yield* Effect.provide(
+      make({ nodeName: "node-a", render, resyncPeriod: "1 hour" }),
+      Layer.merge(Layer.succeed(Kube, counting), layerMemoryPolicyTables(tables)),
+    );
+    yield* Effect.sleep("200 millis");
+    assertEquals(opened, ["MultiNetworkPolicy", "DanmEp cni.danm.io/node=node-a"]);
+    yield* kube.create(MultiNetworkPolicyResource, denyAll);
+    yield* eventuallyHolds("db-a's table", Effect.sync(() => tables.tables.has("/run/netns/db-a")), 5_000);
+    assertEquals(opened.slice(2), ["Pod", "Namespace", "DanmEp"]);
   })));
