@@ -372,10 +372,22 @@ const ipBlockSeed: Json = {
   },
 };
 
+/** The same block as danm writes it now (v3: packed IDs, `=` for repeats, `!` for values kept as they are). */
+const ipBlockV3Seed: Json = {
+  ...(ipBlockSeed as object),
+  spec: {
+    ...((ipBlockSeed as { spec: object }).spec),
+    reservations: "#v3 (kubectl explain ipblocks.spec.reservations)\n" +
+      "5 default/web-0 XxwOKgAAQACAAAAAAAAAAQ ASNFZ4mrze8 eth1 node-1 20250101T000000Z\n" +
+      "9 =/web-1 !6a2b !uid=x = node-2 = static\n" +
+      "12 =/old !5f1c !abc = node-1 !2025-01-01T00:00:00.5Z static",
+  },
+};
+
 /** An IPBlock as the Kube client reads it from the apiserver (reservations stored as one text). */
 const crdIpBlock: Target<Json> = {
   name: "crd-IPBlock",
-  cases: jsonCases([ipBlockSeed]),
+  cases: jsonCases([ipBlockSeed, ipBlockV3Seed]),
   decode: (input) => runSync(decodeWith(ipBlockResource, "get")(input), ["KubeDecodeError"]),
   namesFields: false,
 };
@@ -386,11 +398,15 @@ const ipBlockText: Target<string> = {
   cases: fc.tuple(
     fc.array(
       fc.tuple(
-        fc.oneof(fc.nat({ max: 70 }).map(String), fc.constantFrom("007", "-1", "1e3", "", "99999999999999999999")),
+        fc.oneof(
+          fc.nat({ max: 70 }).map(String),
+          fc.constantFrom("007", "-1", "1e3", "", "99999999999999999999", "#v3", "#v4"),
+        ),
         fc.array(
           fc.oneof(
             fc.constantFrom("default/web-0", "5f1c0e2a", "0123456789abcdef", "eth1", "node-1", "1735689600", "static"),
             fc.constantFrom("uid=x", "sandbox=y", "iface=", "node=n", "since=2025-01-01T00:00:00Z", "="),
+            fc.constantFrom("=/web-1", "!x", "!", "XxwOKgAAQACAAAAAAAAAAQ", "ASNFZ4mrze8", "20250101T000000Z"),
             fc.string({ unit: "binary", maxLength: 6 }),
           ),
           { maxLength: 9 },

@@ -1,8 +1,9 @@
 // The IPAM against the real apiserver: concurrent nodes, huge networks, exhaustion, reclaim.
-import { Effect, Layer } from "effect";
+import { Effect, Layer, Schema } from "effect";
 import { layerLiveKube } from "../../../adapters/kube/live.ts";
 import { type ClusterNetwork, ClusterNetworkResource } from "../../../core/api/danm.ts";
-import { type IPBlock, ipBlockResource, labels } from "../../../core/api/ipam.ts";
+import { IPBlock, ipBlockResource, labels } from "../../../core/api/ipam.ts";
+import { v3Header } from "../../../core/api/ipam_text.ts";
 import { PodResource } from "../../../core/api/k8s.ts";
 import { Ipam, ipamLayer, type IpamNetwork, type Owner } from "../../../core/ipam/allocator.ts";
 import { blockStoreFromKube, kubeOwnerDirectory } from "../../../core/ipam/kube.ts";
@@ -195,6 +196,70 @@ Deno.test("blocks of a deleted network are removed by the reclaimer", async () =
   }));
   assert(report.deletedBlocks.some((b) => b.startsWith(net!.ref.uid)), JSON.stringify(report));
   assertEquals((await blocksOf(net!)).length, 0);
+});
+
+/** IPBlocks with their reservations text as stored, undecoded: to write what an older danm wrote. */
+const StoredIPBlock = Schema.Struct({
+  ...IPBlock.fields,
+  spec: Schema.Struct({ ...IPBlock.fields.spec.fields, reservations: Schema.String }),
+});
+const storedBlocks = { ...ipBlockResource, schema: StoredIPBlock };
+
+/** The v2 text (older danm: positional lines, no header) of a block's reservations. */
+const v2Text = (b: IPBlock) =>
+  Object.entries(b.spec.reservations).map(([off, r]) =>
+    `${off} ${r.pod} ${r.podUid} ${r.sandbox} ${r.iface} ${r.node} ${r.since}${r.static ? " static" : ""}`
+  ).join("\n");
+
+Deno.test("a block an older danm wrote (v2 text) keeps working: retried ADD, new allocations, DEL; rewritten in v3", async () => {
+  await withNetwork({ cidr: "10.44.0.0/24" }, async (net) => {
+    // Real-sized owners, whose IDs the v3 text packs, and one with short IDs, kept as they are.
+    const real = (i: number): Owner => ({
+      ...owner(i, "n"),
+      podUid: crypto.randomUUID(),
+      sandbox: crypto.randomUUID().replaceAll("-", "").repeat(2),
+    });
+    const owners = [real(1), real(2), owner(3, "n")];
+    const first = await onNode(
+      Effect.forEach(owners, (o) => Effect.flatMap(Ipam, (ipam) => ipam.allocate(net, o, "dynamic", undefined))),
+    );
+    const blocks = await blocksOf(net);
+    assertEquals(blocks.length, 1);
+    const [block] = blocks;
+    const v3 = await run(Effect.flatMap(Kube, (kube) => kube.get(storedBlocks, block.metadata.name!)));
+    assert(v3.spec.reservations.startsWith(v3Header), v3.spec.reservations);
+    // Rewrite the block as an older danm stored it.
+    await run(
+      Effect.flatMap(
+        Kube,
+        (kube) => kube.update(storedBlocks, { ...v3, spec: { ...v3.spec, reservations: v2Text(block) } }),
+      ),
+    );
+    const [old] = await blocksOf(net);
+    assertEquals(old.spec.reservations, block.spec.reservations, "the v2 text reads as the same reservations");
+    // A fresh allocator (a restarted node agent): the retried ADD gets its address, a new pod another one.
+    const newcomer = real(4);
+    const again = await onNode(Effect.gen(function* () {
+      const ipam = yield* Ipam;
+      const retried = yield* ipam.allocate(net, owners[1], "dynamic", undefined);
+      const fresh = yield* ipam.allocate(net, newcomer, "dynamic", undefined);
+      yield* ipam.release(net, owners[0]);
+      return [retried.v4, fresh.v4];
+    }));
+    assertEquals(again[0], first[1].v4);
+    assert(!first.some((f) => f.v4 === again[1]), `${again[1]} handed out twice`);
+    const rewritten = await run(Effect.flatMap(Kube, (kube) => kube.get(storedBlocks, block.metadata.name!)));
+    assert(rewritten.spec.reservations.startsWith(v3Header), rewritten.spec.reservations);
+    const [now] = await blocksOf(net);
+    assertEquals(
+      Object.values(now.spec.reservations).map((r) => [r.pod, r.podUid, r.sandbox, r.node]).sort(),
+      [owners[1], owners[2], newcomer].map((o) => [`default/${o.pod}`, o.podUid, o.sandbox, o.node]).sort(),
+    );
+    await onNode(
+      Effect.flatMap(Ipam, (ipam) => Effect.forEach([owners[1], owners[2], newcomer], (o) => ipam.release(net, o))),
+    );
+    assertEquals((await blocksOf(net)).length, 0);
+  });
 });
 
 globalThis.addEventListener("unload", () => {
