@@ -85,6 +85,8 @@ export interface NodeCluster extends AsyncDisposable {
   readonly kubeConfig: k8s.KubeConfig;
   readonly rest: Rest;
   readonly kube: KubeService;
+  /** The apiserver's URL as the nodes (and processes on them) reach it. */
+  readonly internalUrl: string;
   readonly nodes: ReadonlyArray<ClusterNode>;
   readonly binaries: NodeBinaries;
   /** The danm images the cluster runs (component → reference). */
@@ -96,8 +98,13 @@ export interface NodeCluster extends AsyncDisposable {
   kubectl(args: ReadonlyArray<string>, stdin?: string): Promise<string>;
   /** crictl against a node's containerd. */
   crictl(node: string, args: ReadonlyArray<string>): Promise<string>;
-  /** Writes a file into every node's CNI configuration directory (atomically), as an operator installs one. */
-  writeCniConfig(file: string, text: string): Promise<void>;
+  /**
+   * Writes a file into every node's CNI configuration directory (atomically), as an operator installs one; `text`
+   * may be made per node.
+   */
+  writeCniConfig(file: string, text: string | ((node: ClusterNode) => string | Promise<string>)): Promise<void>;
+  /** Puts a plugin binary into every node's CNI bin directory as `name` (a hard link or a copy: no symlink). */
+  installCniPlugin(name: string, binary: string): Promise<void>;
   /** Runs argv in a node's network and mount namespace. */
   nodeExec(node: string, argv: ReadonlyArray<string>): Promise<string>;
   /** `/proc/<pid>/ns/net` of the pod's sandbox (found through its node's containerd). */
@@ -254,6 +261,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   let rest: Rest | undefined;
   let kube: KubeService | undefined;
   let stopped: Promise<void> | undefined;
+  let internalUrl = "";
 
   const spawnLogged = (name: string, argv: ReadonlyArray<string>) => {
     const p = spawn(name, argv, { logDir });
@@ -379,7 +387,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       ],
     });
     const apiPort = new URL(api.url).port;
-    const internalUrl = `https://${controlIp}:${apiPort}`;
+    internalUrl = `https://${controlIp}:${apiPort}`;
     await Deno.writeTextFile(adminKubeconfig, kubeconfigYaml(api.url, pki.ca.certPem, api.admin));
     const kubeConfig = new k8s.KubeConfig();
     kubeConfig.loadFromFile(adminKubeconfig);
@@ -592,6 +600,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     })(),
     rest: rest!,
     kube: kube!,
+    internalUrl,
     nodes,
     binaries,
     images: binaries.danm.refs,
@@ -602,8 +611,19 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     writeCniConfig: async (file, text) => {
       if (!/^[\w.-]+$/.test(file)) throw new Error(`not a plain file name: ${file}`);
       for (const n of nodes) {
-        await Deno.writeTextFile(`${n.dir}/etc-cni-net.d/.${file}.tmp`, text);
+        await Deno.writeTextFile(
+          `${n.dir}/etc-cni-net.d/.${file}.tmp`,
+          typeof text === "string" ? text : await text(n),
+        );
         await Deno.rename(`${n.dir}/etc-cni-net.d/.${file}.tmp`, `${n.dir}/etc-cni-net.d/${file}`);
+      }
+    },
+    installCniPlugin: async (name, binary) => {
+      if (!/^[\w.-]+$/.test(name)) throw new Error(`not a plain file name: ${name}`);
+      for (const n of nodes) {
+        const tmp = `${n.dir}/opt-cni-bin/.${name}.tmp`;
+        await Deno.link(binary, tmp).catch(() => Deno.copyFile(binary, tmp));
+        await Deno.rename(tmp, `${n.dir}/opt-cni-bin/${name}`);
       }
     },
     nodeExec: (node, argv) => run(inNode(node, argv)),

@@ -158,8 +158,11 @@ export async function installDanmGoApi(cluster: PeerCluster, build?: PeerBuild):
   return b;
 }
 
-/** Mounts a tmpfs on /var/log (for DANM's danm.log) when this process runs in a private mount namespace. */
-async function privateVarLog(): Promise<void> {
+/**
+ * Mounts a tmpfs on /var/log (for DANM's danm.log) when this process runs in a private mount namespace. Real nodes
+ * (tests/harness/node) copy the mount namespace they start in: mount it before starting them.
+ */
+export async function privateVarLog(): Promise<void> {
   if (Deno.env.get(privateMountsEnv) !== "1") {
     throw new Error(
       "DANM v4.3.0's CNI writes /var/log/danm.log: run it in a private mount namespace (tests/harness/isolate.ts)",
