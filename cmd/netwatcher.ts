@@ -33,7 +33,9 @@ import { blockStoreFromKube, kubeOwnerDirectory } from "../core/ipam/kube.ts";
 import { reclaimLoop } from "../core/ipam/reclaim.ts";
 import { allReady } from "../core/observability/readiness.ts";
 import { layerLiveCniListener } from "../adapters/cniserver/live.ts";
-import { layerLiveFs } from "../adapters/fs/live.ts";
+import { layerLiveFs, makeLiveFs } from "../adapters/fs/live.ts";
+import { Fs } from "../core/ports/filesystem.ts";
+import { localSandboxes } from "../core/cni/policy.ts";
 import { layerLiveHttp } from "../adapters/http/live.ts";
 import { layerLiveProcess } from "../adapters/process/live.ts";
 import { trimMallocEvery } from "../adapters/runtime/malloc_trim.ts";
@@ -137,10 +139,19 @@ const cniLayer = flags["cni-socket"]
   })
   : Layer.empty;
 // MultiNetworkPolicy enforcement in the pods' netns (core/netpol/controller.ts); the CNI daemon's ADD programs
-// new pods through it, so it is provided to the daemon too.
+// new pods through it, so it is provided to the daemon too, and it follows the daemon's pods by their records.
 const netpol = Netpol.layer({
   nodeName: flags["node-name"],
   render: Netpol.engineRenderer,
+  ...(flags["cni-socket"]
+    ? {
+      sandboxes: Effect.provideService(
+        localSandboxes(flags["cni-state-dir"], flags["node-name"]),
+        Fs,
+        makeLiveFs(),
+      ),
+    }
+    : {}),
   resyncPeriod: toDuration(flags["netpol-resync-period"]),
 }).pipe(Layer.provide(layerLivePolicyTables()));
 const platform = Layer.mergeAll(

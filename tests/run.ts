@@ -265,7 +265,8 @@ async function prepare(tiers: Tier[]): Promise<void> {
   if (tiers.some((t) => t !== "unit")) log(`reference CNI plugins in ${await ensureCniPlugins()}`);
   // Prometheus' parser, linter and PromQL engine (tests/tools/prom): built here, the tiers run without network.
   if (tiers.includes("integration")) log(`Prometheus test tool ${await ensurePromTool()}`);
-  if (tiers.includes("peers")) {
+  // The node tier runs Multus + Whereabouts on its real nodes too (tests/node/scale_kubelet_test.ts).
+  if (tiers.includes("peers") || tiers.includes("node")) {
     const t = Date.now();
     const peers = await ensurePeers();
     log(`peers in ${Object.values(peers).map((p) => p.dir).join(", ")} (${((Date.now() - t) / 1000).toFixed(0)}s)`);

@@ -2,7 +2,9 @@
 //
 // Every symbol is called synchronously: a synchronous FFI call runs on the calling (JS main) thread, which is
 // the thread whose network namespace setns() switches. Nonblocking FFI calls run on other threads and would
-// act in the wrong namespace, so none are declared here.
+// act in the wrong namespace — the one exception is `sendNonblocking`, a send on a socket already open (a socket
+// stays bound to the namespace it was made in, whichever thread uses it), for requests the kernel may take a while
+// to process inside sendmsg (nf_tables batches wait for RCU grace periods) without stalling the JS thread.
 
 import { KernelError } from "./errors.ts";
 
@@ -14,6 +16,12 @@ const lib = (() => {
       bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
       setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
       send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+      sendNonblocking: {
+        name: "send",
+        parameters: ["i32", "buffer", "usize", "i32"],
+        result: "isize",
+        nonblocking: true,
+      },
       sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
       recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
       close: { parameters: ["i32"], result: "i32" },
@@ -67,6 +75,12 @@ export const sys = {
   setsockopt: (fd: number, level: number, name: number, value: Uint8Array): void =>
     void check("setsockopt", lib().setsockopt(fd, level, name, value, value.byteLength)),
   send: (fd: number, buf: Uint8Array): number => check("send", lib().send(fd, buf, BigInt(buf.byteLength), 0)),
+  /** send(2) on another thread; errno is read there too, so a failure reports the result only. */
+  sendNonblocking: async (fd: number, buf: Uint8Array): Promise<number> => {
+    const n = Number(await lib().sendNonblocking(fd, buf, BigInt(buf.byteLength), 0));
+    if (n < 0) throw new KernelError(5, "send (on a worker thread; errno not available)");
+    return n;
+  },
   sendto: (fd: number, buf: Uint8Array, addr: Uint8Array): number =>
     check("sendto", lib().sendto(fd, buf, BigInt(buf.byteLength), 0, addr, addr.byteLength)),
   recv: (fd: number, buf: Uint8Array, flags: number): number =>

@@ -41,9 +41,12 @@ export class NetlinkSocket {
 
   private constructor(readonly fd: number) {}
 
-  /** Opens a socket in the calling thread's current network namespace (it stays bound to it). */
-  static open(): NetlinkSocket {
-    const fd = sys.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  /**
+   * Opens a socket in the calling thread's current network namespace (it stays bound to it); rtnetlink unless
+   * another netlink protocol is asked for (adapters/netlink/nftables.ts: NETLINK_NETFILTER).
+   */
+  static open(protocol = NETLINK_ROUTE): NetlinkSocket {
+    const fd = sys.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
     try {
       const addr = new Uint8Array(12);
       new DataView(addr.buffer).setUint16(0, AF_NETLINK, true);

@@ -1,5 +1,7 @@
 // The in-memory PolicyTables twin: a map from netns path to the table last applied, for unit tests and the sim.
-// It keeps every operation in order so tests can check what would have reached the kernel.
+// It keeps every operation in order so tests can check what would have reached the kernel. A patch holds when the
+// table is the one it starts from (as the kernel refuses to delete an element that is not there) and then makes it
+// the patch's result.
 import { Effect, Layer } from "effect";
 import {
   PolicyNetnsGone,
@@ -8,12 +10,15 @@ import {
   type PolicyTablesError,
   type PolicyTablesService,
   PolicyToolMissing,
+  type TablePatch,
 } from "../../core/ports/policy_tables.ts";
 
 export interface PolicyTableOp {
-  readonly op: "apply" | "remove";
+  readonly op: "apply" | "patch" | "remove";
   readonly netns: string;
+  /** The table after the operation (apply, patch). */
   readonly ruleset?: string;
+  readonly patch?: TablePatch;
 }
 
 export class MemoryPolicyTables {
@@ -54,6 +59,20 @@ export class MemoryPolicyTables {
           })),
           Effect.ensuring(Effect.sync(() => this.running--)),
         ),
+      ),
+    patch: (netns, patch) =>
+      Effect.andThen(
+        this.check("patch", netns),
+        Effect.suspend(() => {
+          if (this.tables.get(netns) !== patch.from) {
+            return Effect.fail(
+              new PolicyTableError({ op: "patch", netns, stderr: "Error: element does not exist (table differs)" }),
+            );
+          }
+          this.ops.push({ op: "patch", netns, ruleset: patch.to, patch });
+          this.tables.set(netns, patch.to);
+          return Effect.void;
+        }),
       ),
     remove: (netns) =>
       Effect.andThen(

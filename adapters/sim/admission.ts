@@ -2,13 +2,15 @@
 // networks are mutated (CREATE/UPDATE) and validated (CREATE/UPDATE/DELETE), ReservedIPs validated (CREATE/UPDATE/
 // DELETE), TenantConfigs and MultiNetworkPolicies validated (CREATE/UPDATE), pods carrying danm or NPWG annotations
 // validated on CREATE. Requests travel as real AdmissionReview documents
-// through the same handlers the HTTPS server uses.
+// through the same handlers the HTTPS server uses; the warnings of admitted requests go to the caller's sink.
 import { Effect } from "effect";
 import { InterfacesAnnotation, LegacyInterfacesAnnotation, NetworksAnnotation } from "../../core/api/annotations.ts";
 import { MultiNetworkPolicyResource } from "../../core/api/netpol.ts";
 import type { Admission } from "../../core/webhook/admit.ts";
 import { Kube } from "../../core/ports/kube.ts";
 import type { AdmissionDecision, AdmissionHook, AdmissionRequest } from "../kube/memory.ts";
+import type { SimAdmissionWarning } from "../../core/sim/report.ts";
+import type { ScenarioObject } from "../../core/sim/scenario.ts";
 import { isJsonObject, type JsonObject, jsonPatch } from "../kube/patch.ts";
 
 const networkPlurals = new Set(["danmnets", "tenantnetworks", "clusternetworks"]);
@@ -42,7 +44,16 @@ function review(req: AdmissionRequest): Record<string, unknown> {
 
 type Handler = (body: unknown) => ReturnType<Admission["mutate"]>;
 
-const decide = (handler: Handler, req: AdmissionRequest, kube: Kube["Service"], mutating: boolean) =>
+/** Receives the warnings of an admitted request (what kubectl would print as "Warning:"). */
+export type AdmissionWarnings = (req: AdmissionRequest, warnings: ReadonlyArray<string>) => void;
+
+const decide = (
+  handler: Handler,
+  req: AdmissionRequest,
+  kube: Kube["Service"],
+  mutating: boolean,
+  warned: AdmissionWarnings,
+) =>
   Effect.gen(function* () {
     const answer = yield* Effect.result(handler(review(req)).pipe(Effect.provideService(Kube, kube)));
     if (answer._tag === "Failure") {
@@ -59,6 +70,7 @@ const decide = (handler: Handler, req: AdmissionRequest, kube: Kube["Service"], 
       };
       return d;
     }
+    if (r.warnings && r.warnings.length > 0 && !req.dryRun) warned(req, r.warnings);
     if (mutating && r.patch && req.object) {
       const ops = JSON.parse(atob(r.patch));
       const patched = jsonPatch(req.object, ops);
@@ -70,7 +82,39 @@ const decide = (handler: Handler, req: AdmissionRequest, kube: Kube["Service"], 
   });
 
 /** Admission hooks for MemoryApiServer that run `admission` exactly where the apiserver would call it. */
-export function webhookHooks(admission: Admission, kube: Kube["Service"]): AdmissionHook[] {
+/** An admitted object's warnings, by what admission said the object was. */
+export interface WarnedObject {
+  readonly kind: string;
+  readonly namespace?: string;
+  readonly name: string;
+  readonly warnings: ReadonlyArray<string>;
+}
+
+/** The report's admission warnings: one per warning, with the scenario file of the object when it has one. */
+export function reportWarnings(
+  objects: ReadonlyArray<ScenarioObject>,
+  warned: ReadonlyArray<WarnedObject>,
+): SimAdmissionWarning[] {
+  return warned.flatMap((w) => {
+    const o = objects.find((o) =>
+      o.kind === w.kind && o.name === w.name &&
+      (w.namespace === undefined || (o.namespace ?? "default") === w.namespace)
+    );
+    return w.warnings.map((warning) => ({
+      kind: w.kind,
+      ...(w.namespace ? { namespace: w.namespace } : {}),
+      name: w.name,
+      warning,
+      source: o?.source.file ?? "",
+    }));
+  });
+}
+
+export function webhookHooks(
+  admission: Admission,
+  kube: Kube["Service"],
+  warned: AdmissionWarnings = () => {},
+): AdmissionHook[] {
   const isDanm = (req: AdmissionRequest) => req.resource.group === "danm.io" && req.subresource === undefined;
   return [
     {
@@ -79,7 +123,7 @@ export function webhookHooks(admission: Admission, kube: Kube["Service"]): Admis
       matches: (req) =>
         isDanm(req) && networkPlurals.has(req.resource.plural) &&
         (req.operation === "CREATE" || req.operation === "UPDATE"),
-      admit: (req) => decide(admission.mutate, req, kube, true),
+      admit: (req) => decide(admission.mutate, req, kube, true, warned),
     },
     {
       name: "danm.validate.danm.io",
@@ -88,7 +132,7 @@ export function webhookHooks(admission: Admission, kube: Kube["Service"]): Admis
         isDanm(req) &&
         ((networkPlurals.has(req.resource.plural)) || req.resource.plural === "reservedips" ||
           (req.resource.plural === "tenantconfigs" && req.operation !== "DELETE")),
-      admit: (req) => decide(admission.validate, req, kube, false),
+      admit: (req) => decide(admission.validate, req, kube, false, warned),
     },
     {
       name: "multinetworkpolicies.validate.danm.io",
@@ -97,7 +141,7 @@ export function webhookHooks(admission: Admission, kube: Kube["Service"]): Admis
         req.resource.group === MultiNetworkPolicyResource.group &&
         req.resource.plural === MultiNetworkPolicyResource.plural && req.subresource === undefined &&
         (req.operation === "CREATE" || req.operation === "UPDATE"),
-      admit: (req) => decide(admission.validate, req, kube, false),
+      admit: (req) => decide(admission.validate, req, kube, false, warned),
     },
     {
       name: "pods.validate.danm.io",
@@ -105,7 +149,7 @@ export function webhookHooks(admission: Admission, kube: Kube["Service"]): Admis
       matches: (req) =>
         req.resource.group === "" && req.resource.plural === "pods" && req.operation === "CREATE" &&
         req.subresource === undefined && req.namespace !== "kube-system" && selectsNetworks(req.object),
-      admit: (req) => decide(admission.validate, req, kube, false),
+      admit: (req) => decide(admission.validate, req, kube, false, warned),
     },
   ];
 }

@@ -2,8 +2,8 @@
 // scenario's cluster objects (namespaces, tenant configs, networks, ReservedIPs, NADs, MultiNetworkPolicies, Services) created through it
 // in dependency order, the way `kubectl apply` would, every refusal and bad object recorded for the report.
 import { Effect, Schema } from "effect";
-import { makeMemoryKube, MemoryApiServer } from "../kube/memory.ts";
-import { webhookHooks } from "./admission.ts";
+import { type AdmissionRequest, makeMemoryKube, MemoryApiServer } from "../kube/memory.ts";
+import { type WarnedObject, webhookHooks } from "./admission.ts";
 import {
   ClusterNetworkResource,
   type DanmKind,
@@ -63,18 +63,29 @@ export const reason = (e: KubeError | { message: string }) => {
   return i >= 0 ? m.slice(i + ": forbidden: ".length) : m;
 };
 
-/** The in-memory apiserver with the danm webhook as its admission chain, ready for objects. */
-export const startApiTwin = Effect.gen(function* () {
-  const server = new MemoryApiServer({ statusSubresources: statusKinds });
-  const kube: KubeService = yield* makeMemoryKube(server);
-  const withKube = <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.provideService(e, Kube, kube);
-  const view = yield* withKube(makeClusterView());
-  const claims = yield* withKube(makeClaims({ namespace: "kube-system", graceSeconds: 120 }));
-  const admission = makeAdmission(view, claims, new WebhookMetrics(), { namingScheme: "" });
-  for (const hook of webhookHooks(admission, kube)) server.addAdmissionHook(hook);
-  yield* view.ready;
-  return kube;
-});
+/**
+ * The in-memory apiserver with the danm webhook as its admission chain, ready for objects; the warnings of what it
+ * admits are appended to `warned`.
+ */
+export const startApiTwin = (warned: WarnedObject[]) =>
+  Effect.gen(function* () {
+    const server = new MemoryApiServer({ statusSubresources: statusKinds });
+    const kube: KubeService = yield* makeMemoryKube(server);
+    const withKube = <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.provideService(e, Kube, kube);
+    const view = yield* withKube(makeClusterView());
+    const claims = yield* withKube(makeClaims({ namespace: "kube-system", graceSeconds: 120 }));
+    const admission = makeAdmission(view, claims, new WebhookMetrics(), { namingScheme: "" });
+    const sink = (req: AdmissionRequest, warnings: ReadonlyArray<string>) =>
+      warned.push({
+        kind: req.resource.kind,
+        ...(req.namespace ? { namespace: req.namespace } : {}),
+        name: req.name ?? "",
+        warnings,
+      });
+    for (const hook of webhookHooks(admission, kube, sink)) server.addAdmissionHook(hook);
+    yield* view.ready;
+    return kube;
+  });
 
 /** The scenario's cluster objects, in dependency order; every create goes through admission. */
 export const applyClusterObjects = (

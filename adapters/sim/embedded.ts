@@ -10,6 +10,7 @@ import { applyClusterObjects, clusterObjectKinds, settle, type SimRecord, startA
 import { binDir, cniDir, hostInterfaces, type NodeCtx, startNode } from "./nodes.ts";
 import { simulatePod } from "./pods.ts";
 import { policyView } from "./policies.ts";
+import { reportWarnings, type WarnedObject } from "./admission.ts";
 import { danmServices, runSvcwatcherUntilSettled, serviceEndpoints } from "./services.ts";
 import { ClusterNetworkResource, DanmNetResource, type Network, TenantNetworkResource } from "../../core/api/danm.ts";
 import { backendForType } from "../../core/cni/backends/kinds.ts";
@@ -84,7 +85,8 @@ export const runEmbedded = (
   options: EmbeddedOptions = {},
 ): Effect.Effect<SimOutcome, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const kube = yield* startApiTwin;
+    const warned: WarnedObject[] = [];
+    const kube = yield* startApiTwin(warned);
     const nodes = simNodes(scenario.objects);
     const expanded = expandPods(scenario.objects, nodes);
     const started = performance.now();
@@ -148,6 +150,7 @@ export const runEmbedded = (
       services: yield* Effect.forEach(services, (s) => serviceEndpoints(kube, s)),
       networks: yield* networkStatus.pipe(Effect.provideService(Kube, kube), Effect.orDie),
       rejected: record.rejected,
+      ...(warned.length > 0 ? { warnings: reportWarnings(scenario.objects, warned) } : {}),
       errors: record.errors,
       ...(stopped ? { stopped: { podsPlanned: expanded.pods.length } } : {}),
     };

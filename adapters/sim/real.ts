@@ -10,6 +10,8 @@
 import { Effect, Schema } from "effect";
 import { layerLiveFs } from "../fs/live.ts";
 import { defaultDelegateConfig } from "./embedded.ts";
+import { reportWarnings, type WarnedObject } from "./admission.ts";
+import { policyView } from "./policies.ts";
 import { ClusterNetwork, DanmEpResource, DanmNet, TenantNetwork } from "../../core/api/danm.ts";
 import { EndpointsResource } from "../../core/api/k8s.ts";
 import { status as networkStatus } from "../../core/ctl/commands.ts";
@@ -25,7 +27,7 @@ import {
   type RealPodState,
   renderPings,
 } from "../../core/sim/real.ts";
-import { renderOutcome } from "../../core/sim/report.ts";
+import { renderOutcome, type SimPod } from "../../core/sim/report.ts";
 import { defaultNodes, loadScenario, type ScenarioObject } from "../../core/sim/scenario.ts";
 
 /** What the report needs of a real cluster: the harness's fake kubelets, or real nodes (--kubelet). */
@@ -33,6 +35,8 @@ export interface RealTarget {
   readonly nodeNames: ReadonlyArray<string>;
   /** Creates the objects in order; refusals ("Kind namespace/name" and why) are collected, not thrown. */
   apply(objects: ReadonlyArray<Record<string, unknown>>): Promise<ReadonlyArray<{ object: string; message: string }>>;
+  /** The warnings admission gave for what `apply` created (absent: this target cannot see them). */
+  warned?(): ReadonlyArray<WarnedObject>;
   /** Waits (up to timeoutMs) for the scenario's pods; each with its node and whether it runs. */
   settle(timeoutMs: number): Promise<ReadonlyArray<RealPodState>>;
   podLinks(namespace: string, name: string): Promise<ReadonlyArray<RealPodLink>>;
@@ -176,23 +180,28 @@ async function observe(
       return (yield* (yield* Kube).list(rt)).items;
     }));
   const eps = await list(DanmEpResource);
-  const pods = [];
+  const pods: SimPod[] = [];
   for (const p of settled) pods.push(realPod(p, p.running ? await target.podLinks(p.namespace, p.name) : [], eps));
   const pings = [];
   for (const probe of pingProbes(pods)) {
     pings.push(pingOf(probe, await target.ping(probe.from.namespace, probe.from.name, probe.address)));
   }
+  // The policy view, as the in-memory run builds it (adapters/sim/policies.ts), over the real apiserver.
+  const policed = await target.kubeRun(Effect.flatMap(Kube, (kube) => policyView(kube, pods)));
+  const warnings = reportWarnings(objects, target.warned?.() ?? []);
   const endpoints = await list(EndpointsResource);
   const nodes = (await target.nodes()).map(({ hostLinks, ...n }) => ({
     ...n,
     hostInterfaces: realHostInterfaces(hostLinks),
   }));
   return {
-    pods,
+    pods: policed.pods,
+    ...(policed.policies.length > 0 ? { policies: policed.policies } : {}),
     nodes,
     services: managedServices(endpoints),
     networks: await target.kubeRun(networkStatus),
     rejected,
+    ...(warnings.length > 0 ? { warnings } : {}),
     errors: [...errors],
     pings,
   };

@@ -21,6 +21,7 @@ import {
   getOrUndefined,
   type NetworkDirectoryService,
 } from "../podnetworks/selection.ts";
+import { makeKeyedLocks } from "../concurrency/keyed_locks.ts";
 import { type EventRecorder, makeEventRecorder } from "../observability/events.ts";
 import type { ReadinessCheck } from "../observability/metrics.ts";
 import { makeApiProbe } from "../observability/readiness.ts";
@@ -213,21 +214,8 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
         return { ...network, options: entry.options };
       });
 
-    const locks = new Map<string, { sem: Semaphore.Semaphore; users: number }>();
-    const withSandboxLock = <A, E, R>(id: string, e: Effect.Effect<A, E, R>) =>
-      Effect.acquireUseRelease(
-        Effect.sync(() => {
-          let l = locks.get(id);
-          if (!l) locks.set(id, l = { sem: Semaphore.makeUnsafe(1), users: 0 });
-          l.users++;
-          return l;
-        }),
-        (l) => l.sem.withPermit(e),
-        (l) =>
-          Effect.sync(() => {
-            if (--l.users === 0) locks.delete(id);
-          }),
-      );
+    const sandboxLocks = makeKeyedLocks();
+    const withSandboxLock = sandboxLocks.withLock;
 
     const scope = yield* Effect.scope;
     const queues = new Map<string, { sem: Semaphore.Semaphore; users: number }>();
@@ -257,7 +245,7 @@ export const makeCniRuntime = (config: CniNodeConfig): Effect.Effect<CniRuntimeS
       withReservedIps,
       unsynced,
       withSandboxLock,
-      busy: Effect.sync(() => new Set(locks.keys())),
+      busy: Effect.sync(sandboxLocks.busy),
       background,
       pendingTeardowns: yield* Ref.make<ReadonlySet<string>>(new Set()),
       tickets: makeAddressTickets(),

@@ -14,6 +14,9 @@ import { renderTable } from "./table.ts";
 export interface AllocationRow {
   readonly address: string;
   readonly pod: string;
+  /** The owner as stored (packed in the IPBlock's text: shown here decoded). */
+  readonly podUid: string;
+  readonly sandbox: string;
   readonly iface: string;
   readonly node: string;
   readonly static: boolean;
@@ -38,6 +41,8 @@ export const showAlloc = (name: string, namespace: string | undefined, kind?: Ne
         allocations.push({
           address: formatIp({ family: cidr.family, value: cidr.base + BigInt(off) }),
           pod: r.pod,
+          podUid: r.podUid,
+          sandbox: r.sandbox,
           iface: r.iface,
           node: r.node,
           static: r.static === true,

@@ -16,7 +16,7 @@ import type {
   Protocol,
   WorldPod,
 } from "./model.ts";
-import { blocksContain, isEmptyBlocks, peerAddresses, podAddresses, unionBlocks } from "./peers.ts";
+import { blocksIntersector, isEmptyBlocks, peerAddresses, podAddresses, unionBlocks } from "./peers.ts";
 import { applyingPolicies, policyTypes } from "./select.ts";
 
 type Way = "ingress" | "egress";
@@ -47,14 +47,24 @@ const namedPort = (pod: WorldPod | undefined, name: string, protocol: Protocol):
 
 /**
  * What compiling one pod learns that holds for every pod of the same world snapshot: a rule's peers resolved on a
- * network, and its egress named-port flows. Many pods share a policy, so a batch compiles each rule's peers once.
+ * network (and each peer, which rules naming it alike share), its egress named-port flows, where each named port
+ * leads, and whole compiled interfaces by what they depend on (see compilePod): many pods share a policy, so a
+ * batch compiles each rule's peers once and each combination of policies once.
  * Valid for ONE world: make a new cache when anything changes.
  */
 export interface CompileCache {
   readonly rules: WeakMap<MultiNetworkPolicy, Map<string, AddressBlocks | "any" | Flow[]>>;
+  readonly interfaces: Map<string, ReadonlyArray<InterfaceRules>>;
+  readonly namedPorts: Map<string, ReadonlyArray<readonly [number, AddressBlocks]>>;
+  readonly peers: Map<string, AddressBlocks>;
 }
 
-export const newCompileCache = (): CompileCache => ({ rules: new WeakMap() });
+export const newCompileCache = (): CompileCache => ({
+  rules: new WeakMap(),
+  interfaces: new Map(),
+  namedPorts: new Map(),
+  peers: new Map(),
+});
 
 function cached<T extends AddressBlocks | "any" | Flow[]>(c: RuleContext, key: string, make: () => T): T {
   let perPolicy = c.cache.rules.get(c.policy);
@@ -78,37 +88,57 @@ interface RuleContext {
   readonly index: number;
 }
 
-/** Every pod with an address on the network: who "all peers" can mean for an egress named port. */
-function podsOnNetwork(world: PolicyWorld, network: NetworkKey): ReadonlyArray<readonly [PodKey, WorldPod]> {
-  const out: Array<readonly [PodKey, WorldPod]> = [];
-  for (const entry of world.pods) {
-    if ((world.attachments.get(entry[0]) ?? []).some((a) => a.network === network)) out.push(entry);
+/**
+ * Where a named port leads on a network: every pod there with a container port of that name and protocol, their
+ * addresses on the network grouped by the number the name resolves to on each (sorted by number). The same for
+ * every rule of the world that names the port: cached per world.
+ */
+function namedPortTargets(
+  c: RuleContext,
+  spec: PortSpec & { _tag: "Named" },
+): ReadonlyArray<readonly [number, AddressBlocks]> {
+  const key = `${c.network}\n${spec.protocol}\n${spec.name}`;
+  const hit = c.cache.namedPorts.get(key);
+  if (hit) return hit;
+  const byPort = new Map<number, AddressBlocks[]>();
+  for (const [pod, wp] of c.world.pods) {
+    const port = namedPort(wp, spec.name, spec.protocol);
+    if (port === undefined || !(c.world.attachments.get(pod) ?? []).some((a) => a.network === c.network)) continue;
+    const list = byPort.get(port);
+    const own = podAddresses(c.world, pod, c.network);
+    if (list) list.push(own);
+    else byPort.set(port, [own]);
   }
-  return out.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const out = [...byPort].sort(([a], [b]) => a - b).map(([port, blocks]) => [port, unionBlocks(blocks)] as const);
+  c.cache.namedPorts.set(key, out);
+  return out;
 }
 
 /**
  * Egress to a named port: the port is looked up on each destination pod on the network that the rule's peers admit
- * (selected, or inside an ipBlock); destinations are grouped by the number it resolves to there.
+ * (selected, or inside an ipBlock); destinations are grouped by the number it resolves to there. (The addresses a
+ * rule admits of a group are the group's addresses within its peers: the union of each pod's.)
  */
 function egressNamedFlows(c: RuleContext, peers: AddressBlocks | "any", spec: PortSpec & { _tag: "Named" }): Flow[] {
-  const byPort = new Map<number, AddressBlocks[]>();
-  for (const [key, pod] of podsOnNetwork(c.world, c.network)) {
-    const port = namedPort(pod, spec.name, spec.protocol);
-    if (port === undefined) continue;
-    const own = podAddresses(c.world, key, c.network);
-    const admitted = peers === "any" ? own : {
-      v4: own.v4.filter((a) => blocksContain(peers, a.slice(0, a.indexOf("/")))),
-      v6: own.v6.filter((a) => blocksContain(peers, a.slice(0, a.indexOf("/")))),
-    };
-    byPort.set(port, [...(byPort.get(port) ?? []), admitted]);
-  }
-  return [...byPort].sort(([a], [b]) => a - b).map(([port, blocks]): Flow => ({
-    peers: unionBlocks(blocks),
+  const admit = peers === "any" ? undefined : blocksIntersector(peers);
+  return namedPortTargets(c, spec).map(([port, blocks]): Flow => ({
+    peers: admit ? admit(blocks) : blocks,
     protocol: spec.protocol,
     ports: { from: port, to: port },
     origin: { policy: c.policyKey, rule: c.index },
   }));
+}
+
+/**
+ * One peer resolved on the rule's network. Policies often name the same peer (the same selectors): it is resolved
+ * once per world. A peer without a namespaceSelector is read in the policy's namespace (an ipBlock in none).
+ */
+function peerOnNetwork(c: RuleContext, peer: PolicyPeer): AddressBlocks {
+  const scope = peer.ipBlock || peer.namespaceSelector ? "" : c.policy.metadata.namespace ?? "";
+  const key = `${c.network}\n${scope}\n${JSON.stringify(peer)}`;
+  let blocks = c.cache.peers.get(key);
+  if (!blocks) c.cache.peers.set(key, blocks = peerAddresses(c.world, c.policy, peer, c.network));
+  return blocks;
 }
 
 /** The flows one ingress or egress rule allows. */
@@ -122,7 +152,7 @@ function ruleFlows(
   const peers = peerList && peerList.length > 0 ? peerList : undefined;
   const resolved: AddressBlocks | "any" = peers === undefined
     ? "any"
-    : cached(c, "peers", () => unionBlocks(peers.map((p) => peerAddresses(c.world, c.policy, p, c.network))));
+    : cached(c, "peers", () => unionBlocks(peers.map((p) => peerOnNetwork(c, p))));
   if (!portList || portList.length === 0) return [{ peers: resolved, origin }];
   const out: Flow[] = [];
   for (const [portIndex, p] of portList.entries()) {
@@ -172,8 +202,17 @@ function direction(
  * `cache` to every pod of a batch over the same world (see `compilePods`).
  */
 export function compilePod(world: PolicyWorld, pod: PodKey, cache: CompileCache = newCompileCache()): PodRules {
+  const applied = applyingPolicies(world, pod);
+  // Within one world a pod's rules depend on the pod only through its policed interfaces (name, network, the
+  // policies applying there) and its own named ports (ingress named ports): pods alike in those share one result.
+  const signature = JSON.stringify([
+    applied.map(({ attachment, policies }) => [attachment.ifName, attachment.network, policies.map(([k]) => k)]),
+    world.pods.get(pod)?.ports ?? [],
+  ]);
+  const shared = cache.interfaces.get(signature);
+  if (shared) return { pod, interfaces: shared };
   const interfaces: InterfaceRules[] = [];
-  for (const { attachment, policies } of applyingPolicies(world, pod)) {
+  for (const { attachment, policies } of applied) {
     const ingress = direction(cache, world, pod, attachment.network, policies, "ingress");
     const egress = direction(cache, world, pod, attachment.network, policies, "egress");
     if (!ingress && !egress) continue;
@@ -184,7 +223,9 @@ export function compilePod(world: PolicyWorld, pod: PodKey, cache: CompileCache 
       ...(egress ? { egress } : {}),
     });
   }
-  return { pod, interfaces: interfaces.sort((a, b) => (a.ifName < b.ifName ? -1 : a.ifName > b.ifName ? 1 : 0)) };
+  interfaces.sort((a, b) => (a.ifName < b.ifName ? -1 : a.ifName > b.ifName ? 1 : 0));
+  cache.interfaces.set(signature, interfaces);
+  return { pod, interfaces };
 }
 
 /** The compiled rules of several pods of one world, sharing what their policies have in common. */

@@ -1,10 +1,14 @@
 // The node agent's MultiNetworkPolicy controller (#22): keeps `table inet danm_netpol` in the netns of every pod of
 // its node in line with the policies, level-triggered. On every relevant change (MultiNetworkPolicies, Pods,
 // Namespaces, DanmEps — the whole cluster's: peers on other nodes count) and every resync period it renders each
-// local pod's ruleset, applies the ones that differ from what it last applied, and on resync also reads the kernel's
-// table back and reprograms a pod whose table someone changed. A new process has applied nothing yet, so its first
+// local pod's ruleset, applies the ones that differ from what it last applied — only the set elements that changed
+// when nothing else did (peer churn), else the whole table — and on resync also reads the kernel's table back and
+// reprograms a pod whose table someone changed. A new process has applied nothing yet, so its first
 // pass programs every local pod (and removes tables no policy asks for any more). The CNI ADD programs a new pod
-// through `programPod` before it reports success, so a pod never runs unpoliced.
+// through `programPod` before it reports success, so a pod never runs unpoliced. Which pods are local: the CNI
+// daemon's sandbox records (`sandboxes`: every pod it set up, NAD-only ones too) and this node's DanmEps. A pod's
+// table is only ever written under that pod's lock (core/concurrency/keyed_locks.ts): a pass and an ADD never interleave on one pod,
+// and an ADD never waits behind a pass over other pods.
 import { Cause, Clock, Context, Deferred, Duration, Effect, Layer, Queue, Scope, Semaphore, Stream } from "effect";
 import { DanmEpResource } from "../api/danm.ts";
 import { NamespaceResource, PodResource } from "../api/k8s.ts";
@@ -17,32 +21,47 @@ import { allReady, cachesSynced, informerSynced } from "../observability/readine
 import { NetwatcherFailed } from "../netwatcher/errors.ts";
 import { type CompileCache, compilePod, newCompileCache } from "./compile.ts";
 import { affectedPods } from "./affected.ts";
-import { emptyWorld, type PodKey, type PolicyWorld } from "./model.ts";
-import { renderNft } from "./nft.ts";
-import { type LocalPod, nodeWorld, type PodOverride, type WorldInputs } from "./world.ts";
+import { emptyWorld, type InterfaceRules, type PodKey, type PolicyWorld } from "./model.ts";
+import { diffTables, type RenderedTable, renderTable } from "./nft.ts";
+import { type LocalPod, type LocalSandbox, nodeWorld, type PodOverride, type WorldInputs } from "./world.ts";
+import { makeKeyedLocks } from "../concurrency/keyed_locks.ts";
 import { type NetpolMetrics, netpolMetrics } from "./controller_metrics.ts";
 import { PodEvents, PolicyProgramFailed } from "./controller_events.ts";
 
-/** A pod's complete ruleset (`table inet danm_netpol { … }`), or undefined when no policy applies to it. */
+/** A pod's complete table (`table inet danm_netpol { … }`, structured), or undefined when no policy applies to it. */
 export type PolicyRenderer = (
   world: PolicyWorld,
   pod: PodKey,
-) => Effect.Effect<string | undefined, { readonly message: string }>;
+) => Effect.Effect<RenderedTable | undefined, { readonly message: string }>;
 
 /** Compiled peers shared by the pods rendered from one world snapshot (the engine's batch cache). */
 const compileCaches = new WeakMap<PolicyWorld, CompileCache>();
+
+/**
+ * Tables rendered from compiled interfaces shared by several pods of one world (compile.ts compilePod): the
+ * same rules render to the same table, so each is rendered once. Only successes are kept (an error names its pod).
+ */
+const renderedTables = new WeakMap<ReadonlyArray<InterfaceRules>, RenderedTable>();
 
 /** The engine's renderer: the pod's compiled rules as one nft table (core/netpol/compile.ts, nft.ts). */
 export const engineRenderer: PolicyRenderer = (world, pod) => {
   let cache = compileCaches.get(world);
   if (!cache) compileCaches.set(world, cache = newCompileCache());
   const rules = compilePod(world, pod, cache);
-  return rules.interfaces.length === 0 ? Effect.succeed(undefined) : renderNft(rules);
+  if (rules.interfaces.length === 0) return Effect.succeed(undefined);
+  const hit = renderedTables.get(rules.interfaces);
+  if (hit) return Effect.succeed(hit);
+  return Effect.tap(renderTable(rules), (table) => Effect.sync(() => renderedTables.set(rules.interfaces, table)));
 };
 
 export interface NetpolControllerConfig {
   readonly nodeName: string;
   readonly render: PolicyRenderer;
+  /**
+   * This node's pod sandboxes, read at every pass, when the CNI daemon runs in this process (core/cni/policy.ts
+   * `localSandboxes`): how pods without DanmEps (only NAD attachments) are followed after their ADD and a restart.
+   */
+  readonly sandboxes?: Effect.Effect<ReadonlyArray<LocalSandbox>>;
   /** Every local pod's table is read back and compared at least this often. Default 60 s. */
   readonly resyncPeriod?: Duration.Input;
   /** How long `programPod` waits for the caches' first list before failing. Default 30 s. */
@@ -82,34 +101,37 @@ export class NetpolController
  */
 interface Applied {
   readonly netns: string;
-  readonly script: string | undefined;
+  readonly table: RenderedTable | undefined;
   readonly listing: string | undefined;
 }
 
-type Outcome = "applied" | "removed" | "unchanged" | "gone";
+type Outcome = "applied" | "patched" | "patch_failed" | "removed" | "unchanged" | "gone";
 
 /**
  * How much a pass trusts what it applied before: "changed" touches only pods whose script differs, "verify" also
- * reads every table back (the resync), "new" is a pod being set up by the CNI ADD (a fresh netns: its table is
- * applied whatever the bookkeeping says, and a pod without policy costs no nft run at all).
+ * reads every table of ours back (the resync; a netns known to hold none is not read), "new" is a pod being set up
+ * by the CNI ADD (a fresh netns: its table is applied whatever the bookkeeping says, and a pod without policy costs
+ * no nft run at all).
  */
 type Mode = "changed" | "verify" | "new";
 
-/** Makes one pod's table what `script` says. */
+/** Makes one pod's table what `table` says. */
 const convergePod = (
   tables: PolicyTables["Service"],
   applied: Map<PodKey, Applied>,
   pod: LocalPod,
-  script: string | undefined,
+  table: RenderedTable | undefined,
   mode: Mode,
 ): Effect.Effect<Outcome, PolicyTablesError> =>
   Effect.gen(function* () {
     const prev = mode === "new" ? undefined : applied.get(pod.key);
     const known = prev !== undefined && prev.netns === pod.netns;
-    if (script === undefined) {
-      // Unknown (a restart, a new netns) or policed before: make sure no table of ours is left.
-      if (mode === "new" || (known && prev.script === undefined && mode !== "verify")) {
-        applied.set(pod.key, { netns: pod.netns, script: undefined, listing: undefined });
+    if (table === undefined) {
+      // A fresh netns (the ADD), or one this controller already knows holds no table of ours (it read it, removed
+      // the table or saw the ADD): nothing to run, on a resync either. Unknown (a restart, a new netns) or policed
+      // before: make sure no table of ours is left.
+      if (mode === "new" || (known && prev.table === undefined)) {
+        applied.set(pod.key, { netns: pod.netns, table: undefined, listing: undefined });
         return "unchanged";
       }
       // Without nft no table of ours can be there either: a node that polices nothing needs no nft.
@@ -117,10 +139,11 @@ const convergePod = (
         Effect.catchTag("PolicyToolMissing", () => Effect.succeed(undefined)),
       );
       if (present !== undefined) yield* tables.remove(pod.netns);
-      applied.set(pod.key, { netns: pod.netns, script: undefined, listing: undefined });
+      applied.set(pod.key, { netns: pod.netns, table: undefined, listing: undefined });
       return present !== undefined ? "removed" : "unchanged";
     }
-    if (known && prev.script === script) {
+    const script = table.script;
+    if (known && prev.table?.script === script) {
       if (mode !== "verify") return "unchanged";
       if (prev.listing !== undefined) {
         if ((yield* tables.read(pod.netns)) === prev.listing) return "unchanged";
@@ -129,13 +152,29 @@ const convergePod = (
       // Not read back since it was applied: apply it again (idempotent, one transaction) and keep nft's reading,
       // which later resyncs compare with.
       yield* tables.apply(pod.netns, script);
-      applied.set(pod.key, { netns: pod.netns, script, listing: yield* tables.read(pod.netns) });
+      applied.set(pod.key, { netns: pod.netns, table, listing: yield* tables.read(pod.netns) });
       return prev.listing === undefined ? "unchanged" : "applied";
+    }
+    // Only elements changed since the last apply (peers came or went): patch them, in one transaction. A resync
+    // replaces the table whole (it repairs), and so does a refused patch (the table is not what we last put there).
+    const sets = known && prev.table !== undefined && mode === "changed" ? diffTables(prev.table, table) : undefined;
+    let outcome: Outcome = "applied";
+    if (sets !== undefined && prev?.table !== undefined) {
+      const patched = yield* Effect.result(tables.patch(pod.netns, { from: prev.table.script, to: script, sets }));
+      if (patched._tag === "Success") {
+        applied.set(pod.key, { netns: pod.netns, table, listing: undefined });
+        return "patched";
+      }
+      if (patched.failure._tag !== "PolicyTableError") return yield* Effect.fail(patched.failure);
+      yield* Effect.logWarning(
+        `netpol: patching the table in ${pod.netns} (pod ${pod.key}) failed, replacing it whole: ${patched.failure.message}`,
+      );
+      outcome = "patch_failed";
     }
     yield* tables.apply(pod.netns, script);
     const listing = mode === "verify" ? yield* tables.read(pod.netns) : undefined;
-    applied.set(pod.key, { netns: pod.netns, script, listing });
-    return "applied";
+    applied.set(pod.key, { netns: pod.netns, table, listing });
+    return outcome;
   }).pipe(
     Effect.catchTag("PolicyNetnsGone", (e) =>
       mode === "new" ? Effect.fail(e) : Effect.sync(() =>
@@ -159,17 +198,27 @@ interface Caches {
   readonly cluster: Effect.Effect<ClusterCaches, KubeError>;
 }
 
-/** What a pass works from: without policies only the policies and this node's DanmEps (cheap, no cluster caches). */
-const snapshot = (c: Caches): Effect.Effect<WorldInputs, KubeError> =>
+/**
+ * What a pass works from: without policies only the policies and this node's DanmEps (cheap, no cluster caches).
+ * The sandbox records are read when policies exist, or when `records` says tables of ours may be left to remove
+ * (a resync, a policed pod left): a node without policies does not read its records at every change.
+ */
+const snapshot = (
+  c: Caches,
+  sandboxes: Effect.Effect<ReadonlyArray<LocalSandbox>> | undefined,
+  records: boolean,
+): Effect.Effect<WorldInputs, KubeError> =>
   Effect.gen(function* () {
     const policies = c.policies ? yield* c.policies.list : [];
-    if (policies.length === 0) return { policies, pods: [], namespaces: [], danmEps: yield* c.local.list };
+    const local = sandboxes && (records || policies.length > 0) ? { sandboxes: yield* sandboxes } : {};
+    if (policies.length === 0) return { policies, pods: [], namespaces: [], danmEps: yield* c.local.list, ...local };
     const cl = yield* c.cluster;
     return {
       policies,
       pods: yield* cl.pods.list,
       namespaces: yield* cl.namespaces.list,
       danmEps: yield* cl.danmEps.list,
+      ...local,
     };
   });
 
@@ -177,6 +226,18 @@ const snapshot = (c: Caches): Effect.Effect<WorldInputs, KubeError> =>
 class PodLedger {
   readonly applied = new Map<PodKey, Applied>();
   readonly failures = new Map<PodKey, { attempts: number; retryAt: number }>();
+  /** One lock per pod: whoever writes a pod's table holds it. */
+  readonly locks = makeKeyedLocks();
+  /** When (`tick`) an ADD last programmed each pod: a pass that read the world before leaves such a pod alone. */
+  readonly programmedByAdd = new Map<PodKey, number>();
+  private clock = 0;
+  tick(): number {
+    return ++this.clock;
+  }
+  /** Whether an ADD programmed the pod after `since`: its view of the pod is newer than the pass's. */
+  addedSince(key: PodKey, since: number): boolean {
+    return (this.programmedByAdd.get(key) ?? 0) > since;
+  }
   constructor(private readonly backoffMs: number, private readonly maxBackoffMs: number) {}
   failed(key: PodKey, now: number): void {
     const attempts = (this.failures.get(key)?.attempts ?? 0) + 1;
@@ -188,9 +249,12 @@ class PodLedger {
     const times = [...this.failures.values()].map((f) => f.retryAt);
     return times.length === 0 ? undefined : Math.min(...times);
   }
-  forget(keep: ReadonlySet<PodKey>): void {
-    for (const k of [...this.applied.keys()]) if (!keep.has(k)) this.applied.delete(k);
-    for (const k of [...this.failures.keys()]) if (!keep.has(k)) this.failures.delete(k);
+  /** Drops pods that are not local any more, except those an ADD programmed after `since` (newer than the pass). */
+  forget(keep: ReadonlySet<PodKey>, since: number): void {
+    const gone = (k: PodKey) => !keep.has(k) && !this.addedSince(k, since);
+    for (const k of [...this.applied.keys()]) if (gone(k)) this.applied.delete(k);
+    for (const k of [...this.failures.keys()]) if (gone(k)) this.failures.delete(k);
+    for (const k of [...this.programmedByAdd.keys()]) if (gone(k)) this.programmedByAdd.delete(k);
   }
 }
 
@@ -199,6 +263,11 @@ interface PassContext {
   readonly concurrency: number;
   /** The world the previous pass rendered from: a change pass re-renders only the pods the difference affects. */
   previous: PolicyWorld;
+  /**
+   * A resync has read every local pod's netns. A local pod (netns) that appears after it was set up by this
+   * process's CNI ADD, which programs it (programPod): a fresh netns, so no table of ours to look for.
+   */
+  settled: boolean;
   readonly node: string;
   readonly render: PolicyRenderer;
   readonly tables: PolicyTables["Service"];
@@ -209,9 +278,16 @@ interface PassContext {
 
 /**
  * One pass over the local pods. `changedSince` (the arrival of the oldest change it answers) makes every pod it
- * applies count in the convergence histogram; `verify` reads every table back (the resync).
+ * applies count in the convergence histogram; `verify` reads every table back (the resync). `since` is the ledger's
+ * tick taken before `inputs` were read.
  */
-const runPass = (ctx: PassContext, inputs: WorldInputs, verify: boolean, changedSince: number | undefined) =>
+const runPass = (
+  ctx: PassContext,
+  inputs: WorldInputs,
+  since: number,
+  verify: boolean,
+  changedSince: number | undefined,
+) =>
   Effect.gen(function* () {
     const { world, local } = nodeWorld(inputs, ctx.node);
     const now = yield* Clock.currentTimeMillis;
@@ -236,12 +312,24 @@ const runPass = (ctx: PassContext, inputs: WorldInputs, verify: boolean, changed
           failed.set(pod.key, "waiting to retry");
           return;
         }
-        const r = yield* Effect.result(
-          Effect.flatMap(
+        // Under the pod's lock; an ADD that programmed the pod after this pass read the world knows better: its
+        // changes (DanmEps, network-status) wake the next pass.
+        const fresh = ctx.settled && !verify && !ctx.ledger.failures.has(pod.key) &&
+          ctx.ledger.applied.get(pod.key)?.netns !== pod.netns;
+        const r = yield* Effect.result(ctx.ledger.locks.withLock(
+          pod.key,
+          ctx.ledger.addedSince(pod.key, since) ? Effect.succeed<Outcome>("unchanged") : Effect.flatMap(
             ctx.render(world, pod.key),
-            (script) => convergePod(ctx.tables, ctx.ledger.applied, pod, script, verify ? "verify" : "changed"),
+            (table) =>
+              convergePod(
+                ctx.tables,
+                ctx.ledger.applied,
+                pod,
+                table,
+                verify ? "verify" : fresh && table === undefined ? "new" : "changed",
+              ),
           ),
-        );
+        ));
         if (r._tag === "Failure") {
           ctx.ledger.failed(pod.key, now);
           failed.set(pod.key, r.failure.message);
@@ -252,15 +340,16 @@ const runPass = (ctx: PassContext, inputs: WorldInputs, verify: boolean, changed
         ctx.events.clear(pod.key);
         if (r.success === "unchanged" || r.success === "gone") return;
         yield* Effect.logDebug(`netpol ${ctx.node}: pod ${pod.key}: table ${r.success}`);
-        (r.success === "applied" ? applied : removed).push(pod.key);
+        (r.success === "removed" ? removed : applied).push(pod.key);
         ctx.metrics.applies.inc({ result: r.success });
         if (changedSince !== undefined) {
           ctx.metrics.convergeSeconds.observe(((yield* Clock.currentTimeMillis) - changedSince) / 1000);
         }
       }), { concurrency: ctx.concurrency, discard: true });
-    ctx.ledger.forget(new Set(local.keys()));
+    ctx.ledger.forget(new Set(local.keys()), since);
+    if (verify) ctx.settled = true;
     ctx.events.retain(new Set(local.keys()));
-    const policed = [...ctx.ledger.applied.values()].filter((a) => a.script !== undefined).length;
+    const policed = [...ctx.ledger.applied.values()].filter((a) => a.table !== undefined).length;
     ctx.metrics.policedPods.set(policed);
     ctx.metrics.failingPods.set(ctx.ledger.failures.size);
     return { applied, removed, failed, policed } satisfies NetpolPassReport;
@@ -319,6 +408,7 @@ export const make = (
     const ctx: PassContext = {
       concurrency: config.concurrency ?? 8,
       previous: emptyWorld,
+      settled: false,
       node,
       render: config.render,
       tables,
@@ -330,12 +420,19 @@ export const make = (
     const wake = yield* Queue.unbounded<number>();
     const caches = yield* openCaches(node, wake, failure);
     const synced = Effect.all([caches.policies ? caches.policies.synced : Effect.void, caches.local.synced]);
-    const lock = yield* Semaphore.make(1);
+    // Passes run one at a time (the loop and syncNow); pods are locked one by one (PodLedger.locks).
+    const passLock = yield* Semaphore.make(1);
+    const read = (records: boolean) => snapshot(caches, config.sandboxes, records);
 
     const pass = (verify: boolean, changedSince?: number) =>
-      lock.withPermit(
-        Effect.flatMap(Effect.orDie(snapshot(caches)), (inputs) => runPass(ctx, inputs, verify, changedSince)),
-      );
+      passLock.withPermit(Effect.suspend(() => {
+        const since = ledger.tick();
+        const policing = [...ledger.applied.values()].some((a) => a.table !== undefined);
+        return Effect.flatMap(
+          Effect.orDie(read(verify || policing)),
+          (inputs) => runPass(ctx, inputs, since, verify, changedSince),
+        );
+      }));
 
     const programPod = (o: PodOverride) =>
       Effect.gen(function* () {
@@ -345,24 +442,33 @@ export const make = (
           duration: config.syncTimeout ?? "30 seconds",
           orElse: () => Effect.fail(fail("the policy caches have not synced yet")),
         });
-        // No policy anywhere (the common case on the CNI hot path): nothing to build, nothing to run.
-        if (caches.policies === undefined || (yield* caches.policies.list).length === 0) return;
-        yield* lock.withPermit(Effect.gen(function* () {
-          const inputs = yield* Effect.timeoutOrElse(
-            Effect.mapError(snapshot(caches), (e) => fail(`policy caches: ${e.message}`)),
-            {
-              duration: config.syncTimeout ?? "30 seconds",
-              orElse: () => Effect.fail(fail("the policy caches have not synced yet")),
-            },
-          );
-          const { world } = nodeWorld(inputs, node, o);
-          const script = yield* Effect.mapError(config.render(world, key), (e) => fail(e.message));
-          const r = yield* Effect.mapError(
-            convergePod(tables, ledger.applied, { key, netns: o.netns }, script, "new"),
-            (e) => fail(e.message),
-          );
-          if (r === "applied") metrics.applies.inc({ result: "applied" });
-        }));
+        // No policy anywhere (the common case on the CNI hot path): nothing to build, nothing to run — and the pod's
+        // fresh netns is known to hold no table, so the passes need not read it back either.
+        if (caches.policies === undefined || (yield* caches.policies.list).length === 0) {
+          ledger.applied.set(key, { netns: o.netns, table: undefined, listing: undefined });
+          return;
+        }
+        // Only this pod's lock: a pass over other pods does not hold the ADD up.
+        yield* ledger.locks.withLock(
+          key,
+          Effect.gen(function* () {
+            ledger.programmedByAdd.set(key, ledger.tick());
+            const inputs = yield* Effect.timeoutOrElse(
+              Effect.mapError(read(true), (e) => fail(`policy caches: ${e.message}`)),
+              {
+                duration: config.syncTimeout ?? "30 seconds",
+                orElse: () => Effect.fail(fail("the policy caches have not synced yet")),
+              },
+            );
+            const { world } = nodeWorld(inputs, node, o);
+            const table = yield* Effect.mapError(config.render(world, key), (e) => fail(e.message));
+            const r = yield* Effect.mapError(
+              convergePod(tables, ledger.applied, { key, netns: o.netns }, table, "new"),
+              (e) => fail(e.message),
+            );
+            if (r === "applied") metrics.applies.inc({ result: "applied" });
+          }),
+        );
       });
 
     // The loop: changes coalesce; the resync period and due retries wake it too. A first pass right away

@@ -7,7 +7,8 @@ export function netpolMetrics(node: string) {
     registry: r,
     applies: r.counter(
       "danm_netpol_table_changes_total",
-      "Changes of pods' danm_netpol tables, by result (applied, removed, error).",
+      "Changes of pods' danm_netpol tables, by result (applied: replaced whole, patched: set elements only, " +
+        "patch_failed: a patch refused and the table replaced instead, removed, error).",
     ),
     convergeSeconds: r.histogram(
       "danm_netpol_converge_seconds",
@@ -17,7 +18,7 @@ export function netpolMetrics(node: string) {
     policedPods: r.gauge("danm_netpol_policed_pods", "Pods of this node with a danm_netpol table programmed."),
     failingPods: r.gauge("danm_netpol_failing_pods", "Pods of this node whose table could not be programmed."),
   };
-  for (const result of ["applied", "removed", "error"]) m.applies.init({ result });
+  for (const result of ["applied", "patched", "patch_failed", "removed", "error"]) m.applies.init({ result });
   m.policedPods.set(0);
   m.failingPods.set(0);
   return m;

@@ -36,7 +36,10 @@ export interface WorldPod {
   readonly ports: ReadonlyArray<NamedPort>;
 }
 
-/** One pod interface on a network danm manages: never the primary (cluster CNI) interface. */
+/**
+ * One pod interface on a network danm manages. The primary interface (eth0) is here when danm provides it: its
+ * addresses are peers like any other, but it is never policed (select.ts `isPrimaryInterface`).
+ */
 export interface WorldAttachment {
   readonly network: NetworkKey;
   readonly ifName: string;

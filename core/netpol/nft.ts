@@ -1,10 +1,13 @@
 // A pod's compiled rules as one `nft -f -` script for its network namespace. Only danm's own table is touched
 // (`inet danm_netpol`), and it is replaced in one transaction — create if absent, delete, recreate — so there is no
 // moment where the pod is open. Same rules → same bytes, so callers skip pods whose script did not change.
+// The render is also kept structured (the sets' elements apart from the rest, the skeleton), so that when only
+// elements change — peers coming and going — `diffTables` gives the elements to add and remove, from data.
 // Nothing from input is quoted into the text: interface names, addresses, protocols and ports are checked against
 // what they may be and anything else is refused with a typed error.
 import { Effect, Schema } from "effect";
 import type { AddressBlocks, Direction, Flow, PodRules, Protocol } from "./model.ts";
+import type { SetElementsChange } from "../ports/policy_tables.ts";
 import { cidrSpan, fromCidrs, type Interval, toCanonicalCidrs, unionBlocks } from "./peers.ts";
 
 export const NetpolTable = "danm_netpol";
@@ -121,11 +124,20 @@ export function foldDirection(d: Direction): FoldedDirection {
 const element = (e: L4Element) =>
   `${e.cidr} . ${protocols[e.protocol]} . ${e.from === e.to ? e.from : `${e.from}-${e.to}`}`;
 
-const setText = (name: string, type: string, elements: ReadonlyArray<string>) =>
-  `\tset ${name} {\n\t\ttype ${type}\n\t\tflags interval\n\t\telements = { ${elements.join(", ")} }\n\t}`;
+/** One set of the table: its name, its type, and its elements as nft reads them (checked, canonical). */
+export interface RenderedSet {
+  readonly name: string;
+  readonly type: string;
+  readonly elements: ReadonlyArray<string>;
+}
+
+/** Elements in, or without elements (the skeleton's form, where only the set's existence and type count). */
+const setText = (s: RenderedSet, withElements: boolean) =>
+  `\tset ${s.name} {\n\t\ttype ${s.type}\n\t\tflags interval\n` +
+  (withElements ? `\t\telements = { ${s.elements.join(", ")} }\n` : "") + `\t}`;
 
 interface ChainOut {
-  readonly sets: string[];
+  readonly sets: RenderedSet[];
   readonly rules: string[];
 }
 
@@ -134,33 +146,44 @@ function directionChain(chain: string, way: "in" | "out", d: Direction, bad: Bad
   d.flows.forEach((f) => checkFlow(f, bad));
   const addr = way === "in" ? "saddr" : "daddr";
   const folded = foldDirection(d);
-  const sets: string[] = [];
+  const sets: RenderedSet[] = [];
   const rules = [icmpv6Link];
   if (folded.acceptAll) return { sets, rules: [...rules, "accept"] };
   for (const [family, ip] of [[4, "ip"], [6, "ip6"]] as const) {
     const elements = family === 4 ? folded.l4.v4 : folded.l4.v6;
     if (elements.length === 0) continue;
     const name = `${chain}_l4v${family}`;
-    sets.push(setText(name, `ipv${family}_addr . inet_proto . inet_service`, elements.map(element)));
+    sets.push({ name, type: `ipv${family}_addr . inet_proto . inet_service`, elements: elements.map(element) });
     rules.push(`${ip} ${addr} . meta l4proto . th dport @${name} accept`);
   }
   for (const [family, ip] of [[4, "ip"], [6, "ip6"]] as const) {
     const cidrs = family === 4 ? folded.anyProtocol.v4 : folded.anyProtocol.v6;
     if (cidrs.length === 0) continue;
     const name = `${chain}_allv${family}`;
-    sets.push(setText(name, `ipv${family}_addr`, cidrs));
+    sets.push({ name, type: `ipv${family}_addr`, elements: cidrs });
     rules.push(`${ip} ${addr} @${name} accept`);
   }
   rules.push("drop");
   return { sets, rules };
 }
 
-function renderOrThrow(rules: PodRules): string {
+/**
+ * A pod's table, rendered. `script` is the complete `nft -f -` input (replaces the table whole); `skeleton` is the
+ * same without the sets' elements: two renders with the same skeleton differ only in elements.
+ */
+export interface RenderedTable {
+  readonly script: string;
+  readonly skeleton: string;
+  readonly sets: ReadonlyArray<RenderedSet>;
+}
+
+const header = `# danm MultiNetworkPolicy rules of one pod; the table is replaced whole.\n` +
+  `table inet ${NetpolTable} {}\ndelete table inet ${NetpolTable}\n`;
+
+function renderOrThrow(rules: PodRules): RenderedTable {
   const bad: Bad = (field, value, reason) => new NetpolRenderError({ pod: rules.pod, field, value, reason });
-  const header = `# danm MultiNetworkPolicy rules of one pod; the table is replaced whole.\n` +
-    `table inet ${NetpolTable} {}\ndelete table inet ${NetpolTable}\n`;
-  if (rules.interfaces.length === 0) return header;
-  const sets: string[] = [];
+  if (rules.interfaces.length === 0) return { script: header, skeleton: header, sets: [] };
+  const sets: RenderedSet[] = [];
   const chains: string[] = [];
   const dispatch = { in: [] as string[], out: [] as string[] };
   const seen = new Set<string>();
@@ -182,20 +205,55 @@ function renderOrThrow(rules: PodRules): string {
       `\tchain ${name} {\n\t\ttype filter hook ${hook} priority filter; policy accept;\n` +
       `\t\tct state established,related accept\n\t\t${match} vmap { ${entries.join(", ")} }\n\t}`,
     ];
-  const body = [
-    ...sets,
+  const rest = [
     ...base("pod_in", "input", "iifname", dispatch.in),
     ...base("pod_out", "output", "oifname", dispatch.out),
     ...chains,
   ];
-  return `${header}table inet ${NetpolTable} {\n${body.join("\n")}\n}\n`;
+  const table = (withElements: boolean) =>
+    `${header}table inet ${NetpolTable} {\n${[...sets.map((s) => setText(s, withElements)), ...rest].join("\n")}\n}\n`;
+  return { script: table(true), skeleton: table(false), sets };
 }
 
 /**
- * The complete `nft -f -` input for the pod's network namespace. A pod with no policed interface gets a script that
- * removes danm's table (and touches nothing else).
+ * The elements to add to and remove from each set to turn table `from` into `to`, or undefined when more than
+ * elements differ (a set, chain or interface came or went: the table must be replaced whole). Removing and adding
+ * in one transaction is always possible: what stays and what comes are both parts of `to`, whose elements are
+ * disjoint. Elements compare as rendered text, which is canonical (the same element always renders the same).
  */
-export const renderNft = (rules: PodRules): Effect.Effect<string, NetpolRenderError> =>
+export function diffTables(from: RenderedTable, to: RenderedTable): ReadonlyArray<SetElementsChange> | undefined {
+  // Pods alike share their tables (the engine renders each set of rules once): a pass diffs each pair once.
+  let byTo = diffs.get(from);
+  if (!byTo) diffs.set(from, byTo = new WeakMap());
+  const hit = byTo.get(to);
+  if (hit) return hit.sets;
+  const sets = diffOf(from, to);
+  byTo.set(to, { sets });
+  return sets;
+}
+
+const diffs = new WeakMap<
+  RenderedTable,
+  WeakMap<RenderedTable, { sets: ReadonlyArray<SetElementsChange> | undefined }>
+>();
+
+function diffOf(from: RenderedTable, to: RenderedTable): ReadonlyArray<SetElementsChange> | undefined {
+  if (from.skeleton !== to.skeleton) return undefined;
+  const before = new Map(from.sets.map((s) => [s.name, new Set(s.elements)]));
+  return to.sets.flatMap((s) => {
+    const old = before.get(s.name) ?? new Set<string>();
+    const now = new Set(s.elements);
+    const add = s.elements.filter((e) => !old.has(e));
+    const remove = [...old].filter((e) => !now.has(e));
+    return add.length === 0 && remove.length === 0 ? [] : [{ set: s.name, add, remove }];
+  });
+}
+
+/**
+ * The pod's table for its network namespace, whole and structured. A pod with no policed interface gets a script
+ * that removes danm's table (and touches nothing else).
+ */
+export const renderTable = (rules: PodRules): Effect.Effect<RenderedTable, NetpolRenderError> =>
   Effect.try({
     try: () => renderOrThrow(rules),
     catch: (e) =>
@@ -203,3 +261,7 @@ export const renderNft = (rules: PodRules): Effect.Effect<string, NetpolRenderEr
         ? e
         : new NetpolRenderError({ pod: rules.pod, field: "rules", value: "", reason: String(e) }),
   });
+
+/** The complete `nft -f -` input for the pod's network namespace (renderTable's script). */
+export const renderNft = (rules: PodRules): Effect.Effect<string, NetpolRenderError> =>
+  Effect.map(renderTable(rules), (t) => t.script);

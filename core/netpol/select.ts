@@ -2,6 +2,7 @@
 // keys, and NetworkPolicy's policyTypes defaulting.
 import { Effect } from "effect";
 import type { AnnotationError } from "../api/annotations.ts";
+import { FirstInterfaceName } from "../podnetworks/naming.ts";
 import { type LabelSelector, type MultiNetworkPolicy, parsePolicyFor, PolicyForAnnotation } from "../api/netpol.ts";
 import {
   type Labels,
@@ -115,14 +116,26 @@ export function invalidPolicies(
   return out.sort((a, b) => (a.policy < b.policy ? -1 : 1));
 }
 
-/** One policed interface of a pod and the policies that apply to it (sorted by key). */
+/**
+ * The pod's primary interface (`eth0`, sequence index 0: core/podnetworks/naming.ts) belongs to the cluster's pod
+ * network — the kubelet's pod IP, probes, Services — even when danm itself provides it: no MultiNetworkPolicy
+ * polices it, whatever network it is on (#22: "the primary interface untouched"). Its addresses still count as peers.
+ */
+export const isPrimaryInterface = (attachment: WorldAttachment): boolean => attachment.ifName === FirstInterfaceName;
+
+/** One interface of a pod and the policies that apply to it (sorted by key). */
 export interface AppliedInterface {
   readonly attachment: WorldAttachment;
   readonly policies: ReadonlyArray<readonly [PolicyKey, MultiNetworkPolicy]>;
+  /** The primary interface: the policies name its network, but it is not policed (`isPrimaryInterface`). */
+  readonly primary: boolean;
 }
 
-/** For each of the pod's danm interfaces, the policies that apply to it; interfaces with none are left out. */
-export function applyingPolicies(world: PolicyWorld, pod: PodKey): ReadonlyArray<AppliedInterface> {
+/**
+ * For each of the pod's danm interfaces, the policies that select the pod for its network; interfaces with none are
+ * left out. The primary interface is listed (marked `primary`) so views can say why it is open.
+ */
+export function selectingPolicies(world: PolicyWorld, pod: PodKey): ReadonlyArray<AppliedInterface> {
   const p = world.pods.get(pod);
   const attachments = world.attachments.get(pod) ?? [];
   if (!p || attachments.length === 0) return [];
@@ -134,7 +147,12 @@ export function applyingPolicies(world: PolicyWorld, pod: PodKey): ReadonlyArray
       const n = policyNetworks(policy);
       return n._tag === "Networks" && n.networks.has(attachment.network);
     });
-    if (policies.length > 0) out.push({ attachment, policies });
+    if (policies.length > 0) out.push({ attachment, policies, primary: isPrimaryInterface(attachment) });
   }
   return out;
+}
+
+/** The pod's policed interfaces and the policies that apply to each: `selectingPolicies` without the primary one. */
+export function applyingPolicies(world: PolicyWorld, pod: PodKey): ReadonlyArray<AppliedInterface> {
+  return selectingPolicies(world, pod).filter((a) => !a.primary);
 }

@@ -1,6 +1,7 @@
 // The per-pod-netns nftables table that enforces MultiNetworkPolicy (#22), as the core sees it: one table,
-// `table inet danm_netpol`, in each policed pod's network namespace, always replaced whole in one transaction so
-// a pod never runs with half a ruleset.
+// `table inet danm_netpol`, in each policed pod's network namespace, replaced whole in one transaction — or, when
+// only the elements of its sets change (peers coming and going), patched in one transaction — so a pod never runs
+// with half a ruleset.
 //
 // Live layer: adapters/nftables/live.ts (`nft -f -` fed on stdin inside the pod's netns through the Process port);
 // in-memory layer: adapters/nftables/memory.ts (records the tables, for unit tests and the sim).
@@ -33,13 +34,30 @@ export class PolicyNetnsGone extends Schema.TaggedError<PolicyNetnsGone>()("Poli
 
 /** nft refused or failed the operation; `stderr` is nft's own explanation (with the offending line for a ruleset). */
 export class PolicyTableError extends Schema.TaggedError<PolicyTableError>()("PolicyTableError", {
-  op: Schema.Literals(["apply", "remove", "read"]),
+  op: Schema.Literals(["apply", "patch", "remove", "read"]),
   netns: Schema.String,
   stderr: Schema.String,
 }) {
   override get message(): string {
     return `nftables ${this.op} of table ${PolicyTableFamily} ${PolicyTableName} in ${this.netns} failed: ${this.stderr}`;
   }
+}
+
+/** Elements to take out of and put into one set of the table (each as nft reads it: rendered and checked by core). */
+export interface SetElementsChange {
+  readonly set: string;
+  readonly add: ReadonlyArray<string>;
+  readonly remove: ReadonlyArray<string>;
+}
+
+/**
+ * A change of elements only, from the table `from` (a ruleset as `apply` takes it, the one the kernel should have)
+ * to `to` (the ruleset the table then equals, element for element; the set elements' order may differ).
+ */
+export interface TablePatch {
+  readonly from: string;
+  readonly to: string;
+  readonly sets: ReadonlyArray<SetElementsChange>;
 }
 
 export type PolicyTablesError = PolicyToolMissing | PolicyNetnsGone | PolicyTableError;
@@ -50,6 +68,11 @@ export interface PolicyTablesService {
    * comes, or nothing changes). `ruleset` is the complete table, `table inet danm_netpol { … }`, and nothing else.
    */
   readonly apply: (netns: string, ruleset: string) => Effect.Effect<void, PolicyTablesError>;
+  /**
+   * Removes and adds set elements, all in one transaction (every removal before the additions). Fails — changing
+   * nothing — when the table is not there or an element to remove is not in it: then the caller replaces the table.
+   */
+  readonly patch: (netns: string, patch: TablePatch) => Effect.Effect<void, PolicyTablesError>;
   /** Removes the table; a netns without it is left as it is (no error). */
   readonly remove: (netns: string) => Effect.Effect<void, PolicyTablesError>;
   /**

@@ -4,7 +4,7 @@
 import { compilePods } from "../netpol/compile.ts";
 import type { Direction, PolicyWorld } from "../netpol/model.ts";
 import { podKey } from "../netpol/model.ts";
-import { applyingPolicies } from "../netpol/select.ts";
+import { selectingPolicies } from "../netpol/select.ts";
 import type { SimPod } from "./report.ts";
 
 /** One isolated direction of an interface. */
@@ -19,6 +19,8 @@ export interface SimIsolation {
 export interface SimInterfacePolicy {
   /** Every MultiNetworkPolicy that selects the pod for this interface's network (sorted). */
   readonly policies: ReadonlyArray<string>;
+  /** The pod's primary interface (eth0): named by those policies but never policed (core/netpol/select.ts). */
+  readonly primary?: true;
   readonly ingress?: SimIsolation;
   readonly egress?: SimIsolation;
 }
@@ -32,7 +34,7 @@ export function withPolicies(world: PolicyWorld, pods: ReadonlyArray<SimPod>): S
   const rules = compilePods(world, keys);
   return pods.map((p) => {
     const key = podKey(p.namespace, p.name);
-    const applied = applyingPolicies(world, key);
+    const applied = selectingPolicies(world, key);
     if (applied.length === 0) return p;
     const compiled = rules.get(key)?.interfaces ?? [];
     const interfaces = p.interfaces.map((i) => {
@@ -42,6 +44,7 @@ export function withPolicies(world: PolicyWorld, pods: ReadonlyArray<SimPod>): S
       const ingress = isolation(r?.ingress), egress = isolation(r?.egress);
       const policy: SimInterfacePolicy = {
         policies: here.policies.map(([k]) => k),
+        ...(here.primary ? { primary: true as const } : {}),
         ...(ingress ? { ingress } : {}),
         ...(egress ? { egress } : {}),
       };
@@ -70,8 +73,9 @@ export function policyRows(pods: ReadonlyArray<SimPod>): string[][] {
         i.name,
         i.network || "-",
         i.policy.policies.join(", "),
-        describeDirection(i.policy.ingress),
-        describeDirection(i.policy.egress),
+        ...(i.policy.primary
+          ? ["not policed (primary interface)", "not policed (primary interface)"]
+          : [describeDirection(i.policy.ingress), describeDirection(i.policy.egress)]),
       ]);
       first = false;
     }

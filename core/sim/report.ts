@@ -54,12 +54,26 @@ export interface SimOutcome {
   readonly rejected: ReadonlyArray<
     { kind: string; namespace?: string; name: string; reason: string; source: string }
   >;
+  /**
+   * What admission warned about objects it admitted (the webhook's AdmissionReview warnings, which kubectl prints as
+   * "Warning:"): e.g. a MultiNetworkPolicy without policy-for, or naming a network that does not exist (yet).
+   */
+  readonly warnings?: ReadonlyArray<SimAdmissionWarning>;
   /** The MultiNetworkPolicies admitted (`namespace/name`); absent or empty: the scenario has none. */
   readonly policies?: ReadonlyArray<string>;
   /** Problems with the scenario itself (file, object, field). */
   readonly errors: ReadonlyArray<string>;
   /** Present when the run was stopped (Ctrl-C) before every pod was started: `pods` holds those that were. */
   readonly stopped?: { readonly podsPlanned: number };
+}
+
+export interface SimAdmissionWarning {
+  readonly kind: string;
+  readonly namespace?: string;
+  readonly name: string;
+  readonly warning: string;
+  /** The scenario file the object came from ("" when unknown). */
+  readonly source: string;
 }
 
 const qualified = (ns: string | undefined, name: string) => (ns ? `${ns}/${name}` : name);
@@ -72,6 +86,14 @@ export function renderOutcome(o: SimOutcome): string {
     section(
       "REFUSED BY ADMISSION",
       o.rejected.map((r) => `  ${r.kind} ${qualified(r.namespace, r.name)} (${r.source}):\n    ${r.reason}`).join("\n"),
+    );
+  }
+  if (o.warnings?.length) {
+    section(
+      "ADMISSION WARNINGS",
+      o.warnings.map((w) =>
+        `  ${w.kind} ${qualified(w.namespace, w.name)}${w.source ? ` (${w.source})` : ""}:\n    ${w.warning}`
+      ).join("\n"),
     );
   }
   const podRows: string[][] = [];

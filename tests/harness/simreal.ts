@@ -19,7 +19,7 @@ import { prepareNodeBinaries } from "./node/binaries.ts";
 import { onRealNodes } from "./node/sim.ts";
 import { ensureAptPackages } from "./prereq.ts";
 import { repoRoot } from "./proc.ts";
-import { type Stack, startStack } from "./stack.ts";
+import { type ApplyResult, type Stack, startStack } from "./stack.ts";
 
 const isolatedEnv = "DANM_SIM_ISOLATED";
 
@@ -53,9 +53,15 @@ async function onFakeKubelets(o: TargetOptions): Promise<RealTarget> {
     await api.stop();
     throw e;
   }
+  const warned: Array<ApplyResult["warned"][number]> = [];
   return {
     nodeNames: stack.nodes.map((n) => n.name),
-    apply: async (objects) => (await stack.apply(objects)).refused,
+    apply: async (objects) => {
+      const applied = await stack.apply(objects);
+      warned.push(...applied.warned);
+      return applied.refused;
+    },
+    warned: () => warned,
     settle: async (timeoutMs) => {
       const running = await stack.waitForPods({ timeoutMs }).catch((e) => {
         o.log(`not every pod came up: ${e instanceof Error ? e.message.split("\n")[0] : e}`);

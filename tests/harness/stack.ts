@@ -121,6 +121,8 @@ export interface Refusal {
 export interface ApplyResult {
   readonly created: ReadonlyArray<ObjectRef>;
   readonly refused: ReadonlyArray<Refusal>;
+  /** Objects admitted with warnings (the apiserver's `Warning` headers: admission webhooks' warnings). */
+  readonly warned: ReadonlyArray<{ kind: string; namespace?: string; name: string; warnings: ReadonlyArray<string> }>;
 }
 
 export interface PodLink {

@@ -6,6 +6,7 @@ import { sleep } from "./proc.ts";
 import type { ApplyResult, Json, ObjectRef, Refusal } from "./stack.ts";
 
 const workloadKinds = new Set(["Deployment", "ReplicaSet", "StatefulSet"]);
+type Warned = ApplyResult["warned"][number];
 /** Refusals a deletion may outgrow: an admission refusal (the webhook's delete protection), conflicts, overload. */
 const retriable = new Set([403, 409, 429, 500, 503, 504]);
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -27,19 +28,20 @@ export class ObjectApplier {
 
   async apply(objects: ReadonlyArray<Json>): Promise<ApplyResult> {
     const refused: Refusal[] = [];
+    const warned: Warned[] = [];
     const mine: ObjectRef[] = [];
     for (const obj of objects) {
-      const ref = await this.createOne(obj, refused);
+      const ref = await this.createOne(obj, refused, warned);
       if (!ref) continue;
       mine.push(ref);
       if (workloadKinds.has(ref.kind)) {
         for (const pod of this.workloadPods(obj, ref)) {
-          const p = await this.createOne(pod, refused);
+          const p = await this.createOne(pod, refused, warned);
           if (p) mine.push(p);
         }
       }
     }
-    return { created: mine, refused };
+    return { created: mine, refused, warned };
   }
 
   /**
@@ -114,7 +116,7 @@ export class ObjectApplier {
     throw new Error(`the apiserver does not serve ${kind} in ${apiVersion}`);
   }
 
-  private async createOne(obj: Json, refused: Refusal[]): Promise<ObjectRef | undefined> {
+  private async createOne(obj: Json, refused: Refusal[], warned: Warned[]): Promise<ObjectRef | undefined> {
     const apiVersion = String(obj.apiVersion ?? ""), kind = String(obj.kind ?? "");
     const meta = isObject(obj.metadata) ? obj.metadata : {};
     const name = String(meta.name ?? "");
@@ -142,6 +144,7 @@ export class ObjectApplier {
       refused.push({ object: describe(kind, name, namespace), status: r.status, message: messageOf(r) });
       return undefined;
     }
+    if (r.warnings.length > 0) warned.push({ kind, ...(namespace ? { namespace } : {}), name, warnings: r.warnings });
     const ref: ObjectRef = {
       apiVersion,
       kind,

@@ -6,7 +6,8 @@
 // pods whose ruleset changes are the affected ones. Convergence = from the API write until nft has returned for the
 // last affected pod with exactly that ruleset. Baseline of the same run: the write → the bench's own watch event.
 // After each change one affected pod's table is read back from the kernel and compared with the predicted ruleset
-// loaded into a scratch netns (nft's own listing of both).
+// loaded into a scratch netns (nft's own JSON listing of both, set elements in sorted order: a patched set lists
+// them in the order they were added).
 import { Effect, Fiber, Layer, ManagedRuntime, Stream, SubscriptionRef } from "effect";
 import { layerLiveKube } from "../../../adapters/kube/live.ts";
 import { DanmEpResource } from "../../../core/api/danm.ts";
@@ -18,6 +19,7 @@ import { nodeWorld, type WorldInputs } from "../../../core/netpol/world.ts";
 import { engineRenderer } from "../../../core/netpol/controller.ts";
 import { startApiServer } from "../../harness/apiserver.ts";
 import { run } from "../../harness/proc.ts";
+import { normalizedTable } from "../../harness/nft_table.ts";
 import { installDanmCrds } from "../../integration/api/danm_crds.ts";
 import type { AgentMessage } from "./agent_worker.ts";
 import {
@@ -37,6 +39,8 @@ export interface ConvergeOptions {
   readonly size: ScenarioSize;
   readonly changes: number;
   readonly timeoutMs: number;
+  /** How the agents patch set elements (the live PolicyTables' patchWith). */
+  readonly patchWith: "nft" | "netlink";
   readonly log: (s: string) => void;
 }
 
@@ -50,6 +54,8 @@ export interface ChangeResult {
   readonly floorMs: number;
   /** nft transaction time of every agent until convergence (summed: agents run in parallel). */
   readonly nftMs: number;
+  /** Of the tables written until convergence, how many were patched (set elements only). */
+  readonly patched: number;
 }
 
 export interface ConvergeResult {
@@ -82,7 +88,7 @@ function expectedTables(inputs: WorldInputs, nodes: number): Map<string, string 
   const world = views[0].world; // the same cluster-wide world on every node; only `local` differs
   const out = new Map<string, string | undefined>();
   for (const { local } of views) {
-    for (const pod of local.values()) out.set(pod.netns, Effect.runSync(engineRenderer(world, pod.key)));
+    for (const pod of local.values()) out.set(pod.netns, Effect.runSync(engineRenderer(world, pod.key))?.script);
   }
   return out;
 }
@@ -90,8 +96,10 @@ function expectedTables(inputs: WorldInputs, nodes: number): Map<string, string 
 /** What the agents last wrote to each netns, and a hook to re-check a wait on every write. */
 class KernelWrites {
   readonly last = new Map<string, { script: string | undefined; at: number }>();
-  /** Time spent in nft transactions (apply/remove), summed over every agent. */
+  /** Time spent in nft transactions (apply/patch/remove), summed over every agent. */
   nftMs = 0;
+  /** Tables patched (set elements only) rather than replaced whole. */
+  patches = 0;
   failure: string | undefined;
   private waiter: (() => void) | undefined;
   record(m: AgentMessage): void {
@@ -99,6 +107,7 @@ class KernelWrites {
     else {
       this.last.set(m.netns, { script: m.kind === "applied" ? m.script : undefined, at: m.at });
       this.nftMs += m.nftMs;
+      if (m.kind === "applied" && m.patched) this.patches++;
     }
     this.waiter?.();
   }
@@ -158,11 +167,13 @@ async function listingOf(scratch: string, script: string): Promise<string> {
   await run(["ip", "netns", "exec", scratch, "nft", "-f", "-"], {
     stdin: `table inet danm_netpol\ndelete table inet danm_netpol\n${script}`,
   });
-  return await run(["ip", "netns", "exec", scratch, "nft", "list", "table", "inet", "danm_netpol"]);
+  return normalizedTable(
+    await run(["ip", "netns", "exec", scratch, "nft", "-j", "list", "table", "inet", "danm_netpol"]),
+  );
 }
 async function kernelListing(netns: string): Promise<string | undefined> {
-  return await run(["nsenter", `--net=${netns}`, "--", "nft", "list", "table", "inet", "danm_netpol"])
-    .catch(() => undefined);
+  return await run(["nsenter", `--net=${netns}`, "--", "nft", "-j", "list", "table", "inet", "danm_netpol"])
+    .then(normalizedTable, () => undefined);
 }
 
 export async function measureConvergence(o: ConvergeOptions): Promise<ConvergeResult> {
@@ -234,7 +245,7 @@ export async function measureConvergence(o: ConvergeOptions): Promise<ConvergeRe
           e.preventDefault();
           writes.record({ kind: "failed", message: `node-${n}'s agent: ${e.message}` });
         };
-        w.postMessage({ kubeconfig: api.kubeconfigPath, node: `node-${n}` });
+        w.postMessage({ kubeconfig: api.kubeconfigPath, node: `node-${n}`, patchWith: o.patchWith });
         workers.push(w);
       }
       const allAt = yield* Effect.promise(() => writes.until(policed, started, 4 * o.timeoutMs));
@@ -318,7 +329,7 @@ export async function measureConvergence(o: ConvergeOptions): Promise<ConvergeRe
         const next = expectedTables(after, size.nodes);
         const affected = new Map([...next].filter(([netns, script]) => expected.get(netns) !== script));
         const floorFiber = yield* Effect.forkChild(seen());
-        const t0 = wallNow(), nftBefore = writes.nftMs;
+        const t0 = wallNow(), nftBefore = writes.nftMs, patchesBefore = writes.patches;
         yield* Effect.orDie(write);
         const doneAt = yield* Effect.promise(() => writes.until(affected, t0, o.timeoutMs));
         const floorAt = yield* Fiber.join(floorFiber);
@@ -330,12 +341,15 @@ export async function measureConvergence(o: ConvergeOptions): Promise<ConvergeRe
           timedOut,
           floorMs: floorAt - t0,
           nftMs: writes.nftMs - nftBefore,
+          patched: writes.patches - patchesBefore,
         });
         log(
           `change ${c + 1}/${o.changes} ${kind}: ${affected.size} affected pods converged in ` +
             `${timedOut ? `> ${o.timeoutMs}` : (doneAt - t0).toFixed(1)} ms (own watch event ${
               (floorAt - t0).toFixed(1)
-            } ms; nft transactions ${(writes.nftMs - nftBefore).toFixed(0)} ms over all agents)`,
+            } ms; nft transactions ${(writes.nftMs - nftBefore).toFixed(0)} ms over all agents, ${
+              writes.patches - patchesBefore
+            } tables patched)`,
         );
         if (timedOut) {
           const lagging = [...affected].filter(([netns, s]) => writes.last.get(netns)?.script !== s).length;

@@ -93,10 +93,12 @@ Deno.test("danmctl showalloc, status and leaks (--release) on a live network", a
     assertEquals(show.code, 0, show.stderr);
     const s = JSON.parse(show.stdout);
     assertEquals(s.network, `ClusterNetwork ${name}`);
-    assertEquals(s.allocations.map((a: { address: string; pod: string }) => [a.address, a.pod]), [
-      ["10.50.0.1", `default/${podName}`],
-      ["10.50.0.77", `default/${gone.pod}`],
-      ["2001:db8:50::1", `default/${podName}`],
+    // The owners as the IPAM got them (the IPBlock stores pod UIDs and sandbox IDs packed).
+    type Row = { address: string; pod: string; podUid: string; sandbox: string };
+    assertEquals(s.allocations.map((a: Row) => [a.address, a.pod, a.podUid, a.sandbox]), [
+      ["10.50.0.1", `default/${podName}`, live.podUid, "sb-live"],
+      ["10.50.0.77", `default/${gone.pod}`, gone.podUid, "sb-gone"],
+      ["2001:db8:50::1", `default/${podName}`, live.podUid, "sb-live"],
     ]);
     assertEquals(
       s.pools.map((p: { family: number; used: number; capacity: string }) => [p.family, p.used, p.capacity]),

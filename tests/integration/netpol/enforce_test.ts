@@ -4,10 +4,13 @@
 // between the pods' namespaces. Default deny in the namespace, one allow rule each way: allowed flows pass, the rest
 // is dropped, both directions, both families; label and policy changes reach the kernel within a measured bound; the
 // interface on a network no policy is for (eth0) is never filtered; a SIGKILLed agent leaves enforcement in place
-// and, restarted, reprograms a table tampered with while it was down.
+// and, restarted, reprograms a table tampered with while it was down. Pods with only NAD attachments (no DanmEp) are
+// followed after their ADD and across a restart (the agent reads the CNI daemon's sandbox records); a pod's primary
+// interface (eth0) stays open even when a policy names its network.
 import { Effect, Exit, Scope } from "effect";
 import { DanmEpResource, DanmNetResource } from "../../../core/api/danm.ts";
-import { NamespaceResource, PodResource } from "../../../core/api/k8s.ts";
+import { NamespaceResource, NetworkAttachmentDefinitionResource, PodResource } from "../../../core/api/k8s.ts";
+import { Kube } from "../../../core/ports/kube.ts";
 import { type MultiNetworkPolicy, MultiNetworkPolicyResource, PolicyForAnnotation } from "../../../core/api/netpol.ts";
 import type { KubeService } from "../../../core/ports/kube.ts";
 import { makeLiveKube } from "../../../adapters/kube/live.ts";
@@ -19,6 +22,7 @@ import { Fakelet } from "../../harness/fakelet.ts";
 import { run } from "../../harness/proc.ts";
 import { netprobeServer, probeFrom } from "../../harness/netprobe.ts";
 import { installDanmCrds } from "../api/danm_crds.ts";
+import { ensureCrd, nadCrd } from "../kube/crds.ts";
 
 const sanitize = { sanitizeOps: false, sanitizeResources: false };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -103,14 +107,20 @@ async function setup() {
   }
 
   const pods: PodInfo[] = [];
-  const createPod = async (name: string, labels: Record<string, string>): Promise<PodInfo> => {
-    const annotation = [
+  const danmInterfaces = {
+    "danm.io/interfaces": JSON.stringify([
       { network: "prim", ip: "dynamic" },
       { network: "mv", ip: "dynamic", ip6: "dynamic" },
       { network: "br", ip: "dynamic", ip6: "dynamic" },
-    ];
+    ]),
+  };
+  const createPod = async (
+    name: string,
+    labels: Record<string, string>,
+    annotations: Record<string, string> = danmInterfaces,
+  ): Promise<PodInfo> => {
     await k(kube.create(PodResource, {
-      metadata: { name, namespace: ns, labels, annotations: { "danm.io/interfaces": JSON.stringify(annotation) } },
+      metadata: { name, namespace: ns, labels, annotations },
       spec: { nodeName: node, containers: [{ name: "c", image: "pause" }] },
     }));
     const sb = await fakelet.runPod(ns, name);
@@ -147,10 +157,15 @@ async function setup() {
       await k(Effect.ignore(kube.delete(MultiNetworkPolicyResource, pol.metadata.name ?? "", { namespace: ns })));
     }
     for (const n of ["prim", "mv", "br"]) await k(Effect.ignore(kube.delete(DanmNetResource, n, { namespace: ns })));
+    for (const n of [`nadp-${r}`, `nadb-${r}`]) {
+      await k(Effect.ignore(kube.delete(NetworkAttachmentDefinitionResource, n, { namespace: ns })));
+    }
     await k(Effect.ignore(kube.delete(NamespaceResource, ns)));
     await Effect.runPromise(Scope.close(scope, Exit.void));
     await bin.dispose();
-    for (const l of [`npm${r}`, `cnb${r}`, `cne${r}`]) await run(["ip", "link", "del", l]).catch(() => {});
+    for (const l of [`npm${r}`, `cnb${r}`, `cne${r}`, `cnp${r}`, `cnq${r}`]) {
+      await run(["ip", "link", "del", l]).catch(() => {});
+    }
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     await cluster.release();
   };
@@ -300,6 +315,128 @@ Deno.test({
       assertEquals(await probeFrom(client.netnsName, flows(server)), expect(server, true), "after restart: client");
       assertEquals(await probeFrom(server.netnsName, flows(client)), expect(client, false), "after restart: server");
       console.log(`netpol convergence (ms, to the kernel): ${JSON.stringify(timings)}`);
+      for (const [what, ms] of Object.entries(timings)) assert(ms < boundMs, `${what}: ${ms} ms`);
+    } catch (e) {
+      console.error(await Deno.readTextFile(`${t.tmp}/agent.log`).catch(() => "(no agent log)"));
+      throw e;
+    } finally {
+      await t.dispose();
+    }
+  },
+});
+
+/** The interface's IPv4 address in the pod's netns (NAD attachments have no DanmEp to read it from). */
+async function ipv4Of(netnsName: string, ifName: string): Promise<string> {
+  const out = JSON.parse(await run(["ip", "-n", netnsName, "-j", "-4", "addr", "show", "dev", ifName])) as Array<
+    { addr_info: Array<{ local: string }> }
+  >;
+  const a = out[0]?.addr_info[0]?.local;
+  if (!a) fail(`${netnsName}: no IPv4 address on ${ifName}`);
+  return a;
+}
+
+Deno.test({
+  name:
+    "netpol enforcement: NAD-only pods are followed after their ADD and across an agent restart; eth0 never policed",
+  ...sanitize,
+  fn: async () => {
+    const t = await setup();
+    try {
+      const { ns, k, kube, r } = t;
+      await k(Effect.provideService(ensureCrd(nadCrd), Kube, kube));
+      for (
+        const [name, bridge, subnet] of [[`nadp-${r}`, `cnp${r}`, "10.243.0.0/24"], [
+          `nadb-${r}`,
+          `cnq${r}`,
+          "10.243.1.0/24",
+        ]]
+      ) {
+        await k(kube.create(NetworkAttachmentDefinitionResource, {
+          metadata: { name, namespace: ns },
+          spec: {
+            config: JSON.stringify({
+              cniVersion: "1.0.0",
+              type: "bridge",
+              bridge,
+              ipam: { type: "host-local", ranges: [[{ subnet }]], dataDir: `${t.tmp}/host-local` },
+            }),
+          },
+        }));
+      }
+      // NAD-only pods: eth0 on nadp (their primary), eth1 on nadb. No DanmEp for any of their interfaces.
+      const nads = { "k8s.v1.cni.cncf.io/networks": `nadp-${r}, nadb-${r}` };
+      const srv = await t.createPod("nsrv", { app: "nad-srv" }, nads);
+      const cli = await t.createPod("ncli", { app: "nad-cli" }, nads);
+      const out = await t.createPod("nout", { app: "nad-out" }, nads);
+      const eps = (await k(kube.list(DanmEpResource, { namespace: ns }))).items;
+      assertEquals(eps.filter((e) => ["nsrv", "ncli", "nout"].includes(e.spec.Pod)).length, 0, "NAD-only: no DanmEp");
+      assertEquals(await listing(srv), "", "no policy yet: no table");
+      const srvEth1 = await ipv4Of(srv.netnsName, "eth1"), srvEth0 = await ipv4Of(srv.netnsName, "eth0");
+      await using _s = await netprobeServer(srv.netnsName, [7001, 7003]);
+      const targets = [`tcp:${srvEth1}:7001`, `tcp:${srvEth1}:7003`, `tcp:${srvEth0}:7003`];
+      const timings: Record<string, number> = {};
+
+      // A policy created after the pods' ADDs: before, the agent never learnt a NAD-only pod's netns.
+      let t0 = performance.now();
+      await k(kube.create(MultiNetworkPolicyResource, {
+        metadata: { name: "nad-in", namespace: ns, annotations: { [PolicyForAnnotation]: `nadp-${r}, nadb-${r}` } },
+        spec: {
+          podSelector: { matchLabels: { app: "nad-srv" } },
+          ingress: [{ from: [{ podSelector: { matchLabels: { app: "nad-cli" } } }], ports: [{ port: 7001 }] }],
+        },
+      }));
+      await kernelTable(srv.netnsName, (l) => l !== undefined && l.includes('"eth1"'));
+      timings.nad_policy_create_ms = performance.now() - t0;
+      assert(!(await listing(srv)).includes('"eth0"'), "eth0 (the primary, on nadp) is not policed");
+      const want = (cliAllowed: boolean) => ({
+        [targets[0]]: cliAllowed,
+        [targets[1]]: false,
+        [targets[2]]: true,
+      });
+      assertEquals(await probeFrom(cli.netnsName, targets), want(true), "nad client → nad server");
+      assertEquals(await probeFrom(out.netnsName, targets), want(false), "other → nad server");
+
+      // A label change on a NAD-only peer.
+      let before = await listing(srv);
+      t0 = performance.now();
+      await k(kube.patch(PodResource, "nout", { type: "merge", patch: { metadata: { labels: { app: "nad-cli" } } } }, {
+        namespace: ns,
+      }));
+      await kernelTable(srv.netnsName, (l) => l !== undefined && l !== before);
+      timings.nad_label_allow_ms = performance.now() - t0;
+      assertEquals(await probeFrom(out.netnsName, targets), want(true), "other (now a client) → nad server");
+
+      // The agent restarts; the NAD-only pod's table, removed meanwhile, is programmed again from the records.
+      before = await listing(srv);
+      await t.agent().dispose();
+      await run(["ip", "netns", "exec", srv.netnsName, "nft", "delete", "table", "inet", "danm_netpol"]);
+      t0 = performance.now();
+      await t.startAgent();
+      await kernelTable(srv.netnsName, (l) => l !== undefined);
+      timings.nad_restart_reprogram_ms = performance.now() - t0;
+      assertEquals(await listing(srv), before, "the restarted agent programmed the NAD-only pod's table again");
+      assertEquals(await probeFrom(cli.netnsName, targets), want(true), "after restart: nad client");
+
+      // The primary interface: a policy naming eth0's network (prim) and mv polices mv, never eth0.
+      await k(kube.create(MultiNetworkPolicyResource, {
+        metadata: { name: "solo-deny", namespace: ns, annotations: { [PolicyForAnnotation]: "prim, mv" } },
+        spec: { podSelector: { matchLabels: { app: "solo" } }, policyTypes: ["Ingress"] },
+      }));
+      const solo = await t.createPod("solo", { app: "solo" });
+      const peer = await t.createPod("peer", { app: "peer" });
+      const soloTable = await listing(solo); // programmed by the ADD, before it answered
+      assert(
+        soloTable.includes('"eth1"') && !soloTable.includes('"eth0"'),
+        `solo: mv (eth1) policed, eth0 not:\n${soloTable}`,
+      );
+      await using _o = await netprobeServer(solo.netnsName, [7003]);
+      const soloTargets = ["prim", "mv", "br"].map((n) => `tcp:${solo.addrs[n][0]}:7003`);
+      assertEquals(await probeFrom(peer.netnsName, soloTargets), {
+        [soloTargets[0]]: true, // eth0 on prim: named by solo-deny, never policed
+        [soloTargets[1]]: false, // mv: default deny
+        [soloTargets[2]]: true, // br: no policy names it
+      }, "peer → solo");
+      console.log(`netpol NAD-only pods (ms, to the kernel): ${JSON.stringify(timings)}`);
       for (const [what, ms] of Object.entries(timings)) assert(ms < boundMs, `${what}: ${ms} ms`);
     } catch (e) {
       console.error(await Deno.readTextFile(`${t.tmp}/agent.log`).catch(() => "(no agent log)"));

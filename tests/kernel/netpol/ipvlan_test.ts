@@ -33,7 +33,11 @@ async function addPod(e: Env, name: string, app: string): Promise<PodInfo> {
       namespace: "default",
       labels: { app },
       annotations: {
-        "danm.io/interfaces": JSON.stringify([{ clusterNetwork: "kpol", ip: "dynamic", ip6: "dynamic" }]),
+        // eth0 (the primary interface, never policed) on kpolp; the policed ipvlan interface is the second one.
+        "danm.io/interfaces": JSON.stringify([
+          { clusterNetwork: "kpolp", ip: "dynamic" },
+          { clusterNetwork: "kpol", ip: "dynamic", ip6: "dynamic" },
+        ]),
       },
     },
     spec: { nodeName: "guest", containers: [{ name: "c" }] },
@@ -49,7 +53,7 @@ async function addPod(e: Env, name: string, app: string): Promise<PodInfo> {
   }, conf);
   assertEquals(r.code, 0, r.stdout);
   const ep = (await Effect.runPromise(e.kube.list(DanmEpResource, { namespace: "default" }))).items
-    .find((x) => x.spec.Pod === name)!;
+    .find((x) => x.spec.Pod === name && x.spec.NetworkName === "kpol")!;
   const plain = (a?: string) => (a ?? "").split("/")[0];
   return { ns, v4: plain(ep.spec.Interface.Address), v6: plain(ep.spec.Interface.AddressIPv6) };
 }
@@ -83,6 +87,10 @@ Deno.test("netpol on ipvlan (guest): default deny + allow, TCP/UDP, v4/v6; a lab
   try {
     await run(["ip", "link", "add", parent, "type", "dummy"]);
     await run(["ip", "link", "set", parent, "up"]);
+    await Effect.runPromise(e.kube.create(ClusterNetworkResource, {
+      metadata: { name: "kpolp" },
+      spec: { NetworkID: "kpolp", NetworkType: "ipvlan", Options: { host_device: parent, cidr: "10.252.0.0/24" } },
+    }));
     await Effect.runPromise(e.kube.create(ClusterNetworkResource, {
       metadata: { name: "kpol" },
       spec: {

@@ -20,6 +20,7 @@ import { makeMemoryKube, MemoryApiServer } from "../../../adapters/kube/memory.t
 import * as MemNetlink from "../../../adapters/netlink/memory.ts";
 import { type FakeInvocation, type FakeOutput, MemoryProcess } from "../../../adapters/process/memory.ts";
 import { layerMemoryPolicyTables, type MemoryPolicyTables } from "../../../adapters/nftables/memory.ts";
+import { localSandboxes } from "../../../core/cni/policy.ts";
 import { engineRenderer, make as makeNetpol, NetpolController } from "../../../core/netpol/controller.ts";
 
 export const binDir = "/opt/cni/bin";
@@ -188,7 +189,12 @@ export async function makeWorld(opts: WorldOptions = {}): Promise<World> {
   );
   const policy = policyTables
     ? await Effect.runPromise(
-      makeNetpol({ nodeName, render: engineRenderer }).pipe(
+      makeNetpol({
+        nodeName,
+        render: engineRenderer,
+        // As the node agent wires it: the controller follows the daemon's pods by their sandbox records.
+        sandboxes: Effect.provide(localSandboxes("/run/danm/sandboxes", nodeName), layerMemoryFs(fs)),
+      }).pipe(
         Effect.provideService(Kube, kube),
         Effect.provide(layerMemoryPolicyTables(policyTables)),
         Scope.provide(scope),

@@ -8,7 +8,11 @@ import { MultiNetworkPolicyResource, PolicyForAnnotation } from "../../../core/a
 import { NetnsRef } from "../../../core/ports/netlink.ts";
 import { MemoryPolicyTables } from "../../../adapters/nftables/memory.ts";
 import { assertEquals, assertMatch } from "../../harness/assert.ts";
-import { cniEnv, createNetwork, createPod, danmConf, makeWorld, sandbox, type World } from "./fixture.ts";
+import { cniEnv, createNetwork, createPod, danmConf, makeWorld, nodeName, sandbox, type World } from "./fixture.ts";
+import { localSandboxes } from "../../../core/cni/policy.ts";
+import { PodResource } from "../../../core/api/k8s.ts";
+import { eventuallyHolds } from "../../harness/eventually.ts";
+import { layerMemoryFs } from "../../../adapters/fs/memory.ts";
 
 const podLinks = (w: World, netns: string) =>
   w.run(Effect.scoped(Effect.gen(function* () {
@@ -18,6 +22,12 @@ const podLinks = (w: World, netns: string) =>
 
 async function policedWorld(tables: MemoryPolicyTables) {
   const w = await makeWorld({ policyTables: tables });
+  // The pods' primary interface (eth0) is on `prim`, which no policy names; `int` (int1) is the policed one.
+  await createNetwork(w, "DanmNet", "prim", {
+    NetworkID: "prim",
+    NetworkType: "ipvlan",
+    Options: { host_device: "ens4", cidr: "10.11.0.0/24" },
+  });
   await createNetwork(w, "DanmNet", "int", {
     NetworkID: "int",
     NetworkType: "ipvlan",
@@ -31,7 +41,9 @@ async function policedWorld(tables: MemoryPolicyTables) {
 }
 
 const attach = async (w: World, name: string, labels: Record<string, string>, before?: (netns: string) => void) => {
-  const annotations = { "danm.io/interfaces": JSON.stringify([{ network: "int", ip: "dynamic" }]) };
+  const annotations = {
+    "danm.io/interfaces": JSON.stringify([{ network: "prim", ip: "dynamic" }, { network: "int", ip: "dynamic" }]),
+  };
   const pod = await createPod(w, name, annotations, "default", labels);
   const sb = sandbox(w);
   before?.(sb.netns);
@@ -47,7 +59,7 @@ Deno.test("ADD with network policy: the selected pod's table is in place when th
     // Right at the answer, not eventually: the ADD itself applied it (the pod's DanmEps may not be cached yet).
     const table = tables.tables.get(db.sb.netns) ?? "";
     assertMatch(table, /table inet danm_netpol/);
-    assertMatch(table, /iifname vmap \{ "eth0" : jump in_0 \}/);
+    assertMatch(table, /iifname vmap \{ "int1" : jump in_0 \}/);
     const web = await attach(w, "web", { app: "web" });
     assertEquals(web.answer.code, 0, web.answer.stdout);
     assertEquals(tables.tables.has(web.sb.netns), false, "no policy selects web: no table, no nft run");
@@ -77,6 +89,40 @@ Deno.test("ADD with network policy: a table nft refuses fails the ADD closed and
       .flatMap((b) => Object.values(b.spec.reservations));
     assertEquals(reservations.length, 0);
     assertEquals(Object.keys(w.fs.files()).filter((f) => f.startsWith("/run/danm/sandboxes/")), []);
+  } finally {
+    await w.dispose();
+  }
+});
+
+Deno.test("the policy controller follows a pod by the daemon's sandbox record, without DanmEps (as for NAD-only pods)", async () => {
+  const tables = new MemoryPolicyTables();
+  const w = await policedWorld(tables);
+  try {
+    const web = await attach(w, "web", { app: "web" });
+    assertEquals(web.answer.code, 0, web.answer.stdout);
+    assertEquals(tables.tables.has(web.sb.netns), false);
+    // What the controller reads of the record: the ADD's own view of the pod (eth0 is there, select.ts leaves it open).
+    const [sandbox] = await Effect.runPromise(
+      Effect.provide(localSandboxes("/run/danm/sandboxes", nodeName), layerMemoryFs(w.fs)),
+    );
+    assertEquals(sandbox.netns, web.sb.netns);
+    assertEquals(sandbox.attachments.map((a) => [a.ifName, a.network]), [
+      ["eth0", "DanmNet:default/prim"],
+      ["int1", "DanmNet:default/int"],
+    ]);
+    // Without its DanmEps (a NAD attachment gets none) the pod is still this node's: a label change polices it.
+    for (const ep of (await Effect.runPromise(w.kube.list(DanmEpResource, { namespace: "default" }))).items) {
+      await Effect.runPromise(w.kube.delete(DanmEpResource, ep.metadata.name ?? "", { namespace: "default" }));
+    }
+    await Effect.runPromise(w.kube.patch(PodResource, "web", {
+      type: "merge",
+      patch: { metadata: { labels: { app: "db" } } },
+    }, { namespace: "default" }));
+    await Effect.runPromise(eventuallyHolds(
+      "web's table from its record",
+      Effect.sync(() => /"int1" : jump in_0/.test(tables.tables.get(web.sb.netns) ?? "")),
+      5_000,
+    ));
   } finally {
     await w.dispose();
   }

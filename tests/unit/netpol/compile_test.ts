@@ -2,6 +2,8 @@
 // network only, namespace selectors, ipBlock except, ports, ranges, named ports, IPv4 and IPv6.
 import { compilePod } from "../../../core/netpol/compile.ts";
 import { ipBlockAddresses, unionBlocks } from "../../../core/netpol/peers.ts";
+import { mayReach } from "../../../core/netpol/reach.ts";
+import { applyingPolicies, selectingPolicies } from "../../../core/netpol/select.ts";
 import { assertEquals } from "../../harness/assert.ts";
 import { iface, NET, NET2, policy, world } from "./fixtures.ts";
 
@@ -181,4 +183,30 @@ Deno.test("several policies: their rules add up; one for another network or name
   });
   assertEquals(r.interfaces[1].ingress?.flows.map((f) => f.ports?.from), [3]);
   assertEquals(r.interfaces[1].egress, undefined);
+});
+
+Deno.test("the primary interface (eth0) is never policed, even on a network a policy names; its addresses are peers", () => {
+  const onNet = [
+    { name: "srv", labels: { app: "srv" }, ifs: [iface("eth0", NET, ["10.0.0.1"]), iface("net1", NET, ["10.0.0.11"])] },
+    { name: "cli", labels: { app: "cli" }, ifs: [iface("eth0", NET, ["10.0.0.2"])] },
+  ];
+  const w = world(onNet, [
+    policy("ns1", "in", {
+      podSelector: {},
+      ingress: [{ from: [{ podSelector: { matchLabels: { app: "cli" } } }] }],
+    }),
+  ]);
+  // srv: only net1 is policed; cli's eth0 address is the allowed peer. cli: nothing (its only interface is eth0).
+  assertEquals(compilePod(w, "ns1/srv").interfaces, [{
+    ifName: "net1",
+    network: NET,
+    ingress: {
+      policies: ["ns1/in"],
+      flows: [{ peers: { v4: ["10.0.0.2/32"], v6: [] }, origin: { policy: "ns1/in", rule: 0 } }],
+    },
+  }]);
+  assertEquals(compilePod(w, "ns1/cli").interfaces, []);
+  assertEquals(selectingPolicies(w, "ns1/cli").map((a) => [a.attachment.ifName, a.primary]), [["eth0", true]]);
+  assertEquals(applyingPolicies(w, "ns1/cli"), []);
+  assertEquals(mayReach(w, { from: "ns1/srv", to: "ns1/cli", network: NET, port: 80, protocol: "TCP" }).allowed, true);
 });
