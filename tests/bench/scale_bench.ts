@@ -74,6 +74,8 @@ interface ScaleResult {
   readonly cpuMsPerPod: Record<string, number>;
   /** The machine's 1-minute load average at the end of the burst (other work on a shared machine shows here). */
   readonly loadAverage: number;
+  /** … and just before the burst: what the machine was already doing. */
+  readonly loadAverageAtStart: number;
 }
 
 /** What the fake kubelets reported for one system. */
@@ -141,6 +143,8 @@ interface BurstOptions {
   readonly parties: Readonly<Record<string, Party>>;
 }
 
+const loadAverage1m = () => Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
+
 /** Creates the pods (16 POSTs at a time, round-robin over the nodes) and waits until all are attached or the bound. */
 async function burst(
   label: string,
@@ -155,6 +159,7 @@ async function burst(
     metadata: { name: t.namespace },
   });
   const before = await apiRequestCounts(rest);
+  const loadAverageAtStart = loadAverage1m();
   const cpuBefore = partyCpuMs(parties);
   const started = performance.now();
   let next = 0;
@@ -203,7 +208,8 @@ async function burst(
     missing,
     writes,
     objects: await objects(),
-    loadAverage: Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]),
+    loadAverage: loadAverage1m(),
+    loadAverageAtStart,
     cpuMsPerPod: Object.fromEntries(
       Object.entries(cpuAfter).map(([k, v]) => [k, fmt((v - cpuBefore[k]) / Math.max(1, t.attached.size))]),
     ),
@@ -217,7 +223,7 @@ async function burst(
         Object.entries(writes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v} ${k}`).join(", ")
       }); objects: ${
         Object.entries(result.objects).map(([k, v]) => `${v} ${k}`).join(", ")
-      }; load average ${result.loadAverage}; CPU per pod: ${
+      }; load average ${result.loadAverageAtStart} before, ${result.loadAverage} after; CPU per pod: ${
         Object.entries(result.cpuMsPerPod).map(([k, v]) => `${k} ${v} ms`).join(", ")
       }`,
   );
@@ -379,6 +385,7 @@ const peerFields = (key: string, r: ScaleResult, danm: ScaleResult) => ({
   [`${key}_objects`]: r.objects,
   [`${key}_cpu_ms_per_pod`]: r.cpuMsPerPod,
   [`${key}_load_average`]: r.loadAverage,
+  [`${key}_load_average_at_start`]: r.loadAverageAtStart,
   [`ratio_${key}`]: fmt(r.seconds / danm.seconds),
 });
 
@@ -422,6 +429,7 @@ try {
     danm_objects: danm.objects,
     danm_cpu_ms_per_pod: danm.cpuMsPerPod,
     danm_load_average: danm.loadAverage,
+    danm_load_average_at_start: danm.loadAverageAtStart,
     ...(go ? peerFields("danm_go", go, danm) : { danm_go: "not run (BENCH_SCALE_PEERS)" }),
     ...(mw ? peerFields("multus_whereabouts", mw, danm) : { multus_whereabouts: "not run (BENCH_SCALE_PEERS)" }),
   };
