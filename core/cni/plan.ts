@@ -2,9 +2,10 @@
 // network objects the selection resolved (core/podnetworks/selection.ts). No I/O here; add.ts executes the plans.
 //
 // DANM rules (danm-spec §4.4–§4.7, §4.9):
-// - NetworkType "" or "ipvlan" → the built-in IPVLAN; "macvlan" and "sriov" → delegates with generated configs;
-//   anything else → a static delegate configured by <cniDir>/<NetworkID>.conf (or, danm: .conflist); each backend
-//   plans its own part (core/cni/backends).
+// - NetworkType "" or "ipvlan" → the built-in IPVLAN; "macvlan" → the built-in MACVLAN (DANM: the macvlan plugin
+//   with a generated config); "sriov" → a delegate with a generated config; anything else → a static delegate
+//   configured by <cniDir>/<NetworkID>.conf (or, danm: .conflist); each backend plans its own part
+//   (core/cni/backends).
 // - The parent of ipvlan/macvlan: vx_<NetworkID> with vxlan, else <NetworkID>.<vlan> with vlan, else host_device.
 // - danm's IPAM reserves the addresses for ipvlan, macvlan and sriov always, and for static delegates when the
 //   pod asks for "none", or for an address on a network with the matching cidr/net6 (§4.6).

@@ -26,7 +26,7 @@ export class DryRunError extends Schema.TaggedError<DryRunError>()("DryRunError"
 export interface DryRunInterface {
   readonly name: string;
   readonly network: string;
-  /** ipvlan (built in), macvlan/sriov (generated delegate config), a static delegate type, or a NAD. */
+  /** ipvlan and macvlan (built in), sriov (generated delegate config), a static delegate type, or a NAD. */
   readonly backend: string;
   /** The host device a built-in or generated attachment hangs off. */
   readonly parent?: string;

@@ -1,6 +1,6 @@
 // The danm CNI end to end on the real apiserver and host network namespaces, driven like a runtime drives it: a
 // fake kubelet execs the thin `danm` client, which hands the request to the node daemon over its unix socket; the
-// daemon execs the reference plugins (macvlan, bridge, host-local) and fakeipam.
+// daemon creates the macvlan itself and execs the reference plugins (bridge, host-local) and fakeipam.
 import { Effect } from "effect";
 import { NetworkStatusAnnotation } from "../../../core/api/annotations.ts";
 import { DanmEpResource } from "../../../core/api/danm.ts";
@@ -69,7 +69,7 @@ async function failingAdd(
   return err.outcome.json as { msg: string; details: string };
 }
 
-/** The three networks of the acceptance test: generated macvlan, bridge+host-local conflist, bridge with danm IPAM. */
+/** The three networks of the acceptance test: built-in macvlan, bridge+host-local conflist, bridge with danm IPAM. */
 async function threeNetworks(n: CniNode) {
   const r = n.run;
   await parentNic(`mvp${r}`, `mvq${r}`);
@@ -126,7 +126,7 @@ async function threeNetworks(n: CniNode) {
 }
 
 Deno.test({
-  name: "three attachments (macvlan generated, bridge conflist + host-local, bridge + danm IPAM): names, addresses, " +
+  name: "three attachments (macvlan built in, bridge conflist + host-local, bridge + danm IPAM): names, addresses, " +
     "routes, rules, DanmEps; two pods ping over every network; DEL removes everything",
   ...sanitize,
   fn: async () => {
@@ -265,8 +265,8 @@ Deno.test({
 });
 
 Deno.test({
-  // The delegated attachments start alongside the reservation (tickets): the real fakeipam of the macvlan and bridge
-  // plugins gets the refusal, and the pod must end up as if nothing had started.
+  // The macvlan's reservation is refused before its interface is made (built in); the delegated attachments, started
+  // alongside their own reservations (tickets), are rolled back: the pod must end up as if nothing had started.
   name: "rollback: a static address another pod holds fails ADD naming it and its holder; nothing of the pod remains",
   ...sanitize,
   fn: async () => {

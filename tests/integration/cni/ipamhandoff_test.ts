@@ -7,7 +7,10 @@ import { type CniNode, ipJson, startCniNode } from "./support.ts";
 
 const sanitize = { sanitizeOps: false, sanitizeResources: false };
 
-/** A macvlan network (generated config) and a bridge `.conf` whose host-local IPAM danm replaces, both danm IPAM. */
+/**
+ * Two delegates with danm's IPAM: a macvlan `.conf` (the `macvlan` NetworkType is built in and runs no plugin) and a
+ * bridge `.conf` whose host-local IPAM danm replaces.
+ */
 async function danmIpamNetworks(n: CniNode) {
   const r = n.run;
   await run(["ip", "link", "add", `hop${r}`, "type", "veth", "peer", "name", `hoq${r}`]);
@@ -23,10 +26,14 @@ async function danmIpamNetworks(n: CniNode) {
       ipam: { type: "host-local", ranges: [[{ subnet: "10.233.99.0/24" }]], dataDir: `${n.tmp}/host-local` },
     }),
   );
+  await Deno.writeTextFile(
+    `${n.cniDir}/hm${r}.conf`,
+    JSON.stringify({ cniVersion: "1.0.0", name: `hm${r}`, type: "macvlan", master: `hop${r}`, mode: "bridge" }),
+  );
   const macvlan = await n.createNetwork("DanmNet", `hm-${r}`, {
     NetworkID: `hm${r}`,
-    NetworkType: "macvlan",
-    Options: { host_device: `hop${r}`, cidr: "10.233.1.0/24", net6: "fd00:233:1::/64" },
+    NetworkType: "macvlan-conf",
+    Options: { cidr: "10.233.1.0/24", net6: "fd00:233:1::/64" },
   });
   await n.createNetwork("DanmNet", `hb-${r}`, {
     NetworkID: `hob${r}`,

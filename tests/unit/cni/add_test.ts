@@ -14,6 +14,7 @@ import { eventually } from "../../harness/eventually.ts";
 import {
   cniDir,
   cniEnv,
+  createDelegatedNetwork,
   createNetwork,
   createPod,
   danmConf,
@@ -48,7 +49,7 @@ const recordedDelegate = (w: World, containerId: string) => {
   return record.attachments.find((a) => a.delegate)!.delegate!;
 };
 
-/** DanmNet `mv`: macvlan (generated config) on ens5 (MTU 9000) with danm's IPAM on 10.30.0.0/24. */
+/** DanmNet `mv`: macvlan (built in) on ens5 (MTU 9000) with danm's IPAM on 10.30.0.0/24. */
 const macvlanNetwork = (w: World) =>
   createNetwork(w, "DanmNet", "mv", {
     NetworkID: "mvnet",
@@ -233,7 +234,7 @@ Deno.test("ADD: two built-in IPVLAN attachments get DANM's names, addresses, rou
 const podLinks = (w: World, netns: string) =>
   inPod(w, netns, (p) => Effect.map(p.links(), (ls) => ls.map((l) => l.name)));
 
-Deno.test("ADD: generated macvlan config (master, bridge mode, parent MTU, fakeipam), exact delegate env, DEL", async () => {
+Deno.test("ADD: built-in macvlan (bridge mode on the parent, its MTU, danm's address, arp_notify), the macvlan plugin's result, no process; DEL", async () => {
   const w = await makeWorld();
   try {
     await macvlanNetwork(w);
@@ -241,43 +242,28 @@ Deno.test("ADD: generated macvlan config (master, bridge mode, parent MTU, fakei
     const sb = sandbox(w);
     const r = await w.call("danm", cniEnv("ADD", sb, pod), danmConf("0.4.0"));
     assertEquals(r.code, 0, r.stdout);
-    const adds = w.process.calls.filter((c) => c.argv[0] === "/opt/cni/bin/macvlan" && c.env.CNI_COMMAND === "ADD");
-    assertEquals(adds.length, 1);
-    const conf = JSON.parse(new TextDecoder().decode(adds[0].stdin));
-    // The delegate started while the reservation was being made: its fakeipam section holds a ticket, which the
-    // daemon answered with the reserved address; the sandbox record keeps the address itself for DEL and CHECK.
-    assertMatch(conf.ipam.ticket, /^[0-9a-f-]{36}$/);
-    assertEquals(conf, {
-      cniVersion: "0.4.0",
-      name: "mvnet",
-      type: "macvlan",
-      master: "ens5",
-      mode: "bridge",
-      mtu: 9000,
-      ipam: { type: "fakeipam", ticket: conf.ipam.ticket },
-    });
-    assertEquals(recordedDelegate(w, sb.containerId).plugins[0].ipam, {
-      type: "fakeipam",
-      ips: [{ ipcidr: "10.30.0.1/24", version: 4 }],
-    });
-    assertEquals(Object.keys(adds[0].env).sort(), [
-      "CNI_ARGS",
-      "CNI_COMMAND",
-      "CNI_CONTAINERID",
-      "CNI_IFNAME",
-      "CNI_NETNS",
-      "CNI_PATH",
-      "DANM_SOCKET",
-      "PATH",
+    assertEquals(w.process.calls.map((c) => c.argv[0]), [], "no plugin process");
+    const eth0 = await inPod(w, sb.netns, (p) => p.link("eth0"));
+    const ens5 = await w.run(w.netlink.host.link("ens5"));
+    assertEquals([eth0.kind, eth0.macvlan?.mode, eth0.mtu, eth0.parent, eth0.up], [
+      "macvlan",
+      "bridge",
+      9000,
+      ens5.index,
+      true,
     ]);
-    assertEquals(adds[0].env.CNI_IFNAME, "eth0");
-    assertEquals(adds[0].env.DANM_SOCKET, "/run/danm/danm.sock");
-    const result = r.json as { cniVersion: string; ips: Array<{ version: string; address: string }> };
-    assertEquals(result.cniVersion, "0.4.0");
-    assertEquals(result.ips, [{ version: "4", address: "10.30.0.1/24", interface: 0 }] as unknown as typeof result.ips);
-    const links = await inPod(w, sb.netns, (p) => p.links());
-    const eth0 = links.find((l) => l.name === "eth0")!;
-    assertEquals([eth0.kind, eth0.macvlan?.mode, eth0.mtu], ["macvlan", "bridge", 9000]);
+    assertEquals(await inPod(w, sb.netns, (p) => p.sysctl("net/ipv4/conf/eth0/arp_notify")), "1");
+    const v4 = await inPod(w, sb.netns, (p) => p.addresses({ link: "eth0", family: 4 }));
+    assertEquals(v4.map((a) => [a.cidr, a.broadcast]), [["10.30.0.1/24", "10.30.0.255"]], "with brd, as the plugin");
+    assertEquals(await inPod(w, sb.netns, (p) => p.sysctl("net/ipv6/conf/eth0/disable_ipv6")), "1", "DANM's sysctls");
+    // What the reference macvlan plugin answered with danm's address (its interface: name, MAC, sandbox; no MTU).
+    assertEquals(r.json, {
+      cniVersion: "0.4.0",
+      interfaces: [{ name: "eth0", mac: eth0.mac, sandbox: sb.netns }],
+      ips: [{ version: "4", address: "10.30.0.1/24", interface: 0 }],
+      routes: [],
+      dns: {},
+    });
     const [ep] = await endpointsOf(w);
     // DANM records a MAC only for device (VF) interfaces; network-status carries every interface's.
     assertEquals([ep.spec.NetworkType, ep.spec.Interface.Address, ep.spec.Interface.MacAddress], [
@@ -285,18 +271,42 @@ Deno.test("ADD: generated macvlan config (master, bridge mode, parent MTU, fakei
       "10.30.0.1/24",
       undefined,
     ]);
+    const record = JSON.parse(w.fs.files()[`/run/danm/sandboxes/${sb.containerId}.json`]);
+    assertEquals([record.attachments[0].backend, record.attachments[0].delegate], ["ipvlan", undefined]);
+    assertEquals(
+      (await w.call("danm", cniEnv("CHECK", sb, pod), { ...danmConf("0.4.0"), prevResult: r.json })).code,
+      0,
+    );
 
     const d = await w.call("danm", cniEnv("DEL", sb, pod), { ...danmConf("0.4.0"), prevResult: r.json });
     assertEquals(d.code, 0, d.stdout);
-    const dels = w.process.calls.filter((c) => c.argv[0] === "/opt/cni/bin/macvlan" && c.env.CNI_COMMAND === "DEL");
-    assertEquals(dels.length, 1);
-    assert(
-      JSON.parse(new TextDecoder().decode(dels[0].stdin)).prevResult !== undefined,
-      "the delegate's DEL gets its ADD result",
-    );
+    assertEquals(w.process.calls.length, 0, "DEL starts no process either");
     assertEquals(await podLinks(w, sb.netns), ["lo"]);
     assertEquals((await endpointsOf(w)).length, 0);
     assertEquals((await reservations(w)).length, 0);
+  } finally {
+    await w.dispose();
+  }
+});
+
+Deno.test("ADD: a built-in macvlan whose parent is missing fails naming it; nothing is left (link, DanmEp, reservation)", async () => {
+  const w = await makeWorld();
+  try {
+    // A host device this node lacks: no link can be made.
+    await createNetwork(w, "DanmNet", "mv", {
+      NetworkID: "mvnet",
+      NetworkType: "macvlan",
+      Options: { host_device: "ens9", cidr: "10.30.0.0/24" },
+    });
+    const pod = await createPod(w, "p2r", { "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]) });
+    const sb = sandbox(w);
+    const r = await w.call("danm", cniEnv("ADD", sb, pod), danmConf());
+    assert(r.code !== 0, r.stdout);
+    assertMatch(String((r.json as { details?: string }).details), /ens9/);
+    assertEquals(await podLinks(w, sb.netns), ["lo"]);
+    assertEquals((await endpointsOf(w)).length, 0);
+    assertEquals((await reservations(w)).length, 0);
+    assertEquals(Object.keys(w.fs.files()).filter((f) => f.includes(sb.containerId)), []);
   } finally {
     await w.dispose();
   }
@@ -323,14 +333,44 @@ Deno.test("ADD: a delegate starts while its addresses are being reserved, and ge
       if (inv.env.CNI_COMMAND === "ADD") delegateStarted = performance.now();
       return macvlan(inv);
     });
-    await macvlanNetwork(w);
+    await createDelegatedNetwork(w, { cniVersion: "0.4.0" });
     const pod = await createPod(w, "pipe", {
       "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]),
     });
     const sb = sandbox(w);
-    const r = await w.call("danm", cniEnv("ADD", sb, pod), danmConf());
+    const r = await w.call("danm", cniEnv("ADD", sb, pod), danmConf("0.4.0"));
     assertEquals(r.code, 0, r.stdout);
     assert(delegateStarted < blockWritten, "the delegate ran before the reservation was written");
+    const adds = w.process.calls.filter((c) => c.argv[0] === "/opt/cni/bin/macvlan" && c.env.CNI_COMMAND === "ADD");
+    assertEquals(adds.length, 1);
+    const conf = JSON.parse(new TextDecoder().decode(adds[0].stdin));
+    // Its fakeipam section holds a ticket, which the daemon answered with the reserved address; the sandbox record
+    // keeps the address itself for DEL and CHECK.
+    assertMatch(conf.ipam.ticket, /^[0-9a-f-]{36}$/);
+    assertEquals(conf, {
+      cniVersion: "0.4.0",
+      name: "mvnet",
+      type: "macvlan",
+      master: "ens5",
+      mode: "bridge",
+      ipam: { type: "fakeipam", ticket: conf.ipam.ticket },
+    });
+    assertEquals(recordedDelegate(w, sb.containerId).plugins[0].ipam, {
+      type: "fakeipam",
+      ips: [{ ipcidr: "10.30.0.1/24", version: 4 }],
+    });
+    assertEquals(Object.keys(adds[0].env).sort(), [
+      "CNI_ARGS",
+      "CNI_COMMAND",
+      "CNI_CONTAINERID",
+      "CNI_IFNAME",
+      "CNI_NETNS",
+      "CNI_PATH",
+      "DANM_SOCKET",
+      "PATH",
+    ]);
+    assertEquals(adds[0].env.CNI_IFNAME, "eth0");
+    assertEquals(adds[0].env.DANM_SOCKET, "/run/danm/danm.sock");
     const addresses = await inPod(
       w,
       sb.netns,
@@ -338,6 +378,15 @@ Deno.test("ADD: a delegate starts while its addresses are being reserved, and ge
     );
     assertEquals(addresses, ["10.30.0.1/24"]);
     assertEquals((r.json as { ips: Array<{ address: string }> }).ips.map((i) => i.address), ["10.30.0.1/24"]);
+    const d = await w.call("danm", cniEnv("DEL", sb, pod), { ...danmConf("0.4.0"), prevResult: r.json });
+    assertEquals(d.code, 0, d.stdout);
+    const dels = w.process.calls.filter((c) => c.argv[0] === "/opt/cni/bin/macvlan" && c.env.CNI_COMMAND === "DEL");
+    assertEquals(dels.length, 1);
+    assert(
+      JSON.parse(new TextDecoder().decode(dels[0].stdin)).prevResult !== undefined,
+      "the delegate's DEL gets its ADD result",
+    );
+    assertEquals(await podLinks(w, sb.netns), ["lo"]);
   } finally {
     await w.dispose();
   }
@@ -346,7 +395,7 @@ Deno.test("ADD: a delegate starts while its addresses are being reserved, and ge
 Deno.test("ADD: a reservation refused while its delegate runs fails the ADD naming the address; nothing is left", async () => {
   const w = await makeWorld();
   try {
-    await macvlanNetwork(w);
+    await createDelegatedNetwork(w);
     const holder = await createPod(w, "holder", {
       "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "10.30.0.7/24" }]),
     });

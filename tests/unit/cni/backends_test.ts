@@ -57,8 +57,8 @@ Deno.test("backend table: NetworkTypes (any case) name their backend; unnamed ty
     Object.entries(backendSpecs).filter(([, m]) => m.generated).map(([k]) => k),
     ["Ipvlan", "Macvlan", "Sriov"],
   );
-  // Only the built-in backend creates the interface itself; only SR-IOV takes a device from a pool.
-  assertEquals(Object.entries(backendSpecs).filter(([, m]) => m.builtIn).map(([k]) => k), ["Ipvlan"]);
+  // Only the built-in backends create the interface themselves; only SR-IOV takes a device from a pool.
+  assertEquals(Object.entries(backendSpecs).filter(([, m]) => m.builtIn).map(([k]) => k), ["Ipvlan", "Macvlan"]);
   assertEquals(
     (Object.keys(backendSpecs) as BackendKind[]).filter((k) =>
       backendSpecs[k].deviceResource({ _tag: k, resource: "r" } as never) !== undefined

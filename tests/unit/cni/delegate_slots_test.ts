@@ -5,16 +5,12 @@ import { Effect } from "effect";
 import { defaultNodeConfig } from "../../../core/cni/runtime.ts";
 import { assertEquals, assertMatch } from "../../harness/assert.ts";
 import { eventually } from "../../harness/eventually.ts";
-import { binDir, cniEnv, createNetwork, createPod, danmConf, makeWorld, sandbox, sleep } from "./fixture.ts";
+import { binDir, cniEnv, createDelegatedNetwork, createPod, danmConf, makeWorld, sandbox, sleep } from "./fixture.ts";
 
 Deno.test("delegate slots: 5 concurrent ADDs with 2 slots run at most 2 delegates at once, the rest wait, all succeed", async () => {
   const w = await makeWorld({ maxConcurrent: 8, maxDelegates: 2 });
   try {
-    await createNetwork(w, "DanmNet", "mv", {
-      NetworkID: "mvnet",
-      NetworkType: "macvlan",
-      Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
-    });
+    await createDelegatedNetwork(w);
     // The fake macvlan, held at its start until released, counting how many run at once.
     let release!: () => void;
     const released = new Promise<void>((r) => release = r);
@@ -33,7 +29,9 @@ Deno.test("delegate slots: 5 concurrent ADDs with 2 slots run at most 2 delegate
 
     const adds = [];
     for (let i = 0; i < 5; i++) {
-      const pod = await createPod(w, `p${i}`, { "danm.io/interfaces": JSON.stringify([{ network: "mv" }]) });
+      const pod = await createPod(w, `p${i}`, {
+        "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]),
+      });
       adds.push(w.call("danm", cniEnv("ADD", sandbox(w), pod), danmConf()));
     }
     await eventually(
@@ -63,11 +61,7 @@ Deno.test("delegate slots: 5 concurrent ADDs with 2 slots run at most 2 delegate
  */
 async function slotHeldByDel(options: { attachTimeoutMs: number; delegateWaitTimeoutMs: number }) {
   const w = await makeWorld({ maxDelegates: 1, ...options });
-  await createNetwork(w, "DanmNet", "mv", {
-    NetworkID: "mvnet",
-    NetworkType: "macvlan",
-    Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
-  });
+  await createDelegatedNetwork(w);
   let releaseDel!: () => void;
   const delReleased = new Promise<void>((r) => releaseDel = r);
   let delStarted = false;
@@ -81,7 +75,7 @@ async function slotHeldByDel(options: { attachTimeoutMs: number; delegateWaitTim
         return yield* macvlan(inv);
       }),
   );
-  const annotations = { "danm.io/interfaces": JSON.stringify([{ network: "mv" }]) };
+  const annotations = { "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]) };
   const podA = await createPod(w, "a", annotations), sbA = sandbox(w);
   assertEquals((await w.call("danm", cniEnv("ADD", sbA, podA), danmConf())).code, 0);
   const del = w.call("danm", cniEnv("DEL", sbA, podA), danmConf());

@@ -285,6 +285,30 @@ export async function createNetwork(
   return await Effect.runPromise(created);
 }
 
+/**
+ * DanmNet `mv`: a delegate — a static `<cniDir>/mvnet.conf` running the (fake) macvlan plugin on ens5 — with danm's
+ * IPAM on `options` (default 10.30.0.0/24) for pods that ask for an address. The tests of delegate mechanics use it:
+ * the `macvlan` NetworkType is built in and starts no process.
+ */
+export async function createDelegatedNetwork(
+  w: World,
+  { cniVersion = "1.0.0", options = { cidr: "10.30.0.0/24" } }: {
+    readonly cniVersion?: string;
+    readonly options?: NetworkSpec["Options"];
+  } = {},
+) {
+  w.fs.seed({
+    [`${cniDir}/mvnet.conf`]: JSON.stringify({
+      cniVersion,
+      name: "mvnet",
+      type: "macvlan",
+      master: "ens5",
+      mode: "bridge",
+    }),
+  });
+  return await createNetwork(w, "DanmNet", "mv", { NetworkID: "mvnet", NetworkType: "macvlan-conf", Options: options });
+}
+
 export async function createPod(
   w: World,
   name: string,

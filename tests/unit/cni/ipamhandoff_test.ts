@@ -5,7 +5,7 @@ import { staticForFakeIpam } from "../../../core/cni/attach/ipamhandoff.ts";
 import { ProcessNotFound } from "../../../core/ports/process.ts";
 import { layerMemoryFs, MemoryFileSystem } from "../../../adapters/fs/memory.ts";
 import { assertEquals, assertMatch } from "../../harness/assert.ts";
-import { binDir, cniEnv, createNetwork, createPod, danmConf, makeWorld, sandbox } from "./fixture.ts";
+import { binDir, cniEnv, createDelegatedNetwork, createPod, danmConf, makeWorld, sandbox } from "./fixture.ts";
 
 const fakeIpam = {
   type: "fakeipam",
@@ -67,11 +67,7 @@ Deno.test("ipam handoff: a delegate started before the reservation gets its addr
         return call(program, env, stdin);
       },
     });
-    await createNetwork(w, "DanmNet", "mv", {
-      NetworkID: "mvnet",
-      NetworkType: "macvlan",
-      Options: { host_device: "ens5", cidr: "10.30.0.0/24", net6: "2001:db8:30::/64" },
-    });
+    await createDelegatedNetwork(w, { options: { cidr: "10.30.0.0/24", net6: "2001:db8:30::/64" } });
     const pod = await createPod(w, "p", {
       "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic", ip6: "dynamic" }]),
     });
@@ -108,11 +104,7 @@ Deno.test("ipam handoff: the node daemon looks each plugin up in CNI_PATH once, 
         return exists(path);
       },
     });
-    await createNetwork(w, "DanmNet", "mv", {
-      NetworkID: "mvnet",
-      NetworkType: "macvlan",
-      Options: { host_device: "ens5", cidr: "10.31.0.0/24" },
-    });
+    await createDelegatedNetwork(w, { options: { cidr: "10.31.0.0/24" } });
     for (const name of ["p1", "p2", "p3"]) {
       const pod = await createPod(w, name, {
         "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]),
@@ -142,11 +134,7 @@ Deno.test("ipam handoff: a cached plugin path whose exec fails is looked up agai
       ...cniEnv("ADD", sandbox(w), pod),
       CNI_PATH: `${binDir}:${alt}`,
     });
-    await createNetwork(w, "DanmNet", "mv", {
-      NetworkID: "mvnet",
-      NetworkType: "macvlan",
-      Options: { host_device: "ens5", cidr: "10.32.0.0/24" },
-    });
+    await createDelegatedNetwork(w, { options: { cidr: "10.32.0.0/24" } });
     const annotations = { "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]) };
     assertEquals((await w.call("danm", env(await createPod(w, "p1", annotations)), danmConf("1.0.0"))).code, 0);
     // The plugin moves to the other CNI_PATH directory: exec of the cached path now fails as a missing binary does.

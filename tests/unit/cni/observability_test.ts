@@ -7,7 +7,17 @@ import { NetworkSetupFailed } from "../../../core/cni/add.ts";
 import { showAlloc } from "../../../core/ctl/commands.ts";
 import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
 import { eventually } from "../../harness/eventually.ts";
-import { cniDir, cniEnv, createNetwork, createPod, danmConf, getOutage, makeWorld, sandbox } from "./fixture.ts";
+import {
+  cniDir,
+  cniEnv,
+  createDelegatedNetwork,
+  createNetwork,
+  createPod,
+  danmConf,
+  getOutage,
+  makeWorld,
+  sandbox,
+} from "./fixture.ts";
 
 const mv = { network_kind: "DanmNet", network_namespace: "default", network: "mv" };
 
@@ -17,11 +27,7 @@ Deno.test("observability: metrics count ADDs by result, an Event names the faili
   try {
     w.fs.seed({ [`${cniDir}/broken.conf`]: JSON.stringify({ cniVersion: "1.0.0", name: "broken", type: "failing" }) });
     await createNetwork(w, "DanmNet", "bad", { NetworkID: "broken", NetworkType: "failing" });
-    await createNetwork(w, "DanmNet", "mv", {
-      NetworkID: "mvnet",
-      NetworkType: "macvlan",
-      Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
-    });
+    await createDelegatedNetwork(w);
     const good = [];
     for (const name of ["g1", "g2", "g3"]) {
       const pod = await createPod(w, name, {
@@ -45,7 +51,7 @@ Deno.test("observability: metrics count ADDs by result, an Event names the faili
     assertEquals(m.requests.count({ command: "DEL", result: "success" }), 1);
     assertEquals(m.ownTime.count({ command: "ADD", result: "success" }), 3);
     // mv's attachment worked in every pod (and was rolled back in the failing one); bad's failed both times.
-    assertEquals(m.attachments.count({ ...mv, backend: "macvlan", result: "success" }), 5);
+    assertEquals(m.attachments.count({ ...mv, backend: "static", result: "success" }), 5);
     assertEquals(
       m.attachments.count({
         network_kind: "DanmNet",

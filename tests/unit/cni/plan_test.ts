@@ -1,7 +1,8 @@
 // The pure planning rules of the danm CNI (danm-spec §4.4–§4.7) and delegate configuration handling.
 import { Effect } from "effect";
 import { parseDelegateConfig, withCniArgs, withIpam } from "../../../core/cni/attach/delegate.ts";
-import { macvlanConfig } from "../../../core/cni/backends/macvlan/mod.ts";
+import { broadcastOf } from "../../../core/cni/attach/configure.ts";
+import { requestedMac } from "../../../core/cni/backends/macvlan/create.ts";
 import { backendOf } from "../../../core/cni/backends/kinds.ts";
 import { fakeIpamSection, ruleSource } from "../../../core/cni/addresses.ts";
 import { parentDevice } from "../../../core/cni/plan.ts";
@@ -95,14 +96,25 @@ Deno.test("fakeipam goes where the IPAM is (else on the first plugin); cni-args 
     type: "b",
   }]);
   assertEquals(withCniArgs(chain, { k: "v" }).plugins[0], { type: "bridge", args: { cni: { k: "v" } } });
-  assertEquals(macvlanConfig({ networkId: "m", master: "vx_m", mtu: 1450, cniVersion: "0.3.1" }).plugins[0], {
-    cniVersion: "0.3.1",
-    name: "m",
-    type: "macvlan",
-    master: "vx_m",
-    mode: "bridge",
-    mtu: 1450,
-  });
+});
+
+Deno.test("built-in macvlan MAC: as the macvlan plugin took it (CNI_ARGS MAC=, overridden by cni-args mac)", async () => {
+  const mac = async (cniArgs: string, podArgs?: Record<string, unknown>) => {
+    const r = await Effect.runPromise(Effect.result(requestedMac(cniArgs, podArgs)));
+    return r._tag === "Success" ? r.success : `refused: ${r.failure.reason}`;
+  };
+  assertEquals(await mac("IgnoreUnknown=1;K8S_POD_NAME=p"), undefined);
+  assertEquals(await mac("IgnoreUnknown=1;MAC=0A-58-0A-00-00-05"), "0a:58:0a:00:00:05");
+  assertEquals(await mac("MAC=0a:58:0a:00:00:05", { mac: "02:00:00:00:00:07" }), "02:00:00:00:00:07");
+  assertEquals(await mac("", { mac: 7, other: "x" }), undefined);
+  assertEquals(await mac("", { mac: "02:00:00:00:00" }), 'refused: "02:00:00:00:00" is not a MAC address');
+});
+
+Deno.test("IPv4 broadcast address of a built-in macvlan's address: the subnet's last, none for /31, /32 and IPv6", () => {
+  assertEquals(
+    ["10.30.0.1/24", "10.30.0.5/30", "10.30.0.4/31", "10.30.0.4/32", "2001:db8::1/64", "bogus"].map(broadcastOf),
+    ["10.30.0.255", "10.30.0.7", undefined, undefined, undefined, undefined],
+  );
 });
 
 Deno.test("policy rule source: the interface's network", () => {

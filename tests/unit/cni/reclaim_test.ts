@@ -9,7 +9,17 @@ import { removeRecord } from "../../../core/cni/state.ts";
 import { layerMemoryFs } from "../../../adapters/fs/memory.ts";
 import { NetnsRef } from "../../../core/ports/netlink.ts";
 import { assertEquals } from "../../harness/assert.ts";
-import { cniEnv, createNetwork, createPod, danmConf, makeWorld, sandbox, sleep, type World } from "./fixture.ts";
+import {
+  cniEnv,
+  createDelegatedNetwork,
+  createNetwork,
+  createPod,
+  danmConf,
+  makeWorld,
+  sandbox,
+  sleep,
+  type World,
+} from "./fixture.ts";
 
 const endpoints = async (w: World) =>
   (await Effect.runPromise(w.kube.list(DanmEpResource, { namespace: "default" }))).items;
@@ -138,11 +148,7 @@ Deno.test("reclaim: DanmEps of a removed node whose pod is gone are deleted; a l
 Deno.test("reclaim: a sandbox known only from its DanmEps (record lost) runs its delegate's DEL from the node's plugin directory", async () => {
   const w = await makeWorld({ reclaimPeriodMs: 50, reclaimGraceSeconds: 0 });
   try {
-    await createNetwork(w, "DanmNet", "mv", {
-      NetworkID: "mvnet",
-      NetworkType: "macvlan",
-      Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
-    });
+    await createDelegatedNetwork(w);
     const pod = await createPod(w, "lost", {
       "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]),
     });
@@ -160,6 +166,33 @@ Deno.test("reclaim: a sandbox known only from its DanmEps (record lost) runs its
         ),
     );
     assertEquals(await links(w, sb.netns), ["lo"]);
+    await sleep(200);
+    assertEquals(records(w), [], "nothing left for a retry");
+  } finally {
+    await w.dispose();
+  }
+});
+
+Deno.test("reclaim: a built-in macvlan known only from its DanmEps (record lost) is deleted, no process started", async () => {
+  const w = await makeWorld({ reclaimPeriodMs: 50, reclaimGraceSeconds: 0 });
+  try {
+    await createNetwork(w, "DanmNet", "mv", {
+      NetworkID: "mvnet",
+      NetworkType: "macvlan",
+      Options: { host_device: "ens5", cidr: "10.30.0.0/24" },
+    });
+    const pod = await createPod(w, "lost", {
+      "danm.io/interfaces": JSON.stringify([{ network: "mv", ip: "dynamic" }]),
+    });
+    const sb = sandbox(w);
+    assertEquals((await w.call("danm", cniEnv("ADD", sb, pod), danmConf())).code, 0);
+    // The record is gone (a tmpfs emptied) and so is the pod, without a DEL: only the DanmEp tells.
+    await Effect.runPromise(Effect.provide(removeRecord("/run/danm/sandboxes", sb.containerId), layerMemoryFs(w.fs)));
+    await Effect.runPromise(w.kube.delete(PodResource, "lost", { namespace: "default", gracePeriodSeconds: 0 }));
+    await until("its DanmEp to go", async () => (await endpoints(w)).length === 0);
+    await until("its link to go", async () => (await links(w, sb.netns)).length === 1);
+    assertEquals(await links(w, sb.netns), ["lo"]);
+    assertEquals(w.process.calls, []);
     await sleep(200);
     assertEquals(records(w), [], "nothing left for a retry");
   } finally {

@@ -310,7 +310,7 @@ spec: { NetworkID: vf, NetworkType: sriov, Options: { device_pool: nokia.k8s.io/
   assert(two.error!.includes("node n1 has 1 free VF(s) of nokia.k8s.io/vf, the pod requests 2"), two.error);
 });
 
-Deno.test("sim: delegates with danm's IPAM (generated macvlan, a bridge .conf) get danm's addresses through fakeipam", async () => {
+Deno.test("sim: danm's IPAM addresses the built-in macvlan and a delegate (a bridge .conf, through fakeipam)", async () => {
   const o = await simulateYaml(`
 apiVersion: v1
 kind: Node

@@ -1,65 +1,32 @@
-// The MACVLAN backend at work: the macvlan plugin with the config danm generates — master = the network's parent,
-// MTU from the network or the parent (DANM: a fixed 1500).
+// The built-in MACVLAN backend at work: the interface made by create.ts, and the result the reference macvlan plugin
+// gave for it (the interface with its MAC and sandbox, no MTU; each address on it); a DEL without a record deletes
+// the link.
 import { Effect } from "effect";
-import { type DelegateChain, singlePluginChain, withIpam } from "../../attach/delegate.ts";
-import { findParent } from "../../attach/parent.ts";
-import { StepError } from "../../errors.ts";
-import { fakeIpamSection } from "../../addresses.ts";
-import { latestVersion } from "../../protocol.ts";
+import type { Result } from "../../protocol.ts";
 import type { Backend } from "../backend.ts";
-import { runDelegate } from "../common.ts";
+import { createMacvlan, requestedMac } from "./create.ts";
 import { type MacvlanPlan, macvlanSpec } from "./spec.ts";
-
-/** DANM's generated MACVLAN config, with the MTU from the network or the parent instead of a fixed 1500. */
-export function macvlanConfig(o: {
-  readonly networkId: string;
-  readonly master: string;
-  readonly mtu: number | undefined;
-  readonly cniVersion: string;
-}): DelegateChain {
-  return singlePluginChain("generated macvlan", {
-    cniVersion: o.cniVersion,
-    name: o.networkId,
-    type: "macvlan",
-    master: o.master,
-    mode: "bridge",
-    ...(o.mtu === undefined ? {} : { mtu: o.mtu }),
-  });
-}
 
 export const macvlan: Backend<MacvlanPlan> = {
   ...macvlanSpec,
-  create: (ctx, backend) =>
+  create: ({ add, plan, progress, invocation }, backend) =>
     Effect.gen(function* () {
-      if (!backend.parent) {
-        return yield* new StepError({
-          operation: "choose the macvlan master",
-          reason: "the network has neither host_device, vlan nor vxlan",
-        });
-      }
-      const parent = yield* findParent(ctx.add.host, backend.parent);
-      return yield* runDelegate(
-        ctx,
-        macvlanConfig({
-          networkId: backend.networkId,
-          master: backend.parent.name,
-          mtu: ctx.plan.mtu ?? parent.mtu,
-          cniVersion: ctx.add.conf.version,
-        }),
-      );
+      const out = yield* createMacvlan({
+        host: add.host,
+        pod: add.podNs,
+        podRef: add.podNsRef,
+        ifName: plan.ifName,
+        parent: backend.parent,
+        mtu: plan.mtu,
+        mac: yield* requestedMac(invocation.cniArgs, plan.cniArgs),
+        addresses: progress.addresses,
+      });
+      const result: Result = {
+        interfaces: [{ name: plan.ifName, ...(out.mac ? { mac: out.mac } : {}), sandbox: add.inv.netns }],
+        ips: progress.addresses.map((address) => ({ address, interface: 0 })),
+        routes: [],
+      };
+      return { result };
     }),
-  // The config ADD generated, with an empty fakeipam section (its DEL needs none of the addresses).
-  recover: (backend) =>
-    Effect.succeed({
-      backend: "delegate",
-      delegate: withIpam(
-        macvlanConfig({
-          networkId: backend.networkId,
-          master: backend.parent?.name ?? "",
-          mtu: undefined,
-          cniVersion: latestVersion,
-        }),
-        fakeIpamSection([]),
-      ),
-    }),
+  recover: () => Effect.succeed({ backend: "ipvlan" }),
 };

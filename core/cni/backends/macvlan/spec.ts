@@ -1,5 +1,5 @@
-// The MACVLAN backend (NetworkType "macvlan", danm-spec §4.4): the macvlan plugin as a delegate, with the config
-// danm generates on the network's parent.
+// The built-in MACVLAN backend (NetworkType "macvlan", danm-spec §4.4): danm creates the bridge-mode macvlan on the
+// network's parent itself, as the reference macvlan plugin did with the config DANM generated for it.
 import { type ParentDevice, parentOf } from "../../attach/parent.ts";
 import type { BackendSpec } from "../backend_spec.ts";
 import { devicesExclusive, noDevicePool } from "../validate.ts";
@@ -13,14 +13,14 @@ export interface MacvlanPlan {
 export const macvlanSpec: BackendSpec<MacvlanPlan> = {
   networkTypes: ["macvlan"],
   generated: true,
-  builtIn: false,
-  ticketed: true,
+  builtIn: true,
+  ticketed: false,
   endpointAfterInterface: false,
   plan: (spec) => ({ _tag: "Macvlan", parent: parentOf(spec), networkId: spec.NetworkID ?? "" }),
   validate: devicesExclusive,
   deviceResource: noDevicePool,
   describe: (backend) => ({
-    backend: "macvlan (generated config)",
+    backend: "macvlan (built in)",
     ...(backend.parent ? { parent: backend.parent.name } : {}),
   }),
 };
