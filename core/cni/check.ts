@@ -2,8 +2,10 @@
 // addresses and policy rules, every delegate's own CHECK passes (with the result it gave at ADD), and everything
 // the runtime's prevResult lists inside the pod exists. Any damage fails CHECK, naming what is missing.
 import { Effect } from "effect";
-import { Netlink, type NetnsHandle, NetnsRef } from "../ports/netlink.ts";
+import { type Link, Netlink, type NetnsHandle, NetnsRef } from "../ports/netlink.ts";
 import { chainCheck } from "./attach/delegate.ts";
+import { backendOf } from "./backends/kinds.ts";
+import { moduleOf } from "./backends/table.ts";
 import { cniError } from "./errors.ts";
 import { describeNetwork } from "./plan.ts";
 import { CniError, ErrorCode, type Invocation, type Result } from "./protocol.ts";
@@ -17,7 +19,15 @@ interface Expectation {
   /** A delegate may name its interface otherwise (or keep it in user space): then only its own CHECK counts. */
   readonly mustExist: boolean;
   readonly record?: AttachmentRecord;
+  /** What is wrong with the link a built-in backend made, if anything (its backend's `checkLink`). */
+  readonly checkLink?: (link: Link) => string | undefined;
 }
+
+/** The `checkLink` of the built-in backend of a recorded NetworkType, if it has one. */
+const builtInLinkCheck = (networkType: string) => {
+  const backend = moduleOf(backendOf({ NetworkType: networkType }));
+  return backend.checkLink ? (link: Link) => backend.checkLink?.(link) : undefined;
+};
 
 const sameAddress = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
 
@@ -25,7 +35,7 @@ const verifyInterface = (pod: NetnsHandle, e: Expectation) =>
   Effect.gen(function* () {
     const problems: string[] = [];
     const link = yield* pod.link(e.ifName).pipe(
-      Effect.map((l): { index: number; up: boolean } | undefined => l),
+      Effect.map((l): Link | undefined => l),
       Effect.catchTag("NetlinkNotFound", () => Effect.succeed(undefined)),
       Effect.catch((err) => Effect.sync(() => void problems.push(`reading ${e.ifName}: ${err.message}`))),
     );
@@ -34,6 +44,8 @@ const verifyInterface = (pod: NetnsHandle, e: Expectation) =>
       return problems;
     }
     if (!link.up) problems.push(`interface ${e.ifName} is down`);
+    const wrong = e.checkLink?.(link);
+    if (wrong) problems.push(`interface ${e.ifName} ${wrong}`);
     const present = yield* pod.addresses({ link: link.index }).pipe(Effect.orElseSucceed(() => []));
     for (const a of e.addresses) {
       if (!present.some((p) => sameAddress(p.cidr, a))) problems.push(`address ${a} is missing on ${e.ifName}`);
@@ -66,6 +78,7 @@ export const check = (inv: Invocation, prevResult: Result | undefined) =>
               addresses: a.addresses ?? [],
               mustExist: a.backend === "ipvlan" || a.ipam !== undefined,
               record: a,
+              ...(a.backend === "ipvlan" ? { checkLink: builtInLinkCheck(a.networkType) } : {}),
             });
           }
         } else {

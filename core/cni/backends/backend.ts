@@ -11,7 +11,7 @@
 import type { Effect } from "effect";
 import type { Pod } from "../../api/k8s.ts";
 import type { Fs } from "../../ports/filesystem.ts";
-import type { NetnsHandle, NetnsRef } from "../../ports/netlink.ts";
+import type { Link, NetnsHandle, NetnsRef } from "../../ports/netlink.ts";
 import type { PodDevices } from "../../ports/pod_devices.ts";
 import type { Process } from "../../ports/process.ts";
 import type { DelegateChain, Invocation as DelegateInvocation } from "../attach/delegate.ts";
@@ -85,4 +85,9 @@ export interface Backend<P extends { readonly _tag: BackendKind }> extends Backe
   create(ctx: AttachContext, backend: P): Effect.Effect<Created, StepError, BackendServices>;
   /** DEL of an attachment without a record: what can be undone (ADD's delegate config, built again). */
   recover(backend: P, cniDir: string): Effect.Effect<Recovered, never, BackendServices>;
+  /**
+   * CHECK of an interface the backend built in: what is wrong with the link, if anything ("is a veth, not a macvlan").
+   * Absent: its existence, state and addresses are all CHECK verifies.
+   */
+  readonly checkLink?: (link: Link) => string | undefined;
 }

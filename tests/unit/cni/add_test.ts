@@ -234,7 +234,7 @@ Deno.test("ADD: two built-in IPVLAN attachments get DANM's names, addresses, rou
 const podLinks = (w: World, netns: string) =>
   inPod(w, netns, (p) => Effect.map(p.links(), (ls) => ls.map((l) => l.name)));
 
-Deno.test("ADD: built-in macvlan (bridge mode on the parent, its MTU, danm's address, arp_notify), the macvlan plugin's result, no process; DEL", async () => {
+Deno.test("ADD: built-in macvlan (bridge mode on the parent, its MTU, danm's address, arp_notify), the macvlan plugin's result, no process; CHECK (its kind too), DEL", async () => {
   const w = await makeWorld();
   try {
     await macvlanNetwork(w);
@@ -273,9 +273,21 @@ Deno.test("ADD: built-in macvlan (bridge mode on the parent, its MTU, danm's add
     ]);
     const record = JSON.parse(w.fs.files()[`/run/danm/sandboxes/${sb.containerId}.json`]);
     assertEquals([record.attachments[0].backend, record.attachments[0].delegate], ["ipvlan", undefined]);
-    assertEquals(
-      (await w.call("danm", cniEnv("CHECK", sb, pod), { ...danmConf("0.4.0"), prevResult: r.json })).code,
-      0,
+    const check = () => w.call("danm", cniEnv("CHECK", sb, pod), { ...danmConf("0.4.0"), prevResult: r.json });
+    assertEquals((await check()).code, 0);
+    // As the macvlan plugin's CHECK did: an eth0 with the address that is not a bridge-mode macvlan fails CHECK.
+    await inPod(w, sb.netns, (p) =>
+      Effect.gen(function* () {
+        yield* p.deleteLink("eth0");
+        yield* p.createLink({ kind: "dummy", name: "eth0" });
+        yield* p.addAddress({ link: "eth0", cidr: "10.30.0.1/24" });
+        yield* p.setLink("eth0", { up: true });
+      }));
+    const damaged = await check();
+    assertEquals(damaged.code, 1);
+    assertMatch(
+      String((damaged.json as { details?: string }).details),
+      /interface eth0 is a dummy link, not a macvlan/,
     );
 
     const d = await w.call("danm", cniEnv("DEL", sb, pod), { ...danmConf("0.4.0"), prevResult: r.json });

@@ -1,6 +1,6 @@
 // The built-in MACVLAN backend at work: the interface made by create.ts, and the result the reference macvlan plugin
 // gave for it (the interface with its MAC and sandbox, no MTU; each address on it); a DEL without a record deletes
-// the link.
+// the link; CHECK also verifies its kind and mode, as the plugin's CHECK did.
 import { Effect } from "effect";
 import type { Result } from "../../protocol.ts";
 import type { Backend } from "../backend.ts";
@@ -29,4 +29,11 @@ export const macvlan: Backend<MacvlanPlan> = {
       return { result };
     }),
   recover: () => Effect.succeed({ backend: "ipvlan" }),
+  // What the macvlan plugin's own CHECK verified of the link when it was a delegate (its kind and mode).
+  checkLink: (link) =>
+    link.kind !== "macvlan"
+      ? `is a ${link.kind} link, not a macvlan`
+      : link.macvlan?.mode !== "bridge"
+      ? `is a macvlan in ${link.macvlan?.mode ?? "an unknown"} mode, not bridge`
+      : undefined,
 };
