@@ -26,6 +26,7 @@ import { startApiServer } from "../harness/apiserver.ts";
 import { isolated } from "../harness/isolate.ts";
 import { run } from "../harness/proc.ts";
 import { installDanmCrds } from "../integration/api/danm_crds.ts";
+import { type Rest, restClient } from "../integration/api/rest.ts";
 import { processCpuMs } from "./accounting.ts";
 import { danmGoIpam, type PeerIpamResult, type PeerLoad, whereaboutsIpam } from "./peers/ipam.ts";
 
@@ -123,6 +124,23 @@ async function drive(
 
 const duplicatesOf = (xs: string[]) => xs.length - new Set(xs).size;
 
+/**
+ * The apiserver's requests to etcd for IPBlocks by operation (etcd_requests_total). An update whose stored object the
+ * apiserver's watch cache has not caught up with yet is first tried against the stale copy, fails its resourceVersion
+ * check and reads the object from etcd again: "get" beside "update" counts those second tries (and the client's own
+ * re-reads after a lost race, `conflicts` + `lostCreates`).
+ */
+async function etcdIpBlockRequests(rest: Rest): Promise<Record<string, number>> {
+  const text = String((await rest.call("GET", "/metrics")).body);
+  const out: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("etcd_requests_total{") || !line.includes('resource="ipblocks"')) continue;
+    const operation = /operation="([^"]+)"/.exec(line)?.[1] ?? "?";
+    out[operation] = (out[operation] ?? 0) + Number(line.split(" ").pop());
+  }
+  return out;
+}
+
 // --- DANM scheme ------------------------------------------------------------------------------------------
 
 function bitmask(bits: number, set: number[]): string {
@@ -165,6 +183,7 @@ try {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(api.kubeconfigPath);
   await installDanmCrds(kc);
+  const rest = restClient(kc);
   const kubeLayer = () => layerLiveKube({ config: { _tag: "Kubeconfig", path: api.kubeconfigPath } }).pipe(Layer.orDie);
   const setup = <A, E>(e: Effect.Effect<A, E, Kube>) => Effect.runPromise(Effect.provide(e, kubeLayer()));
 
@@ -232,6 +251,8 @@ try {
     Object.entries(parties).map(([k, f]) => [k, Math.round(((f() - cpuBefore[k]) * 1000) / Math.max(1, allocations))]),
   );
   console.log(`allocator counters: ${JSON.stringify(totals)}`);
+  const etcdRequests = await etcdIpBlockRequests(rest);
+  console.log(`apiserver → etcd requests for IPBlocks: ${JSON.stringify(etcdRequests)}`);
   console.log(`CPU per allocation (µs, warm-up included): ${JSON.stringify(cpuUsPerAlloc)}`);
   const stored = await setup(Effect.gen(function* () {
     const kube = yield* Kube;
@@ -262,6 +283,8 @@ try {
       duplicates: duplicatesOf(danm.addresses) + duplicatesOf(stored),
       errors: danm.errors,
       cpu_us_per_alloc: cpuUsPerAlloc,
+      block_writes: totals.writes,
+      etcd_ipblock_requests: etcdRequests,
     }));
   } else {
     const baseline = await drive((_node, _seq) => danmAllocate("bench-danm-scheme"), () =>
@@ -330,6 +353,8 @@ try {
       baseline_duplicates: duplicatesOf(baseline.addresses),
       ratio: round(danmAllocs / baseAllocs),
       cpu_us_per_alloc: cpuUsPerAlloc,
+      block_writes: totals.writes,
+      etcd_ipblock_requests: etcdRequests,
       peer_requesters: peerLoad.requesters,
       whereabouts_allocs_per_s: round(whereabouts.allocsPerS),
       whereabouts_p50_ms: round(whereabouts.p50Ms),
