@@ -43,9 +43,11 @@ Deno.test("bench:ipam runs danm, the model, Whereabouts and DANM v4.3.0 on a sma
     "danm_go_allocs_per_s",
     "ratio_whereabouts",
     "ratio_danm_go",
+    "block_writes",
   ], detail);
   zero(json, ["duplicates", "errors", "whereabouts_duplicates", "whereabouts_errors", "danm_go_duplicates"], detail);
   assertEquals(json.whereabouts_allocations, 8, detail);
+  positive(json.etcd_ipblock_requests as Record<string, unknown>, ["create"], detail);
 });
 
 Deno.test("bench:cni runs danm, DANM v4.3.0 and Multus + Whereabouts on a few pods", async () => {
