@@ -3,18 +3,18 @@
 // runs with open traffic; failing that, the ADD fails (closed). Without a controller (danm without its node agent)
 // nothing is enforced here. The controller follows the pods this daemon set up through its sandbox records
 // (`localSandboxes`).
-import { Effect, Option, Schema } from "effect";
+import { Effect, Option } from "effect";
 import type { NetworkStatusEntry } from "../api/annotations.ts";
 import { isNetworkKind } from "../api/danm.ts";
 import type { Pod } from "../api/k8s.ts";
 import { NetpolController } from "../netpol/controller.ts";
 import { NadKind, networkKey, type WorldAttachment } from "../netpol/model.ts";
 import type { LocalSandbox } from "../netpol/world.ts";
-import { Fs } from "../ports/filesystem.ts";
+import type { Fs } from "../ports/filesystem.ts";
 import { formatIp, parseIp } from "../net/ip.ts";
 import { cniError } from "./errors.ts";
 import type { AttachmentPlan } from "./plan.ts";
-import { listRecords, SandboxRecord } from "./state.ts";
+import { decodeRecord, listRecords, readRecordText, type SandboxRecord } from "./state.ts";
 
 /** One interface as the policy engine sees it, or undefined for one it never looks at (a NAD primary interface). */
 function policyAttachment(
@@ -70,8 +70,6 @@ export function localSandbox(record: SandboxRecord): LocalSandbox {
   };
 }
 
-const decodeRecord = Schema.decodeUnknownOption(Schema.fromJsonString(SandboxRecord));
-
 /**
  * This node's pods as the CNI daemon recorded them in `stateDir`: every sandbox whose ADD finished (one still being
  * added is programmed by its ADD). Records are decoded again only when their text changed.
@@ -82,16 +80,15 @@ export const localSandboxes = (
 ): Effect.Effect<ReadonlyArray<LocalSandbox>, never, Fs> => {
   const decoded = new Map<string, { text: string; sandbox: LocalSandbox | undefined }>();
   return Effect.gen(function* () {
-    const fs = yield* Fs;
     const ids: ReadonlyArray<string> = yield* Effect.orElseSucceed(listRecords(stateDir), () => []);
     const out: LocalSandbox[] = [];
     for (const id of ids) {
-      const text = yield* Effect.orElseSucceed(fs.readText(`${stateDir}/${id}.json`), () => undefined);
+      const text = yield* Effect.orElseSucceed(readRecordText(stateDir, id), () => undefined);
       if (text === undefined) continue; // removed meanwhile (DEL)
       let hit = decoded.get(id);
       if (hit?.text !== text) {
         // An unreadable record is skipped (the daemon's own reads log it); a half-written one cannot exist (atomic).
-        const record = Option.getOrUndefined(decodeRecord(text));
+        const record = yield* Effect.orElseSucceed(decodeRecord(text), () => undefined);
         const usable = record !== undefined && record.phase === "ready" && record.node === node;
         decoded.set(id, hit = { text, sandbox: usable ? localSandbox(record) : undefined });
       }

@@ -75,18 +75,29 @@ export const writeRecord = (dir: string, record: SandboxRecord) =>
     );
   });
 
-/** The record, or undefined when there is none (or it is unreadable, which is logged). */
-export const readRecord = (dir: string, containerId: string) =>
+/** The record file's text, or undefined when there is none. */
+export const readRecordText = (dir: string, containerId: string) =>
   Effect.gen(function* () {
     const fs = yield* Fs;
-    const text = yield* fs.readText(pathOf(dir, containerId)).pipe(
+    return yield* fs.readText(pathOf(dir, containerId)).pipe(
       Effect.map((t): string | undefined => t),
       Effect.catchTag("FsNotFound", () => Effect.succeed(undefined)),
       Effect.mapError(stateError("read", containerId)),
     );
+  });
+
+/** A record file's text as a record; fails with why it is not one (not JSON, or not a record's shape). */
+export const decodeRecord = (text: string) =>
+  Effect.try({ try: (): unknown => JSON.parse(text), catch: (e) => String(e) }).pipe(
+    Effect.flatMap((json) => Schema.decodeUnknownEffect(SandboxRecord)(json)),
+  );
+
+/** The record, or undefined when there is none (or it is unreadable, which is logged). */
+export const readRecord = (dir: string, containerId: string) =>
+  Effect.gen(function* () {
+    const text = yield* readRecordText(dir, containerId);
     if (text === undefined) return undefined;
-    const decoded = yield* Effect.try({ try: (): unknown => JSON.parse(text), catch: (e) => String(e) }).pipe(
-      Effect.flatMap((json) => Schema.decodeUnknownEffect(SandboxRecord)(json)),
+    return yield* decodeRecord(text).pipe(
       Effect.map((r): SandboxRecord | undefined => r),
       Effect.catch((e) =>
         Effect.as(
@@ -95,7 +106,6 @@ export const readRecord = (dir: string, containerId: string) =>
         )
       ),
     );
-    return decoded;
   });
 
 export const removeRecord = (dir: string, containerId: string) =>
