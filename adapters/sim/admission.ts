@@ -81,7 +81,6 @@ const decide = (
     return d;
   });
 
-/** Admission hooks for MemoryApiServer that run `admission` exactly where the apiserver would call it. */
 /** An admitted object's warnings, by what admission said the object was. */
 export interface WarnedObject {
   readonly kind: string;
@@ -110,6 +109,7 @@ export function reportWarnings(
   });
 }
 
+/** Admission hooks for MemoryApiServer that run `admission` exactly where the apiserver would call it. */
 export function webhookHooks(
   admission: Admission,
   kube: Kube["Service"],

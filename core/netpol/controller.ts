@@ -3,12 +3,12 @@
 // Namespaces, DanmEps — the whole cluster's: peers on other nodes count) and every resync period it renders each
 // local pod's ruleset, applies the ones that differ from what it last applied — only the set elements that changed
 // when nothing else did (peer churn), else the whole table — and on resync also reads the kernel's table back and
-// reprograms a pod whose table someone changed. A new process has applied nothing yet, so its first
-// pass programs every local pod (and removes tables no policy asks for any more). The CNI ADD programs a new pod
-// through `programPod` before it reports success, so a pod never runs unpoliced. Which pods are local: the CNI
-// daemon's sandbox records (`sandboxes`: every pod it set up, NAD-only ones too) and this node's DanmEps. A pod's
-// table is only ever written under that pod's lock (core/concurrency/keyed_locks.ts): a pass and an ADD never interleave on one pod,
-// and an ADD never waits behind a pass over other pods.
+// reprograms a pod whose table someone changed. A new process has applied nothing yet, so its first pass programs
+// every local pod (and removes tables no policy asks for any more). The CNI ADD programs a new pod through
+// `programPod` before it reports success, so a pod never runs unpoliced. Which pods are local: the CNI daemon's
+// sandbox records (`sandboxes`: every pod it set up, NAD-only ones too) and this node's DanmEps. A pod's table is
+// only ever written under that pod's lock (core/concurrency/keyed_locks.ts): a pass and an ADD never interleave on
+// one pod, and an ADD never waits behind a pass over other pods.
 import { Cause, Clock, Context, Deferred, Duration, Effect, Layer, Queue, Scope, Semaphore, Stream } from "effect";
 import { DanmEpResource } from "../api/danm.ts";
 import { NamespaceResource, PodResource } from "../api/k8s.ts";
@@ -264,8 +264,9 @@ interface PassContext {
   /** The world the previous pass rendered from: a change pass re-renders only the pods the difference affects. */
   previous: PolicyWorld;
   /**
-   * A resync has read every local pod's netns. A local pod (netns) that appears after it was set up by this
-   * process's CNI ADD, which programs it (programPod): a fresh netns, so no table of ours to look for.
+   * Set once a resync has read every local pod's netns: a local pod (netns) that appears after that is a new
+   * sandbox (when the CNI daemon runs in this process, its ADD programmed it: programPod), a fresh netns with no
+   * table of ours to look for.
    */
   settled: boolean;
   readonly node: string;
