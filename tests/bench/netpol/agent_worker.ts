@@ -39,6 +39,17 @@ const scope = self as unknown as {
 };
 const post = (m: AgentMessage) => scope.postMessage(m);
 
+/** Runs a table operation and, once it succeeded, posts what `report` makes of when it ended and how long it took. */
+const timed = <E>(operation: Effect.Effect<void, E>, report: (at: number, nftMs: number) => AgentMessage) =>
+  Effect.suspend(() => {
+    const start = now();
+    return Effect.tap(operation, () =>
+      Effect.sync(() => {
+        const at = now();
+        post(report(at, at - start));
+      }));
+  });
+
 const observedTables = (patchWith: AgentStart["patchWith"]) =>
   Layer.effect(
     PolicyTables,
@@ -47,35 +58,16 @@ const observedTables = (patchWith: AgentStart["patchWith"]) =>
       return {
         ...live,
         apply: (netns: string, script: string) =>
-          Effect.suspend(() => {
-            const start = now();
-            return Effect.tap(
-              live.apply(netns, script),
-              () =>
-                Effect.sync(() =>
-                  post({ kind: "applied", netns, script, at: now(), nftMs: now() - start, patched: false })
-                ),
-            );
-          }),
+          timed(
+            live.apply(netns, script),
+            (at, nftMs) => ({ kind: "applied", netns, script, at, nftMs, patched: false }),
+          ),
         patch: (netns: string, patch: TablePatch) =>
-          Effect.suspend(() => {
-            const start = now();
-            return Effect.tap(
-              live.patch(netns, patch),
-              () =>
-                Effect.sync(() =>
-                  post({ kind: "applied", netns, script: patch.to, at: now(), nftMs: now() - start, patched: true })
-                ),
-            );
-          }),
-        remove: (netns: string) =>
-          Effect.suspend(() => {
-            const start = now();
-            return Effect.tap(
-              live.remove(netns),
-              () => Effect.sync(() => post({ kind: "removed", netns, at: now(), nftMs: now() - start })),
-            );
-          }),
+          timed(
+            live.patch(netns, patch),
+            (at, nftMs) => ({ kind: "applied", netns, script: patch.to, at, nftMs, patched: true }),
+          ),
+        remove: (netns: string) => timed(live.remove(netns), (at, nftMs) => ({ kind: "removed", netns, at, nftMs })),
       };
     }),
   ).pipe(Layer.provide(layerLiveProcess));

@@ -205,12 +205,30 @@ async function kernelTable(netnsName: string, pred: (listing: string | undefined
   }
 }
 
+/** Runs a test on a fresh setup; prints the agent's log when it fails and disposes of everything after. */
+async function withSetup(test: (t: Awaited<ReturnType<typeof setup>>) => Promise<void>): Promise<void> {
+  const t = await setup();
+  try {
+    await test(t);
+  } catch (e) {
+    console.error(await Deno.readTextFile(`${t.tmp}/agent.log`).catch(() => "(no agent log)"));
+    throw e;
+  } finally {
+    await t.dispose();
+  }
+}
+
+/** Prints the measured convergence times (`what`, ms to the kernel) and holds each to the bound. */
+function holdToBound(what: string, timings: Record<string, number>): void {
+  console.log(`${what}: ${JSON.stringify(timings)}`);
+  for (const [name, ms] of Object.entries(timings)) assert(ms < boundMs, `${name}: ${ms} ms`);
+}
+
 Deno.test({
   name: "netpol enforcement: default deny + allow rules on macvlan and bridge, v4/v6, TCP/UDP; changes; agent restart",
   ...sanitize,
-  fn: async () => {
-    const t = await setup();
-    try {
+  fn: () =>
+    withSetup(async (t) => {
       const { ns, k, kube } = t;
       await k(kube.create(
         MultiNetworkPolicyResource,
@@ -314,15 +332,8 @@ Deno.test({
       assertEquals(await listing(server), before, "the restarted agent programmed the same table again");
       assertEquals(await probeFrom(client.netnsName, flows(server)), expect(server, true), "after restart: client");
       assertEquals(await probeFrom(server.netnsName, flows(client)), expect(client, false), "after restart: server");
-      console.log(`netpol convergence (ms, to the kernel): ${JSON.stringify(timings)}`);
-      for (const [what, ms] of Object.entries(timings)) assert(ms < boundMs, `${what}: ${ms} ms`);
-    } catch (e) {
-      console.error(await Deno.readTextFile(`${t.tmp}/agent.log`).catch(() => "(no agent log)"));
-      throw e;
-    } finally {
-      await t.dispose();
-    }
-  },
+      holdToBound("netpol convergence (ms, to the kernel)", timings);
+    }),
 });
 
 /** The interface's IPv4 address in the pod's netns (NAD attachments have no DanmEp to read it from). */
@@ -339,9 +350,8 @@ Deno.test({
   name:
     "netpol enforcement: NAD-only pods are followed after their ADD and across an agent restart; eth0 never policed",
   ...sanitize,
-  fn: async () => {
-    const t = await setup();
-    try {
+  fn: () =>
+    withSetup(async (t) => {
       const { ns, k, kube, r } = t;
       await k(Effect.provideService(ensureCrd(nadCrd), Kube, kube));
       for (
@@ -436,13 +446,6 @@ Deno.test({
         [soloTargets[1]]: false, // mv: default deny
         [soloTargets[2]]: true, // br: no policy names it
       }, "peer → solo");
-      console.log(`netpol NAD-only pods (ms, to the kernel): ${JSON.stringify(timings)}`);
-      for (const [what, ms] of Object.entries(timings)) assert(ms < boundMs, `${what}: ${ms} ms`);
-    } catch (e) {
-      console.error(await Deno.readTextFile(`${t.tmp}/agent.log`).catch(() => "(no agent log)"));
-      throw e;
-    } finally {
-      await t.dispose();
-    }
-  },
+      holdToBound("netpol NAD-only pods (ms, to the kernel)", timings);
+    }),
 });
