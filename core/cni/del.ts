@@ -37,7 +37,10 @@ import {
 export interface TeardownItem {
   readonly ifName: string;
   readonly label: string;
-  /** "ipvlan": danm created the link and deletes it; "delegate": the delegate's DEL does; "unknown": delete if present. */
+  /**
+   * "ipvlan": danm built the link in (IPVLAN or MACVLAN; the record's value, state.ts) and deletes it; "delegate":
+   * the delegate's DEL does; "unknown": delete if present.
+   */
   readonly backend: "ipvlan" | "delegate" | "unknown";
   readonly delegate?: DelegateChain;
   readonly delegateResult?: unknown;

@@ -22,6 +22,8 @@ export const AttachmentRecord = Schema.Struct({
     uid: Schema.String,
   }),
   networkType: Schema.String,
+  // "ipvlan" = a link danm built in (IPVLAN or MACVLAN) and deletes itself: the value predates the built-in MACVLAN
+  // and stays, since records on disk (and older agents reading them) carry it.
   backend: Schema.Literals(["ipvlan", "delegate"]),
   /** The IPAM network danm reserved on (the owner is the pod UID + ifName + sandbox). */
   ipam: Schema.optionalKey(NetworkRef),

@@ -3,6 +3,7 @@ import { Effect } from "effect";
 import { parseDelegateConfig, withCniArgs, withIpam } from "../../../core/cni/attach/delegate.ts";
 import { broadcastOf } from "../../../core/cni/attach/configure.ts";
 import { requestedMac } from "../../../core/cni/backends/macvlan/create.ts";
+import { CniError, parseCniArgs } from "../../../core/cni/protocol.ts";
 import { backendOf } from "../../../core/cni/backends/kinds.ts";
 import { fakeIpamSection, ruleSource } from "../../../core/cni/addresses.ts";
 import { parentDevice } from "../../../core/cni/plan.ts";
@@ -100,7 +101,9 @@ Deno.test("fakeipam goes where the IPAM is (else on the first plugin); cni-args 
 
 Deno.test("built-in macvlan MAC: as the macvlan plugin took it (CNI_ARGS MAC=, overridden by cni-args mac)", async () => {
   const mac = async (cniArgs: string, podArgs?: Record<string, unknown>) => {
-    const r = await Effect.runPromise(Effect.result(requestedMac(cniArgs, podArgs)));
+    const args = parseCniArgs(cniArgs);
+    if (args instanceof CniError) throw new Error(`bad CNI_ARGS in the test: ${cniArgs}`);
+    const r = await Effect.runPromise(Effect.result(requestedMac(args, podArgs)));
     return r._tag === "Success" ? r.success : `refused: ${r.failure.reason}`;
   };
   assertEquals(await mac("IgnoreUnknown=1;K8S_POD_NAME=p"), undefined);

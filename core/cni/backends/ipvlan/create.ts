@@ -3,21 +3,14 @@
 // a move costs the kernel ~30 ms), MTU from the network or the parent, IPv4 and IPv6 (without DAD) addresses,
 // DANM's IPv6 sysctls, and a gratuitous ARP for the IPv4 address.
 import { Effect } from "effect";
-import type { NetnsHandle, NetnsRef } from "../../../ports/netlink.ts";
-import { step, StepError } from "../../errors.ts";
+import type { NetnsHandle } from "../../../ports/netlink.ts";
+import { step, type StepError } from "../../errors.ts";
 import { isV6 } from "../../addresses.ts";
 import { configureInterface } from "../../attach/configure.ts";
-import { findParent, type ParentDevice } from "../../attach/parent.ts";
+import { createOnParent, type SubLinkPlace } from "../../attach/parent.ts";
 
-export interface IpvlanInput {
-  readonly host: NetnsHandle;
+export interface IpvlanInput extends SubLinkPlace {
   readonly pod: NetnsHandle;
-  readonly podRef: NetnsRef;
-  readonly ifName: string;
-  /** The parent host interface (vx_<id>, <id>.<vlan> or host_device), checked to be the network's. */
-  readonly parent: ParentDevice | undefined;
-  /** The network's `mtu`; absent = the parent's. */
-  readonly mtu: number | undefined;
   /** Addresses with the network prefix. */
   readonly addresses: ReadonlyArray<string>;
 }
@@ -29,21 +22,7 @@ export interface IpvlanOutcome {
 
 export const createIpvlan = (i: IpvlanInput): Effect.Effect<IpvlanOutcome, StepError> =>
   Effect.gen(function* () {
-    if (!i.parent) {
-      return yield* new StepError({
-        operation: "choose the ipvlan parent",
-        reason: "the network has neither host_device, vlan nor vxlan",
-      });
-    }
-    const parent = yield* findParent(i.host, i.parent);
-    yield* i.host.createLink({
-      kind: "ipvlan",
-      name: i.ifName,
-      parent: parent.index,
-      mode: "l2",
-      netns: i.podRef,
-      ...(i.mtu !== undefined && i.mtu !== parent.mtu ? { mtu: i.mtu } : {}),
-    }).pipe(step(`create ipvlan ${i.ifName} on ${i.parent.name}`));
+    yield* createOnParent(i, { kind: "ipvlan", mode: "l2" });
     yield* configureInterface(i.pod, i.ifName, i.addresses);
     for (const a of i.addresses.filter((a) => !isV6(a))) {
       // Neighbours learn the new address at once; a lost announcement is harmless (DANM ignores errors too).

@@ -5,20 +5,13 @@
 // and its IPAM plugin). A MAC given as the plugin took one (`MAC=` in CNI_ARGS, `mac` in the pod's cni-args, the
 // latter winning) is set the same way.
 import { Effect } from "effect";
-import type { NetnsHandle, NetnsRef } from "../../../ports/netlink.ts";
+import type { NetnsHandle } from "../../../ports/netlink.ts";
 import { step, StepError } from "../../errors.ts";
 import { configureInterface } from "../../attach/configure.ts";
-import { findParent, type ParentDevice } from "../../attach/parent.ts";
+import { createOnParent, type SubLinkPlace } from "../../attach/parent.ts";
 
-export interface MacvlanInput {
-  readonly host: NetnsHandle;
+export interface MacvlanInput extends SubLinkPlace {
   readonly pod: NetnsHandle;
-  readonly podRef: NetnsRef;
-  readonly ifName: string;
-  /** The parent host interface (vx_<id>, <id>.<vlan> or host_device), checked to be the network's. */
-  readonly parent: ParentDevice | undefined;
-  /** The network's `mtu`; absent = the parent's. */
-  readonly mtu: number | undefined;
   /** Lower-case colon-separated; absent = the kernel's random one. */
   readonly mac: string | undefined;
   /** Addresses with the network prefix. */
@@ -36,11 +29,11 @@ const macPattern = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
  * cni-args (its `args.cni`). Written as the plugin accepts it (Go's net.ParseMAC: colons or dashes, any case).
  */
 export const requestedMac = (
-  cniArgs: string,
+  cniArgs: Readonly<Record<string, string>>,
   podCniArgs: Readonly<Record<string, unknown>> | undefined,
 ): Effect.Effect<string | undefined, StepError> =>
   Effect.gen(function* () {
-    const fromEnv = cniArgs.split(";").map((kv) => kv.split("=")).find(([k]) => k === "MAC")?.slice(1).join("=");
+    const fromEnv = cniArgs.MAC;
     const fromPod = typeof podCniArgs?.mac === "string" ? podCniArgs.mac : undefined;
     const given = fromPod || fromEnv;
     if (!given) return undefined;
@@ -53,22 +46,7 @@ export const requestedMac = (
 
 export const createMacvlan = (i: MacvlanInput): Effect.Effect<MacvlanOutcome, StepError> =>
   Effect.gen(function* () {
-    if (!i.parent) {
-      return yield* new StepError({
-        operation: "choose the macvlan master",
-        reason: "the network has neither host_device, vlan nor vxlan",
-      });
-    }
-    const parent = yield* findParent(i.host, i.parent);
-    yield* i.host.createLink({
-      kind: "macvlan",
-      name: i.ifName,
-      parent: parent.index,
-      mode: "bridge",
-      netns: i.podRef,
-      ...(i.mtu !== undefined && i.mtu !== parent.mtu ? { mtu: i.mtu } : {}),
-      ...(i.mac ? { mac: i.mac } : {}),
-    }).pipe(step(`create macvlan ${i.ifName} on ${i.parent.name}`));
+    yield* createOnParent(i, { kind: "macvlan", mode: "bridge", ...(i.mac ? { mac: i.mac } : {}) });
     // As the plugin: announce the address when the link comes up; it ignores a failure too.
     yield* i.pod.setSysctl(`net/ipv4/conf/${i.ifName}/arp_notify`, "1").pipe(
       Effect.catch((e) => Effect.logDebug(`arp_notify on ${i.ifName}: ${e.message}`)),

@@ -9,7 +9,7 @@ import { type MacvlanPlan, macvlanSpec } from "./spec.ts";
 
 export const macvlan: Backend<MacvlanPlan> = {
   ...macvlanSpec,
-  create: ({ add, plan, progress, invocation }, backend) =>
+  create: ({ add, plan, progress }, backend) =>
     Effect.gen(function* () {
       const out = yield* createMacvlan({
         host: add.host,
@@ -18,7 +18,7 @@ export const macvlan: Backend<MacvlanPlan> = {
         ifName: plan.ifName,
         parent: backend.parent,
         mtu: plan.mtu,
-        mac: yield* requestedMac(invocation.cniArgs, plan.cniArgs),
+        mac: yield* requestedMac(add.inv.args, plan.cniArgs),
         addresses: progress.addresses,
       });
       const result: Result = {
