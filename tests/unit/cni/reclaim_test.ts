@@ -145,6 +145,13 @@ Deno.test("reclaim: DanmEps of a removed node whose pod is gone are deleted; a l
   }
 });
 
+/** The sandbox's record is gone (a tmpfs emptied) and so is the pod, without a DEL: only its DanmEps tell; reclaim. */
+const loseRecordAndPod = async (w: World, containerId: string, pod: string) => {
+  await Effect.runPromise(Effect.provide(removeRecord("/run/danm/sandboxes", containerId), layerMemoryFs(w.fs)));
+  await Effect.runPromise(w.kube.delete(PodResource, pod, { namespace: "default", gracePeriodSeconds: 0 }));
+  await until("its DanmEp to go", async () => (await endpoints(w)).length === 0);
+};
+
 Deno.test("reclaim: a sandbox known only from its DanmEps (record lost) runs its delegate's DEL from the node's plugin directory", async () => {
   const w = await makeWorld({ reclaimPeriodMs: 50, reclaimGraceSeconds: 0 });
   try {
@@ -154,10 +161,7 @@ Deno.test("reclaim: a sandbox known only from its DanmEps (record lost) runs its
     });
     const sb = sandbox(w);
     assertEquals((await w.call("danm", cniEnv("ADD", sb, pod), danmConf())).code, 0);
-    // The record is gone (a tmpfs emptied) and so is the pod, without a DEL: only the DanmEp tells.
-    await Effect.runPromise(Effect.provide(removeRecord("/run/danm/sandboxes", sb.containerId), layerMemoryFs(w.fs)));
-    await Effect.runPromise(w.kube.delete(PodResource, "lost", { namespace: "default", gracePeriodSeconds: 0 }));
-    await until("its DanmEp to go", async () => (await endpoints(w)).length === 0);
+    await loseRecordAndPod(w, sb.containerId, "lost");
     await until(
       "the delegate's DEL",
       () =>
@@ -186,10 +190,7 @@ Deno.test("reclaim: a built-in macvlan known only from its DanmEps (record lost)
     });
     const sb = sandbox(w);
     assertEquals((await w.call("danm", cniEnv("ADD", sb, pod), danmConf())).code, 0);
-    // The record is gone (a tmpfs emptied) and so is the pod, without a DEL: only the DanmEp tells.
-    await Effect.runPromise(Effect.provide(removeRecord("/run/danm/sandboxes", sb.containerId), layerMemoryFs(w.fs)));
-    await Effect.runPromise(w.kube.delete(PodResource, "lost", { namespace: "default", gracePeriodSeconds: 0 }));
-    await until("its DanmEp to go", async () => (await endpoints(w)).length === 0);
+    await loseRecordAndPod(w, sb.containerId, "lost");
     await until("its link to go", async () => (await links(w, sb.netns)).length === 1);
     assertEquals(await links(w, sb.netns), ["lo"]);
     assertEquals(w.process.calls, []);
